@@ -1,0 +1,1 @@
+"""The AchieveApex API side: models, query encoding and the HTTP client."""

@@ -1,0 +1,205 @@
+"""Typed models of the AchieveApex API's records.
+
+Tolerant where the API is loose (unknown fields are ignored, most fields may be
+null) and strict where correctness depends on it: ids must be positive
+integers and timestamps must be ISO 8601 instants.  A record that fails is
+reported as :class:`~apexcal.errors.InvalidRecord` with its id, so one bad
+record never stops a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from apexcal.errors import InvalidRecord
+
+PositiveId = Annotated[int, Field(strict=True, gt=0)]
+
+
+def parse_timestamp(value: object) -> datetime:
+    """Parse an API timestamp (``2025-03-28T09:30:15.391Z``) into an aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from exc
+    else:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {value!r}")
+    return dt.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """Format an instant the way the API does: millisecond precision, ``Z`` suffix."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class GeoPoint(_Record):
+    """``location_geocoded``: a point and, when known, its address."""
+
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    address: str | None = None
+
+
+class UserRef(_Record):
+    """A joined user (``created_by_user``, ``assigned_to_user``)."""
+
+    id: int
+    full_name: str | None = None
+    email: str | None = None
+
+
+class DealRef(_Record):
+    id: int
+    name: str | None = None
+    stage: str | None = None
+
+
+class ContactRef(_Record):
+    id: int
+    full_name: str | None = None
+    email: str | None = None
+
+
+class CompanyRef(_Record):
+    id: int
+    name: str | None = None
+    website: str | None = None
+
+
+class _Timestamped(_Record):
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+    @field_validator("created_at", "updated_at", mode="before")
+    @classmethod
+    def _instant(cls, value: object) -> datetime:
+        return parse_timestamp(value)
+
+    @field_validator("deleted_at", mode="before")
+    @classmethod
+    def _optional_instant(cls, value: object) -> datetime | None:
+        return None if value is None else parse_timestamp(value)
+
+
+class Activity(_Timestamped):
+    """A CRM activity: a call, meeting, task or any custom type."""
+
+    id: PositiveId
+    organization_id: PositiveId
+    created_by_user_id: int | None = None
+    assigned_to_user_id: int | None = None
+    subject: str | None = None
+    note: str | None = None
+    public_description: str | None = None
+    location: str | None = None
+    location_geocoded: GeoPoint | None = None
+    start_date: date | None = None
+    start_time: time | None = None
+    end_date: date | None = None
+    end_time: time | None = None
+    duration: int | None = Field(default=None, ge=0)
+    deal_id: int | None = None
+    contact_id: int | None = None
+    company_id: int | None = None
+    activity_type: str | None = None
+    done: bool = False
+    created_by_user: UserRef | None = None
+    assigned_to_user: UserRef | None = None
+    deal: DealRef | None = None
+    contact: ContactRef | None = None
+    company: CompanyRef | None = None
+
+    @field_validator("done", mode="before")
+    @classmethod
+    def _null_done(cls, value: object) -> object:
+        return False if value is None else value
+
+    @field_validator("location_geocoded", mode="before")
+    @classmethod
+    def _loose_geocode(cls, value: object) -> object:
+        # A geocode without both coordinates carries no point: treat as absent.
+        if isinstance(value, Mapping) and (value.get("lat") is None or value.get("lng") is None):
+            return None
+        return value
+
+    def content_hash(self) -> str:
+        """A stable hash of everything the activity says (joined objects included)."""
+        return _hash(self.model_dump(mode="json"))
+
+
+class ActivityType(_Timestamped):
+    """A (possibly custom) activity type of an organization."""
+
+    id: PositiveId
+    organization_id: PositiveId
+    name: str
+    color: str | None = None
+    icon_key: str | None = None
+    activities_count: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The lowercase key activities use in ``activity_type`` (``Customer Training`` → ``customer_training``)."""
+        return type_key(self.name)
+
+    def content_hash(self) -> str:
+        """A stable hash of the type (``activities_count`` excluded: it is not content)."""
+        return _hash(self.model_dump(mode="json", exclude={"activities_count"}))
+
+
+def type_key(name: str) -> str:
+    """The ``activity_type`` key for a type's display name."""
+    return "_".join(name.strip().lower().replace("-", " ").split())
+
+
+def _hash(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _record_id(raw: object) -> object:
+    return raw.get("id") if isinstance(raw, Mapping) else None
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(record)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_activity(raw: object) -> Activity:
+    """Validate one activity record, or raise :class:`InvalidRecord` naming its id."""
+    try:
+        return Activity.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidRecord("activity", _record_id(raw), _reason(exc)) from None
+
+
+def parse_activity_type(raw: object) -> ActivityType:
+    """Validate one activity type record, or raise :class:`InvalidRecord` naming its id."""
+    try:
+        return ActivityType.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidRecord("activity type", _record_id(raw), _reason(exc)) from None

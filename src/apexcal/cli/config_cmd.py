@@ -1,0 +1,1 @@
+"""`apexcal config` (not built yet)."""

@@ -1,0 +1,1 @@
+"""`apexcal db` (not built yet)."""

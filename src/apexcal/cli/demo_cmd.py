@@ -1,0 +1,1 @@
+"""`apexcal demo` (not built yet)."""

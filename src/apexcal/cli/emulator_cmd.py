@@ -1,0 +1,1 @@
+"""`apexcal emulator` (not built yet)."""

@@ -1,0 +1,1 @@
+"""`apexcal export` (not built yet)."""

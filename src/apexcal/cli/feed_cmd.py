@@ -1,0 +1,1 @@
+"""`apexcal feed` (not built yet)."""

@@ -1,0 +1,1 @@
+"""`apexcal run` (not built yet)."""

@@ -1,0 +1,1 @@
+"""`apexcal status` (not built yet)."""

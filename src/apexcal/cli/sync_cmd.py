@@ -1,0 +1,1 @@
+"""`apexcal sync` (not built yet)."""
