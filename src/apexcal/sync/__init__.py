@@ -1,0 +1,1 @@
+"""Synchronisation of CRM activities to calendar targets: planning, sinks and the cycle engine."""
