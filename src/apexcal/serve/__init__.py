@@ -1,0 +1,18 @@
+"""The feed server: secret feed URLs with HTTP caching, health and metrics."""
+
+from __future__ import annotations
+
+from apexcal.serve.app import FeedTokenLookup, ServedFeed, create_app
+from apexcal.serve.health import HealthSnapshot, HealthSource, health_report
+from apexcal.serve.runner import make_server, serve_in_thread
+
+__all__ = [
+    "FeedTokenLookup",
+    "HealthSnapshot",
+    "HealthSource",
+    "ServedFeed",
+    "create_app",
+    "health_report",
+    "make_server",
+    "serve_in_thread",
+]

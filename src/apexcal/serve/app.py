@@ -1,0 +1,234 @@
+"""The feed server: secret feed URLs with HTTP caching, ``/healthz``, ``/metrics``.
+
+``GET``/``HEAD /feeds/<token>/<name>.ics`` serves a feed file named in the
+configured mapping; the request path is only ever used to *look up* a name,
+never to build a file path.  Anything not well formed, an unknown or revoked
+token, and a token bound to another feed all get the same 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from apexcal.feedtokens import hash_token
+from apexcal.metrics import Metrics
+from apexcal.serve.conditional import http_date, none_match, not_modified_since, wants_gzip
+from apexcal.serve.files import FeedFileCache, FeedVersion
+from apexcal.serve.health import HealthSource, health_report
+
+log = structlog.get_logger("apexcal.serve")
+
+MAX_PATH_BYTES = 512
+DEFAULT_MAX_AGE = 300
+ALLOWED_METHODS = "GET, HEAD"
+
+# The whole raw path, before any percent-decoding: no '%', no '//', no dots
+# outside the name, which may not start with a dot or contain '..'.
+_FEED_PATH = re.compile(r"/feeds/(?P<token>[A-Za-z0-9_-]{22,128})/(?P<name>[A-Za-z0-9_-][A-Za-z0-9._-]{0,199})\.ics")
+
+ROBOTS_TXT = "User-agent: *\nAllow: /feeds/\nDisallow: /\n"
+
+# Compared against when a token is unknown, so that both miss paths do the
+# same constant-time comparison.
+_NO_FEED = "\x00no-feed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServedFeed:
+    """A feed file the server may serve, with its client cache lifetime in seconds."""
+
+    path: Path
+    max_age: int = DEFAULT_MAX_AGE
+
+
+class FeedTokenLookup(Protocol):
+    """Resolves a token hash to the feed it is bound to (the state store, in the daemon)."""
+
+    def feed_for_token_hash(self, token_hash: str) -> str | None:
+        """The feed name of a non-revoked token with this SHA-256 hex hash, else ``None``."""
+        ...
+
+
+FeedsSource = Callable[[], Mapping[str, Path | ServedFeed]]
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not Found", status_code=404, headers={"Cache-Control": "no-store"})
+
+
+def _method_not_allowed() -> Response:
+    return PlainTextResponse(
+        "Method Not Allowed", status_code=405, headers={"Allow": ALLOWED_METHODS}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Found:
+    name: str
+    version: FeedVersion | None
+    max_age: int
+
+
+class FeedEndpoint:
+    """The ASGI endpoint under ``/feeds/``."""
+
+    def __init__(
+        self, *, feeds: FeedsSource, tokens: FeedTokenLookup, metrics: Metrics | None
+    ) -> None:
+        self._feeds = feeds
+        self._tokens = tokens
+        self._metrics = metrics
+        self._cache = FeedFileCache()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        feed, response = await self._respond(request)
+        if self._metrics is not None:
+            self._metrics.feed_request(feed, response.status_code)
+        log.debug("feed.request", feed=feed, method=request.method, status=response.status_code)
+        await response(scope, receive, send)
+
+    def _resolve(self, token: str, name: str) -> _Found | None:
+        """The feed for ``token``/``name`` or ``None``; blocking (store, disk)."""
+        bound = self._tokens.feed_for_token_hash(hash_token(token))
+        same = hmac.compare_digest(
+            (bound if bound is not None else _NO_FEED).encode(), name.encode()
+        )
+        if bound is None or not same:
+            return None
+        entry = self._feeds().get(name)
+        if entry is None:
+            return None
+        served = entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
+        return _Found(name=name, version=self._cache.load(served.path), max_age=served.max_age)
+
+    async def _respond(self, request: Request) -> tuple[str, Response]:
+        raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
+        if len(raw) > MAX_PATH_BYTES:
+            return "-", _not_found()
+        match = _FEED_PATH.fullmatch(raw.decode("latin-1"))
+        if match is None or ".." in match["name"] or request.scope["path"] != match[0]:
+            return "-", _not_found()
+        if request.method not in ("GET", "HEAD"):
+            return "-", _method_not_allowed()
+        found = await run_in_threadpool(self._resolve, match["token"], match["name"])
+        if found is None:
+            return "-", _not_found()
+        if found.version is None:
+            return found.name, PlainTextResponse(
+                "feed not built yet", status_code=503, headers={"Retry-After": "60"}
+            )
+        return found.name, await run_in_threadpool(
+            _feed_response, request, found.name, found.version, found.max_age
+        )
+
+
+def _feed_response(request: Request, name: str, version: FeedVersion, max_age: int) -> Response:
+    """The 200 or 304 answer for one feed version (may compress: run in a thread)."""
+    use_gzip = wants_gzip(request.headers.get("accept-encoding"))
+    etag = version.gzip_etag if use_gzip else version.etag
+    headers = {
+        "Cache-Control": f"private, max-age={max_age}",
+        "Last-Modified": http_date(version.last_modified),
+        "Vary": "Accept-Encoding",
+    }
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        # Either variant's tag proves the client holds this content; answer
+        # with the tag it holds so its cache freshens the right entry.
+        matched = none_match(if_none_match, (etag, version.etag, version.gzip_etag))
+        if matched is not None:
+            return Response(status_code=304, headers={**headers, "ETag": matched})
+    else:
+        if_modified_since = request.headers.get("if-modified-since")
+        if if_modified_since is not None and not_modified_since(
+            if_modified_since, version.last_modified
+        ):
+            return Response(status_code=304, headers={**headers, "ETag": etag})
+    body = version.gzip_body() if use_gzip else version.body
+    headers.update(
+        {
+            "ETag": etag,
+            "Content-Type": "text/calendar; charset=utf-8",
+            "Content-Disposition": f'inline; filename="{name}.ics"',
+            "Content-Length": str(len(body)),
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    if use_gzip:
+        headers["Content-Encoding"] = "gzip"
+    if request.method == "HEAD":
+        return Response(content=b"", status_code=200, headers=headers)
+    return Response(content=body, status_code=200, headers=headers)
+
+
+def create_app(
+    *,
+    feeds: FeedsSource,
+    tokens: FeedTokenLookup,
+    health: HealthSource,
+    metrics_registry: CollectorRegistry,
+    metrics: Metrics | None = None,
+) -> Starlette:
+    """The feed server application.
+
+    ``feeds`` is called on every feed request and maps feed names (per-user
+    feeds included, e.g. ``team-46``) to their files, optionally with a cache
+    lifetime (:class:`ServedFeed`).  ``tokens`` resolves token hashes,
+    ``health`` feeds ``/healthz``, ``metrics_registry`` is exposed on
+    ``/metrics``; when ``metrics`` is given, feed requests are counted in it.
+    """
+
+    async def healthz(request: Request) -> Response:
+        snapshot = await run_in_threadpool(health.snapshot)
+        healthy, document = health_report(snapshot)
+        return JSONResponse(
+            document,
+            status_code=200 if healthy else 503,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def metrics_endpoint(request: Request) -> Response:
+        body = await run_in_threadpool(generate_latest, metrics_registry)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def robots(request: Request) -> Response:
+        return PlainTextResponse(ROBOTS_TXT)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            return PlainTextResponse(
+                "Method Not Allowed", status_code=405, headers=dict(exc.headers or {})
+            )
+        return _not_found()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/robots.txt", robots, methods=["GET"]),
+            Route(
+                "/feeds/{rest:path}",
+                FeedEndpoint(feeds=feeds, tokens=tokens, metrics=metrics),
+            ),
+        ],
+        exception_handlers={404: http_error, 405: http_error},
+    )
+    # "/healthz/" is another path, not a redirect to one.
+    app.router.redirect_slashes = False
+    return app

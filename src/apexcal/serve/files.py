@@ -1,0 +1,114 @@
+"""Feed files read once per version and kept in memory, with their ETags and gzip bodies.
+
+Feed files are replaced atomically (temp file + rename), so a file opened once
+is one complete version for as long as the descriptor is open.  Each request
+opens the configured path once and uses that same descriptor for ``fstat`` and
+for reading, so the identity (inode, size, mtime) that keys the cache always
+describes the very bytes cached under it.  A version is read whole once; the
+gzip body is compressed once, on first demand.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def body_etag(body: bytes) -> str:
+    """The strong ETag of ``body``: a quoted SHA-256 prefix (128 bits)."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def gzip_etag(plain_etag: str) -> str:
+    """The ETag of the gzip variant of the body tagged ``plain_etag``."""
+    return plain_etag[:-1] + '-gz"'
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileIdentity:
+    """What identifies one version of a file on disk."""
+
+    path: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(kw_only=True)
+class FeedVersion:
+    """One version of a feed file: its bytes, tags and modification time."""
+
+    identity: FileIdentity
+    body: bytes
+    etag: str
+    last_modified: datetime
+    _gzip: bytes | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def gzip_etag(self) -> str:
+        """The ETag of the gzip variant."""
+        return gzip_etag(self.etag)
+
+    def gzip_body(self) -> bytes:
+        """The gzip-compressed body, compressed once (deterministic: no timestamp)."""
+        with self._lock:
+            if self._gzip is None:
+                self._gzip = gzip.compress(self.body, compresslevel=6, mtime=0)
+            return self._gzip
+
+
+class FeedFileCache:
+    """The current version of each served feed file, refreshed when the file changes."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, FeedVersion] = {}
+        self._lock = threading.Lock()
+
+    def load(self, path: Path) -> FeedVersion | None:
+        """The current version of the file at ``path``, or ``None`` when it does not exist.
+
+        Blocking (disk I/O): call it from a worker thread.
+        """
+        key = str(path)
+        try:
+            fd = os.open(key, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            identity = FileIdentity(
+                path=key,
+                device=st.st_dev,
+                inode=st.st_ino,
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+            )
+            with self._lock:
+                cached = self._versions.get(key)
+            if cached is not None and cached.identity == identity:
+                return cached
+            body = handle.read()
+        # The size cannot change under an open descriptor of a file that is only
+        # ever replaced by rename; if it did (an in-place writer), the stat no
+        # longer describes these bytes, so key the version by what was read.
+        if len(body) != identity.size:
+            identity = FileIdentity(
+                path=key, device=identity.device, inode=identity.inode,
+                size=len(body), mtime_ns=-1,
+            )
+        version = FeedVersion(
+            identity=identity,
+            body=body,
+            etag=body_etag(body),
+            last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
+        )
+        with self._lock:
+            self._versions[key] = version
+        return version
