@@ -1,0 +1,607 @@
+"""The feed server over real HTTP: uvicorn on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from apexcal.feedtokens import feed_path, hash_token, new_token
+from apexcal.metrics import Metrics
+from apexcal.serve import HealthSnapshot, ServedFeed, create_app, serve_in_thread
+
+TEAM_BODY = (
+    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//apexcal//test//EN\r\n"
+    + b"BEGIN:VEVENT\r\nUID:apexcal-1-1@example.com\r\nSUMMARY:Call \xc3\xa9t\xc3\xa9\r\n"
+    + b"DTSTART:20260101T090000Z\r\nDTSTAMP:20260101T000000Z\r\nEND:VEVENT\r\n" * 40
+    + b"END:VCALENDAR\r\n"
+)
+USER_BODY = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//apexcal//test//EN\r\nEND:VCALENDAR\r\n"
+SECRET_BODY = b"not a feed: must never be served\n"
+MTIME = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+@dataclass
+class TokenTable:
+    """Token hashes bound to feed names, as the state store keeps them."""
+
+    bound: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def issue(self, feed: str) -> str:
+        token = new_token()
+        with self.lock:
+            self.bound[hash_token(token)] = feed
+        return token
+
+    def revoke(self, token: str) -> None:
+        with self.lock:
+            del self.bound[hash_token(token)]
+
+    def feed_for_token_hash(self, token_hash: str) -> str | None:
+        with self.lock:
+            return self.bound.get(token_hash)
+
+
+@dataclass
+class SettableHealth:
+    """A health source whose last-success times a test sets."""
+
+    snap: HealthSnapshot
+
+    def snapshot(self) -> HealthSnapshot:
+        return self.snap
+
+
+@dataclass
+class Server:
+    base: str
+    feed_dir: Path
+    tokens: TokenTable
+    health: SettableHealth
+    metrics: Metrics
+    feeds: dict[str, Path | ServedFeed]
+
+    def url(self, token: str, name: str) -> str:
+        return self.base + feed_path(token, name)
+
+
+def _write(path: Path, body: bytes, mtime: datetime = MTIME) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(body)
+    os.utime(tmp, (mtime.timestamp(), mtime.timestamp()))
+    tmp.replace(path)
+
+
+def _healthy(now: datetime) -> HealthSnapshot:
+    return HealthSnapshot(
+        now=now,
+        stale_after=timedelta(minutes=15),
+        started_at=now - timedelta(hours=1),
+        feeds={"team": now - timedelta(minutes=1)},
+        targets={"jane": now - timedelta(minutes=2)},
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    feed_dir = tmp_path_factory.mktemp("feeds")
+    _write(feed_dir / "team.ics", TEAM_BODY)
+    _write(feed_dir / "team-46.ics", USER_BODY)
+    (feed_dir / "secret.ics").write_bytes(SECRET_BODY)
+    feeds: dict[str, Path | ServedFeed] = {
+        "team": ServedFeed(path=feed_dir / "team.ics", max_age=3600),
+        "team-46": feed_dir / "team-46.ics",
+        "unbuilt": feed_dir / "unbuilt.ics",
+    }
+    tokens = TokenTable()
+    health = SettableHealth(_healthy(datetime.now(UTC)))
+    metrics = Metrics()
+    app = create_app(
+        feeds=lambda: feeds,
+        tokens=tokens,
+        health=health,
+        metrics_registry=metrics.registry,
+        metrics=metrics,
+    )
+    with serve_in_thread(app) as base:
+        yield Server(base, feed_dir, tokens, health, metrics, feeds)
+
+
+@pytest.fixture(scope="module")
+def team_token(server: Server) -> str:
+    return server.tokens.issue("team")
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    # httpx would send Accept and Accept-Encoding by default: start from none.
+    with httpx.Client(base_url=server.base, headers={}, timeout=10) as c:
+        c.headers.clear()
+        yield c
+
+
+def raw_request(
+    base: str, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Send ``path`` byte for byte (no normalisation, no default headers but Host)."""
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for key, value in (headers or {}).items():
+            conn.putheader(key, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
+def sha_etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+class TestFeedResponse:
+    def test_get_serves_the_file_with_calendar_headers(self, server: Server, team_token: str) -> None:
+        """A valid token and name return the exact file with calendar and cache headers."""
+        status, headers, body = raw_request(server.base, "GET", feed_path(team_token, "team"))
+        assert status == 200
+        assert body == TEAM_BODY
+        assert headers["Content-Type"] == "text/calendar; charset=utf-8"
+        assert headers["Content-Disposition"] == 'inline; filename="team.ics"'
+        assert headers["ETag"] == sha_etag(TEAM_BODY)
+        assert headers["Last-Modified"] == format_datetime(MTIME, usegmt=True)
+        assert headers["Cache-Control"] == "private, max-age=3600"
+        assert headers["Vary"] == "Accept-Encoding"
+        assert int(headers["Content-Length"]) == len(TEAM_BODY)
+        assert "Content-Encoding" not in headers
+
+    def test_request_without_any_accept_header_gets_the_feed(self, server: Server, team_token: str) -> None:
+        """Google's fetcher sends no Accept header at all; it still gets a 200."""
+        status, _, body = raw_request(server.base, "GET", feed_path(team_token, "team"))
+        assert status == 200
+        assert body == TEAM_BODY
+
+    @pytest.mark.parametrize("accept", ["text/calendar", "*/*", "text/calendar, */*;q=0.1"])
+    def test_usual_accept_headers_get_the_feed(self, server: Server, team_token: str, accept: str) -> None:
+        """Accept values calendar clients send are all answered with the feed."""
+        status, _, body = raw_request(
+            server.base, "GET", feed_path(team_token, "team"), {"Accept": accept}
+        )
+        assert (status, body) == (200, TEAM_BODY)
+
+    def test_default_cache_lifetime_is_five_minutes(self, server: Server) -> None:
+        """A feed given as a bare path is cacheable for 300 seconds."""
+        token = server.tokens.issue("team-46")
+        status, headers, body = raw_request(server.base, "GET", feed_path(token, "team-46"))
+        assert (status, body) == (200, USER_BODY)
+        assert headers["Cache-Control"] == "private, max-age=300"
+
+    def test_head_returns_get_headers_without_body(self, client: httpx.Client, server: Server, team_token: str) -> None:
+        """HEAD answers with GET's headers, including its Content-Length, and no body."""
+        path = feed_path(team_token, "team")
+        got = client.get(path)
+        head = client.head(path)
+        assert head.status_code == 200
+        assert head.content == b""
+        for name in ("etag", "last-modified", "content-type", "content-length", "cache-control"):
+            assert head.headers[name] == got.headers[name]
+        assert int(head.headers["content-length"]) == len(TEAM_BODY)
+
+    def test_feed_not_built_yet_is_503(self, server: Server) -> None:
+        """A configured feed whose file does not exist yet answers 503 with Retry-After."""
+        token = server.tokens.issue("unbuilt")
+        status, headers, _ = raw_request(server.base, "GET", feed_path(token, "unbuilt"))
+        assert status == 503
+        assert headers["Retry-After"]
+
+
+class TestConditionalRequests:
+    @pytest.mark.parametrize(
+        "if_none_match",
+        [
+            "{etag}",
+            "W/{etag}",
+            '"other", {etag}',
+            "*",
+        ],
+    )
+    def test_matching_if_none_match_is_304(self, server: Server, team_token: str, if_none_match: str) -> None:
+        """The current ETag (alone, weak, in a list, or ``*``) gets 304 without a body."""
+        value = if_none_match.format(etag=sha_etag(TEAM_BODY))
+        status, headers, body = raw_request(
+            server.base, "GET", feed_path(team_token, "team"), {"If-None-Match": value}
+        )
+        assert status == 304
+        assert body == b""
+        assert headers["ETag"] == sha_etag(TEAM_BODY)
+        assert headers["Cache-Control"] == "private, max-age=3600"
+
+    def test_other_etag_is_200(self, server: Server, team_token: str) -> None:
+        """An If-None-Match naming another version gets the full body."""
+        status, _, body = raw_request(
+            server.base, "GET", feed_path(team_token, "team"), {"If-None-Match": '"0123", W/"x"'}
+        )
+        assert (status, body) == (200, TEAM_BODY)
+
+    @pytest.mark.parametrize(
+        ("since", "expected"),
+        [
+            (MTIME, 304),
+            (MTIME + timedelta(days=1), 304),
+            (MTIME - timedelta(seconds=1), 200),
+            (MTIME - timedelta(days=400), 200),
+        ],
+    )
+    def test_if_modified_since_is_compared_as_a_date(
+        self, server: Server, team_token: str, since: datetime, expected: int
+    ) -> None:
+        """An equal or newer date gets 304; an older date gets 200."""
+        status, _, _ = raw_request(
+            server.base,
+            "GET",
+            feed_path(team_token, "team"),
+            {"If-Modified-Since": format_datetime(since, usegmt=True)},
+        )
+        assert status == expected
+
+    def test_obsolete_date_formats_are_understood(self, server: Server, team_token: str) -> None:
+        """The RFC 850 date form of the modification time still gets 304."""
+        status, _, _ = raw_request(
+            server.base,
+            "GET",
+            feed_path(team_token, "team"),
+            {"If-Modified-Since": MTIME.strftime("%A, %d-%b-%y %H:%M:%S GMT")},
+        )
+        assert status == 304
+
+    def test_unparsable_date_is_ignored(self, server: Server, team_token: str) -> None:
+        """If-Modified-Since that is not a date is ignored (200)."""
+        status, _, _ = raw_request(
+            server.base, "GET", feed_path(team_token, "team"), {"If-Modified-Since": "yesterday"}
+        )
+        assert status == 200
+
+    def test_if_none_match_takes_precedence_over_dates(self, server: Server, team_token: str) -> None:
+        """With a non-matching If-None-Match, a newer If-Modified-Since does not give 304."""
+        status, _, _ = raw_request(
+            server.base,
+            "GET",
+            feed_path(team_token, "team"),
+            {
+                "If-None-Match": '"stale"',
+                "If-Modified-Since": format_datetime(MTIME + timedelta(days=1), usegmt=True),
+            },
+        )
+        assert status == 200
+
+    def test_head_honours_conditions(self, client: httpx.Client, team_token: str) -> None:
+        """A conditional HEAD gets the same 304 as a conditional GET."""
+        r = client.head(feed_path(team_token, "team"), headers={"If-None-Match": sha_etag(TEAM_BODY)})
+        assert r.status_code == 304
+
+
+class TestGzip:
+    def test_gzip_body_decompresses_to_the_plain_body(self, client: httpx.Client, team_token: str) -> None:
+        """With Accept-Encoding: gzip the body is gzip, with its own ETag, and inflates to the file."""
+        r = client.get(feed_path(team_token, "team"), headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.headers["vary"] == "Accept-Encoding"
+        assert r.content == TEAM_BODY  # httpx inflates
+        assert r.headers["etag"] not in (sha_etag(TEAM_BODY), "")
+        assert int(r.headers["content-length"]) < len(TEAM_BODY)
+
+    def test_gzip_body_is_stable(self, server: Server, team_token: str) -> None:
+        """Two gzip responses of one version are byte-identical, as a strong ETag promises."""
+        path = feed_path(team_token, "team")
+        one = raw_request(server.base, "GET", path, {"Accept-Encoding": "gzip"})
+        two = raw_request(server.base, "GET", path, {"Accept-Encoding": "gzip"})
+        assert one[2] == two[2]
+        assert gzip.decompress(one[2]) == TEAM_BODY
+        assert one[1]["ETag"] == two[1]["ETag"]
+
+    def test_gzip_etag_gets_304(self, server: Server, team_token: str) -> None:
+        """The gzip variant's ETag is recognised in If-None-Match."""
+        path = feed_path(team_token, "team")
+        _, headers, _ = raw_request(server.base, "GET", path, {"Accept-Encoding": "gzip"})
+        status, again, body = raw_request(
+            server.base, "GET", path, {"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]}
+        )
+        assert (status, body) == (304, b"")
+        assert again["ETag"] == headers["ETag"]
+
+    @pytest.mark.parametrize("accept_encoding", ["gzip;q=0", "identity", "br", "*;q=0, identity"])
+    def test_gzip_refused_gets_identity(self, server: Server, team_token: str, accept_encoding: str) -> None:
+        """q=0 or no gzip in Accept-Encoding gets the plain body."""
+        status, headers, body = raw_request(
+            server.base, "GET", feed_path(team_token, "team"), {"Accept-Encoding": accept_encoding}
+        )
+        assert (status, body) == (200, TEAM_BODY)
+        assert "Content-Encoding" not in headers
+
+    def test_gzip_head_has_gzip_length(self, server: Server, team_token: str) -> None:
+        """HEAD with gzip reports the compressed length."""
+        path = feed_path(team_token, "team")
+        _, get_headers, body = raw_request(server.base, "GET", path, {"Accept-Encoding": "gzip"})
+        status, head_headers, head_body = raw_request(server.base, "HEAD", path, {"Accept-Encoding": "gzip"})
+        assert (status, head_body) == (200, b"")
+        assert head_headers["Content-Length"] == str(len(body)) == get_headers["Content-Length"]
+
+
+class TestTokens:
+    def test_unknown_token_and_wrong_name_get_identical_404(self, server: Server, team_token: str) -> None:
+        """An unknown token and a known token with another feed's name look the same."""
+        unknown = raw_request(server.base, "GET", feed_path(new_token(), "team"))
+        wrong_name = raw_request(server.base, "GET", feed_path(team_token, "team-46"))
+        not_configured = raw_request(server.base, "GET", feed_path(team_token, "other"))
+        for status, headers, body in (unknown, wrong_name, not_configured):
+            assert status == 404
+            assert body == unknown[2]
+            assert headers["Content-Type"] == unknown[1]["Content-Type"]
+            assert headers["Content-Length"] == unknown[1]["Content-Length"]
+
+    def test_file_beside_the_feeds_is_not_served(self, server: Server, team_token: str) -> None:
+        """A file in the feed directory that is not in the mapping is never served."""
+        status, _, body = raw_request(server.base, "GET", feed_path(team_token, "secret"))
+        assert status == 404
+        assert SECRET_BODY not in body
+
+    def test_revoked_token_gets_404(self, server: Server) -> None:
+        """A token stops working once revoked."""
+        token = server.tokens.issue("team")
+        assert raw_request(server.base, "GET", feed_path(token, "team"))[0] == 200
+        server.tokens.revoke(token)
+        assert raw_request(server.base, "GET", feed_path(token, "team"))[0] == 404
+
+    def test_rotation_replaces_old_tokens(self, server: Server) -> None:
+        """After rotation the old URL is 404 and the new one works."""
+        old = server.tokens.issue("team-46")
+        server.tokens.revoke(old)
+        new = server.tokens.issue("team-46")
+        assert raw_request(server.base, "GET", feed_path(old, "team-46"))[0] == 404
+        assert raw_request(server.base, "GET", feed_path(new, "team-46"))[0] == 200
+
+    def test_several_tokens_per_feed(self, server: Server, team_token: str) -> None:
+        """Each device's token serves the same feed."""
+        phone = server.tokens.issue("team")
+        for token in (team_token, phone):
+            assert raw_request(server.base, "GET", feed_path(token, "team"))[2] == TEAM_BODY
+
+
+class TestHostilePaths:
+    @pytest.mark.parametrize(
+        "template",
+        [
+            "/feeds/{t}/../../../etc/passwd",
+            "/feeds/{t}/../secret.ics",
+            "/feeds/{t}/%2e%2e/secret.ics",
+            "/feeds/{t}/%2E%2E%2Fsecret.ics",
+            "/feeds/{t}%2Fteam.ics",
+            "/feeds/{t}/team%2Eics",
+            "/feeds/{t}/te%61m.ics",
+            "/feeds/{t}//team.ics",
+            "/feeds/{t}/team.ics/",
+            "/feeds/{t}/team.ics/..",
+            "/feeds/{t}/..ics",
+            "/feeds/{t}/.team.ics",
+            "/feeds/{t}/a..b.ics",
+            "/feeds/{t}/team",
+            "/feeds/{t}/team.ics%00",
+            "/feeds/{t}/%2Fetc%2Fpasswd",
+            "/feeds/{t}/team.ICS",
+            "/feeds/../feeds/{t}/team.ics",
+            "/feeds/./{t}/team.ics",
+            "/feeds/{t}/",
+            "/feeds/",
+            "/feeds",
+            "/etc/passwd",
+            "//etc/passwd",
+            "/{t}/team.ics",
+        ],
+    )
+    def test_traversal_and_malformed_paths_are_404(self, server: Server, team_token: str, template: str) -> None:
+        """Raw traversal attempts and malformed feed paths get 404 and no file contents."""
+        status, _, body = raw_request(server.base, "GET", template.format(t=team_token))
+        assert status == 404
+        assert body == b"Not Found"
+
+    def test_absolute_form_target_is_not_served(self, server: Server, team_token: str) -> None:
+        """An absolute-form request target pointing at a feed is not a feed path."""
+        status, _, _ = raw_request(server.base, "GET", server.url(team_token, "team"))
+        assert status == 404
+
+    @pytest.mark.parametrize("extra", [1, 4000])
+    def test_over_long_paths_are_404(self, server: Server, team_token: str, extra: int) -> None:
+        """A path over 512 bytes is refused even when it is otherwise well formed."""
+        name = "t" * (512 - len(feed_path(team_token, "")) + extra)
+        server.feeds[name] = server.feed_dir / "team.ics"
+        token = server.tokens.issue(name)
+        path = feed_path(token, name)
+        assert len(path) > 512
+        assert raw_request(server.base, "GET", path)[0] == 404
+
+    def test_query_string_is_ignored(self, server: Server, team_token: str) -> None:
+        """Cache-busting query strings do not change the answer."""
+        status, _, body = raw_request(server.base, "GET", feed_path(team_token, "team") + "?x=1")
+        assert (status, body) == (200, TEAM_BODY)
+
+
+class TestMethods:
+    @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "PROPFIND", "MKCALENDAR", "OPTIONS"])
+    def test_odd_methods_on_feeds_are_405(self, server: Server, team_token: str, method: str) -> None:
+        """Anything but GET and HEAD on a feed URL is 405 with Allow: GET, HEAD."""
+        status, headers, _ = raw_request(server.base, method, feed_path(team_token, "team"))
+        assert status == 405
+        assert headers["Allow"] == "GET, HEAD"
+
+    def test_odd_method_on_unknown_path_is_404(self, server: Server) -> None:
+        """An odd method on a path that is no feed URL is simply 404."""
+        assert raw_request(server.base, "PROPFIND", "/feeds/x/../y")[0] == 404
+
+
+class TestConcurrentRegeneration:
+    def test_readers_never_see_a_partial_body(self, tmp_path: Path) -> None:
+        """While a writer replaces the file in a loop, every body read is one complete version with its ETag."""
+        # Distinct sizes per version, so a torn read could never pass as a whole one.
+        versions = [
+            b"BEGIN:VCALENDAR\r\n" + (b"X-VERSION:%d\r\n" % i) * (200 + 37 * i) + b"END:VCALENDAR\r\n"
+            for i in range(6)
+        ]
+        path = tmp_path / "live.ics"
+        path.write_bytes(versions[0])
+        tokens = TokenTable()
+        token = tokens.issue("live")
+        metrics = Metrics()
+        app = create_app(
+            feeds=lambda: {"live": path},
+            tokens=tokens,
+            health=SettableHealth(_healthy(datetime.now(UTC))),
+            metrics_registry=metrics.registry,
+        )
+        stop = threading.Event()
+        writes = 0
+
+        def writer() -> None:
+            nonlocal writes
+            i = 0
+            while not stop.is_set():
+                i += 1
+                tmp = tmp_path / f".live.{i}.tmp"
+                with open(tmp, "wb") as handle:
+                    data = versions[i % len(versions)]
+                    # Two writes, so a reader of the temp file would see half of it.
+                    handle.write(data[: len(data) // 2])
+                    handle.flush()
+                    handle.write(data[len(data) // 2 :])
+                os.replace(tmp, path)
+                writes += 1
+
+        seen: set[bytes] = set()
+        problems: list[str] = []
+        with serve_in_thread(app) as base:
+            writer_thread = threading.Thread(target=writer)
+            writer_thread.start()
+
+            def reader() -> None:
+                with httpx.Client(base_url=base, timeout=10) as c:
+                    for n in range(60):
+                        r = c.get(
+                            feed_path(token, "live"),
+                            headers={"Accept-Encoding": "gzip" if n % 2 else "identity"},
+                        )
+                        if r.status_code != 200 or r.content not in versions:
+                            problems.append(f"status {r.status_code}, {len(r.content)} bytes")
+                            continue
+                        expected = sha_etag(r.content)
+                        if n % 2:
+                            expected = expected[:-1] + '-gz"'
+                        if r.headers["etag"] != expected:
+                            problems.append("etag does not match body")
+                        seen.add(r.content)
+
+            try:
+                readers = [threading.Thread(target=reader) for _ in range(4)]
+                for t in readers:
+                    t.start()
+                for t in readers:
+                    t.join(30)
+            finally:
+                stop.set()
+                writer_thread.join(10)
+        assert problems == []
+        assert writes > 20
+        assert len(seen) > 1
+
+
+class TestOtherPaths:
+    def test_healthz_is_200_when_fresh(self, client: httpx.Client, server: Server) -> None:
+        """Fresh feeds and targets give 200 with their last success times."""
+        server.health.snap = _healthy(datetime.now(UTC))
+        r = client.get("/healthz")
+        assert r.status_code == 200
+        doc = r.json()
+        assert doc["status"] == "ok"
+        assert doc["feeds"]["team"]["stale"] is False
+        assert doc["targets"]["jane"]["last_success"] == server.health.snap.targets["jane"].isoformat()  # type: ignore[union-attr]
+
+    def test_healthz_is_503_when_a_target_is_stale(self, client: httpx.Client, server: Server) -> None:
+        """A target whose last success is older than the bound turns health to 503."""
+        now = datetime.now(UTC)
+        snap = _healthy(now)
+        server.health.snap = HealthSnapshot(
+            now=now,
+            stale_after=snap.stale_after,
+            started_at=snap.started_at,
+            feeds=snap.feeds,
+            targets={"jane": now - timedelta(minutes=16)},
+        )
+        try:
+            r = client.get("/healthz")
+        finally:
+            server.health.snap = _healthy(now)
+        assert r.status_code == 503
+        assert r.json()["targets"]["jane"]["stale"] is True
+
+    def test_healthz_is_503_when_a_feed_never_built_long_after_start(self, client: httpx.Client, server: Server) -> None:
+        """A feed never built although the process started long ago is stale."""
+        now = datetime.now(UTC)
+        server.health.snap = HealthSnapshot(
+            now=now,
+            stale_after=timedelta(minutes=15),
+            started_at=now - timedelta(hours=1),
+            feeds={"team": None},
+            targets={},
+        )
+        try:
+            r = client.get("/healthz")
+        finally:
+            server.health.snap = _healthy(now)
+        assert r.status_code == 503
+        assert r.json()["feeds"]["team"] == {"last_built": None, "stale": True}
+
+    def test_metrics_parse_and_count_feed_requests(self, client: httpx.Client, server: Server, team_token: str) -> None:
+        """/metrics is Prometheus text that counts feed requests by status."""
+        client.get(feed_path(team_token, "team"))
+        client.get(feed_path(new_token(), "team"))
+        server.metrics.cycle_finished("jane", {"created": 3}, 1.5)
+        r = client.get("/metrics")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/plain")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(r.text)
+            for s in family.samples
+        }
+        assert samples[("apexcal_feed_requests_total", (("feed", "team"), ("status", "200")))] >= 1
+        assert samples[("apexcal_feed_requests_total", (("feed", "-"), ("status", "404")))] >= 1
+        assert samples[("apexcal_objects_total", (("action", "created"), ("target", "jane")))] == 3
+
+    def test_robots_txt_allows_only_feeds(self, client: httpx.Client) -> None:
+        """robots.txt allows /feeds/ and disallows everything else."""
+        r = client.get("/robots.txt")
+        assert r.status_code == 200
+        lines = r.text.splitlines()
+        assert "Allow: /feeds/" in lines
+        assert "Disallow: /" in lines
+
+    @pytest.mark.parametrize("path", ["/", "/index.html", "/healthz/", "/metrics/x", "/static/team.ics"])
+    def test_other_paths_are_404(self, client: httpx.Client, path: str) -> None:
+        """Every path that is not served is a plain 404."""
+        r = client.get(path)
+        assert r.status_code == 404
+        assert r.text == "Not Found"
+
