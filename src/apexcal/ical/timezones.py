@@ -161,7 +161,9 @@ def _offset_text(seconds: int) -> str:
 
 def _holds(zone: ZoneInfo, posix: _Posix, year: int) -> bool:
     """Whether the zone's real transitions in ``year`` are the POSIX rule's."""
-    assert posix.dst_start and posix.dst_end and posix.dst_offset is not None
+    assert posix.dst_start
+    assert posix.dst_end
+    assert posix.dst_offset is not None
     pairs = (
         (posix.dst_start, posix.std_offset, posix.dst_offset),
         (posix.dst_end, posix.dst_offset, posix.std_offset),
@@ -223,7 +225,9 @@ def _rule_based(tzid: str, zone: ZoneInfo, posix: _Posix) -> bytes | None:
             "STANDARD", posix.std_name, datetime(year, 1, 1), posix.std_offset, posix.std_offset, None
         )
     else:
-        assert posix.dst_end and posix.dst_name and posix.dst_offset is not None
+        assert posix.dst_end
+        assert posix.dst_name
+        assert posix.dst_offset is not None
         start_rule, end_rule = _rrule(posix.dst_start), _rrule(posix.dst_end)
         if start_rule is None or end_rule is None:
             return None
@@ -267,7 +271,8 @@ def vtimezone_bytes(tzid: str) -> bytes:
     fallback = Timezone.from_tzinfo(
         zone, tzid=tzid, first_date=date(_FIRST_YEAR, 1, 1), last_date=date(_FALLBACK_LAST_YEAR, 1, 1)
     )
-    return fallback.to_ical()
+    generated: bytes = fallback.to_ical()
+    return generated
 
 
 def vtimezone(tzid: str) -> Timezone:

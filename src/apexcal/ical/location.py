@@ -1,0 +1,90 @@
+"""Where an activity happens: LOCATION, GEO, Apple's structured location, CONFERENCE.
+
+Rules (pure; the geocode is data, filled in before mapping):
+
+- A physical place: ``LOCATION`` is the location text, followed by the
+  geocoded address when the address adds information (``Client Office, New
+  York, NY``); with a geocode, ``GEO`` and ``X-APPLE-STRUCTURED-LOCATION``
+  whose ``X-TITLE`` equals ``LOCATION`` (Apple shows the map only then) and
+  whose ``X-ADDRESS`` is the geocoded address.
+- A meeting link in the location (Zoom, Google Meet, Microsoft Teams, Webex):
+  RFC 7986 ``CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join``, the link is
+  repeated in DESCRIPTION by the mapping, and there is no ``GEO`` even when a
+  geocode exists.  Only the location is searched for links: notes are private
+  and descriptions are free text.
+- An online location without a link ("Online - Zoom", "Teams call"): the text
+  stays in ``LOCATION``; neither ``CONFERENCE`` nor ``GEO``.
+- Any other URL in the location is not a place either: no ``GEO``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from apexcal.apex.models import GeoPoint
+from apexcal.ical.text import clean_line
+
+APPLE_RADIUS = 70.0
+
+_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_MEETING_HOSTS = re.compile(
+    r"^(?:[a-z0-9-]+\.)*(?:zoom\.us|zoomgov\.com|meet\.google\.com|teams\.microsoft\.com"
+    r"|teams\.live\.com|webex\.com)$",
+    re.IGNORECASE,
+)
+_ONLINE_WORDS = re.compile(
+    r"\b(?:online|virtual|remote|zoom|google meet|meet\.google|teams|webex|skype|video ?call|web ?conference)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Place:
+    """The location properties of one activity, ready to write."""
+
+    location: str | None = None
+    geo: tuple[float, float] | None = None
+    apple_address: str | None = None
+    conference_url: str | None = None
+
+
+def meeting_url(text: str) -> str | None:
+    """The first Zoom/Meet/Teams/Webex URL in ``text``, or ``None``."""
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(".,;:)]}")
+        host = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split(":", 1)[0]
+        if _MEETING_HOSTS.match(host):
+            return url
+    return None
+
+
+def is_online(text: str) -> bool:
+    """Whether the text names an online place (a URL or words such as "Online", "Zoom")."""
+    return bool(_URL.search(text) or _ONLINE_WORDS.search(text))
+
+
+def _adds_information(text: str, address: str) -> bool:
+    folded = text.casefold()
+    return address.casefold() not in folded and folded not in address.casefold()
+
+
+def place_for(location: str | None, geocode: GeoPoint | None) -> Place:
+    """The :class:`Place` for a location text and its (optional) geocode."""
+    text = clean_line(location)
+    address = clean_line(geocode.address) if geocode is not None else ""
+    if text and is_online(text):
+        return Place(location=text, conference_url=meeting_url(text))
+    if text and address and _adds_information(text, address):
+        label = f"{text}, {address}"
+    elif address and (not text or text.casefold() in address.casefold()):
+        label = address
+    else:
+        label = text
+    if geocode is None:
+        return Place(location=label or None)
+    return Place(
+        location=label or None,
+        geo=(geocode.lat, geocode.lng),
+        apple_address=address or label or None,
+    )

@@ -1,0 +1,405 @@
+"""Activity → VEVENT / VTODO: the heart of what a user sees in a calendar.
+
+Pure and deterministic: the output depends only on the activity, its type and
+the options; the same input always serializes to the same bytes.
+
+Decisions worth knowing:
+
+- **Component.** ``tasks_as="todos"`` maps the types listed in
+  ``components`` (default ``{"task": "todo"}``) to VTODO; everything else,
+  and everything when ``tasks_as="events"``, is a VEVENT.
+- **No start date.** A VTODO is written without DTSTART and DUE (a to-do
+  without a date is still a to-do); a VEVENT cannot exist without DTSTART, so
+  :func:`map_activity` raises :class:`Unmappable` and the caller skips it.
+- **Time.** Dates and times are wall times in ``options.timezone``.  A wall
+  time that does not exist (the DST gap) moves forward by the gap (02:30 on a
+  spring-forward night becomes 03:30); an ambiguous one (the DST overlap)
+  means its first occurrence — both as ``zoneinfo`` does with ``fold=0``.
+  No start time → all-day, with an exclusive ``DTEND;VALUE=DATE`` (the day
+  after the end date, at least the day after the start).  The end comes from
+  end date/time; an end time earlier than the start time on the same (or no)
+  end date crosses midnight into the next day; an end that is still not after
+  the start falls back to ``duration`` minutes, then to
+  ``options.default_duration``.  In UTC, times are written as UTC (``Z``);
+  otherwise with TZID and a VTIMEZONE in the object.
+- **Change.** ``SEQUENCE`` is the number of seconds from 2020-01-01 to
+  ``updated_at``: it rises with every change and never falls, with no stored
+  state.  ``DTSTAMP`` = ``LAST-MODIFIED`` = ``updated_at``; ``CREATED`` =
+  ``created_at``.
+- **Done.** A done VTODO has ``STATUS:COMPLETED``, ``COMPLETED`` (at
+  ``updated_at``) and ``PERCENT-COMPLETE:100``; an open one
+  ``STATUS:NEEDS-ACTION``.  A VEVENT carries no completion properties and no
+  STATUS (an event that took place is not "confirmed" or "cancelled").
+- **Privacy.** ``full``: subject, note, public description, location, links,
+  deal/contact/company names.  ``public``: subject, public description,
+  location, links — never the note.  ``busy``: ``SUMMARY:Busy``,
+  ``CLASS:PRIVATE`` and nothing else of substance (no description, location,
+  conference, URL, categories or colour); the ids (``X-APEX-*``) stay, they
+  are not private and round trips need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import cache
+from typing import Literal
+
+from icalendar import Conference, Event, Todo, vGeo, vUri
+
+from apexcal import __version__
+from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
+from apexcal.errors import ICalError
+from apexcal.ical.colors import nearest_css3_name, normalize_hex
+from apexcal.ical.location import APPLE_RADIUS, Place, place_for
+from apexcal.ical.text import clean_line, clean_text, truncate_utf8
+from apexcal.ical.timezones import vtimezone_bytes, zone_for
+
+Privacy = Literal["full", "public", "busy"]
+TasksAs = Literal["todos", "events"]
+ComponentKind = Literal["event", "todo"]
+
+SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+SUMMARY_FIELDS = frozenset({"subject", "type", "deal", "contact", "company", "assignee"})
+URL_FIELDS = frozenset({"id", "organization_id"})
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"})
+PRODID = "-//apexcal//apexcal {}//EN".format(".".join(__version__.split(".")[:2]))
+
+_UID = re.compile(r"^apexcal-([1-9][0-9]*)-([1-9][0-9]*)@(.+)$")
+_UNSAFE_HREF = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class Unmappable(ICalError):
+    """An activity that cannot become the requested component (e.g. an event with no start date)."""
+
+    def __init__(self, activity_id: int, reason: str) -> None:
+        self.activity_id = activity_id
+        self.reason = reason
+        super().__init__(f"activity {activity_id}: {reason}")
+
+
+class TemplateError(ICalError, ValueError):
+    """A summary or URL template that names an unknown field or is malformed."""
+
+    def __init__(self, template: str, reason: str) -> None:
+        self.template = template
+        self.reason = reason
+        super().__init__(f"template {template!r}: {reason}")
+
+
+@cache
+def _template(template: str, allowed: frozenset[str]) -> tuple[tuple[str, str | None], ...]:
+    """Literal text and field names of a ``{field}`` template; only plain names are allowed."""
+    try:
+        parts = tuple(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(template, str(exc)) from None
+    pieces: list[tuple[str, str | None]] = []
+    for literal, name, spec, conversion in parts:
+        if name is not None and (name not in allowed or spec or conversion):
+            raise TemplateError(template, f"unknown field {{{name}}}; known: {sorted(allowed)}")
+        pieces.append((literal, name))
+    return tuple(pieces)
+
+
+def _render(template: str, allowed: frozenset[str], values: Mapping[str, str]) -> str:
+    return "".join(
+        literal + (values.get(name, "") if name is not None else "")
+        for literal, name in _template(template, allowed)
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingOptions:
+    """How activities become calendar components for one target or feed.
+
+    ``summary_template`` may use ``{subject}``, ``{type}``, ``{deal}``,
+    ``{contact}``, ``{company}``, ``{assignee}``; ``activity_url_template``
+    ``{id}`` and ``{organization_id}`` (``None``: no link).  Bad templates
+    raise :class:`TemplateError` (a ``ValueError``) at construction.
+    ``max_note_bytes`` bounds each free-text field (note, public description)
+    so an object stays far below server size limits.
+    """
+
+    timezone: str = "UTC"
+    uid_domain: str = "api.achieveapex.com"
+    privacy: Privacy = "full"
+    tasks_as: TasksAs = "todos"
+    components: Mapping[str, ComponentKind] = field(default_factory=lambda: {"task": "todo"})
+    summary_template: str = "{subject}"
+    activity_url_template: str | None = "https://app.achieveapex.com/activities/{id}"
+    default_duration: timedelta = timedelta(minutes=30)
+    max_note_bytes: int = 65536
+
+    def __post_init__(self) -> None:
+        _template(self.summary_template, SUMMARY_FIELDS)
+        if self.activity_url_template is not None:
+            _template(self.activity_url_template, URL_FIELDS)
+        zone_for(self.timezone)
+        if self.default_duration <= timedelta(0):
+            raise ValueError("default_duration must be positive")
+        if self.max_note_bytes < 64:
+            raise ValueError("max_note_bytes must be at least 64")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappedObject:
+    """One CalDAV resource: a complete VCALENDAR holding one component."""
+
+    uid: str
+    href_name: str
+    component_kind: ComponentKind
+    data: bytes
+    content_hash: str
+
+
+def uid_for(organization_id: int, activity_id: int, domain: str) -> str:
+    """The UID of an activity, stable forever: ``apexcal-<org>-<id>@<domain>``."""
+    return f"apexcal-{organization_id}-{activity_id}@{domain}"
+
+
+def parse_uid(uid: str) -> tuple[int, int] | None:
+    """``(organization_id, activity_id)`` when ``uid`` is one of ours, else ``None``."""
+    match = _UID.match(uid.strip())
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2))
+
+
+def href_name(uid: str) -> str:
+    """A resource name safe in any URL path and file system: ``<uid with [^A-Za-z0-9._-] as _>.ics``."""
+    return _UNSAFE_HREF.sub("_", uid) + ".ics"
+
+
+def component_kind(activity: Activity, options: MappingOptions) -> ComponentKind:
+    """VTODO or VEVENT for this activity under these options."""
+    if options.tasks_as == "events" or activity.activity_type is None:
+        return "event"
+    return options.components.get(type_key(activity.activity_type), "event")
+
+
+def _is_utc(tzid: str) -> bool:
+    return tzid in UTC_NAMES
+
+
+def _zone(tzid: str) -> tzinfo:
+    return UTC if _is_utc(tzid) else zone_for(tzid)
+
+
+def _wall(day: date, at: time, zone: tzinfo) -> datetime:
+    naive = datetime.combine(day, at.replace(tzinfo=None, microsecond=0, fold=0))
+    if zone is UTC:
+        return naive.replace(tzinfo=UTC)
+    # Round trip through UTC: a gap time moves forward by the gap, an overlap time keeps fold=0.
+    return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
+
+
+def _later(instant: datetime, by: timedelta) -> datetime:
+    """``instant + by`` in absolute time, expressed back in the instant's zone."""
+    tz = instant.tzinfo
+    assert tz is not None
+    return (instant.astimezone(UTC) + by).astimezone(tz)
+
+
+def _times(activity: Activity, options: MappingOptions) -> tuple[date, date] | tuple[datetime, datetime] | None:
+    start_day = activity.start_date
+    if start_day is None:
+        return None
+    if activity.start_time is None:
+        last_day = activity.end_date if activity.end_date and activity.end_date >= start_day else start_day
+        return start_day, last_day + timedelta(days=1)
+    zone = _zone(options.timezone)
+    start = _wall(start_day, activity.start_time, zone)
+    end: datetime | None = None
+    if activity.end_time is not None:
+        end_day = activity.end_date or start_day
+        if end_day == start_day and activity.end_time.replace(tzinfo=None) < activity.start_time.replace(tzinfo=None):
+            end_day += timedelta(days=1)  # crosses midnight
+        candidate = _wall(end_day, activity.end_time, zone)
+        if candidate.astimezone(UTC) > start.astimezone(UTC):
+            end = candidate
+    if end is None and activity.duration:
+        end = _later(start, timedelta(minutes=activity.duration))
+    if end is None:
+        end = _later(start, options.default_duration)
+    return start, end
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def sequence_for(updated_at: datetime) -> int:
+    """SEQUENCE: whole seconds from 2020-01-01 to ``updated_at`` (never negative)."""
+    return max(0, int((updated_at - SEQUENCE_EPOCH).total_seconds()))
+
+
+def _names(activity: Activity, type_name: str | None) -> dict[str, str]:
+    return {
+        "subject": clean_line(activity.subject),
+        "type": clean_line(type_name),
+        "deal": clean_line(activity.deal.name if activity.deal else None),
+        "contact": clean_line(activity.contact.full_name if activity.contact else None),
+        "company": clean_line(activity.company.name if activity.company else None),
+        "assignee": clean_line(activity.assigned_to_user.full_name if activity.assigned_to_user else None),
+    }
+
+
+def _description(
+    activity: Activity, names: Mapping[str, str], place: Place, url: str | None, options: MappingOptions
+) -> str | None:
+    blocks: list[str] = []
+    public = clean_text(activity.public_description)
+    if public:
+        blocks.append(truncate_utf8(public, options.max_note_bytes))
+    if options.privacy == "full":
+        note = clean_text(activity.note)
+        if note:
+            blocks.append(truncate_utf8(note, options.max_note_bytes))
+        people = [
+            f"{label}: {names[key]}"
+            for label, key in (("Deal", "deal"), ("Contact", "contact"), ("Company", "company"))
+            if names[key]
+        ]
+        if people:
+            blocks.append("\n".join(people))
+    if place.conference_url:
+        blocks.append(f"Join: {place.conference_url}")
+    if url:
+        blocks.append(url)
+    return "\n\n".join(blocks) or None
+
+
+def _type_for(activity: Activity, types: Mapping[str, ActivityType]) -> ActivityType | None:
+    raw = activity.activity_type
+    if not raw:
+        return None
+    return types.get(raw) or types.get(type_key(raw))
+
+
+def map_activity(
+    activity: Activity,
+    types: Mapping[str, ActivityType],
+    options: MappingOptions,
+    *,
+    geocode: GeoPoint | None = None,
+) -> Event | Todo:
+    """The VEVENT or VTODO for an activity (see the module docstring for every rule).
+
+    ``types`` is keyed by ``type_key(type.name)``.  ``geocode`` is used when
+    the activity has no ``location_geocoded`` of its own (the caller resolves
+    it; mapping does no I/O).  Raises :class:`Unmappable` for a VEVENT without
+    a start date or with dates out of range.
+    """
+    kind = component_kind(activity, options)
+    try:
+        times = _times(activity, options)
+    except OverflowError:
+        raise Unmappable(activity.id, "dates out of range") from None
+    if times is None and kind == "event":
+        raise Unmappable(activity.id, "no start date: an event needs one")
+    activity_type = _type_for(activity, types)
+    type_name = activity_type.name if activity_type else activity.activity_type
+    names = _names(activity, type_name)
+    busy = options.privacy == "busy"
+    url = None
+    if not busy and options.activity_url_template is not None:
+        url = _render(
+            options.activity_url_template,
+            URL_FIELDS,
+            {"id": str(activity.id), "organization_id": str(activity.organization_id)},
+        )
+    if busy:
+        place = Place()
+        summary = "Busy"
+    else:
+        place = place_for(activity.location, activity.location_geocoded or geocode)
+        summary = clean_line(_render(options.summary_template, SUMMARY_FIELDS, names))
+        summary = summary or names["type"] or "Activity"
+    updated = _utc(activity.updated_at)
+    hex_color = normalize_hex(activity_type.color) if activity_type and not busy else None
+    common = {
+        "uid": uid_for(activity.organization_id, activity.id, options.uid_domain),
+        "summary": summary,
+        "stamp": updated,
+        "last_modified": updated,
+        "created": _utc(activity.created_at),
+        "sequence": sequence_for(activity.updated_at),
+        "start": times[0] if times else None,
+        "end": times[1] if times else None,
+        "classification": "PRIVATE" if busy else ("PUBLIC" if options.privacy == "public" else None),
+        "categories": [clean_line(type_name)] if type_name and clean_line(type_name) and not busy else (),
+        "color": nearest_css3_name(hex_color) if hex_color else None,
+        "description": None if busy else _description(activity, names, place, url, options),
+        "location": place.location,
+        "url": url,
+        "conferences": (
+            [Conference(place.conference_url, feature="VIDEO", label="Join")] if place.conference_url else None
+        ),
+    }
+    component: Event | Todo
+    if kind == "todo":
+        component = Todo.new(status="COMPLETED" if activity.done else "NEEDS-ACTION", **common)  # type: ignore[arg-type]
+        if activity.done:
+            component.add("COMPLETED", updated)
+            component.add("PERCENT-COMPLETE", 100)
+    else:
+        component = Event.new(**common)  # type: ignore[arg-type]
+    if place.geo is not None and place.conference_url is None:
+        component.add("GEO", vGeo(place.geo))
+        if place.location:
+            component.add(
+                "X-APPLE-STRUCTURED-LOCATION",
+                vUri(f"geo:{place.geo[0]:.6f},{place.geo[1]:.6f}"),
+                parameters={
+                    "VALUE": "URI",
+                    "X-ADDRESS": place.apple_address or place.location,
+                    "X-APPLE-RADIUS": f"{APPLE_RADIUS:.1f}",
+                    "X-TITLE": place.location,
+                },
+            )
+    component.add("X-APEX-ACTIVITY-ID", str(activity.id))
+    component.add("X-APEX-ORGANIZATION-ID", str(activity.organization_id))
+    if hex_color:
+        component.add("X-APEX-COLOR", hex_color)
+    if activity_type and activity_type.icon_key and not busy:
+        component.add("X-APEX-ICON", clean_line(activity_type.icon_key))
+    return component
+
+
+@cache
+def _header() -> bytes:
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:{PRODID}\r\nCALSCALE:GREGORIAN\r\n".encode("ascii")
+
+
+def calendar_bytes(component: Event | Todo, timezone: str) -> bytes:
+    """A complete VCALENDAR around one component, with the VTIMEZONE its TZID needs."""
+    body: bytes = component.to_ical()
+    tz = b""
+    if not _is_utc(timezone) and b";TZID=" in body:
+        tz = vtimezone_bytes(timezone)
+    return _header() + tz + body + b"END:VCALENDAR\r\n"
+
+
+def object_for(
+    activity: Activity,
+    types: Mapping[str, ActivityType],
+    options: MappingOptions,
+    *,
+    geocode: GeoPoint | None = None,
+) -> MappedObject:
+    """The CalDAV resource for an activity: same input, same bytes, same ``content_hash``."""
+    component = map_activity(activity, types, options, geocode=geocode)
+    data = calendar_bytes(component, options.timezone)
+    uid = uid_for(activity.organization_id, activity.id, options.uid_domain)
+    return MappedObject(
+        uid=uid,
+        href_name=href_name(uid),
+        component_kind="todo" if isinstance(component, Todo) else "event",
+        data=data,
+        content_hash=hashlib.sha256(data).hexdigest(),
+    )
