@@ -1,0 +1,588 @@
+"""The sync planner: (desired, recorded, remote) → the actions of one cycle.
+
+Pure: no network, disk, database or clock.  The engine gathers what the CRM
+wants (:class:`Desired`), what the store says we last wrote and saw
+(:class:`Recorded`) and what the server showed this cycle (:class:`RemoteState`),
+calls :func:`plan`, then applies the actions and records each one right after
+the server accepted it.  Computing the whole list first and applying it after
+keeps every decision testable without a server.
+
+Per UID the rules are:
+
+1. **Unchanged costs nothing.**  ``desired.content_hash == recorded.pushed_hash``
+   and no remote change for the href → no action.
+2. **CRM changes.**  A new activity → :class:`Create` (``If-None-Match: *``); a
+   changed one → :class:`Update` with ``If-Match`` (the etag read this cycle, else
+   the recorded one; when neither is known → :class:`Refresh`, read it first);
+   an activity that left the filter or was deleted → :class:`Delete`.
+3. **Remote completion** (VTODO only) is settled by
+   :func:`~apexcal.sync.writeback_policy.decide_completion`.  A calendar-side
+   change yields :class:`Writeback` and an :class:`UpdateRecord` (done_seen),
+   and *no* PUT of the stale CRM state.  The engine sends the writebacks, updates
+   its mirror from the API's answer, maps those activities again and calls
+   :func:`plan` a second time in the same cycle: the desired completion now
+   equals the remote one, so there is nothing left to write back and the object
+   is PUT once with the CRM's new SEQUENCE/LAST-MODIFIED (the bulk PATCH bumped
+   ``updated_at``).  The records then hold that hash, so **the following cycle
+   makes no PUT** (no ping-pong).  Conflicts (both sides changed completion to
+   different values) follow the target's policy and are reported as
+   :class:`Conflict` notes.
+4. **Remote deletion** of a recorded object: re-created (:class:`Create`) when
+   ``recreate_deleted`` (default); otherwise a :class:`Tombstone` marks the
+   record ``remote_deleted`` and the object is never re-created while it stays so.
+   A gone object whose activity is not desired either → :class:`Forget`.
+5. **Foreign edits** of fields we own: the CRM wins on its next change (then an
+   Update overwrites them); when only the remote etag changed, the record takes
+   the new etag (:class:`UpdateRecord`) and nothing is PUT.
+6. **Foreign UIDs** are never seen here: the engine passes only objects whose
+   UID it owns.  An object with our UID but no live record (a crash between PUT
+   and record, or a restored tombstone) is adopted: :class:`Adopt` when its
+   bytes equal the desired ones, else :class:`Update` of it (the CRM wins; there
+   is no base to merge against); when the activity is not desired it is deleted.
+   Further objects carrying the same UID are duplicates and are deleted.
+7. **412** on Update/Delete: the engine re-reads the object and plans again; the
+   planner is correct for any combination of record and remote state it is given.
+
+The **mass-delete guard** refuses a plan whose :class:`Delete` actions exceed
+``max_share`` of the target's live records once there are ``min_records`` of
+them, and any plan that would delete every recorded object (two or more) of a
+target whose desired set is empty — an API answering an empty list must never
+wipe a calendar — unless ``force``.
+
+The engine may plan a subset of UIDs (those whose activity or remote object
+changed) to keep a cycle's cost proportional to the change: every UID present
+in ``recorded`` or seen remotely is judged, and absence from ``desired`` means
+"not wanted"; pass ``total_records`` so the guard weighs the whole target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from apexcal.errors import MassDeleteRefused
+from apexcal.sync.writeback_policy import (
+    CompletionDecision,
+    CompletionView,
+    ConflictPolicy,
+    decide_completion,
+)
+
+Kind = Literal["VEVENT", "VTODO"]
+
+__all__ = [
+    "Adopt",
+    "Conflict",
+    "ConflictPolicy",
+    "Create",
+    "Delete",
+    "DeleteGuard",
+    "Desired",
+    "Forget",
+    "Kind",
+    "Plan",
+    "Recorded",
+    "Refresh",
+    "RemoteSeen",
+    "RemoteState",
+    "Tombstone",
+    "Update",
+    "UpdateRecord",
+    "Writeback",
+    "plan",
+]
+
+
+# --- inputs -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Desired:
+    """One object the CRM wants on the target: a mirrored activity matching its filter."""
+
+    uid: str
+    activity_id: int
+    href_name: str
+    content_hash: str
+    data: bytes
+    kind: Kind
+    done: bool
+    updated_at: datetime | None = None
+    """The activity's ``updated_at``; only ``newest-wins`` looks at it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    """What the store says we last wrote to, and saw on, the server for one UID."""
+
+    uid: str
+    activity_id: int
+    href: str
+    etag: str | None
+    pushed_hash: str | None
+    done_seen: bool | None
+    pushed_done: bool | None = None
+    remote_deleted: bool = False
+    """Tombstone: the user deleted the object and it must not be re-created."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoteSeen:
+    """An object the detection step read on the server this cycle."""
+
+    href: str
+    etag: str | None
+    uid: str | None
+    done: bool | None
+    """Completion read from the object (VTODO); None for events or when unreadable."""
+    status: str | None = None
+    modified: datetime | None = None
+    """LAST-MODIFIED (or COMPLETED) of the remote object; only ``newest-wins`` uses it."""
+    content_hash: str | None = None
+    """sha256 of the bytes read, when known; lets a crashed PUT be adopted without a PUT."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoteState:
+    """What detection found: objects read, hrefs known deleted, and whether it was a full listing.
+
+    With ``full=True`` every object present is in ``seen`` or ``listed`` (hrefs
+    whose etag was unchanged and were not read), and a recorded href absent
+    from both is deleted.
+    """
+
+    seen: tuple[RemoteSeen, ...] = ()
+    deleted: frozenset[str] = frozenset()
+    full: bool = False
+    listed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteGuard:
+    """The mass-delete guard's settings."""
+
+    max_share: float = 0.5
+    min_records: int = 10
+    force: bool = False
+
+
+# --- actions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Create:
+    """PUT a new object with ``If-None-Match: *``; a 412 means it exists: re-read and adopt."""
+
+    uid: str
+    activity_id: int
+    href_name: str
+    data: bytes
+    content_hash: str
+    kind: Kind
+    done: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Update:
+    """PUT our bytes over an existing object with ``If-Match: etag``; 412 → re-read, re-plan."""
+
+    uid: str
+    activity_id: int
+    href: str
+    etag: str
+    data: bytes
+    content_hash: str
+    kind: Kind
+    done: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delete:
+    """DELETE an object with ``If-Match: etag``; on success (or 404) drop its record."""
+
+    uid: str
+    href: str
+    etag: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adopt:
+    """Record an existing object holding exactly the desired bytes as ours; no write."""
+
+    uid: str
+    activity_id: int
+    href: str
+    etag: str | None
+    content_hash: str
+    kind: Kind
+    done: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateRecord:
+    """Record what was read on the server (etag, completion) without writing to it."""
+
+    uid: str
+    href: str
+    etag: str | None
+    done_seen: bool | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tombstone:
+    """Mark the record ``remote_deleted``: the user deleted it and it stays deleted."""
+
+    uid: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Forget:
+    """Drop a record whose object is gone and is not wanted any more."""
+
+    uid: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refresh:
+    """Read this href (calendar-multiget) before writing: its etag is unknown."""
+
+    uid: str
+    href: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Writeback:
+    """Send a completion seen on the calendar to the CRM (journal, bulk PATCH, mark sent)."""
+
+    uid: str
+    activity_id: int
+    done: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conflict:
+    """A note for the log: both sides changed completion; ``winner`` took it."""
+
+    uid: str
+    activity_id: int
+    crm_done: bool
+    calendar_done: bool
+    policy: ConflictPolicy
+    winner: str
+
+
+Write = Create | Update | Delete
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """The actions of one cycle, in the order the engine applies them."""
+
+    creates: tuple[Create, ...] = ()
+    updates: tuple[Update, ...] = ()
+    deletes: tuple[Delete, ...] = ()
+    adopts: tuple[Adopt, ...] = ()
+    record_updates: tuple[UpdateRecord, ...] = ()
+    tombstones: tuple[Tombstone, ...] = ()
+    forgets: tuple[Forget, ...] = ()
+    refreshes: tuple[Refresh, ...] = ()
+    writebacks: tuple[Writeback, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+
+    @property
+    def writes(self) -> tuple[Write, ...]:
+        """The actions that write to the server: deletes first, then updates, then creates."""
+        return (*self.deletes, *self.updates, *self.creates)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the cycle has nothing to write, record, read or send."""
+        return not any(self.counts().values())
+
+    def counts(self) -> dict[str, int]:
+        """How many actions of each kind (for the cycle summary and logs)."""
+        return {
+            "create": len(self.creates),
+            "update": len(self.updates),
+            "delete": len(self.deletes),
+            "adopt": len(self.adopts),
+            "record": len(self.record_updates),
+            "tombstone": len(self.tombstones),
+            "forget": len(self.forgets),
+            "refresh": len(self.refreshes),
+            "writeback": len(self.writebacks),
+            "conflict": len(self.conflicts),
+        }
+
+
+@dataclass(kw_only=True)
+class _Builder:
+    creates: list[Create] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
+    deletes: list[Delete] = field(default_factory=list)
+    adopts: list[Adopt] = field(default_factory=list)
+    record_updates: list[UpdateRecord] = field(default_factory=list)
+    tombstones: list[Tombstone] = field(default_factory=list)
+    forgets: list[Forget] = field(default_factory=list)
+    refreshes: list[Refresh] = field(default_factory=list)
+    writebacks: list[Writeback] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def build(self) -> Plan:
+        return Plan(
+            creates=tuple(self.creates),
+            updates=tuple(self.updates),
+            deletes=tuple(self.deletes),
+            adopts=tuple(self.adopts),
+            record_updates=tuple(self.record_updates),
+            tombstones=tuple(self.tombstones),
+            forgets=tuple(self.forgets),
+            refreshes=tuple(self.refreshes),
+            writebacks=tuple(self.writebacks),
+            conflicts=tuple(self.conflicts),
+        )
+
+    def put(self, uid: str, desired: Desired, href: str, etag: str | None) -> None:
+        """Write the desired bytes over the object at ``href`` (read first when etag unknown)."""
+        if etag is None:
+            self.refreshes.append(Refresh(uid=uid, href=href))
+            return
+        self.updates.append(
+            Update(
+                uid=uid,
+                activity_id=desired.activity_id,
+                href=href,
+                etag=etag,
+                data=desired.data,
+                content_hash=desired.content_hash,
+                kind=desired.kind,
+                done=desired.done,
+            )
+        )
+
+    def create(self, desired: Desired) -> None:
+        self.creates.append(
+            Create(
+                uid=desired.uid,
+                activity_id=desired.activity_id,
+                href_name=desired.href_name,
+                data=desired.data,
+                content_hash=desired.content_hash,
+                kind=desired.kind,
+                done=desired.done,
+            )
+        )
+
+    def delete(self, uid: str, href: str, etag: str | None) -> None:
+        if etag is None:
+            self.refreshes.append(Refresh(uid=uid, href=href))
+        else:
+            self.deletes.append(Delete(uid=uid, href=href, etag=etag))
+
+
+# --- the planner --------------------------------------------------------------
+
+
+def plan(
+    *,
+    target: str,
+    desired: Iterable[Desired],
+    recorded: Iterable[Recorded],
+    remote: RemoteState,
+    policy: ConflictPolicy = ConflictPolicy.CRM_WINS,
+    writeback: bool = True,
+    recreate_deleted: bool = True,
+    guard: DeleteGuard | None = None,
+    total_records: int | None = None,
+) -> Plan:
+    """Compute the actions that bring the target in line with the CRM (see the module docstring).
+
+    Raises :class:`~apexcal.errors.MassDeleteRefused` when the deletes trip the
+    guard and ``guard.force`` is not set.
+    """
+    wanted = {d.uid: d for d in desired}
+    records = {r.uid: r for r in recorded}
+    seen_by_href = {s.href: s for s in remote.seen}
+    seen_by_uid: dict[str, list[RemoteSeen]] = {}
+    for s in sorted(remote.seen, key=lambda s: s.href):
+        uid = s.uid
+        if uid is None:
+            rec_at = next((r for r in records.values() if r.href == s.href), None)
+            uid = rec_at.uid if rec_at is not None else None
+        if uid is not None:
+            seen_by_uid.setdefault(uid, []).append(s)
+    present = {s.href for s in remote.seen} | remote.listed
+
+    out = _Builder()
+    for uid in sorted(wanted.keys() | records.keys() | seen_by_uid.keys()):
+        d = wanted.get(uid)
+        r = records.get(uid)
+        objs = seen_by_uid.get(uid, [])
+        if r is not None and not r.remote_deleted:
+            gone = r.href in remote.deleted or (remote.full and r.href not in present)
+            own = seen_by_href.get(r.href) if not gone else None
+            if own is not None and own.uid not in (None, uid):
+                own = None  # our href now holds another UID: treat ours as gone
+                gone = True
+            if own is not None or not (gone and objs):
+                for dup in objs:
+                    if own is None or dup.href != own.href:
+                        out.delete(uid, dup.href, dup.etag)
+                _plan_recorded(
+                    out,
+                    uid=uid,
+                    d=d,
+                    r=r,
+                    own=own,
+                    gone=gone,
+                    policy=policy,
+                    writeback=writeback,
+                    recreate_deleted=recreate_deleted,
+                )
+                continue
+            # Our object moved to another href: adopt it there.
+        _plan_unrecorded(out, uid=uid, d=d, r=r, objs=objs, recreate_deleted=recreate_deleted)
+
+    result = out.build()
+    _check_guard(
+        result,
+        target=target,
+        guard=guard or DeleteGuard(),
+        total=(
+            total_records
+            if total_records is not None
+            else sum(1 for r in records.values() if not r.remote_deleted)
+        ),
+        desired_empty=not wanted,
+    )
+    return result
+
+
+def _plan_recorded(
+    out: _Builder,
+    *,
+    uid: str,
+    d: Desired | None,
+    r: Recorded,
+    own: RemoteSeen | None,
+    gone: bool,
+    policy: ConflictPolicy,
+    writeback: bool,
+    recreate_deleted: bool,
+) -> None:
+    """One UID with a live record."""
+    if gone:
+        if d is None:
+            out.forgets.append(Forget(uid=uid))
+        elif recreate_deleted:
+            out.create(d)
+        else:
+            out.tombstones.append(Tombstone(uid=uid))
+        return
+    etag = own.etag if own is not None else r.etag
+    if d is None:
+        out.delete(uid, r.href, etag)
+        return
+    decision: CompletionDecision | None = None
+    remote_done = own.done if own is not None else None
+    if d.kind == "VTODO":
+        decision = decide_completion(
+            CompletionView(
+                crm_done=d.done,
+                pushed_done=r.pushed_done,
+                done_seen=r.done_seen,
+                remote_done=remote_done,
+                crm_updated_at=d.updated_at,
+                remote_modified=own.modified if own is not None else None,
+            ),
+            policy=policy,
+            writeback_enabled=writeback,
+        )
+    if decision is not None and decision.conflict:
+        out.conflicts.append(
+            Conflict(
+                uid=uid,
+                activity_id=d.activity_id,
+                crm_done=d.done,
+                calendar_done=decision.calendar_done,
+                policy=policy,
+                winner=decision.winner or "crm",
+            )
+        )
+    if decision is not None and decision.writeback:
+        out.writebacks.append(
+            Writeback(uid=uid, activity_id=d.activity_id, done=decision.calendar_done)
+        )
+        if own is not None and (own.etag != r.etag or decision.calendar_done != r.done_seen):
+            out.record_updates.append(
+                UpdateRecord(uid=uid, href=r.href, etag=own.etag, done_seen=decision.calendar_done)
+            )
+        return
+    if d.content_hash != r.pushed_hash or (decision is not None and decision.conflict):
+        out.put(uid, d, r.href, etag)
+        return
+    if own is not None and (
+        own.etag != r.etag or (own.done is not None and own.done != r.done_seen)
+    ):
+        done_seen = own.done if own.done is not None else r.done_seen
+        out.record_updates.append(
+            UpdateRecord(uid=uid, href=r.href, etag=own.etag, done_seen=done_seen)
+        )
+
+
+def _plan_unrecorded(
+    out: _Builder,
+    *,
+    uid: str,
+    d: Desired | None,
+    r: Recorded | None,
+    objs: list[RemoteSeen],
+    recreate_deleted: bool,
+) -> None:
+    """One UID without a live record: new, tombstoned, or an object we lost track of."""
+    if not objs:
+        if r is None:
+            if d is not None:
+                out.create(d)
+        elif d is None:
+            out.forgets.append(Forget(uid=uid))
+        elif recreate_deleted:
+            out.create(d)
+        elif not r.remote_deleted:
+            out.tombstones.append(Tombstone(uid=uid))
+        return
+    obj, *dups = objs
+    for dup in dups:
+        out.delete(uid, dup.href, dup.etag)
+    if d is None:
+        out.delete(uid, obj.href, obj.etag)
+        return
+    if obj.content_hash is not None and obj.content_hash == d.content_hash:
+        out.adopts.append(
+            Adopt(
+                uid=uid,
+                activity_id=d.activity_id,
+                href=obj.href,
+                etag=obj.etag,
+                content_hash=d.content_hash,
+                kind=d.kind,
+                done=d.done,
+            )
+        )
+        return
+    out.put(uid, d, obj.href, obj.etag)
+
+
+def _check_guard(
+    result: Plan, *, target: str, guard: DeleteGuard, total: int, desired_empty: bool
+) -> None:
+    """Raise MassDeleteRefused when the plan deletes too much without force."""
+    n = len(result.deletes)
+    if guard.force or n == 0:
+        return
+    too_many = total >= guard.min_records and n > guard.max_share * total
+    wipe = desired_empty and total >= 2 and n >= total
+    if too_many or wipe:
+        raise MassDeleteRefused(target, n, total, guard.max_share)
