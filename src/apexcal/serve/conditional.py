@@ -103,7 +103,8 @@ def wants_gzip(accept_encoding: str | None) -> bool:
     """Whether to send gzip for this ``Accept-Encoding`` value.
 
     gzip is chosen when its q-value (explicit, via ``x-gzip``, or via ``*``) is
-    above zero and not below identity's.  No header means identity.
+    above zero and not below an explicitly stated identity preference.  No
+    header means identity.
     """
     if not accept_encoding:
         return False
@@ -113,7 +114,9 @@ def wants_gzip(accept_encoding: str | None) -> bool:
         name = coding.strip().lower()
         if name:
             q[name] = _qvalue(params)
-    star = q.get("*")
-    gzip_q = q.get("gzip", q.get("x-gzip", star if star is not None else 0.0))
-    identity_q = q.get("identity", star if star is not None and star == 0.0 else 1.0)
+    star = q.get("*", 0.0)
+    gzip_q = q.get("gzip", q.get("x-gzip", star))
+    # Identity is acceptable by default but carries no preference unless named
+    # (directly or through "*"): "gzip;q=0.5" alone still means gzip.
+    identity_q = q.get("identity", star)
     return gzip_q > 0.0 and gzip_q >= identity_q

@@ -38,6 +38,7 @@ class FileIdentity:
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
 
 @dataclass(kw_only=True)
@@ -89,6 +90,7 @@ class FeedFileCache:
                 inode=st.st_ino,
                 size=st.st_size,
                 mtime_ns=st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns,
             )
             with self._lock:
                 cached = self._versions.get(key)
@@ -101,7 +103,7 @@ class FeedFileCache:
         if len(body) != identity.size:
             identity = FileIdentity(
                 path=key, device=identity.device, inode=identity.inode,
-                size=len(body), mtime_ns=-1,
+                size=len(body), mtime_ns=-1, ctime_ns=-1,
             )
         version = FeedVersion(
             identity=identity,
