@@ -1,0 +1,36 @@
+"""The state store: CRM mirror, per-target records and state, writeback journal, caches.
+
+SQLAlchemy 2 tables with Alembic migrations applied on open; SQLite by
+default, PostgreSQL through psycopg 3.  Callers use :class:`Store` and the
+records of :mod:`apexcal.state.records`; nothing else here is public.
+"""
+
+from __future__ import annotations
+
+from apexcal.state.database import StoreFailure, StoreUnavailable, TargetBusy
+from apexcal.state.records import (
+    FeedStatus,
+    FeedToken,
+    MirrorChanges,
+    ObjectRecord,
+    TargetState,
+    UpsertResult,
+    WritebackEntry,
+    WritebackStatus,
+)
+from apexcal.state.store import Store
+
+__all__ = [
+    "FeedStatus",
+    "FeedToken",
+    "MirrorChanges",
+    "ObjectRecord",
+    "Store",
+    "StoreFailure",
+    "StoreUnavailable",
+    "TargetBusy",
+    "TargetState",
+    "UpsertResult",
+    "WritebackEntry",
+    "WritebackStatus",
+]

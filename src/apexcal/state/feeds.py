@@ -1,0 +1,89 @@
+"""Feed URL tokens (stored as sha256 hex digests only) and feed build status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select, update
+
+from apexcal.state._sql import upsert
+from apexcal.state.mirror import StorePart
+from apexcal.state.records import FeedStatus, FeedToken
+from apexcal.state.tables import FeedStatusRow, FeedTokenRow, table_of
+
+_F = table_of(FeedTokenRow)
+_B = table_of(FeedStatusRow)
+
+
+def _token(row: Row[Any]) -> FeedToken:
+    return FeedToken(
+        id=row.id,
+        feed=row.feed,
+        token_hash=row.token_hash,
+        label=row.label,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _status(row: Row[Any]) -> FeedStatus:
+    return FeedStatus(feed=row.feed, etag=row.etag, built_at=row.built_at, length=row.length)
+
+
+class FeedsPart(StorePart):
+    """Feed tokens and feed build status."""
+
+    def add_feed_token(self, feed: str, token_hash: str, label: str | None, at: datetime) -> int:
+        """Store a new token's hash for ``feed``; return the token id."""
+        with self._db.write("add feed token") as conn:
+            new_id = conn.execute(
+                _F.insert()
+                .values(feed=feed, token_hash=token_hash, label=label, created_at=at)
+                .returning(_F.c.id)
+            ).scalar_one()
+        return int(new_id)
+
+    def feed_for_token_hash(self, token_hash: str) -> str | None:
+        """The feed a non-revoked token hash opens, or ``None``."""
+        with self._db.read("look up feed token") as conn:
+            return conn.execute(
+                select(_F.c.feed).where(_F.c.token_hash == token_hash, _F.c.revoked_at.is_(None))
+            ).scalar_one_or_none()
+
+    def revoke_feed_tokens(
+        self, feed: str, token_id: int | None = None, *, at: datetime | None = None
+    ) -> int:
+        """Revoke one token of ``feed`` (or all of them); return how many were revoked."""
+        query = update(_F).where(_F.c.feed == feed, _F.c.revoked_at.is_(None))
+        if token_id is not None:
+            query = query.where(_F.c.id == token_id)
+        with self._db.write("revoke feed tokens") as conn:
+            return conn.execute(query.values(revoked_at=at or self._clock())).rowcount
+
+    def feed_tokens(self, feed: str) -> list[FeedToken]:
+        """Every token of ``feed``, revoked ones included, by id."""
+        with self._db.read("list feed tokens") as conn:
+            rows = conn.execute(select(_F).where(_F.c.feed == feed).order_by(_F.c.id))
+            return [_token(r) for r in rows]
+
+    def set_feed_built(self, feed: str, etag: str, built_at: datetime, length: int) -> None:
+        """Record a build of ``feed``'s file."""
+        with self._db.write("record feed build") as conn:
+            upsert(
+                conn,
+                _B,
+                {"feed": feed, "etag": etag, "built_at": built_at, "length": length},
+                keys=("feed",),
+            )
+
+    def feed_status(self, feed: str) -> FeedStatus | None:
+        """The last build of ``feed``, or ``None`` if never built."""
+        with self._db.read("read feed status") as conn:
+            row = conn.execute(select(_B).where(_B.c.feed == feed)).first()
+        return None if row is None else _status(row)
+
+    def all_feed_status(self) -> list[FeedStatus]:
+        """The last build of every feed, by name."""
+        with self._db.read("read feed status") as conn:
+            return [_status(r) for r in conn.execute(select(_B).order_by(_B.c.feed))]

@@ -1,0 +1,127 @@
+"""The writeback journal: completion changes detected remotely, on their way to the CRM.
+
+A change is journaled (committed) before it is sent, and marked sent only
+after the API accepted it, so a crash in between re-sends it — harmless, as
+setting ``done`` is idempotent.  A newer detection for the same activity on
+the same target supersedes a pending older one, so only the latest intent is
+ever sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, func, select, update
+
+from apexcal.state._sql import chunks
+from apexcal.state.mirror import StorePart
+from apexcal.state.records import WritebackEntry, WritebackStatus
+from apexcal.state.tables import WritebackRow, table_of
+
+_W = table_of(WritebackRow)
+
+MAX_ERROR_TEXT = 2000
+
+
+def _entry(row: Row[Any]) -> WritebackEntry:
+    return WritebackEntry(
+        id=row.id,
+        target=row.target,
+        activity_id=row.activity_id,
+        done=row.done,
+        detected_at=row.detected_at,
+        status=cast(WritebackStatus, row.status),
+        sent_at=row.sent_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+    )
+
+
+class JournalPart(StorePart):
+    """The writeback journal."""
+
+    def journal_writebacks(
+        self, target: str, entries: Iterable[tuple[int, bool]], at: datetime
+    ) -> list[int]:
+        """Journal ``(activity_id, done)`` changes as pending; return their ids in order.
+
+        Pending entries of the same target for the same activity are superseded.
+        """
+        ids: list[int] = []
+        with self._db.write("journal writebacks") as conn:
+            for activity_id, done in entries:
+                conn.execute(
+                    update(_W)
+                    .where(
+                        _W.c.target == target,
+                        _W.c.activity_id == activity_id,
+                        _W.c.status == "pending",
+                    )
+                    .values(status="superseded")
+                )
+                new_id = conn.execute(
+                    _W.insert()
+                    .values(
+                        target=target,
+                        activity_id=activity_id,
+                        done=done,
+                        detected_at=at,
+                        status="pending",
+                        attempts=0,
+                    )
+                    .returning(_W.c.id)
+                ).scalar_one()
+                ids.append(int(new_id))
+        return ids
+
+    def pending_writebacks(self, target: str | None = None) -> list[WritebackEntry]:
+        """Pending entries (of one target, or all), oldest first."""
+        query = select(_W).where(_W.c.status == "pending").order_by(_W.c.id)
+        if target is not None:
+            query = query.where(_W.c.target == target)
+        with self._db.read("read pending writebacks") as conn:
+            return [_entry(r) for r in conn.execute(query)]
+
+    def writebacks(self, ids: Iterable[int]) -> list[WritebackEntry]:
+        """The entries with these ids, whatever their status, by id."""
+        found: list[WritebackEntry] = []
+        with self._db.read("read writebacks") as conn:
+            for chunk in chunks(sorted(set(ids))):
+                found.extend(_entry(r) for r in conn.execute(select(_W).where(_W.c.id.in_(chunk))))
+        return sorted(found, key=lambda e: e.id)
+
+    def mark_writebacks_sent(self, ids: Iterable[int], at: datetime) -> int:
+        """Mark pending entries sent (the API accepted them); return how many were."""
+        count = 0
+        with self._db.write("mark writebacks sent") as conn:
+            for chunk in chunks(sorted(set(ids))):
+                result = conn.execute(
+                    update(_W)
+                    .where(_W.c.id.in_(chunk), _W.c.status == "pending")
+                    .values(status="sent", sent_at=at, attempts=_W.c.attempts + 1)
+                )
+                count += result.rowcount
+        return count
+
+    def mark_writeback_failed(self, ids: Iterable[int], error: str) -> int:
+        """Count a failed attempt on pending entries, keeping them pending; return how many."""
+        count = 0
+        with self._db.write("mark writebacks failed") as conn:
+            for chunk in chunks(sorted(set(ids))):
+                result = conn.execute(
+                    update(_W)
+                    .where(_W.c.id.in_(chunk), _W.c.status == "pending")
+                    .values(last_error=error[:MAX_ERROR_TEXT], attempts=_W.c.attempts + 1)
+                )
+                count += result.rowcount
+        return count
+
+    def count_pending_writebacks(self, target: str | None = None) -> int:
+        """How many entries wait to be sent (of one target, or all)."""
+        query = select(func.count()).select_from(_W).where(_W.c.status == "pending")
+        if target is not None:
+            query = query.where(_W.c.target == target)
+        with self._db.read("count pending writebacks") as conn:
+            return int(conn.execute(query).scalar_one())

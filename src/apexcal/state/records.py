@@ -1,0 +1,129 @@
+"""The values the state store takes and returns: frozen, keyword-only dataclasses.
+
+Callers never see SQLAlchemy rows; these records are plain data that the pure
+layers (planner, mapping) can use without importing the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from apexcal.apex.models import Activity
+
+WritebackStatus = Literal["pending", "sent", "superseded"]
+ObjectKind = Literal["VEVENT", "VTODO"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpsertResult:
+    """What an upsert into the mirror did.
+
+    ``changed`` lists the ids written (new, changed or revived), in input order;
+    ``unchanged`` counts the activities whose content hash was already stored;
+    ``seq`` is the mirror change sequence after the upsert.
+    """
+
+    changed: tuple[int, ...]
+    unchanged: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MirrorChanges:
+    """The mirror's changes after a given sequence number.
+
+    ``seq`` is the position to remember (``set_mirror_seq_seen``) once the
+    changes are handled; ``changed`` holds live activities that are new or
+    changed, ``deleted`` the ids marked deleted since.
+    """
+
+    seq: int
+    changed: tuple[Activity, ...] = ()
+    deleted: tuple[int, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing changed."""
+        return not self.changed and not self.deleted
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectRecord:
+    """What we last did with one object we own on a target.
+
+    ``pushed_hash`` is the hash of the bytes we last PUT, ``pushed_done`` the
+    completion state those bytes carried, ``done_seen`` the completion state
+    last read from the server (``None``: never read, or not a VTODO).  The
+    store fills ``updated_at`` from its clock when it is ``None``.
+    """
+
+    target: str
+    uid: str
+    activity_id: int
+    href: str
+    etag: str | None = None
+    pushed_hash: str | None = None
+    pushed_done: bool | None = None
+    done_seen: bool | None = None
+    kind: str = "VEVENT"
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetState:
+    """A target's sync position and health (defaults for a target never run)."""
+
+    target: str
+    sync_token: str | None = None
+    mirror_seq_seen: int = 0
+    last_success_at: datetime | None = None
+    last_summary: Mapping[str, Any] | None = None
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WritebackEntry:
+    """One journaled completion change for the CRM."""
+
+    id: int
+    target: str
+    activity_id: int
+    done: bool
+    detected_at: datetime
+    status: WritebackStatus
+    sent_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedToken:
+    """A feed URL token as stored: its hash, never the token itself."""
+
+    id: int
+    feed: str
+    token_hash: str = field(repr=False)
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while the token is not revoked."""
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedStatus:
+    """The last build of a feed file: its ETag, when, and how many bytes."""
+
+    feed: str
+    etag: str
+    built_at: datetime
+    length: int

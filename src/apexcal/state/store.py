@@ -1,0 +1,90 @@
+"""The state store: one object over the database, with methods grouped by concept.
+
+``Store.open(url)`` connects, applies pending migrations and returns a store
+that is safe to share between threads (feed server, scheduler jobs): each
+method runs its own short transaction on a pooled connection.  The parts it
+is made of live in their own modules: :mod:`~apexcal.state.mirror`,
+:mod:`~apexcal.state.targets`, :mod:`~apexcal.state.journal`,
+:mod:`~apexcal.state.geocache`, :mod:`~apexcal.state.feeds`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from sqlalchemy.engine import make_url
+
+from apexcal.clock import Clock, utcnow
+from apexcal.state import migrate
+from apexcal.state.database import Database, make_engine, sqlite_path
+from apexcal.state.feeds import FeedsPart
+from apexcal.state.geocache import GeocachePart
+from apexcal.state.journal import JournalPart
+from apexcal.state.mirror import MirrorPart
+from apexcal.state.targets import TargetsPart
+
+log = structlog.get_logger(__name__)
+
+
+class Store(MirrorPart, TargetsPart, JournalPart, GeocachePart, FeedsPart):
+    """The state store (see the module docstring); use :meth:`open`, close when done."""
+
+    def __init__(
+        self, db: Database, *, clock: Clock = utcnow, lock_dir: Path | None = None
+    ) -> None:
+        super().__init__(db, clock)
+        self._lock_dir = lock_dir
+        self._local_locks = {}
+        self._local_locks_guard = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True, clock: Clock = utcnow) -> Store:
+        """Connect to ``url`` (SQLite or PostgreSQL) and bring its schema to the newest version.
+
+        Raises :class:`~apexcal.state.database.StoreUnavailable` (an operator
+        error) when the database cannot be reached, created or migrated.
+        """
+        db = Database(make_engine(url))
+        try:
+            if migrate_schema:
+                before, after = migrate.upgrade(db)
+                if before != after:
+                    log.info("state.migrated", url=db.url, before=before, after=after)
+        except BaseException:
+            db.dispose()
+            raise
+        path = sqlite_path(make_url(url)) if db.dialect == "sqlite" else None
+        lock_dir = path.with_name(path.name + "-locks") if path is not None else None
+        return cls(db, clock=clock, lock_dir=lock_dir)
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password masked."""
+        return self._db.url
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.dialect
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the database is at."""
+        return migrate.current_revision(self._db)
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self._db.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
