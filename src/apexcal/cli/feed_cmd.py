@@ -1,1 +1,196 @@
-"""`apexcal feed` (not built yet)."""
+"""``apexcal feed url|rotate|revoke|list``: manage the secret URLs of feeds.
+
+A feed URL embeds a random token; the state store keeps only its hash, so the
+URL is shown once, when created, and cannot be shown again: lose it, make a
+new one.  Several tokens can open the same feed (one per device), each with a
+label, so one can be revoked without disturbing the others.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from apexcal.cli.app import app
+from apexcal.clock import utcnow
+from apexcal.errors import UsageError
+from apexcal.feedtokens import FeedUrls, feed_urls, hash_token, new_token
+
+if TYPE_CHECKING:
+    from apexcal.config import Config
+    from apexcal.state import Store
+
+feed_app = typer.Typer(
+    name="feed",
+    help="Manage secret feed URLs (create, rotate, revoke, list).",
+    no_args_is_help=True,
+)
+app.add_typer(feed_app, name="feed")
+
+_PER_USER_NAME = re.compile(r"(?P<feed>.+)-(?P<user>[0-9]+)")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
+]
+LabelOption = Annotated[
+    str | None, typer.Option("--label", help="Which device or person this URL is for.")
+]
+
+
+def resolve_feed_name(config: Config, name: str) -> str:
+    """``name`` if it is a configured feed or a per-user feed of one (``<feed>-<user id>``).
+
+    Raises :class:`UsageError` naming the configured feeds otherwise.
+    """
+    feeds = {feed.name: feed for feed in config.feeds}
+    if name in feeds:
+        return name
+    match = _PER_USER_NAME.fullmatch(name)
+    if match is not None:
+        base = feeds.get(match["feed"])
+        if base is not None and base.per_user:
+            return name
+    known = ", ".join(sorted(feeds)) or "none"
+    raise UsageError(f"unknown feed {name!r} (configured feeds: {known})")
+
+
+def public_base_url(config: Config) -> str:
+    """The base of printed URLs: ``server.public_url``, else the listen address over http."""
+    server = config.server
+    if server is not None and server.public_url is not None:
+        return str(server.public_url)
+    listen = server.listen if server is not None else "127.0.0.1:8080"
+    print(
+        f"warning: [server] public_url is not set; URLs use http://{listen}",
+        file=sys.stderr,
+    )
+    return f"http://{listen}"
+
+
+@contextmanager
+def _opened(config_path: Path) -> Iterator[tuple[Config, Store]]:
+    from apexcal.config import load_config
+    from apexcal.state import Store
+
+    config = load_config(config_path)
+    with Store.open(config.state.url) as store:
+        yield config, store
+
+
+def _issue(store: Store, config: Config, feed: str, label: str | None, at: datetime) -> FeedUrls:
+    """Create a token for ``feed``, store its hash, and return its URLs."""
+    token = new_token()
+    urls = feed_urls(public_base_url(config), token, feed)
+    store.add_feed_token(feed, hash_token(token), label, at)
+    return urls
+
+
+def _print_urls(urls: FeedUrls) -> None:
+    print(urls.https)
+    print(urls.webcal)
+    print(urls.google)
+    if not urls.google_fits:
+        print(
+            f"warning: the Google link is {len(urls.google)} characters, over Google's limit of 256; "
+            "add the https URL in Google Calendar under 'From URL' instead",
+            file=sys.stderr,
+        )
+
+
+@feed_app.command("url")
+def url_command(
+    name: Annotated[str, typer.Argument(help="Feed name (per-user feeds: <feed>-<user id>).")],
+    config: ConfigOption,
+    label: LabelOption = None,
+) -> None:
+    """Create a new secret URL for a feed and print it (https, webcal, Google link).
+
+    The URL is shown only now: only a hash of its token is stored.
+    """
+    with _opened(config) as (cfg, store):
+        feed = resolve_feed_name(cfg, name)
+        _print_urls(_issue(store, cfg, feed, label, utcnow()))
+
+
+@feed_app.command("rotate")
+def rotate_command(
+    name: Annotated[str, typer.Argument(help="Feed name (per-user feeds: <feed>-<user id>).")],
+    config: ConfigOption,
+    label: LabelOption = None,
+) -> None:
+    """Revoke every URL of a feed and print a new one."""
+    with _opened(config) as (cfg, store):
+        feed = resolve_feed_name(cfg, name)
+        at = utcnow()
+        revoked = store.revoke_feed_tokens(feed, None, at=at)
+        _print_urls(_issue(store, cfg, feed, label, at))
+        print(f"revoked {revoked} earlier URL(s) of {feed}", file=sys.stderr)
+
+
+@feed_app.command("revoke")
+def revoke_command(
+    name: Annotated[str, typer.Argument(help="Feed name (per-user feeds: <feed>-<user id>).")],
+    config: ConfigOption,
+    token_id: Annotated[
+        int | None, typer.Option("--token-id", help="The id shown by 'apexcal feed list'.")
+    ] = None,
+    all_tokens: Annotated[bool, typer.Option("--all", help="Revoke every URL of the feed.")] = False,
+) -> None:
+    """Revoke one URL of a feed (--token-id N) or all of them (--all)."""
+    if (token_id is None) == (not all_tokens):
+        raise UsageError("give exactly one of --token-id N or --all")
+    with _opened(config) as (cfg, store):
+        feed = resolve_feed_name(cfg, name)
+        revoked = store.revoke_feed_tokens(feed, token_id, at=utcnow())
+        if token_id is not None and revoked == 0:
+            raise UsageError(f"feed {feed!r} has no active URL with token id {token_id}")
+        print(f"revoked {revoked} URL(s) of {feed}")
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@feed_app.command("list")
+def list_command(
+    config: ConfigOption,
+    name: Annotated[
+        str | None, typer.Argument(help="Only this feed (default: every feed).")
+    ] = None,
+) -> None:
+    """List the URLs of feeds: token id, label, created, revoked (never the tokens)."""
+    with _opened(config) as (cfg, store):
+        if name is not None:
+            names = [resolve_feed_name(cfg, name)]
+        else:
+            # Per-user feed names are not in the config; those built so far are
+            # in the store's build status.
+            built = {status.feed for status in store.all_feed_status()}
+            configured = {feed.name for feed in cfg.feeds}
+            per_user = {feed.name for feed in cfg.feeds if feed.per_user}
+            names = sorted(
+                configured
+                | {
+                    n
+                    for n in built
+                    if (m := _PER_USER_NAME.fullmatch(n)) is not None and m["feed"] in per_user
+                }
+            )
+        print("id\tfeed\tlabel\tcreated\trevoked")
+        for feed in names:
+            for token in store.feed_tokens(feed):
+                print(
+                    f"{token.id}\t{token.feed}\t{token.label or '-'}\t"
+                    f"{_when(token.created_at)}\t{_when(token.revoked_at)}"
+                )

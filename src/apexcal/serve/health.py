@@ -7,7 +7,7 @@ target) and turns it into a report with :func:`health_report`, which is pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -65,3 +65,78 @@ def health_report(snap: HealthSnapshot) -> tuple[bool, dict[str, Any]]:
         "feeds": feeds,
         "targets": targets,
     }
+
+
+class _FeedBuild(Protocol):
+    @property
+    def feed(self) -> str: ...
+    @property
+    def built_at(self) -> datetime: ...
+
+
+class _TargetRun(Protocol):
+    @property
+    def target(self) -> str: ...
+    @property
+    def last_success_at(self) -> datetime | None: ...
+
+
+class HealthStore(Protocol):
+    """The part of the state store that health reads."""
+
+    def all_feed_status(self) -> Sequence[_FeedBuild]:
+        """The last build of every feed."""
+        ...
+
+    def all_target_states(self) -> Sequence[_TargetRun]:
+        """The state of every target that ever ran."""
+        ...
+
+
+class StoreHealth:
+    """A :class:`HealthSource` over the state store, for the configured feeds and targets.
+
+    ``feeds`` and ``targets`` are called on every check and name what is
+    expected to be fresh (so a reloaded config is honoured and retired
+    targets left in the store do not count); per-user feeds the store has
+    seen built are included when ``per_user_feeds`` names their base feed.
+    """
+
+    def __init__(
+        self,
+        store: HealthStore,
+        *,
+        feeds: Callable[[], Iterable[str]],
+        targets: Callable[[], Iterable[str]],
+        stale_after: timedelta,
+        started_at: datetime,
+        clock: Callable[[], datetime],
+        per_user_feeds: Callable[[], Iterable[str]] = lambda: (),
+    ) -> None:
+        self._store = store
+        self._feeds = feeds
+        self._targets = targets
+        self._per_user = per_user_feeds
+        self._stale_after = stale_after
+        self._started_at = started_at
+        self._clock = clock
+
+    def snapshot(self) -> HealthSnapshot:
+        """Read the last builds and successes from the store."""
+        built = {status.feed: status.built_at for status in self._store.all_feed_status()}
+        succeeded = {
+            state.target: state.last_success_at for state in self._store.all_target_states()
+        }
+        feeds: dict[str, datetime | None] = {name: built.get(name) for name in self._feeds()}
+        bases = set(self._per_user())
+        for name, at in built.items():
+            base, _, user = name.rpartition("-")
+            if base in bases and user.isdigit():
+                feeds[name] = at
+        return HealthSnapshot(
+            now=self._clock(),
+            stale_after=self._stale_after,
+            started_at=self._started_at,
+            feeds=feeds,
+            targets={name: succeeded.get(name) for name in self._targets()},
+        )
