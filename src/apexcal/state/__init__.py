@@ -8,6 +8,7 @@ records of :mod:`apexcal.state.records`; nothing else here is public.
 from __future__ import annotations
 
 from apexcal.state.database import StoreFailure, StoreUnavailable, TargetBusy
+from apexcal.state.geocache import StoreGeocodeCache
 from apexcal.state.records import (
     FeedStatus,
     FeedToken,
@@ -27,6 +28,7 @@ __all__ = [
     "ObjectRecord",
     "Store",
     "StoreFailure",
+    "StoreGeocodeCache",
     "StoreUnavailable",
     "TargetBusy",
     "TargetState",
