@@ -21,6 +21,7 @@ from apexcal.apex.query import (
     normalize_filters,
     split_in,
 )
+from apexcal.emulator.qs import parse_query as emulator_parse_query
 
 # --- a small decoder with the parsing rules of Node's qs (depth 5, arrayLimit 20) --------
 
@@ -72,11 +73,7 @@ def _finalize(node: Any, *, root: bool = False) -> Any:
         return [_finalize(v) for v in node]
     if isinstance(node, dict):
         out = {k: _finalize(v) for k, v in node.items()}
-        if (
-            not root
-            and out
-            and all(k.isdigit() and int(k) <= MAX_ARRAY_ITEMS for k in out)
-        ):
+        if not root and out and all(k.isdigit() and int(k) <= MAX_ARRAY_ITEMS for k in out):
             return [out[k] for k in sorted(out, key=int)]
         return out
     return node
@@ -107,7 +104,9 @@ def stringified(query: Any) -> Any:
 # --- strategies ---------------------------------------------------------------------------
 
 keys = st.text(
-    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz_$-. 0123456789é&=+%#?/"), min_size=1, max_size=12
+    alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz_$-. 0123456789é&=+%#?/"),
+    min_size=1,
+    max_size=12,
 ).filter(lambda k: not k.isdigit())
 scalars = st.one_of(
     st.booleans(),
@@ -215,6 +214,11 @@ class TestEncodeQuery:
     def test_round_trips_through_qs(self, query: dict[str, Any]) -> None:
         """Whatever is encoded decodes, with qs rules, to the same structure as text."""
         assert qs_decode(encode_query(query)) == stringified(query)
+
+    @given(queries)
+    def test_round_trips_through_the_emulator_parser(self, query: dict[str, Any]) -> None:
+        """The emulator's independent qs parser reads back what was encoded."""
+        assert emulator_parse_query(encode_query(query)) == stringified(query)
 
 
 class TestSplitIn:
