@@ -19,7 +19,6 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from apexcal import log
 from apexcal.config.models import CREDENTIAL_TOKEN, Config, credential_password
 from apexcal.errors import Problem, SecretError
 
@@ -122,6 +121,8 @@ def resolve_secrets(
 
     if problems:
         raise UnreadableSecrets(problems)
+    from apexcal import log  # here, not at import: structlog is slow to import and rarely needed
+
     log.redactor.add(*found)
     return config.model_copy(
         update={"source": source.model_copy(update={"token": token}), "targets": targets}

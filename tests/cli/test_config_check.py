@@ -1,0 +1,93 @@
+"""`apexcal config check FILE [--secrets]`, run as the real console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+APEXCAL = Path(sys.executable).with_name("apexcal")
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `apexcal config check ARGS` with a clean environment (no APEXCAL_* or credentials)."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("APEXCAL_") and k not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")
+    }
+    return subprocess.run(
+        [str(APEXCAL), "config", "check", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+class TestConfigCheck:
+    def test_example_config_prints_ok(self) -> None:
+        """The shipped example passes: `ok` on stdout, nothing on stderr, exit 0."""
+        result = check(str(EXAMPLE))
+        assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+
+    def test_every_problem_is_one_stderr_line(self, tmp_path: Path) -> None:
+        """A broken file gives one `FILE: key.path: message` line per problem and exit 2, no traceback."""
+        config = tmp_path / "config.toml"
+        config.write_text(
+            '[source]\norganization_id = 27\ntimezone = "Mars/Base"\n'
+            '[[targets]]\nname = "jane"\nurl = "not a url"\npassword = "hunter2-hunter2"\n'
+            "[targets.filter]\nowner = 46\n",
+            encoding="utf-8",
+        )
+        result = check(str(config))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"{config}: source.timezone: 'Mars/Base' is not a known IANA time zone (e.g. 'Europe/Berlin')",
+            f"{config}: targets[0].url: not a valid URL",
+            f"{config}: targets[0].filter.owner: unknown filter key; allowed: assigned_to_user_id, "
+            "created_by_user_id, deal_id, contact_id, company_id, activity_type, done, start_date, subject",
+        ]
+        assert "hunter2" not in result.stderr
+
+    def test_missing_file_and_syntax_error_are_one_line_each(self, tmp_path: Path) -> None:
+        """A missing file and a TOML syntax error each print one line and exit 2."""
+        missing = check("missing.toml")
+        assert (missing.returncode, missing.stderr) == (2, "missing.toml: file not found\n")
+        broken = tmp_path / "broken.toml"
+        broken.write_text("[source\norganization_id = 27\n", encoding="utf-8")
+        result = check(str(broken))
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"{broken}: invalid TOML at line 1, column 8: expected ']' at the end of a table declaration\n"
+        )
+
+    def test_secrets_flag_reads_secret_files(self, tmp_path: Path) -> None:
+        """With --secrets an unreadable password_file is reported by key and path; readable ones pass."""
+        missing = tmp_path / "jane.pw"
+        config = tmp_path / "config.toml"
+        config.write_text(
+            '[source]\norganization_id = 27\n[[targets]]\nname = "jane"\n'
+            f'url = "https://dav.example/jane/"\nusername = "jane"\npassword_file = "{missing}"\n',
+            encoding="utf-8",
+        )
+        assert check(str(config)).returncode == 0  # not read without --secrets
+        result = check(str(config), "--secrets", env={"APEXCAL_TOKEN": "token-from-env"})
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"{config}: targets[0].password_file: cannot read {missing}: No such file or directory\n"
+        )
+        missing.write_text("dav-secret-value\n", encoding="utf-8")
+        result = check(str(config), "--secrets", env={"APEXCAL_TOKEN": "token-from-env"})
+        assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+
+    def test_environment_overrides_are_checked(self) -> None:
+        """A bad APEXCAL_<SECTION>__<KEY> override fails the check and names its variable."""
+        result = check(str(EXAMPLE), env={"APEXCAL_SYNC__INTERVAL": "sometimes"})
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"{EXAMPLE}: sync.interval: not a duration")
+        assert result.stderr.rstrip().endswith("(from APEXCAL_SYNC__INTERVAL)")
