@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import string
 import textwrap
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from apexcal.config import Config, config_from_dict, load_config
+from apexcal.config import Config, config_from_dict, env_value, load_config
 from apexcal.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
@@ -76,6 +80,8 @@ BROKEN = [
     ("duplicate target", MINIMAL + TARGET + TARGET, "targets[1].name", "duplicate name 'jane': already used by targets[0]"),
     ("feed named like target", MINIMAL + TARGET + '[[feeds]]\nname = "jane"\npath = "/tmp/j.ics"\n', "feeds[0].name", "duplicate name 'jane'"),
     ("duplicate feed path", MINIMAL + '[[feeds]]\nname = "a"\npath = "/tmp/f.ics"\n[[feeds]]\nname = "b"\npath = "/tmp/./f.ics"\n', "feeds[1].path", "duplicate path"),
+    ("empty feed path", MINIMAL + '[[feeds]]\nname = "f"\npath = ""\n', "feeds[0].path", "must be the path of a file"),
+    ("directory as token file", '[source]\norganization_id = 27\ntoken_file = "/run/credentials/"\n', "source.token_file", "must be the path of a file"),
     ("bad name", MINIMAL + '[[targets]]\nname = "jane doe"\nurl = "https://d.example/"\n', "targets[0].name", "not a valid name"),
     ("bad colour", MINIMAL + '[[feeds]]\nname = "team"\npath = "/tmp/t.ics"\ncolor = "blue"\n', "feeds[0].color", "'#RRGGBB'"),
     ("bad filter key", MINIMAL + TARGET + "[targets.filter]\nowner_id = 46\n", "targets[0].filter.owner_id", "unknown filter key"),
@@ -369,6 +375,31 @@ class TestEnvironmentOverrides:
             env={"APEXCAL_TOKEN": "tok-tok-tok", "APEXCAL_TEST_POSTGRES_URL": "postgresql://x/y"},
         )
         assert config.source.token is None
+
+
+class TestEnvValue:
+    @given(
+        st.one_of(
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+            st.booleans(),
+            st.lists(st.text(alphabet=string.ascii_lowercase + "_", min_size=1), max_size=5),
+        )
+    )
+    def test_toml_values_come_back_typed(self, value: object) -> None:
+        """An override written as a TOML value is read back as that value."""
+        text = json.dumps(value)  # JSON ints, booleans and string lists are TOML too
+        assert env_value("key", text) == value
+
+    @given(st.text(alphabet=string.ascii_letters + string.digits + ":/.-_ ", min_size=1))
+    def test_secrets_stay_text(self, text: str) -> None:
+        """token and password overrides are never reinterpreted, whatever they look like."""
+        assert env_value("password", text) == text
+        assert env_value("token", text) == text
+
+    @pytest.mark.parametrize("text", ["5m", "1h30m", "UTC", "https://api.example.com", "2025-04-01", "12:30:00"])
+    def test_durations_urls_and_dates_stay_text(self, text: str) -> None:
+        """Values that are not TOML, or that TOML would read as dates and times, stay text."""
+        assert env_value("key", text) == text
 
 
 def test_config_module_exposes_the_models() -> None:

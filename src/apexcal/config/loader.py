@@ -185,7 +185,7 @@ def _resolve_relative(data: dict[str, Any], base_dir: Path) -> None:
         node = data.get(section)
         entries = node if isinstance(node, list) else [node]
         for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get(key), str):
+            if isinstance(entry, dict) and isinstance(entry.get(key), str) and entry[key].strip():
                 value = Path(entry[key]).expanduser()
                 if not value.is_absolute():
                     entry[key] = str(base_dir / value)

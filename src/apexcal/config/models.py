@@ -164,6 +164,12 @@ def _bad_date() -> str:
     raise ValueError("must be a date (YYYY-MM-DD)")
 
 
+def _file_path(value: object) -> object:
+    if isinstance(value, str) and (not value.strip() or value.endswith(("/", "\\"))):
+        raise ValueError("must be the path of a file")
+    return value
+
+
 def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
@@ -174,6 +180,7 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 ZoneName = Annotated[str, AfterValidator(_zone)]
 Color = Annotated[str, AfterValidator(_color)]
 TypeKey = Annotated[str, AfterValidator(_type_key)]
+FilePath = Annotated[Path, BeforeValidator(_file_path)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 Privacy = Literal["full", "public", "busy"]
 TasksAs = Literal["todos", "events"]
@@ -235,7 +242,7 @@ class SourceConfig(_Table):
 
     base_url: HttpUrl = "https://api.achieveapex.com"
     token: SecretStr | None = None
-    token_file: Path | None = None
+    token_file: FilePath | None = None
     organization_id: PositiveInt
     timezone: ZoneName = "UTC"
     page_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = 100
@@ -324,7 +331,7 @@ class TargetConfig(_Table):
     url: HttpUrl
     username: NonEmptyStr | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: FilePath | None = None
     privacy: Privacy = "full"
     tasks_as: TasksAs = "todos"
     writeback: Annotated[bool, Field(strict=True)] = True
@@ -360,7 +367,7 @@ class FeedConfig(_Table):
     """``[[feeds]]``: one .ics file written after each cycle and served by the feed server."""
 
     name: Name
-    path: Path
+    path: FilePath
     filter: FilterDict = Field(default_factory=dict)
     privacy: Privacy = "public"
     tasks_as: TasksAs = "events"
