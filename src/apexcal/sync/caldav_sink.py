@@ -1,0 +1,579 @@
+"""The CalDAV adapter: one calendar collection, conditional writes, sync tokens, multiget.
+
+:class:`CalDAVSink` is everything the sync engine needs from a CalDAV server:
+
+* :meth:`~CalDAVSink.ensure_calendar` — check (or MKCALENDAR) the collection;
+* :meth:`~CalDAVSink.changes` — what changed since a sync token (RFC 6578),
+  falling back to a full listing when the token is invalid;
+* :meth:`~CalDAVSink.multiget` — read many objects in few requests (RFC 4791);
+* :meth:`~CalDAVSink.create` / :meth:`~CalDAVSink.update` /
+  :meth:`~CalDAVSink.delete` — conditional writes (``If-None-Match: *`` /
+  ``If-Match``), and :meth:`~CalDAVSink.apply_many` to run many with bounded
+  concurrency.
+
+It speaks the protocol with httpx rather than through python-caldav's
+``DAVClient``: that client turns every 403 into an authorization error before
+the body can be read (Radicale answers an invalid sync token with a 403 carrying
+``DAV:valid-sync-token``), retries 429/503 by sleeping inside the call, makes an
+unauthenticated round trip to negotiate auth, and its object helpers rewrite
+the data (SEQUENCE).  Here our bytes go out unchanged, every status is seen, and
+every request is counted (``on_request``, ``request_count``).
+
+Library errors are translated here into :mod:`apexcal.errors`; passwords never
+appear in exception text or logs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from types import TracebackType
+from typing import Self
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+import structlog
+
+from apexcal import USER_AGENT
+from apexcal.errors import (
+    CalDAVAuthError,
+    CalDAVError,
+    CalDAVTransportError,
+    InvalidSyncToken,
+    PreconditionFailed,
+    UidConflict,
+)
+from apexcal.sync.caldav import davxml
+from apexcal.sync.caldav.davxml import CALDAV, DAV
+from apexcal.sync.caldav.records import (
+    CalendarInfo,
+    CalendarNotFound,
+    CreateOp,
+    DeleteOp,
+    FetchedObject,
+    Outcome,
+    RemoteChanges,
+    UpdateOp,
+    WriteOp,
+    WriteResult,
+)
+
+__all__ = [
+    "MULTIGET_BATCH",
+    "CalDAVSink",
+    "CalendarInfo",
+    "CalendarNotFound",
+    "CreateOp",
+    "DeleteOp",
+    "FetchedObject",
+    "Outcome",
+    "RemoteChanges",
+    "UpdateOp",
+    "WriteOp",
+    "WriteResult",
+]
+
+log = structlog.get_logger(__name__)
+
+MULTIGET_BATCH = 100
+"""Hrefs per calendar-multiget REPORT."""
+
+_MAX_SYNC_PAGES = 10_000
+_XML_TYPE = "application/xml; charset=utf-8"
+_ICS_TYPE = "text/calendar; charset=utf-8"
+_UID_RE = re.compile(rb"^UID[;:](?:[^:\r\n]*:)?([^\r\n]*)", re.MULTILINE)
+_FOLD_RE = re.compile(rb"\r?\n[ \t]")
+
+_CALENDAR_PROPS = (
+    (DAV, "resourcetype"),
+    (DAV, "displayname"),
+    (CALDAV, "supported-calendar-component-set"),
+    (DAV, "supported-report-set"),
+)
+
+
+class _SyncUnsupported(Exception):
+    """The server does not do sync-collection on this collection."""
+
+
+def _uid_of(data: bytes) -> str:
+    """The first UID in an iCalendar body (for error reports only)."""
+    m = _UID_RE.search(_FOLD_RE.sub(b"", data))
+    return m.group(1).decode("utf-8", "replace").strip() if m else ""
+
+
+def _crlf(text: str) -> bytes:
+    """iCalendar text with CRLF line endings, UTF-8 encoded."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+
+
+class CalDAVSink:
+    """A session with one CalDAV calendar collection.
+
+    ``url`` is the collection URL (a trailing ``/`` is added when missing;
+    credentials in it are used when ``username`` is not given, and removed
+    from it).  ``concurrency`` bounds the requests :meth:`apply_many` runs at
+    once (and the connection pool).  ``on_request(method, status)`` is called
+    after every request, from the thread that made it, with status 0 when no
+    HTTP answer came.  Use as a context manager, or call :meth:`close`.
+
+    Safe to use from several threads at once (the counters are locked and the
+    httpx client is thread-safe).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        concurrency: int = 4,
+        on_request: Callable[[str, int], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CalDAVError(
+                "not an http(s) URL", url=parts._replace(netloc=parts.hostname or "").geturl()
+            )
+        if username is None and parts.username:
+            username = unquote(parts.username)
+            password = unquote(parts.password or "")
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        self._origin = urlunsplit((parts.scheme, netloc, "", "", ""))
+        self._path = davxml.normalise_href(path)
+        self.url = self._origin + davxml.quote_href(self._path)
+        self.username = username
+        self.concurrency = concurrency
+        self._on_request = on_request
+        self._lock = threading.Lock()
+        self._request_count = 0
+        self._sync_supported: bool | None = None
+        self._client = httpx.Client(
+            auth=httpx.BasicAuth(username, password or "") if username is not None else None,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    # --- session ----------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()
+
+    @property
+    def request_count(self) -> int:
+        """How many HTTP requests this sink has sent (answered or not)."""
+        with self._lock:
+            return self._request_count
+
+    @property
+    def collection_path(self) -> str:
+        """The canonical href of the collection itself (decoded path, trailing ``/``)."""
+        return self._path
+
+    def href_for(self, name: str) -> str:
+        """The canonical href a member called ``name`` has (or will have) in the collection."""
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"not a member name: {name!r}")
+        return self._path + name
+
+    def url_for(self, href: str) -> str:
+        """The absolute URL of a canonical href on this server."""
+        return self._origin + davxml.quote_href(href)
+
+    def _request(
+        self,
+        method: str,
+        href: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        url = self.url_for(href)
+        started = time.perf_counter()
+        try:
+            resp = self._client.request(method, url, content=content, headers=headers)
+        except httpx.TimeoutException as exc:
+            self._count(method, 0)
+            raise CalDAVTransportError(
+                f"{method} timed out ({type(exc).__name__})", url=url
+            ) from exc
+        except httpx.TransportError as exc:
+            self._count(method, 0)
+            raise CalDAVTransportError(f"{method} failed: {exc}", url=url) from exc
+        self._count(method, resp.status_code)
+        log.debug(
+            "caldav.request",
+            method=method,
+            url=url,
+            status=resp.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return resp
+
+    def _count(self, method: str, status: int) -> None:
+        with self._lock:
+            self._request_count += 1
+        if self._on_request is not None:
+            self._on_request(method, status)
+
+    def _fail(self, resp: httpx.Response, method: str, what: str = "") -> CalDAVError:
+        """The error for an answer no caller expected (auth errors recognised)."""
+        url = str(resp.request.url)
+        status = resp.status_code
+        reason = resp.reason_phrase or ""
+        if status in (401, 403):
+            who = f" for user {self.username!r}" if self.username else ""
+            return CalDAVAuthError(
+                f"{method} refused{who}: {status} {reason}".rstrip(), url=url, status=status
+            )
+        detail = f" ({what})" if what else ""
+        return CalDAVError(
+            f"{method} answered {status} {reason}{detail}".rstrip(), url=url, status=status
+        )
+
+    # --- the collection -----------------------------------------------------
+
+    def ensure_calendar(
+        self, create: bool = False, *, display_name: str | None = None
+    ) -> CalendarInfo:
+        """Check that the collection is a calendar, creating it first when asked.
+
+        A missing collection is created with MKCALENDAR (VEVENT + VTODO) when
+        ``create`` is true and reported as :class:`CalendarNotFound` otherwise.
+        Reads ``supported-calendar-component-set`` so the caller can fall back to
+        events when the calendar cannot hold tasks.
+        """
+        info = self._propfind_calendar()
+        if info is not None:
+            return info
+        if not create:
+            raise CalendarNotFound(self.url)
+        body = davxml.mkcalendar_body(display_name, ("VEVENT", "VTODO"))
+        resp = self._request(
+            "MKCALENDAR", self._path, content=body, headers={"Content-Type": _XML_TYPE}
+        )
+        if resp.status_code not in (200, 201):
+            raise self._fail(resp, "MKCALENDAR", "could not create the calendar")
+        log.info("caldav.calendar_created", url=self.url)
+        info = self._propfind_calendar()
+        if info is None:
+            raise CalDAVError("calendar still missing after MKCALENDAR", url=self.url)
+        return CalendarInfo(
+            url=info.url,
+            display_name=info.display_name,
+            supports_vevent=info.supports_vevent,
+            supports_vtodo=info.supports_vtodo,
+            supports_sync=info.supports_sync,
+            created=True,
+        )
+
+    def _propfind_calendar(self) -> CalendarInfo | None:
+        resp = self._request(
+            "PROPFIND",
+            self._path,
+            content=davxml.propfind_body(_CALENDAR_PROPS),
+            headers={"Depth": "0", "Content-Type": _XML_TYPE},
+        )
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 207:
+            raise self._fail(resp, "PROPFIND")
+        ms = davxml.parse_multistatus(resp.content, url=self.url)
+        mine = [r for r in ms.responses if r.href.rstrip("/") == self._path.rstrip("/")]
+        if not mine:
+            raise CalDAVError("PROPFIND answer does not describe the collection", url=self.url)
+        if mine[0].status == 404:
+            return None  # Xandikos answers a PROPFIND on a missing path with 207 + 404 inside
+        props = mine[0].props
+        rtype = props.get(davxml.clark(DAV, "resourcetype"))
+        if rtype is None or rtype.find(davxml.clark(CALDAV, "calendar")) is None:
+            raise CalDAVError("not a calendar collection", url=self.url)
+        comps_el = props.get(davxml.clark(CALDAV, "supported-calendar-component-set"))
+        if comps_el is None:
+            comps = {"VEVENT", "VTODO"}
+        else:
+            comps = {
+                (c.get("name") or "").upper() for c in comps_el.iter(davxml.clark(CALDAV, "comp"))
+            }
+        reports_el = props.get(davxml.clark(DAV, "supported-report-set"))
+        supports_sync: bool | None = None
+        if reports_el is not None:
+            supports_sync = (
+                reports_el.find(f".//{davxml.clark(DAV, 'sync-collection')}") is not None
+            )
+            if not supports_sync:
+                self._sync_supported = False
+        name = props.get(davxml.clark(DAV, "displayname"))
+        return CalendarInfo(
+            url=self.url,
+            display_name=(name.text or None) if name is not None else None,
+            supports_vevent="VEVENT" in comps,
+            supports_vtodo="VTODO" in comps,
+            supports_sync=supports_sync,
+        )
+
+    # --- remote changes -------------------------------------------------------
+
+    def changes(
+        self, sync_token: str | None, *, known_hrefs: Collection[str] = ()
+    ) -> RemoteChanges:
+        """What changed since ``sync_token`` (RFC 6578 sync-collection, sync-level 1).
+
+        ``None``, or a token the server rejects (``DAV:valid-sync-token``, whatever
+        the status: Radicale 403, Xandikos 412), gives a full listing with
+        ``full=True``; ``known_hrefs`` (the caller's recorded hrefs) then lets
+        ``deleted`` name the recorded objects that are gone.  A truncated answer
+        (507 on the collection) is followed with the new token until complete.
+        Never sends ``DAV:limit``; never returns a token the server did not issue.
+        """
+        if self._sync_supported is not False:
+            try:
+                if sync_token is not None:
+                    try:
+                        return self._sync(sync_token, full=False, known_hrefs=known_hrefs)
+                    except InvalidSyncToken:
+                        log.warning("caldav.sync_token_invalid", url=self.url)
+                return self._sync(None, full=True, known_hrefs=known_hrefs)
+            except _SyncUnsupported:
+                log.info("caldav.sync_unsupported", url=self.url)
+                self._sync_supported = False
+        return self._list_all(known_hrefs)
+
+    def _sync(
+        self, token: str | None, *, full: bool, known_hrefs: Collection[str]
+    ) -> RemoteChanges:
+        changed: dict[str, str] = {}
+        deleted: set[str] = set()
+        current = token
+        for _ in range(_MAX_SYNC_PAGES):
+            resp = self._request(
+                "REPORT",
+                self._path,
+                content=davxml.sync_collection_body(current),
+                headers={"Depth": "0", "Content-Type": _XML_TYPE},
+            )
+            if resp.status_code != 207:
+                err = davxml.parse_error_body(resp.content)
+                if err.has("valid-sync-token"):
+                    raise InvalidSyncToken(
+                        "sync token rejected", url=self.url, status=resp.status_code
+                    )
+                if err.has("supported-report") or resp.status_code in (405, 501):
+                    raise _SyncUnsupported
+                raise self._fail(resp, "REPORT sync-collection")
+            ms = davxml.parse_multistatus(resp.content, url=self.url)
+            truncated = False
+            for r in ms.responses:
+                if r.href.rstrip("/") == self._path.rstrip("/"):
+                    truncated = truncated or r.status == 507
+                    continue
+                if r.href.endswith("/"):
+                    continue  # a sub-collection, not a calendar object
+                if r.status == 404:
+                    deleted.add(r.href)
+                    changed.pop(r.href, None)
+                else:
+                    changed[r.href] = r.text(DAV, "getetag") or ""
+                    deleted.discard(r.href)
+            if not truncated:
+                if ms.sync_token is None:
+                    log.info("caldav.sync_without_token", url=self.url)
+                if full:
+                    deleted = {h for h in known_hrefs if h not in changed}
+                return RemoteChanges(
+                    token=ms.sync_token, changed=changed, deleted=frozenset(deleted), full=full
+                )
+            if ms.sync_token is None or ms.sync_token == current:
+                raise CalDAVError(
+                    "truncated sync-collection answer without a new token", url=self.url, status=507
+                )
+            log.debug("caldav.sync_truncated", url=self.url, so_far=len(changed))
+            current = ms.sync_token
+        raise CalDAVError(
+            f"sync-collection still truncated after {_MAX_SYNC_PAGES} pages", url=self.url
+        )
+
+    def _list_all(self, known_hrefs: Collection[str]) -> RemoteChanges:
+        resp = self._request(
+            "PROPFIND",
+            self._path,
+            content=davxml.propfind_body(((DAV, "resourcetype"), (DAV, "getetag"))),
+            headers={"Depth": "1", "Content-Type": _XML_TYPE},
+        )
+        if resp.status_code != 207:
+            raise self._fail(resp, "PROPFIND")
+        ms = davxml.parse_multistatus(resp.content, url=self.url)
+        changed: dict[str, str] = {}
+        for r in ms.responses:
+            if r.href.endswith("/") or r.href.rstrip("/") == self._path.rstrip("/"):
+                continue
+            rtype = r.props.get(davxml.clark(DAV, "resourcetype"))
+            if rtype is not None and rtype.find(davxml.clark(DAV, "collection")) is not None:
+                continue
+            changed[r.href] = r.text(DAV, "getetag") or ""
+        deleted = frozenset(h for h in known_hrefs if h not in changed)
+        return RemoteChanges(token=None, changed=changed, deleted=deleted, full=True)
+
+    # --- reading --------------------------------------------------------------
+
+    def multiget(self, hrefs: Iterable[str]) -> dict[str, FetchedObject]:
+        """Read the objects at ``hrefs`` with calendar-multiget, :data:`MULTIGET_BATCH` per REPORT.
+
+        Hrefs missing on the server are simply absent from the result.
+        """
+        wanted = list(dict.fromkeys(davxml.normalise_href(h) for h in hrefs))
+        found: dict[str, FetchedObject] = {}
+        for start in range(0, len(wanted), MULTIGET_BATCH):
+            batch = wanted[start : start + MULTIGET_BATCH]
+            resp = self._request(
+                "REPORT",
+                self._path,
+                content=davxml.multiget_body(batch),
+                headers={"Depth": "1", "Content-Type": _XML_TYPE},
+            )
+            if resp.status_code != 207:
+                raise self._fail(resp, "REPORT calendar-multiget")
+            for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
+                data = r.text(CALDAV, "calendar-data")
+                if data is None or r.status == 404:
+                    continue
+                found[r.href] = FetchedObject(
+                    href=r.href, etag=r.text(DAV, "getetag") or "", data=_crlf(data)
+                )
+        return found
+
+    # --- writing ------------------------------------------------------------
+
+    def create(self, name: str, data: bytes) -> WriteResult:
+        """Create member ``name`` with exactly ``data``, only if nothing is there (``If-None-Match: *``).
+
+        Raises :class:`PreconditionFailed` when an object already exists at that
+        href (adopt it), :class:`UidConflict` when the server holds the UID under
+        another href.
+        """
+        href = self.href_for(name)
+        headers = {"If-None-Match": "*", "Content-Type": _ICS_TYPE}
+        resp = self._request("PUT", href, content=data, headers=headers)
+        return self._write_result(resp, "PUT", href, data, None)
+
+    def update(self, href: str, data: bytes, etag: str) -> WriteResult:
+        """Replace the object at ``href`` with exactly ``data`` if it still has ``etag`` (``If-Match``).
+
+        Raises :class:`PreconditionFailed` when someone else changed or deleted it.
+        """
+        href = davxml.normalise_href(href)
+        headers = {"If-Match": etag, "Content-Type": _ICS_TYPE}
+        resp = self._request("PUT", href, content=data, headers=headers)
+        return self._write_result(resp, "PUT", href, data, etag)
+
+    def delete(self, href: str, etag: str | None = None) -> WriteResult:
+        """Delete the object at ``href`` (``If-Match`` when ``etag`` is given).
+
+        An object already gone is fine (status 404 in the result);
+        :class:`PreconditionFailed` when it changed since ``etag``.
+        """
+        href = davxml.normalise_href(href)
+        headers = {"If-Match": etag} if etag else None
+        resp = self._request("DELETE", href, headers=headers)
+        if resp.status_code == 404:
+            return WriteResult(href=href, etag=None, status=404)
+        return self._write_result(resp, "DELETE", href, b"", etag)
+
+    def _write_result(
+        self, resp: httpx.Response, method: str, href: str, data: bytes, etag: str | None
+    ) -> WriteResult:
+        status = resp.status_code
+        if 200 <= status < 300:
+            log.debug("caldav.write", method=method, href=href, status=status)
+            return WriteResult(href=href, etag=resp.headers.get("ETag"), status=status)
+        err = davxml.parse_error_body(resp.content)
+        if err.has("no-uid-conflict"):
+            existing = err.hrefs.get("no-uid-conflict", ())
+            raise UidConflict(
+                href, _uid_of(data), status=status, existing_href=existing[0] if existing else None
+            )
+        if status == 412 and not err.conditions:
+            # A bare 412 is the conditional header failing.  A 412 naming a
+            # precondition (Xandikos: valid-calendar-data, supported-calendar-
+            # component…) is the server refusing the object itself.
+            raise PreconditionFailed(href, etag=etag, status=412)
+        if err.conditions:
+            names = ", ".join(sorted(err.conditions))
+            desc = f": {err.description}" if err.description else ""
+            raise CalDAVError(
+                f"{method} refused by the server ({names}){desc}",
+                url=self.url_for(href),
+                status=status,
+            )
+        raise self._fail(resp, method)
+
+    def apply_many(
+        self,
+        ops: Sequence[WriteOp],
+        *,
+        on_result: Callable[[int, WriteOp, Outcome], None] | None = None,
+    ) -> list[Outcome]:
+        """Run many writes, ``concurrency`` at a time; one result per op, in order.
+
+        Each result is a :class:`WriteResult` or the :class:`CalDAVError` that
+        op met, so one failing object never blocks the rest.  ``on_result(index,
+        op, outcome)`` is called in the calling thread as soon as each op
+        finishes (completion order), so the caller can record each success right
+        away with its own database session.  If ``on_result`` raises, ops not yet
+        started are cancelled and the exception propagates once the running ones
+        end.
+        """
+        results: list[Outcome | None] = [None] * len(ops)
+        if not ops:
+            return []
+        with ThreadPoolExecutor(
+            max_workers=min(self.concurrency, len(ops)), thread_name_prefix="caldav-write"
+        ) as pool:
+            futures: dict[Future[WriteResult], int] = {
+                pool.submit(self._apply_one, op): i for i, op in enumerate(ops)
+            }
+            try:
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    outcome: Outcome
+                    try:
+                        outcome = fut.result()
+                    except CalDAVError as exc:
+                        outcome = exc
+                    results[i] = outcome
+                    if on_result is not None:
+                        on_result(i, ops[i], outcome)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+        return [r for r in results if r is not None]
+
+    def _apply_one(self, op: WriteOp) -> WriteResult:
+        if isinstance(op, CreateOp):
+            return self.create(op.name, op.data)
+        if isinstance(op, UpdateOp):
+            return self.update(op.href, op.data, op.etag)
+        return self.delete(op.href, op.etag)
