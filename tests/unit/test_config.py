@@ -62,56 +62,263 @@ class TestExampleConfig:
         """Every field of every model appears in the example (set or commented), so every key is documented."""
         text = EXAMPLE.read_text(encoding="utf-8")
         config = load_config(EXAMPLE, env={})
-        tables = [config.source, config.state, config.sync, config.mapping, config.targets[0],
-                  config.feeds[0], config.feeds[0].window, config.server, config.log]
+        tables = [
+            config.source,
+            config.state,
+            config.sync,
+            config.mapping,
+            config.targets[0],
+            config.feeds[0],
+            config.feeds[0].window,
+            config.server,
+            config.log,
+        ]
         for table in tables:
             for key in type(table).model_fields:
                 assert f"{key} =" in text or f".{key}]" in text, key
 
 
 BROKEN = [
-    ("unknown key", MINIMAL + '[sync]\nintervall = "5m"\n', "sync.intervall", "unknown key (did you mean 'interval'?)"),
+    (
+        "unknown key",
+        MINIMAL + '[sync]\nintervall = "5m"\n',
+        "sync.intervall",
+        "unknown key (did you mean 'interval'?)",
+    ),
     ("unknown table", MINIMAL + "[sinks]\nx = 1\n", "sinks", "unknown key"),
-    ("bad target url", MINIMAL + '[[targets]]\nname = "jane"\nurl = "dav.example.com/jane"\n', "targets[0].url", "not a valid URL"),
-    ("ftp base url", '[source]\norganization_id = 27\nbase_url = "ftp://api.example.com"\n', "source.base_url", "scheme must be http or https"),
-    ("bad duration", MINIMAL + '[sync]\ninterval = "5 minutes"\n', "sync.interval", "not a duration"),
-    ("zero interval", MINIMAL + '[sync]\ninterval = "0s"\n', "sync.interval", "must be longer than 0s"),
-    ("bad zone", '[source]\norganization_id = 27\ntimezone = "Mars/Olympus_Mons"\n', "source.timezone", "not a known IANA time zone"),
-    ("duplicate target", MINIMAL + TARGET + TARGET, "targets[1].name", "duplicate name 'jane': already used by targets[0]"),
-    ("feed named like target", MINIMAL + TARGET + '[[feeds]]\nname = "jane"\npath = "/tmp/j.ics"\n', "feeds[0].name", "duplicate name 'jane'"),
-    ("duplicate feed path", MINIMAL + '[[feeds]]\nname = "a"\npath = "/tmp/f.ics"\n[[feeds]]\nname = "b"\npath = "/tmp/./f.ics"\n', "feeds[1].path", "duplicate path"),
-    ("empty feed path", MINIMAL + '[[feeds]]\nname = "f"\npath = ""\n', "feeds[0].path", "must be the path of a file"),
-    ("directory as token file", '[source]\norganization_id = 27\ntoken_file = "/run/credentials/"\n', "source.token_file", "must be the path of a file"),
-    ("bad name", MINIMAL + '[[targets]]\nname = "jane doe"\nurl = "https://d.example/"\n', "targets[0].name", "not a valid name"),
-    ("bad colour", MINIMAL + '[[feeds]]\nname = "team"\npath = "/tmp/t.ics"\ncolor = "blue"\n', "feeds[0].color", "'#RRGGBB'"),
-    ("bad filter key", MINIMAL + TARGET + "[targets.filter]\nowner_id = 46\n", "targets[0].filter.owner_id", "unknown filter key"),
-    ("bad filter type", MINIMAL + TARGET + '[targets.filter]\nassigned_to_user_id = "46"\n', "targets[0].filter.assigned_to_user_id", "must be an integer"),
-    ("bad filter date", MINIMAL + TARGET + '[targets.filter]\nstart_date = { "$gte" = "April" }\n', "targets[0].filter.start_date.$gte", "must be a date"),
-    ("bad filter operator", MINIMAL + TARGET + '[targets.filter]\nstart_date = { "$after" = 2025-04-01 }\n', "targets[0].filter.start_date.$after", "unknown filter key"),
-    ("bad type key", MINIMAL + TARGET + '[targets.filter]\nactivity_type = ["call", "Meeting"]\n', "targets[0].filter.activity_type", "'Meeting' is not an activity type key"),
-    ("bad done", MINIMAL + TARGET + '[targets.filter]\ndone = "yes"\n', "targets[0].filter.done", "must be true or false"),
-    ("bad privacy", MINIMAL + TARGET + 'privacy = "secret"\n', "targets[0].privacy", "must be one of: full, public, busy"),
-    ("bad tasks_as", MINIMAL + '[[feeds]]\nname = "t"\npath = "/tmp/t.ics"\ntasks_as = "tasks"\n', "feeds[0].tasks_as", "must be one of: todos, events"),
-    ("missing org id", '[source]\ntimezone = "UTC"\n', "source.organization_id", "missing required key"),
+    (
+        "bad target url",
+        MINIMAL + '[[targets]]\nname = "jane"\nurl = "dav.example.com/jane"\n',
+        "targets[0].url",
+        "not a valid URL",
+    ),
+    (
+        "ftp base url",
+        '[source]\norganization_id = 27\nbase_url = "ftp://api.example.com"\n',
+        "source.base_url",
+        "scheme must be http or https",
+    ),
+    (
+        "bad duration",
+        MINIMAL + '[sync]\ninterval = "5 minutes"\n',
+        "sync.interval",
+        "not a duration",
+    ),
+    (
+        "zero interval",
+        MINIMAL + '[sync]\ninterval = "0s"\n',
+        "sync.interval",
+        "must be longer than 0s",
+    ),
+    (
+        "bad zone",
+        '[source]\norganization_id = 27\ntimezone = "Mars/Olympus_Mons"\n',
+        "source.timezone",
+        "not a known IANA time zone",
+    ),
+    (
+        "duplicate target",
+        MINIMAL + TARGET + TARGET,
+        "targets[1].name",
+        "duplicate name 'jane': already used by targets[0]",
+    ),
+    (
+        "feed named like target",
+        MINIMAL + TARGET + '[[feeds]]\nname = "jane"\npath = "/tmp/j.ics"\n',
+        "feeds[0].name",
+        "duplicate name 'jane'",
+    ),
+    (
+        "duplicate feed path",
+        MINIMAL
+        + '[[feeds]]\nname = "a"\npath = "/tmp/f.ics"\n[[feeds]]\nname = "b"\npath = "/tmp/./f.ics"\n',
+        "feeds[1].path",
+        "duplicate path",
+    ),
+    (
+        "empty feed path",
+        MINIMAL + '[[feeds]]\nname = "f"\npath = ""\n',
+        "feeds[0].path",
+        "must be the path of a file",
+    ),
+    (
+        "directory as token file",
+        '[source]\norganization_id = 27\ntoken_file = "/run/credentials/"\n',
+        "source.token_file",
+        "must be the path of a file",
+    ),
+    (
+        "per-user name collision",
+        MINIMAL
+        + '[[feeds]]\nname = "team"\npath = "/tmp/t.ics"\nper_user = true\n[[targets]]\nname = "team-46"\nurl = "https://d.example/"\n',
+        "targets[0].name",
+        "'team-46' collides with the per-user feeds of feeds[0]",
+    ),
+    (
+        "bad name",
+        MINIMAL + '[[targets]]\nname = "jane doe"\nurl = "https://d.example/"\n',
+        "targets[0].name",
+        "not a valid name",
+    ),
+    (
+        "bad colour",
+        MINIMAL + '[[feeds]]\nname = "team"\npath = "/tmp/t.ics"\ncolor = "blue"\n',
+        "feeds[0].color",
+        "'#RRGGBB'",
+    ),
+    (
+        "bad filter key",
+        MINIMAL + TARGET + "[targets.filter]\nowner_id = 46\n",
+        "targets[0].filter.owner_id",
+        "unknown filter key",
+    ),
+    (
+        "bad filter type",
+        MINIMAL + TARGET + '[targets.filter]\nassigned_to_user_id = "46"\n',
+        "targets[0].filter.assigned_to_user_id",
+        "must be an integer",
+    ),
+    (
+        "bad filter date",
+        MINIMAL + TARGET + '[targets.filter]\nstart_date = { "$gte" = "April" }\n',
+        "targets[0].filter.start_date.$gte",
+        "must be a date",
+    ),
+    (
+        "bad filter operator",
+        MINIMAL + TARGET + '[targets.filter]\nstart_date = { "$after" = 2025-04-01 }\n',
+        "targets[0].filter.start_date.$after",
+        "unknown filter key",
+    ),
+    (
+        "bad type key",
+        MINIMAL + TARGET + '[targets.filter]\nactivity_type = ["call", "Meeting"]\n',
+        "targets[0].filter.activity_type",
+        "'Meeting' is not an activity type key",
+    ),
+    (
+        "bad done",
+        MINIMAL + TARGET + '[targets.filter]\ndone = "yes"\n',
+        "targets[0].filter.done",
+        "must be true or false",
+    ),
+    (
+        "bad privacy",
+        MINIMAL + TARGET + 'privacy = "secret"\n',
+        "targets[0].privacy",
+        "must be one of: full, public, busy",
+    ),
+    (
+        "bad tasks_as",
+        MINIMAL + '[[feeds]]\nname = "t"\npath = "/tmp/t.ics"\ntasks_as = "tasks"\n',
+        "feeds[0].tasks_as",
+        "must be one of: todos, events",
+    ),
+    (
+        "missing org id",
+        '[source]\ntimezone = "UTC"\n',
+        "source.organization_id",
+        "missing required key",
+    ),
     ("missing source", "[sync]\n", "source", "missing required key"),
-    ("negative page size", '[source]\norganization_id = 27\npage_size = -5\n', "source.page_size", "must be at least 1"),
-    ("org id as text", '[source]\norganization_id = "27"\n', "source.organization_id", "must be an integer"),
-    ("bad summary placeholder", MINIMAL + '[mapping]\nsummary = "{subject} for {owner}"\n', "mapping.summary", "unknown placeholder {owner}"),
-    ("attribute in template", MINIMAL + '[mapping]\nsummary = "{subject.__class__}"\n', "mapping.summary", "not a plain name"),
-    ("bad url placeholder", MINIMAL + '[mapping]\nactivity_url = "https://app/{uuid}"\n', "mapping.activity_url", "unknown placeholder {uuid}"),
-    ("bad component", MINIMAL + '[mapping.components]\ncall = "journal"\n', "mapping.components.call", "must be one of: event, todo"),
-    ("username without password", MINIMAL + TARGET + 'username = "jane"\n', "targets[0]", "username is set but there is no password"),
-    ("password twice", MINIMAL + TARGET + 'username = "jane"\npassword = "pw-pw-pw"\npassword_file = "/x"\n', "targets[0]", "set only one of password and password_file"),
-    ("token twice", '[source]\norganization_id = 27\ntoken = "t-t-t-t"\ntoken_file = "/x"\n', "source", "set only one of token and token_file"),
-    ("bad state url", MINIMAL + '[state]\nurl = "mysql://db/apexcal"\n', "state.url", "not a database URL"),
-    ("relative sqlite url", MINIMAL + '[state]\nurl = "sqlite://state.db"\n', "state.url", "three slashes"),
+    (
+        "negative page size",
+        "[source]\norganization_id = 27\npage_size = -5\n",
+        "source.page_size",
+        "must be at least 1",
+    ),
+    (
+        "org id as text",
+        '[source]\norganization_id = "27"\n',
+        "source.organization_id",
+        "must be an integer",
+    ),
+    (
+        "bad summary placeholder",
+        MINIMAL + '[mapping]\nsummary = "{subject} for {owner}"\n',
+        "mapping.summary",
+        "unknown placeholder {owner}",
+    ),
+    (
+        "attribute in template",
+        MINIMAL + '[mapping]\nsummary = "{subject.__class__}"\n',
+        "mapping.summary",
+        "not a plain name",
+    ),
+    (
+        "bad url placeholder",
+        MINIMAL + '[mapping]\nactivity_url = "https://app/{uuid}"\n',
+        "mapping.activity_url",
+        "unknown placeholder {uuid}",
+    ),
+    (
+        "bad component",
+        MINIMAL + '[mapping.components]\ncall = "journal"\n',
+        "mapping.components.call",
+        "must be one of: event, todo",
+    ),
+    (
+        "username without password",
+        MINIMAL + TARGET + 'username = "jane"\n',
+        "targets[0]",
+        "username is set but there is no password",
+    ),
+    (
+        "password twice",
+        MINIMAL + TARGET + 'username = "jane"\npassword = "pw-pw-pw"\npassword_file = "/x"\n',
+        "targets[0]",
+        "set only one of password and password_file",
+    ),
+    (
+        "token twice",
+        '[source]\norganization_id = 27\ntoken = "t-t-t-t"\ntoken_file = "/x"\n',
+        "source",
+        "set only one of token and token_file",
+    ),
+    (
+        "bad state url",
+        MINIMAL + '[state]\nurl = "mysql://db/apexcal"\n',
+        "state.url",
+        "not a database URL",
+    ),
+    (
+        "relative sqlite url",
+        MINIMAL + '[state]\nurl = "sqlite://state.db"\n',
+        "state.url",
+        "three slashes",
+    ),
     ("bad listen", MINIMAL + '[server]\nlisten = "localhost"\n', "server.listen", "not host:port"),
-    ("big port", MINIMAL + '[server]\nlisten = "127.0.0.1:70000"\n', "server.listen", "not host:port"),
-    ("share over one", MINIMAL + "[sync]\nmax_delete_share = 1.5\n", "sync.max_delete_share", "must be at most 1.0"),
-    ("bad policy", MINIMAL + '[sync]\nconflict_policy = "last-wins"\n', "sync.conflict_policy", "must be one of: crm-wins, calendar-wins, newest-wins"),
-    ("negative window", MINIMAL + '[[feeds]]\nname = "t"\npath = "/tmp/t.ics"\nwindow = { past_days = -1 }\n', "feeds[0].window.past_days", "must be at least 0"),
+    (
+        "big port",
+        MINIMAL + '[server]\nlisten = "127.0.0.1:70000"\n',
+        "server.listen",
+        "not host:port",
+    ),
+    (
+        "share over one",
+        MINIMAL + "[sync]\nmax_delete_share = 1.5\n",
+        "sync.max_delete_share",
+        "must be at most 1.0",
+    ),
+    (
+        "bad policy",
+        MINIMAL + '[sync]\nconflict_policy = "last-wins"\n',
+        "sync.conflict_policy",
+        "must be one of: crm-wins, calendar-wins, newest-wins",
+    ),
+    (
+        "negative window",
+        MINIMAL + '[[feeds]]\nname = "t"\npath = "/tmp/t.ics"\nwindow = { past_days = -1 }\n',
+        "feeds[0].window.past_days",
+        "must be at least 0",
+    ),
     ("boolean duration", MINIMAL + "[sync]\ninterval = true\n", "sync.interval", "not a duration"),
-    ("bad log level", MINIMAL + '[log]\nlevel = "loud"\n', "log.level", "must be one of: debug, info"),
+    (
+        "bad log level",
+        MINIMAL + '[log]\nlevel = "loud"\n',
+        "log.level",
+        "must be one of: debug, info",
+    ),
     ("targets not a list", 'targets = "jane"\n' + MINIMAL, "targets", "must be a list"),
 ]
 
@@ -212,9 +419,13 @@ class TestDerivedValues:
 
     def test_uid_domain_defaults_to_the_api_host(self) -> None:
         """The UID domain is the host of base_url unless uid_domain is set."""
-        config = config_from_dict({"source": {"organization_id": 1, "base_url": "http://127.0.0.1:9999/api"}})
+        config = config_from_dict(
+            {"source": {"organization_id": 1, "base_url": "http://127.0.0.1:9999/api"}}
+        )
         assert config.source.effective_uid_domain == "127.0.0.1"
-        config = config_from_dict({"source": {"organization_id": 1, "uid_domain": "crm.example.org"}})
+        config = config_from_dict(
+            {"source": {"organization_id": 1, "uid_domain": "crm.example.org"}}
+        )
         assert config.source.effective_uid_domain == "crm.example.org"
 
     def test_stale_after_defaults_to_three_intervals(self) -> None:
@@ -232,25 +443,33 @@ class TestDerivedValues:
 
     def test_state_url_defaults_under_state_directory(self, tmp_path: Path) -> None:
         """Without [state] url the database lives in $STATE_DIRECTORY, else in the working directory."""
-        config = config_from_dict({"source": {"organization_id": 1}}, env={"STATE_DIRECTORY": str(tmp_path)})
+        config = config_from_dict(
+            {"source": {"organization_id": 1}}, env={"STATE_DIRECTORY": str(tmp_path)}
+        )
         assert config.state.url == f"sqlite:///{tmp_path}/state.db"
         config = config_from_dict({"source": {"organization_id": 1}})
         assert config.state.url == f"sqlite:///{Path.cwd()}/apexcal-state.db"
 
     def test_zero_reconcile_interval_means_every_cycle(self) -> None:
-        """"0s" is accepted where it means every cycle."""
-        config = config_from_dict({"source": {"organization_id": 1}, "sync": {"reconcile_interval": "0s", "jitter": 0}})
+        """ "0s" is accepted where it means every cycle."""
+        config = config_from_dict(
+            {"source": {"organization_id": 1}, "sync": {"reconcile_interval": "0s", "jitter": 0}}
+        )
         assert config.sync.reconcile_interval == timedelta(0)
         assert config.sync.jitter == timedelta(0)
 
     def test_feed_calendar_name_defaults_to_its_name(self) -> None:
         """A feed without calendar_name is shown under its name."""
-        config = config_from_dict({"source": {"organization_id": 1}, "feeds": [{"name": "team", "path": "/tmp/t.ics"}]})
+        config = config_from_dict(
+            {"source": {"organization_id": 1}, "feeds": [{"name": "team", "path": "/tmp/t.ics"}]}
+        )
         assert config.feeds[0].calendar_name == "team"
 
     def test_listen_splits_into_host_and_port(self) -> None:
         """server.listen gives host and port, IPv6 brackets removed."""
-        config = config_from_dict({"source": {"organization_id": 1}, "server": {"listen": "[::1]:0"}})
+        config = config_from_dict(
+            {"source": {"organization_id": 1}, "server": {"listen": "[::1]:0"}}
+        )
         assert config.server is not None
         assert (config.server.host, config.server.port) == ("::1", 0)
 
@@ -258,7 +477,9 @@ class TestDerivedValues:
         """token_file, password_file and feed paths are read relative to the file's directory."""
         file = write(
             tmp_path,
-            MINIMAL + 'token_file = "secrets/token"\n' + TARGET
+            MINIMAL
+            + 'token_file = "secrets/token"\n'
+            + TARGET
             + 'username = "j"\npassword_file = "j.pw"\n[[feeds]]\nname = "f"\npath = "out/f.ics"\n',
         )
         config = load_config(file, env={})
@@ -273,10 +494,20 @@ class TestDerivedValues:
         config = config_from_dict(
             {
                 "source": {"organization_id": 1},
-                "targets": [{"name": "t", "url": "http://d/", "filter": {"start_date": {"$gte": dt.date(2025, 4, 1), "$lte": "2025-04-30"}}}],
+                "targets": [
+                    {
+                        "name": "t",
+                        "url": "http://d/",
+                        "filter": {
+                            "start_date": {"$gte": dt.date(2025, 4, 1), "$lte": "2025-04-30"}
+                        },
+                    }
+                ],
             }
         )
-        assert config.targets[0].filter == {"start_date": {"$gte": "2025-04-01", "$lte": "2025-04-30"}}
+        assert config.targets[0].filter == {
+            "start_date": {"$gte": "2025-04-01", "$lte": "2025-04-30"}
+        }
 
     def test_config_is_frozen(self) -> None:
         """A loaded config cannot be changed by accident inside the program."""
@@ -345,7 +576,9 @@ class TestEnvironmentOverrides:
 
     def test_missing_tables_are_created_by_overrides(self, tmp_path: Path) -> None:
         """An override may add a table the file does not have."""
-        config = load_config(write(tmp_path, MINIMAL), env={"APEXCAL_SERVER__LISTEN": "127.0.0.1:0"})
+        config = load_config(
+            write(tmp_path, MINIMAL), env={"APEXCAL_SERVER__LISTEN": "127.0.0.1:0"}
+        )
         assert config.server is not None
         assert config.server.port == 0
 
@@ -362,8 +595,14 @@ class TestEnvironmentOverrides:
             },
         )
         assert problems == [
-            ("sync.interval", 'not a duration: expected a duration such as "30s", "5m", "1h30m" or "2d", or whole seconds (from APEXCAL_SYNC__INTERVAL)'),
-            ("sync.intervall", "unknown key (did you mean 'interval'?) (from APEXCAL_SYNC__INTERVALL)"),
+            (
+                "sync.interval",
+                'not a duration: expected a duration such as "30s", "5m", "1h30m" or "2d", or whole seconds (from APEXCAL_SYNC__INTERVAL)',
+            ),
+            (
+                "sync.intervall",
+                "unknown key (did you mean 'interval'?) (from APEXCAL_SYNC__INTERVALL)",
+            ),
             ("APEXCAL_TARGETS__3__URL", "targets has no entry '3'"),
             ("APEXCAL_TARGETS__URL", "targets is a list: name an entry"),
         ]
@@ -396,7 +635,9 @@ class TestEnvValue:
         assert env_value("password", text) == text
         assert env_value("token", text) == text
 
-    @pytest.mark.parametrize("text", ["5m", "1h30m", "UTC", "https://api.example.com", "2025-04-01", "12:30:00"])
+    @pytest.mark.parametrize(
+        "text", ["5m", "1h30m", "UTC", "https://api.example.com", "2025-04-01", "12:30:00"]
+    )
     def test_durations_urls_and_dates_stay_text(self, text: str) -> None:
         """Values that are not TOML, or that TOML would read as dates and times, stay text."""
         assert env_value("key", text) == text

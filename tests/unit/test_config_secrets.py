@@ -87,7 +87,9 @@ class TestSecretSources:
         config = config_from_dict(
             {
                 "source": {"organization_id": 1, "token": "inline-token"},
-                "targets": [{"name": "t", "url": "http://d/", "username": "u", "password": "inline-pw"}],
+                "targets": [
+                    {"name": "t", "url": "http://d/", "username": "u", "password": "inline-pw"}
+                ],
             }
         )
         resolved = resolve_secrets(config, env={})
@@ -96,10 +98,21 @@ class TestSecretSources:
         assert resolved.targets[0].password is not None
         assert resolved.targets[0].password.get_secret_value() == "inline-pw"
 
+    def test_require_token_refuses_unresolved_configs(self) -> None:
+        """require_token gives the token after resolving and a SecretError naming source.token before."""
+        config = config_from_dict({"source": {"organization_id": 1}})
+        with pytest.raises(SecretError, match=r"^source\.token: "):
+            config.source.require_token()
+        resolved = resolve_secrets(config, env={"APEXCAL_TOKEN": "env-token"})
+        assert resolved.source.require_token() == "env-token"
+
     def test_target_without_username_needs_no_password(self, tmp_path: Path) -> None:
         """A target without a username resolves with no password."""
         config = config_from_dict(
-            {"source": {"organization_id": 1, "token": "t-t-t"}, "targets": [{"name": "t", "url": "http://d/"}]}
+            {
+                "source": {"organization_id": 1, "token": "t-t-t"},
+                "targets": [{"name": "t", "url": "http://d/"}],
+            }
         )
         assert resolve_secrets(config, env={}).targets[0].password is None
 
@@ -112,7 +125,10 @@ class TestUnreadableSecrets:
         with pytest.raises(SecretError) as info:
             load_config(file, env={}, resolve_secrets=True)
         assert info.value.key == "targets[0].password_file"
-        assert str(info.value) == f"targets[0].password_file: cannot read {missing}: No such file or directory"
+        assert (
+            str(info.value)
+            == f"targets[0].password_file: cannot read {missing}: No such file or directory"
+        )
 
     def test_every_unreadable_secret_is_listed(self, tmp_path: Path) -> None:
         """All unreadable secrets are collected; the message stays one line."""
@@ -123,7 +139,10 @@ class TestUnreadableSecrets:
             load_config(file, env={}, resolve_secrets=True)
         assert [(p.path, p.message) for p in info.value.problems] == [
             ("source.token_file", f"cannot read {empty}: the file is empty"),
-            ("targets[0].password_file", f"cannot read {tmp_path / 'missing.pw'}: No such file or directory"),
+            (
+                "targets[0].password_file",
+                f"cannot read {tmp_path / 'missing.pw'}: No such file or directory",
+            ),
         ]
         assert "\n" not in str(info.value)
         assert str(info.value).endswith("(and 1 more unreadable secret)")
@@ -144,7 +163,11 @@ class TestUnreadableSecrets:
         assert "jane-dav" in info.value.reason
 
 
-printable = st.text(alphabet=string.ascii_letters + string.digits + "!#%&*+-./:;<=>?@^_|~ ", min_size=10, max_size=40)
+printable = st.text(
+    alphabet=string.ascii_letters + string.digits + "!#%&*+-./:;<=>?@^_|~ ",
+    min_size=10,
+    max_size=40,
+)
 
 
 class TestSecretsNeverShow:

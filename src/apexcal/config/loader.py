@@ -212,7 +212,7 @@ def _validate(
 
 
 def _cross_checks(data: Mapping[str, Any], file: str) -> list[Problem]:
-    """Checks across entries: names unique over targets and feeds, feed paths unique."""
+    """Checks across entries: names unique over targets, feeds and per-user feeds; feed paths unique."""
     problems: list[Problem] = []
     names: dict[str, str] = {}
     paths: dict[str, str] = {}
@@ -249,6 +249,22 @@ def _cross_checks(data: Mapping[str, Any], file: str) -> list[Problem]:
                     )
                 else:
                     paths[key] = where
+    for index, entry in enumerate(data.get("feeds") or []):
+        if (
+            isinstance(entry, Mapping)
+            and entry.get("per_user") is True
+            and isinstance(entry.get("name"), str)
+        ):
+            pattern = re.compile(re.escape(entry["name"]) + r"-[0-9]+")
+            for name, where in names.items():
+                if pattern.fullmatch(name):
+                    problems.append(
+                        Problem(
+                            file=file,
+                            path=f"{where}.name",
+                            message=f"{name!r} collides with the per-user feeds of feeds[{index}]",
+                        )
+                    )
     return problems
 
 

@@ -36,6 +36,7 @@ from typing_extensions import TypedDict
 
 from apexcal.apex.models import type_key
 from apexcal.config.durations import Duration, DurationOrZero, parse_duration
+from apexcal.errors import SecretError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 """Target and feed names: they appear in URLs and file names."""
@@ -72,7 +73,11 @@ def _http_url(value: str) -> str:
         raise ValueError("not a valid URL") from None
     if parts.scheme and parts.scheme not in ("http", "https"):
         raise ValueError(f"not a valid URL: scheme must be http or https, not {parts.scheme!r}")
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+    ):
         raise ValueError("not a valid URL")
     return value
 
@@ -81,7 +86,9 @@ def _zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not a known IANA time zone (e.g. 'Europe/Berlin')") from None
+        raise ValueError(
+            f"{value!r} is not a known IANA time zone (e.g. 'Europe/Berlin')"
+        ) from None
     return value
 
 
@@ -256,6 +263,12 @@ class SourceConfig(_Table):
             raise ValueError("set only one of token and token_file")
         return self
 
+    def require_token(self) -> str:
+        """The API token; ``SecretError`` if secrets were not resolved or none is set."""
+        if self.token is None:
+            raise SecretError("source.token", "no API token (secrets not resolved)")
+        return self.token.get_secret_value()
+
     @property
     def effective_uid_domain(self) -> str:
         """The domain part of every UID: ``uid_domain``, else the host of ``base_url``."""
@@ -278,7 +291,9 @@ def _state_url(value: str) -> str:
         )
     rest = match.group(3)
     if match.group(1) == "sqlite" and rest and not rest.startswith("/"):
-        raise ValueError("a sqlite URL has three slashes before a relative path, four before an absolute one")
+        raise ValueError(
+            "a sqlite URL has three slashes before a relative path, four before an absolute one"
+        )
     if match.group(1) == "postgresql" and not rest.strip("/"):
         raise ValueError("a postgresql URL needs a host or database name")
     return value
