@@ -64,6 +64,7 @@ TasksAs = Literal["todos", "events"]
 ComponentKind = Literal["event", "todo"]
 
 SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+SEQUENCE_MAX = 2**31 - 1
 SUMMARY_FIELDS = frozenset({"subject", "type", "deal", "contact", "company", "assignee"})
 URL_FIELDS = frozenset({"id", "organization_id"})
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"})
@@ -234,8 +235,11 @@ def _utc(value: datetime) -> datetime:
 
 
 def sequence_for(updated_at: datetime) -> int:
-    """SEQUENCE: whole seconds from 2020-01-01 to ``updated_at`` (never negative)."""
-    return max(0, int((updated_at - SEQUENCE_EPOCH).total_seconds()))
+    """SEQUENCE: whole seconds from 2020-01-01 to ``updated_at``.
+
+    Clamped to RFC 5545's integer range: 0 before 2020, 2**31 - 1 from 2088 on.
+    """
+    return min(SEQUENCE_MAX, max(0, int((updated_at - SEQUENCE_EPOCH).total_seconds())))
 
 
 def _names(activity: Activity, type_name: str | None) -> dict[str, str]:

@@ -4,7 +4,8 @@ icalendar's generated VTIMEZONE lists each transition up to 2038, so a 2045
 event would resolve with a wrong offset, and the block is long.  We build one
 STANDARD and one DAYLIGHT observance with yearly RRULEs from the zone's
 current rules, read from the POSIX TZ string in the footer of its TZif file
-(tzdata).  Zones without daylight saving get a single STANDARD observance.
+(tzdata).  Zones without daylight saving get a single STANDARD observance
+(repeating yearly, so every reader applies it to all later dates).
 
 The observances start (DTSTART) in the first year since 1970 from which the
 current rules have held without interruption, so offsets are exact from then
@@ -221,8 +222,15 @@ def _rule_based(tzid: str, zone: ZoneInfo, posix: _Posix) -> bytes | None:
         return None  # the footer does not describe the zone before 2037 (e.g. Africa/Casablanca)
     lines = ["BEGIN:VTIMEZONE", f"TZID:{tzid}"]
     if posix.dst_start is None:
+        # A yearly no-op RRULE: some strict readers (the ``ical`` package) apply an
+        # observance without RRULE/RDATE only at its DTSTART instant.
         lines += _observance(
-            "STANDARD", posix.std_name, datetime(year, 1, 1), posix.std_offset, posix.std_offset, None
+            "STANDARD",
+            posix.std_name,
+            datetime(year, 1, 1),
+            posix.std_offset,
+            posix.std_offset,
+            "FREQ=YEARLY",
         )
     else:
         assert posix.dst_end
