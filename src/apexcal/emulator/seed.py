@@ -130,10 +130,13 @@ def generate(state: EmulatorState, org_id: int, count: int, *, seed: int, anchor
     return records
 
 
+_LONG_NOTES = {n: _LONG * n for n in range(40, 161, 8)}  # 6-25 kB, shared between records
+
+
 def _note(rng: random.Random) -> str | None:
     roll = rng.random()
     if roll < 0.03:
-        return _LONG * rng.randint(40, 160)
+        return _LONG_NOTES[rng.randrange(40, 161, 8)]
     return rng.choice(_NOTES)
 
 
@@ -149,7 +152,7 @@ def _timing(rng: random.Random, start: date) -> dict[str, Any]:
             duration = int((end - begin).total_seconds() // 60)
         return _times(start, begin, end.date(), end, duration)
     if shape < 0.65:  # timed, end only by duration
-        return {"start_date": start.isoformat(), "start_time": begin.strftime("%H:%M:%S"), "end_date": None, "end_time": None, "duration": duration}
+        return {"start_date": start.isoformat(), "start_time": _hms(begin), "end_date": None, "end_time": None, "duration": duration}
     if shape < 0.85:  # all day
         return {"start_date": start.isoformat(), "start_time": None, "end_date": rng.choice([None, start.isoformat()]), "end_time": None, "duration": None}
     if shape < 0.95:  # multi-day, all day
@@ -160,12 +163,16 @@ def _timing(rng: random.Random, start: date) -> dict[str, Any]:
     return _times(start, begin, last, end, int((end - begin).total_seconds() // 60))
 
 
+def _hms(moment: datetime) -> str:
+    return f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+
+
 def _times(start: date, begin: datetime, last: date, end: datetime, duration: int) -> dict[str, Any]:
     return {
         "start_date": start.isoformat(),
-        "start_time": begin.strftime("%H:%M:%S"),
+        "start_time": _hms(begin),
         "end_date": last.isoformat(),
-        "end_time": end.strftime("%H:%M:%S"),
+        "end_time": _hms(end),
         "duration": duration,
     }
 

@@ -346,7 +346,7 @@ class EmulatorState:
     def find_activities(self, query: FindQuery) -> tuple[int, list[Record]]:
         """``(total, page)`` of live activities matching ``query`` (page records not copied)."""
         with self._lock:
-            matched = [r for r in self._live.get(query.organization_id, {}).values() if query.predicate(r)]
+            matched = query.select_rows(self._live.get(query.organization_id, {}).values())
         ordered = order(matched, query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
 
@@ -412,11 +412,9 @@ class EmulatorState:
     def find_types(self, query: FindQuery) -> tuple[int, list[Record]]:
         """``(total, page)`` of live activity types matching ``query``."""
         with self._lock:
-            matched = [
-                t
-                for t in self._types.values()
-                if t["organization_id"] == query.organization_id and t["deleted_at"] is None and query.predicate(t)
-            ]
+            matched = query.select_rows(
+                t for t in self._types.values() if t["organization_id"] == query.organization_id and t["deleted_at"] is None
+            )
         ordered = order(matched, query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
 
