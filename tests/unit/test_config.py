@@ -93,6 +93,12 @@ BROKEN = [
         "not a valid URL",
     ),
     (
+        "password in url",
+        MINIMAL + '[[targets]]\nname = "jane"\nurl = "https://jane:pw-in-url@dav.example.com/"\n',
+        "targets[0].url",
+        "must not contain a password",
+    ),
+    (
         "ftp base url",
         '[source]\norganization_id = 27\nbase_url = "ftp://api.example.com"\n',
         "source.base_url",

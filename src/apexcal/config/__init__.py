@@ -16,11 +16,6 @@ from apexcal.config.durations import (
 )
 from apexcal.config.loader import ENV_PREFIX, config_from_dict, env_value, load_config
 from apexcal.config.models import (
-    ACTIVITY_URL_PLACEHOLDERS,
-    CREDENTIAL_TOKEN,
-    FILTER_KEYS,
-    SUMMARY_PLACEHOLDERS,
-    ActivityFilter,
     Config,
     FeedConfig,
     LogConfig,
@@ -31,11 +26,18 @@ from apexcal.config.models import (
     SyncConfig,
     TargetConfig,
     WindowConfig,
-    credential_password,
     default_state_url,
-    template_fields,
 )
 from apexcal.config.secrets import TOKEN_ENV, UnreadableSecrets, read_secret_file, resolve_secrets
+from apexcal.config.values import (
+    ACTIVITY_URL_PLACEHOLDERS,
+    CREDENTIAL_TOKEN,
+    FILTER_KEYS,
+    SUMMARY_PLACEHOLDERS,
+    ActivityFilter,
+    credential_password,
+    template_fields,
+)
 
 __all__ = [
     "ACTIVITY_URL_PLACEHOLDERS",

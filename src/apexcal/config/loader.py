@@ -20,8 +20,9 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from apexcal.config.models import FILTER_KEYS, Config, DateRange
+from apexcal.config.models import Config
 from apexcal.config.secrets import resolve_secrets as _resolve_secrets
+from apexcal.config.values import FILTER_KEYS, DateRange
 from apexcal.errors import ConfigError, Problem
 
 ENV_PREFIX = "APEXCAL_"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from apexcal.config.models import CREDENTIAL_TOKEN, Config, credential_password
+from apexcal.config.models import Config
+from apexcal.config.values import CREDENTIAL_TOKEN, credential_password
 from apexcal.errors import Problem, SecretError
 
 TOKEN_ENV = "APEXCAL_TOKEN"  # noqa: S105  (the name of a variable, not a secret)
