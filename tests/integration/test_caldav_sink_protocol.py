@@ -1,0 +1,263 @@
+"""The CalDAV adapter against a scripted HTTP peer, for behaviour real servers do not show on demand.
+
+Radicale and Xandikos never truncate a sync-collection answer (507), always
+support sync-collection and never send broken XML, and their speed hides how
+many requests run at once.  This peer is a plain HTTP server on loopback: the
+fake sits at the transport, our code runs unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from apexcal.errors import CalDAVError, CalDAVTransportError
+from apexcal.sync.caldav_sink import CalDAVSink, CreateOp, WriteResult
+
+MS_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
+
+
+def etag_response(href: str, etag: str) -> str:
+    """A multistatus response for a changed member."""
+    return (
+        f"<D:response><D:href>{href}</D:href><D:propstat><D:prop>"
+        f"<D:getetag>{etag}</D:getetag></D:prop>"
+        "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+    )
+
+
+def gone_response(href: str) -> str:
+    """A multistatus response for a removed member."""
+    return f"<D:response><D:href>{href}</D:href><D:status>HTTP/1.1 404 Not Found</D:status></D:response>"
+
+
+@dataclass
+class Request:
+    """One request the peer received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Peer:
+    """A scripted HTTP server: ``handler(request) -> (status, body)`` answers every request."""
+
+    url: str
+    handler: Callable[[Request], tuple[int, bytes]]
+    requests: list[Request] = field(default_factory=list)
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    """A scripted HTTP peer on an ephemeral loopback port; set ``peer.handler`` in the test."""
+    state = Peer(url="", handler=lambda req: (500, b""))
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            req = Request(
+                method=self.command,
+                path=self.path,
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(length),
+            )
+            with lock:
+                state.requests.append(req)
+            status, body = state.handler(req)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            if body:
+                self.send_header("Content-Type", "application/xml; charset=utf-8")
+            if req.method == "PUT" and 200 <= status < 300:
+                self.send_header("ETag", '"e-1"')
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_REPORT = do_PROPFIND = do_DELETE = do_MKCALENDAR = _serve
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the tests read ``peer.requests`` instead."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/cal/"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class TestSyncTruncation:
+    def test_507_truncation_is_followed_until_complete(self, peer: Peer) -> None:
+        """A 507 on the collection means more to come: follow the new token, merge the pages."""
+        pages = {
+            "t0": (
+                "t1",
+                etag_response("/cal/a.ics", '"a1"')
+                + etag_response("/cal/b.ics", '"b1"')
+                + gone_response("/cal/z.ics")
+                + "<D:response><D:href>/cal/</D:href>"
+                "<D:status>HTTP/1.1 507 Insufficient Storage</D:status></D:response>",
+            ),
+            "t1": (
+                "t2",
+                etag_response("/cal/c.ics", '"c1"')
+                + gone_response("/cal/b.ics")
+                + etag_response("/cal/z.ics", '"z2"'),
+            ),
+        }
+
+        def handler(req: Request) -> tuple[int, bytes]:
+            token = req.body.split(b"<D:sync-token>")[1].split(b"<")[0].decode()
+            new, body = pages[token]
+            return (
+                207,
+                f"{MS_HEAD}{body}<D:sync-token>{new}</D:sync-token></D:multistatus>".encode(),
+            )
+
+        peer.handler = handler
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            changes = sink.changes("t0")
+        assert changes.token == "t2"
+        assert changes.changed == {"/cal/a.ics": '"a1"', "/cal/c.ics": '"c1"', "/cal/z.ics": '"z2"'}
+        assert changes.deleted == {"/cal/b.ics"}
+        assert not changes.full
+        assert len(peer.requests) == 2
+        assert all(b"limit" not in r.body for r in peer.requests)
+        assert all(b"<D:sync-level>1</D:sync-level>" in r.body for r in peer.requests)
+
+    def test_truncation_without_a_new_token_is_an_error(self, peer: Peer) -> None:
+        """A 507 page that does not advance the token stops with an error instead of looping."""
+        body = (
+            f"{MS_HEAD}<D:response><D:href>/cal/</D:href>"
+            "<D:status>HTTP/1.1 507 Insufficient Storage</D:status></D:response>"
+            "<D:sync-token>t0</D:sync-token></D:multistatus>"
+        ).encode()
+        peer.handler = lambda req: (207, body)
+        with CalDAVSink(peer.url, username=None, password=None) as sink, pytest.raises(CalDAVError):
+            sink.changes("t0")
+        assert len(peer.requests) == 1
+
+
+class TestNoSyncSupport:
+    def test_server_without_sync_collection_is_listed_in_full_every_time(self, peer: Peer) -> None:
+        """A server refusing the report gets a PROPFIND listing, token None, and no more REPORTs."""
+        member = etag_response("/cal/a.ics", '"a1"')
+        listing = (
+            f"{MS_HEAD}<D:response><D:href>/cal/</D:href><D:propstat><D:prop><D:resourcetype>"
+            "<D:collection/></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status>"
+            f"</D:propstat></D:response>{member}</D:multistatus>"
+        ).encode()
+
+        def handler(req: Request) -> tuple[int, bytes]:
+            if req.method == "REPORT":
+                return 405, b""
+            assert req.headers["depth"] == "1"
+            return 207, listing
+
+        peer.handler = handler
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            first = sink.changes(None, known_hrefs={"/cal/a.ics", "/cal/gone.ics"})
+            second = sink.changes(None)
+        assert (first.token, first.full) == (None, True)
+        assert first.changed == {"/cal/a.ics": '"a1"'}
+        assert first.deleted == {"/cal/gone.ics"}
+        assert second.changed == first.changed
+        assert [r.method for r in peer.requests] == ["REPORT", "PROPFIND", "PROPFIND"]
+
+
+class TestMalformedAnswers:
+    @pytest.mark.parametrize(
+        "body",
+        [b"<D:multistatus xmlns:D='DAV:'><D:response>", b"not xml at all", b"<html>oops</html>"],
+    )
+    def test_malformed_xml_is_a_caldav_error_naming_the_url(self, peer: Peer, body: bytes) -> None:
+        """Broken or foreign XML in a 207 raises CalDAVError with the URL, not a parser error."""
+        peer.handler = lambda req: (207, body)
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            with pytest.raises(CalDAVError) as info:
+                sink.changes(None)
+            assert sink.url in str(info.value)
+        assert not isinstance(info.value, CalDAVTransportError)
+
+
+class TestCredentials:
+    def test_credentials_in_the_url_are_used_and_never_shown(self, peer: Peer) -> None:
+        """user:password in the URL become Basic auth and vanish from URLs and error text."""
+        peer.handler = lambda req: (500, b"")
+        url = peer.url.replace("http://", "http://alice:s3cret-pw@")
+        with CalDAVSink(url, username=None, password=None) as sink:
+            with pytest.raises(CalDAVError) as info:
+                sink.ensure_calendar()
+            assert "s3cret-pw" not in sink.url
+        assert "s3cret-pw" not in str(info.value)
+        assert info.value.status == 500
+        expected = "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+        assert peer.requests[0].headers["authorization"] == expected
+
+
+class TestBoundedConcurrency:
+    def test_apply_many_runs_exactly_concurrency_requests_at_once(self, peer: Peer) -> None:
+        """With concurrency 4, the peer sees 4 PUTs in flight at most, and does see 4."""
+        total = 14
+        cond = threading.Condition()
+        in_flight = 0
+        started = 0
+        peak = 0
+
+        def handler(req: Request) -> tuple[int, bytes]:
+            nonlocal in_flight, started, peak
+            with cond:
+                in_flight += 1
+                started += 1
+                peak = max(peak, in_flight)
+                cond.notify_all()
+                # Hold each PUT until a fifth one arrives (which must not happen),
+                # all have arrived, or a short deadline passes.
+                cond.wait_for(lambda: in_flight > 4 or started >= total, timeout=0.3)
+                in_flight -= 1
+            return 201, b""
+
+        peer.handler = handler
+        threads: set[int] = set()
+        ops = [
+            CreateOp(name=f"o{i}.ics", data=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+            for i in range(total)
+        ]
+        with CalDAVSink(peer.url, username=None, password=None, concurrency=4) as sink:
+            results = sink.apply_many(
+                ops, on_result=lambda i, op, outcome: threads.add(threading.get_ident())
+            )
+        assert peak == 4
+        assert all(isinstance(r, WriteResult) for r in results)
+        assert [r.href for r in results if isinstance(r, WriteResult)] == [
+            f"/cal/o{i}.ics" for i in range(total)
+        ]
+        assert threads == {threading.get_ident()}
+
+    def test_on_request_counts_every_request_with_its_status(self, peer: Peer) -> None:
+        """on_request sees each method and status, and request_count agrees."""
+        peer.handler = lambda req: (412 if req.path.endswith("o1.ics") else 201, b"")
+        seen: list[tuple[str, int]] = []
+        ops = [CreateOp(name=f"o{i}.ics", data=b"x") for i in range(3)]
+        with CalDAVSink(
+            peer.url, username=None, password=None, on_request=lambda m, s: seen.append((m, s))
+        ) as sink:
+            sink.apply_many(ops)
+            assert sink.request_count == 3
+        assert sorted(seen) == [("PUT", 201), ("PUT", 201), ("PUT", 412)]
