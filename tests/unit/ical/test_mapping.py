@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -342,7 +342,7 @@ class TestText:
 class TestLocation:
     """LOCATION, GEO, Apple structured location and CONFERENCE."""
 
-    GEOCODE = {"lat": 40.7128, "lng": -74.006, "address": "New York, NY"}
+    GEOCODE: ClassVar[dict[str, Any]] = {"lat": 40.7128, "lng": -74.006, "address": "New York, NY"}
 
     def test_geocoded_place(self) -> None:
         """LOCATION adds the address; GEO and X-APPLE-STRUCTURED-LOCATION with X-TITLE = LOCATION."""

