@@ -44,7 +44,9 @@ def _pg_schema_url() -> tuple[str, str, str]:
     if not base:
         pytest.skip(f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
     schema = f"apexcal_test_{uuid.uuid4().hex[:12]}"
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    # Commits need not wait for the disk in tests: the database is thrown away.
+    options = f"-csearch_path={schema} -csynchronous_commit=off"
+    url = make_url(base).update_query_dict({"options": options})
     return base, schema, url.render_as_string(hide_password=False)
 
 
