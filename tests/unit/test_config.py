@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apexcal.config import Config, config_from_dict, env_value, load_config
-from apexcal.errors import ConfigError
+from apexcal.errors import ConfigError, Problem
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -647,6 +647,64 @@ class TestEnvValue:
     def test_durations_urls_and_dates_stay_text(self, text: str) -> None:
         """Values that are not TOML, or that TOML would read as dates and times, stay text."""
         assert env_value("key", text) == text
+
+
+KEYS = sorted(
+    {
+        key
+        for model in (Config, *(m.annotation for m in Config.model_fields.values()))
+        for key in getattr(model, "model_fields", {})
+    }
+    | {"name", "url", "path", "filter", "window", "username", "password", "activity_type", "$gte"}
+    | {"done", "interval", "privacy", "zz", "organization_id", "past_days", "listen"}
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**6), max_value=10**6),
+    st.floats(allow_nan=True),
+    st.sampled_from(
+        ["", "5m", "0s", "x y", "http://h/", "UTC", "#ABCDEF", "{subject}", "{", "a:1"]
+    ),
+    st.text(max_size=8),
+    st.dates(),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+class TestArbitraryInput:
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.fixed_dictionaries(
+            {"source": st.fixed_dictionaries({"organization_id": st.integers(1, 99)})},
+            optional=dict.fromkeys(
+                ("sync", "mapping", "targets", "feeds", "server", "log", "state"), VALUES
+            ),
+        ),
+        st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=3),
+    )
+    def test_any_shape_is_a_config_or_a_list_of_problems(
+        self, data: dict[str, object], extra: dict[str, object]
+    ) -> None:
+        """Whatever the file holds, loading gives a Config or a ConfigError of located problems, never a crash."""
+        source = data["source"]
+        assert isinstance(source, dict)
+        source.update(extra)
+        problems: tuple[Problem, ...] = ()
+        try:
+            config_from_dict(data)
+        except ConfigError as exc:
+            problems = exc.problems
+            assert problems, "a ConfigError always names at least one problem"
+        for problem in problems:
+            assert str(problem).startswith("<config>: ")
+            assert "\n" not in problem.message
 
 
 def test_config_module_exposes_the_models() -> None:

@@ -250,7 +250,8 @@ def _cross_checks(data: Mapping[str, Any], file: str) -> list[Problem]:
                     )
                 else:
                     paths[key] = where
-    for index, entry in enumerate(data.get("feeds") or []):
+    feeds = data.get("feeds")
+    for index, entry in enumerate(feeds if isinstance(feeds, list) else []):
         if (
             isinstance(entry, Mapping)
             and entry.get("per_user") is True
