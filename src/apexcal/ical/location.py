@@ -34,7 +34,7 @@ _MEETING_HOSTS = re.compile(
     re.IGNORECASE,
 )
 _ONLINE_WORDS = re.compile(
-    r"\b(?:online|virtual|remote|zoom|google meet|meet\.google|teams|webex|skype|video ?call|web ?conference)\b",
+    r"\b(?:online|virtual|zoom|google meet|meet\.google|teams|webex|skype|video ?call|web ?conference)\b",
     re.IGNORECASE,
 )
 

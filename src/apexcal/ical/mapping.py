@@ -114,6 +114,19 @@ def _render(template: str, allowed: frozenset[str], values: Mapping[str, str]) -
     )
 
 
+class _FrozenMap(dict[str, ComponentKind]):
+    """A read-only, hashable mapping."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def _readonly(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("MappingOptions.components is read-only")
+
+    __setitem__ = __delitem__ = _readonly
+    update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
+
+
 @dataclass(frozen=True, kw_only=True)
 class MappingOptions:
     """How activities become calendar components for one target or feed.
@@ -123,7 +136,9 @@ class MappingOptions:
     ``{id}`` and ``{organization_id}`` (``None``: no link).  Bad templates
     raise :class:`TemplateError` (a ``ValueError``) at construction.
     ``max_note_bytes`` bounds each free-text field (note, public description)
-    so an object stays far below server size limits.
+    so an object stays far below server size limits.  ``components`` keys
+    may be type names or keys; they are normalised to type keys.  Options are
+    hashable.
     """
 
     timezone: str = "UTC"
@@ -137,6 +152,11 @@ class MappingOptions:
     max_note_bytes: int = 65536
 
     def __post_init__(self) -> None:
+        # Keys normalised to type keys ("Customer Training" → customer_training) and
+        # frozen, so options stay hashable and usable as cache keys.
+        object.__setattr__(
+            self, "components", _FrozenMap({type_key(k): v for k, v in self.components.items()})
+        )
         _template(self.summary_template, SUMMARY_FIELDS)
         if self.activity_url_template is not None:
             _template(self.activity_url_template, URL_FIELDS)

@@ -119,6 +119,7 @@ class TestComponentChoice:
             ("task", "events", {"task": "todo"}, Event),
             ("meeting", "todos", {"task": "todo"}, Event),
             ("Customer Training", "todos", {"customer_training": "todo"}, Todo),
+            ("customer_training", "todos", {"Customer Training": "todo"}, Todo),
             (None, "todos", {"task": "todo"}, Event),
         ],
     )
@@ -126,6 +127,14 @@ class TestComponentChoice:
         """The component follows tasks_as and the type table (keys are type keys)."""
         options = MappingOptions(tasks_as=tasks_as, components=components)
         assert type(_map(options, activity_type=activity_type)) is expected
+
+
+    def test_options_are_hashable_and_frozen(self) -> None:
+        """Options can be cache keys and their component table cannot be changed."""
+        options = MappingOptions(components={"Task": "todo"})
+        assert hash(options) == hash(MappingOptions(components={"task": "todo"}))
+        with pytest.raises(TypeError):
+            options.components["call"] = "todo"  # type: ignore[index]
 
 
 class TestTime:
