@@ -58,12 +58,12 @@ def _lock_org(conn: Connection, org_id: int) -> _Locked:
     return _Locked(change_seq=row.change_seq, watermark=row.watermark)
 
 
-def _activity_values(activity: Activity, seq: int) -> dict[str, Any]:
+def _activity_values(activity: Activity, content_hash: str, seq: int) -> dict[str, Any]:
     return {
         "updated_at": activity.updated_at,
         "deleted": activity.deleted_at is not None,
         "deleted_at": activity.deleted_at,
-        "content_hash": activity.content_hash(),
+        "content_hash": content_hash,
         "data": activity.model_dump(mode="json"),
         "assigned_to_user_id": activity.assigned_to_user_id,
         "activity_type": activity.activity_type,
@@ -97,6 +97,8 @@ class MirrorPart(StorePart):
                 )
             latest.pop(activity.id, None)
             latest[activity.id] = activity
+        # Hash before taking the write lock: the lock is held for the SQL only.
+        hashes = {activity_id: a.content_hash() for activity_id, a in latest.items()}
         with self._db.write("upsert activities") as conn:
             locked = _lock_org(conn, org_id)
             stored: dict[int, tuple[str, bool]] = {}
@@ -112,11 +114,13 @@ class MirrorPart(StorePart):
             updates: list[dict[str, Any]] = []
             unchanged = 0
             for activity_id, activity in latest.items():
-                values = _activity_values(activity, seq)
+                content_hash = hashes[activity_id]
                 old = stored.get(activity_id)
-                if old == (values["content_hash"], values["deleted"]):
+                if old == (content_hash, activity.deleted_at is not None):
                     unchanged += 1
-                elif old is None:
+                    continue
+                values = _activity_values(activity, content_hash, seq)
+                if old is None:
                     inserts.append({"organization_id": org_id, "id": activity_id, **values})
                 else:
                     updates.append(
