@@ -14,7 +14,7 @@ from apexcal.apex.client import BULK_CHUNK, ApexClient, BulkResult
 from apexcal.apex.models import parse_timestamp
 from apexcal.apex.query import QueryError
 from apexcal.apex.retry import NO_RETRY
-from apexcal.errors import NotFound
+from apexcal.errors import BadRequest, NotFound
 from tests.fixtures.emulator import EmulatorHandle
 
 Hook = Callable[[str, int], None]
@@ -248,6 +248,17 @@ class TestChangeFeed:
         assert sorted(first) == sorted(second) == sorted(seeded)
         assert [e["event"] for e in logs].count("apex.change_feed_fallback") == 1
         assert "$or" not in emulator.admin.queries("/activities")[-1]
+
+    def test_refused_plain_filter_does_not_switch_the_feed(
+        self, emulator: EmulatorHandle, client: ApexClient
+    ) -> None:
+        """A filter the server refuses in any form is an error, and keyset paging stays on."""
+        emulator.state.seed(emulator.org_id, 3)
+        with pytest.raises(BadRequest), capture_logs() as logs:
+            list(client.changes_since(None, overlap=timedelta(0), no_such_field=1))
+        assert "apex.change_feed_fallback" not in [e["event"] for e in logs]
+        assert len(list(client.changes_since(None, overlap=timedelta(0)))) == 3
+        assert emulator.admin.queries("/activities")[-1]["$sort"] == {"updated_at": "1", "id": "1"}
 
 
 class TestIdSweep:

@@ -223,15 +223,24 @@ class ApexClient:
                 raise QueryError(f"the change feed sets {key} itself")
         if watermark is not None:
             query["updated_at"] = {"$gte": watermark - overlap}
+        refusal: BadRequest | None = None
         if not self._keyset_refused:
             try:
                 for chunk in split_in(query):
                     yield from self._keyset_pages(chunk)
                 return
             except BadRequest as exc:
-                self._keyset_refused = True
-                log.warning("apex.change_feed_fallback", reason=exc.server_message)
-        yield from self.list_activities(**filters)
+                refusal = exc
+        listing = self.list_activities(**filters)
+        # The first page of the listing is fetched before the fallback is recorded:
+        # if the plain filters are refused too, the fault is theirs, not the feed's.
+        head = next(listing, None)
+        if refusal is not None and not self._keyset_refused:
+            self._keyset_refused = True
+            log.warning("apex.change_feed_fallback", reason=refusal.server_message)
+        if head is not None:
+            yield head
+            yield from listing
 
     def all_activity_ids(self, **filters: Any) -> set[int]:
         """The ids of every activity matching ``filters``, asking for ids only (``$select``).
