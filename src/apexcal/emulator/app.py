@@ -355,10 +355,27 @@ def create_app(state: EmulatorState | None = None, *, paginate_max: int = 100) -
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return error_response(405, f"Method `{request.method}` is not supported by this endpoint.")
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    app = _EmulatorApp(state, routes=routes, exception_handlers={404: not_found, 405: not_allowed})
     app.state.emulator = state
-    app.add_middleware(_FaultsAndCounters, state=state)
     return app
+
+
+class _EmulatorApp(Starlette):
+    """Starlette with the fault and counter layer outside everything else.
+
+    Outside Starlette's own middleware, the layer holds the server's ``send``,
+    which a dropped-connection fault needs to reach the socket.
+    """
+
+    def __init__(self, state: EmulatorState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._layer = _FaultsAndCounters(self._inner, state)
+
+    async def _inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._layer(scope, receive, send)
 
 
 def _route_of(path: str) -> str:
