@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -45,7 +44,6 @@ from apexcal.sync.plan import (
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 IDS = st.integers(min_value=1, max_value=5)
 PICK = st.integers(min_value=0, max_value=63)
-STATS: Counter[str] = Counter()
 GUARD = DeleteGuard(max_share=0.5, min_records=4)
 
 
@@ -394,7 +392,9 @@ class SyncMachine(RuleBasedStateMachine):
         remote, new_token = self._detect()
         self._send_writebacks()
         first = self._plan(remote)
-        STATS.update(k for k, v in first.counts().items() if v)
+        for kind, n in first.counts().items():
+            if n:
+                event(f"plan has {kind}")  # --hypothesis-show-statistics shows coverage
         self._check_conflicts(first)
         applied = first
         if first.writebacks:

@@ -27,9 +27,10 @@ Per UID the rules are:
    makes no PUT** (no ping-pong).  Conflicts (both sides changed completion to
    different values) follow the target's policy and are reported as
    :class:`Conflict` notes.
-4. **Remote deletion** of a recorded object: re-created (:class:`Create`) when
-   ``recreate_deleted`` (default); otherwise a :class:`Tombstone` marks the
-   record ``remote_deleted`` and the object is never re-created while it stays so.
+4. **Remote deletion** of a recorded object: a :class:`Tombstone` marks the
+   record ``remote_deleted`` (the engine records it before writing) and, when
+   ``recreate_deleted`` (default), a :class:`Create` re-creates the object;
+   otherwise it is never re-created while the tombstone stays.
    A gone object whose activity is not desired either → :class:`Forget`.
 5. **Foreign edits** of fields we own: the CRM wins on its next change (then an
    Update overwrites them); when only the remote etag changed, the record takes
@@ -232,7 +233,12 @@ class UpdateRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class Tombstone:
-    """Mark the record ``remote_deleted``: the user deleted it and it stays deleted."""
+    """Mark the record ``remote_deleted``: the object is gone from the server.
+
+    It is re-created only when ``recreate_deleted`` (a :class:`Create` for the
+    same UID then follows in the plan; the tombstone makes a failed re-creation
+    be retried).
+    """
 
     uid: str
 
@@ -476,10 +482,11 @@ def _plan_recorded(
     if gone:
         if d is None:
             out.forgets.append(Forget(uid=uid))
-        elif recreate_deleted:
-            out.create(d)
         else:
+            # Recorded first, so a failed re-creation is retried on the next cycle.
             out.tombstones.append(Tombstone(uid=uid))
+            if recreate_deleted:
+                out.create(d)
         return
     etag = own.etag if own is not None else r.etag
     if d is None:
