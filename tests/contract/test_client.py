@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from apexcal import USER_AGENT
 from apexcal.apex.client import BULK_CHUNK, ApexClient, BulkResult
 from apexcal.apex.models import parse_timestamp
 from apexcal.apex.query import QueryError
@@ -290,6 +292,34 @@ class TestIdSweep:
         with make_client(emulator, on_request=delete_after_first_page) as api:
             ids = api.all_activity_ids()
         assert set(seeded[50:]) <= ids
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """A real HTTP transport that keeps every request it sends, for header checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return super().handle_request(request)
+
+
+class TestHeaders:
+    def test_every_request_carries_auth_agent_and_accept(self, emulator: EmulatorHandle) -> None:
+        """Bearer token, apexcal User-Agent and JSON Accept go with reads and writes alike."""
+        transport = RecordingTransport()
+        with make_client(emulator, transport=transport) as api:
+            created = api.create_activity({"subject": "Call", "activity_type": "call"})
+            api.get_activity(created.id)
+            list(api.list_activity_types())
+        assert len(transport.sent) == 3
+        for request in transport.sent:
+            assert request.headers["Authorization"] == f"Bearer {emulator.token}"
+            assert request.headers["User-Agent"] == USER_AGENT
+            assert request.headers["Accept"] == "application/json"
+        assert transport.sent[0].headers["Content-Type"] == "application/json"
 
 
 class TestActivityCrud:
