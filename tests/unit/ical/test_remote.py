@@ -52,6 +52,9 @@ class TestForeignVariants:
             (_todo("STATUS:CANCELLED", "PERCENT-COMPLETE:100"), False, "CANCELLED", 100),
             (_todo("status:completed"), True, "COMPLETED", None),
             (_todo(), False, None, None),
+            (_todo("COMPLETED:yesterday", "DTSTART:garbage"), True, None, None),
+            (_todo("STATUS:NEEDS-ACTION", "PERCENT-COMPLETE:lots"), False, "NEEDS-ACTION", None),
+            (_todo("DUE:soon", "PERCENT-COMPLETE:100"), True, None, 100),
         ],
     )
     def test_completion_state(self, data: bytes, done: bool, status: str | None, percent: int | None) -> None:
@@ -65,6 +68,13 @@ class TestForeignVariants:
         remote = read_remote(HREF, THUNDERBIRD_DONE)
         assert remote.completed == datetime(2025, 6, 2, 10, 15, tzinfo=UTC)
         assert remote.last_modified == datetime(2025, 6, 2, 10, 15, 1, tzinfo=UTC)
+
+    def test_malformed_value_elsewhere_keeps_state_readable(self) -> None:
+        """A broken DTSTART does not hide a readable COMPLETED time or the ids."""
+        remote = read_remote(HREF, _todo("DTSTART:garbage", "COMPLETED:20250602T101500Z", "STATUS:COMPLETED"))
+        assert remote.done is True
+        assert remote.completed == datetime(2025, 6, 2, 10, 15, tzinfo=UTC)
+        assert remote.activity_id == 101
 
     def test_ids_from_our_uid(self) -> None:
         """Our UID gives the organization and activity ids."""
