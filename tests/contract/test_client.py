@@ -143,6 +143,16 @@ class TestListing:
         assert [len(chunk) for chunk in sent] == [20, 20, 5]
         assert [int(i) for chunk in sent for i in chunk] == wanted
 
+    def test_custom_sort_ends_with_an_id_tie_break(
+        self, emulator: EmulatorHandle, client: ApexClient
+    ) -> None:
+        """A caller's sort is kept and completed with id, so pages cut a total order."""
+        seeded = emulator.state.seed(emulator.org_id, 130)
+        found = list(client.list_activities(**{"$sort": {"done": -1}}))
+        assert Counter(a.id for a in found) == Counter(seeded)
+        assert [(not a.done, a.id) for a in found] == sorted((not a.done, a.id) for a in found)
+        assert emulator.admin.queries("/activities")[0]["$sort"] == {"done": "-1", "id": "1"}
+
     def test_reserved_keys_are_refused(self, client: ApexClient) -> None:
         """Paging keys and the organization belong to the client, not to filters."""
         with pytest.raises(QueryError, match=r"\$skip"):

@@ -195,6 +195,15 @@ class TestErrorMapping:
         with api, pytest.raises(ApiProtocolError, match="page"):
             list(api.list_activities())
 
+    def test_redirect_is_a_protocol_error(self) -> None:
+        """A redirect is not followed (it could carry the token elsewhere): ApiProtocolError."""
+        transport = httpx.MockTransport(
+            lambda request: httpx.Response(302, headers={"Location": "http://elsewhere.test/"})
+        )
+        api = ApexClient("http://api.test", "tok-123456", 27, transport=transport)
+        with api, pytest.raises(ApiProtocolError, match="redirect"):
+            api.get_activity(3)
+
     def test_unreachable_host_is_a_transport_error(self) -> None:
         """Nothing listening on the port gives ApiTransportError naming method and path."""
         api = ApexClient(f"http://127.0.0.1:{free_port()}", "tok-123456", 27, retry=NO_RETRY)

@@ -153,11 +153,12 @@ class ApexClient:
         A list value means "any of" (``activity_type=["call", "task"]``);
         ``start_date={"$gte": date(...), "$lte": date(...)}`` is a range;
         ``fastJoinForActivityList=True`` asks for the joined objects.  Long
-        ``$in`` lists are split into several requests.  Without ``$sort``,
-        pages are ordered by id.
+        ``$in`` lists are split into several requests (ordered within each).
+        Pages are ordered by ``$sort`` if given, always ending with ``id`` so
+        that ``$skip`` paging is exact.
         """
         query = self._find_query(filters)
-        query.setdefault("$sort", {"id": 1})
+        query["$sort"] = _with_id_tiebreak(query.get("$sort"))
         for raw in self._skip_pages("/activities", query):
             activity = self._parse(parse_activity, raw)
             if activity is not None:
@@ -214,7 +215,8 @@ class ApexClient:
         and is seen again later in the pass — never missed, and never
         repeated otherwise.  The id tie-break keeps paging exact through a
         bulk patch, which stamps many rows with one ``updated_at``.  ``None``
-        means everything.  If the server refuses the query (400), the feed
+        means everything.  Long ``$in`` filters are split into several passes,
+        each in that order.  If the server refuses the query (400), the feed
         falls back, for the life of the client, to a full listing (logged once).
         """
         query = self._find_query(filters)
@@ -268,7 +270,7 @@ class ApexClient:
     def list_activity_types(self, **filters: Any) -> Iterator[ActivityType]:
         """Every activity type matching ``filters`` (e.g. ``name``, partial), all pages."""
         query = self._find_query(filters)
-        query.setdefault("$sort", {"id": 1})
+        query["$sort"] = _with_id_tiebreak(query.get("$sort"))
         for raw in self._skip_pages("/activity-types", query):
             activity_type = self._parse(parse_activity_type, raw)
             if activity_type is not None:
@@ -466,21 +468,29 @@ class ApexClient:
         started = time.perf_counter()
         try:
             response = self._http.send(request)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             ms = round((time.perf_counter() - started) * 1000, 1)
             log.debug(
                 "apex.request", method=method, path=path, status=0, ms=ms, error=type(exc).__name__
             )
             self._notify(label, 0)
-            reason = self._scrub(str(exc)) or type(exc).__name__
-            raise ApiTransportError(
-                f"{type(exc).__name__}: {reason}", method=method, url=url
-            ) from exc
+            reason = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+            if isinstance(exc, httpx.TransportError):
+                raise ApiTransportError(reason, method=method, url=url) from exc
+            # An answer arrived but could not be decoded (e.g. a broken gzip body).
+            raise ApiProtocolError(reason, method=method, url=url) from exc
         ms = round((time.perf_counter() - started) * 1000, 1)
         log.debug("apex.request", method=method, path=path, status=response.status_code, ms=ms)
         self._notify(label, response.status_code)
         if response.status_code >= 400:
             raise self._http_error(response, method, url)
+        if response.status_code >= 300:
+            raise ApiProtocolError(
+                f"unexpected redirect ({response.status_code})",
+                method=method,
+                url=url,
+                status=response.status_code,
+            )
         try:
             return response.json()
         except ValueError:
@@ -535,6 +545,15 @@ def _is_int(value: object) -> bool:
 def _valid_id(raw: object) -> int | None:
     value = raw.get("id") if isinstance(raw, Mapping) else None
     return value if _is_int(value) and value > 0 else None  # type: ignore[operator]
+
+
+def _with_id_tiebreak(sort: object) -> dict[str, Any]:
+    """``sort`` ending with ``id``, so ``$skip`` pages cut a total order (no repeats, no gaps)."""
+    if sort is None:
+        return {"id": 1}
+    if not isinstance(sort, Mapping):
+        raise QueryError("$sort must map field names to 1 or -1")
+    return {**sort, "id": sort.get("id", 1)}
 
 
 def _keyset_cursor(data: list[Any]) -> tuple[str, int] | None:
