@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apexcal.feedtokens import feed_path, hash_token, new_token
 from apexcal.metrics import Metrics
 from apexcal.serve import HealthSnapshot, ServedFeed, create_app, serve_in_thread
+from apexcal.state import Store
 
 TEAM_BODY = (
     b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//apexcal//test//EN\r\n"
@@ -35,24 +36,18 @@ MTIME = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 
 @dataclass
 class TokenTable:
-    """Token hashes bound to feed names, as the state store keeps them."""
+    """Issues and revokes feed tokens in a real state store, as ``apexcal feed`` does."""
 
-    bound: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    store: Store
+    ids: dict[str, int] = field(default_factory=dict)
 
     def issue(self, feed: str) -> str:
         token = new_token()
-        with self.lock:
-            self.bound[hash_token(token)] = feed
+        self.ids[token] = self.store.add_feed_token(feed, hash_token(token), None, datetime.now(UTC))
         return token
 
-    def revoke(self, token: str) -> None:
-        with self.lock:
-            del self.bound[hash_token(token)]
-
-    def feed_for_token_hash(self, token_hash: str) -> str | None:
-        with self.lock:
-            return self.bound.get(token_hash)
+    def revoke(self, token: str, feed: str) -> None:
+        assert self.store.revoke_feed_tokens(feed, self.ids[token]) == 1
 
 
 @dataclass
@@ -106,18 +101,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "team-46": feed_dir / "team-46.ics",
         "unbuilt": feed_dir / "unbuilt.ics",
     }
-    tokens = TokenTable()
     health = SettableHealth(_healthy(datetime.now(UTC)))
     metrics = Metrics()
-    app = create_app(
-        feeds=lambda: feeds,
-        tokens=tokens,
-        health=health,
-        metrics_registry=metrics.registry,
-        metrics=metrics,
-    )
-    with serve_in_thread(app) as base:
-        yield Server(base, feed_dir, tokens, health, metrics, feeds)
+    with Store.open(f"sqlite:///{feed_dir / 'state.db'}") as store:
+        tokens = TokenTable(store)
+        app = create_app(
+            feeds=lambda: feeds,
+            tokens=store,
+            health=health,
+            metrics_registry=metrics.registry,
+            metrics=metrics,
+        )
+        with serve_in_thread(app) as base:
+            yield Server(base, feed_dir, tokens, health, metrics, feeds)
 
 
 @pytest.fixture(scope="module")
@@ -364,13 +360,13 @@ class TestTokens:
         """A token stops working once revoked."""
         token = server.tokens.issue("team")
         assert raw_request(server.base, "GET", feed_path(token, "team"))[0] == 200
-        server.tokens.revoke(token)
+        server.tokens.revoke(token, "team")
         assert raw_request(server.base, "GET", feed_path(token, "team"))[0] == 404
 
     def test_rotation_replaces_old_tokens(self, server: Server) -> None:
         """After rotation the old URL is 404 and the new one works."""
         old = server.tokens.issue("team-46")
-        server.tokens.revoke(old)
+        server.tokens.revoke(old, "team-46")
         new = server.tokens.issue("team-46")
         assert raw_request(server.base, "GET", feed_path(old, "team-46"))[0] == 404
         assert raw_request(server.base, "GET", feed_path(new, "team-46"))[0] == 200
@@ -463,12 +459,12 @@ class TestConcurrentRegeneration:
         ]
         path = tmp_path / "live.ics"
         path.write_bytes(versions[0])
-        tokens = TokenTable()
-        token = tokens.issue("live")
+        store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        token = TokenTable(store).issue("live")
         metrics = Metrics()
         app = create_app(
             feeds=lambda: {"live": path},
-            tokens=tokens,
+            tokens=store,
             health=SettableHealth(_healthy(datetime.now(UTC))),
             metrics_registry=metrics.registry,
         )
@@ -522,6 +518,7 @@ class TestConcurrentRegeneration:
             finally:
                 stop.set()
                 writer_thread.join(10)
+                store.close()
         assert problems == []
         assert writes > 20
         assert len(seen) > 1
