@@ -326,6 +326,25 @@ class TestApplyMany:
         assert results[3].status == 404
         assert sorted(seen) == [0, 1, 2, 3]
 
+    def test_concurrent_updates_all_land(
+        self, sink: CalDAVSink, caldav_server: CalDAVServerHandle
+    ) -> None:
+        """Four updates at a time all succeed, also where the server refuses overlap with 423 (Xandikos)."""
+        caldav_server.seed(sink.url, {f"u{i}.ics": make_object(f"uid-u{i}") for i in range(24)})
+        first = sink.changes(None)
+        fetched = sink.multiget(first.changed)
+        ops = [
+            UpdateOp(
+                href=o.href,
+                data=make_object("uid-" + o.href.rsplit("/", 1)[1].removesuffix(".ics"), "New"),
+                etag=o.etag,
+            )
+            for o in fetched.values()
+        ]
+        results = sink.apply_many(ops)
+        assert [type(r) for r in results] == [WriteResult] * 24
+        assert set(sink.changes(first.token).changed) == set(fetched)
+
 
 class TestFaults:
     def test_stopped_server_is_a_transport_error(

@@ -261,3 +261,15 @@ class TestBoundedConcurrency:
             sink.apply_many(ops)
             assert sink.request_count == 3
         assert sorted(seen) == [("PUT", 201), ("PUT", 201), ("PUT", 412)]
+
+
+class TestLockedRetry:
+    def test_locked_write_is_retried_until_accepted(self, peer: Peer) -> None:
+        """423 Locked answers are retried (same conditional request) until the server accepts."""
+        answers = iter([423, 423, 204])
+        peer.handler = lambda req: (next(answers), b"")
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            result = sink.update("/cal/a.ics", b"data", '"e-0"')
+            assert sink.request_count == 3
+        assert result.status == 204
+        assert [r.headers["if-match"] for r in peer.requests] == ['"e-0"'] * 3

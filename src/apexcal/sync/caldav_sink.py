@@ -25,6 +25,7 @@ appear in exception text or logs.
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -82,6 +83,8 @@ MULTIGET_BATCH = 100
 """Hrefs per calendar-multiget REPORT."""
 
 _MAX_SYNC_PAGES = 10_000
+# Back-off (seconds, jittered) before each retry of a write refused with 423 Locked.
+_LOCKED_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 _XML_TYPE = "application/xml; charset=utf-8"
 _ICS_TYPE = "text/calendar; charset=utf-8"
 _UID_RE = re.compile(rb"^UID[;:](?:[^:\r\n]*:)?([^\r\n]*)", re.MULTILINE)
@@ -231,6 +234,23 @@ class CalDAVSink:
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return resp
+
+    def _write_request(
+        self, method: str, href: str, *, content: bytes | None = None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """A PUT or DELETE, retried a few times while the server answers 423 Locked.
+
+        Xandikos refuses concurrent writes to one collection with 423 instead
+        of queueing them.  Retrying is safe because every write is conditional:
+        had an attempt been applied, the retry would meet a 412.
+        """
+        for delay in (*_LOCKED_BACKOFF_S, None):
+            resp = self._request(method, href, content=content, headers=headers)
+            if resp.status_code != 423 or delay is None:
+                return resp
+            log.debug("caldav.locked_retry", method=method, href=href, delay=delay)
+            time.sleep(delay * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _count(self, method: str, status: int) -> None:
         with self._lock:
@@ -475,7 +495,7 @@ class CalDAVSink:
         """
         href = self.href_for(name)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_TYPE}
-        resp = self._request("PUT", href, content=data, headers=headers)
+        resp = self._write_request("PUT", href, content=data, headers=headers)
         return self._write_result(resp, "PUT", href, data, None)
 
     def update(self, href: str, data: bytes, etag: str) -> WriteResult:
@@ -485,7 +505,7 @@ class CalDAVSink:
         """
         href = davxml.normalise_href(href)
         headers = {"If-Match": etag, "Content-Type": _ICS_TYPE}
-        resp = self._request("PUT", href, content=data, headers=headers)
+        resp = self._write_request("PUT", href, content=data, headers=headers)
         return self._write_result(resp, "PUT", href, data, etag)
 
     def delete(self, href: str, etag: str | None = None) -> WriteResult:
@@ -495,8 +515,8 @@ class CalDAVSink:
         :class:`PreconditionFailed` when it changed since ``etag``.
         """
         href = davxml.normalise_href(href)
-        headers = {"If-Match": etag} if etag else None
-        resp = self._request("DELETE", href, headers=headers)
+        headers = {"If-Match": etag} if etag else {}
+        resp = self._write_request("DELETE", href, headers=headers)
         if resp.status_code == 404:
             return WriteResult(href=href, etag=None, status=404)
         return self._write_result(resp, "DELETE", href, b"", etag)
@@ -514,6 +534,9 @@ class CalDAVSink:
             raise UidConflict(
                 href, _uid_of(data), status=status, existing_href=existing[0] if existing else None
             )
+        if status == 404 and method == "PUT" and etag is not None:
+            # Some servers answer If-Match on a vanished object with 404, not 412.
+            raise PreconditionFailed(href, etag=etag, status=404)
         if status == 412 and not err.conditions:
             # A bare 412 is the conditional header failing.  A 412 naming a
             # precondition (Xandikos: valid-calendar-data, supported-calendar-
