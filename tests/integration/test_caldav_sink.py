@@ -208,7 +208,17 @@ class TestConditionalWrites:
         expected = {"radicale": 409, "xandikos": 412}[caldav_server.kind]
         assert (info.value.uid, info.value.status) == ("uid-dup", expected)
         assert info.value.href == sink.href_for("second.ics")
+        assert info.value.existing_href == sink.href_for("first.ics")
         assert sink.multiget([sink.href_for("second.ics")]) == {}
+
+    def test_find_uid_locates_events_and_tasks(self, sink: CalDAVSink) -> None:
+        """find_uid returns the href and etag holding a UID, for a VEVENT and for a VTODO."""
+        event = sink.create("event.ics", make_object("uid-event", todo=False)).href
+        task = sink.create("task.ics", make_object("uid-task")).href
+        etags = {h: o.etag for h, o in sink.multiget([event, task]).items()}
+        assert sink.find_uid("uid-event") == {event: etags[event]}
+        assert sink.find_uid("uid-task") == {task: etags[task]}
+        assert sink.find_uid("uid-nobody") == {}
 
     def test_invalid_data_is_not_taken_for_a_precondition(self, sink: CalDAVSink) -> None:
         """A body the server refuses as invalid is a CalDAVError, never PreconditionFailed."""

@@ -484,6 +484,40 @@ class CalDAVSink:
                 )
         return found
 
+    def find_uid(self, uid: str) -> dict[str, str]:
+        """The objects (href → etag) whose VEVENT or VTODO has this UID (calendar-query).
+
+        For resolving a :class:`UidConflict`: the object already holding the UID
+        can be adopted or removed.  Empty when none is found.
+        """
+        found: dict[str, str] = {}
+        for component in ("VEVENT", "VTODO"):
+            resp = self._request(
+                "REPORT",
+                self._path,
+                content=davxml.uid_query_body(uid, component),
+                headers={"Depth": "1", "Content-Type": _XML_TYPE},
+            )
+            if resp.status_code != 207:
+                raise self._fail(resp, "REPORT calendar-query")
+            for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
+                if r.status != 404 and not r.href.endswith("/"):
+                    found[r.href] = r.text(DAV, "getetag") or ""
+            if found:
+                break
+        return found
+
+    def _holder_of(self, uid: str, href: str) -> str | None:
+        """Best effort: the href already holding ``uid`` (servers rarely name it)."""
+        if not uid:
+            return None
+        try:
+            holders = [h for h in self.find_uid(uid) if h != href]
+        except CalDAVError as exc:
+            log.info("caldav.uid_lookup_failed", uid=uid, error=str(exc))
+            return None
+        return holders[0] if holders else None
+
     # --- writing ------------------------------------------------------------
 
     def create(self, name: str, data: bytes) -> WriteResult:
@@ -530,9 +564,13 @@ class CalDAVSink:
             return WriteResult(href=href, etag=resp.headers.get("ETag"), status=status)
         err = davxml.parse_error_body(resp.content)
         if err.has("no-uid-conflict"):
+            uid = _uid_of(data)
             existing = err.hrefs.get("no-uid-conflict", ())
             raise UidConflict(
-                href, _uid_of(data), status=status, existing_href=existing[0] if existing else None
+                href,
+                uid,
+                status=status,
+                existing_href=existing[0] if existing else self._holder_of(uid, href),
             )
         if status == 404 and method == "PUT" and etag is not None:
             # Some servers answer If-Match on a vanished object with 404, not 412.

@@ -213,3 +213,17 @@ def multiget_body(hrefs: Iterable[str]) -> bytes:
             f"<D:prop><D:getetag/><C:calendar-data/></D:prop>{refs}</C:calendar-multiget>"
         ).encode()
     )
+
+
+def uid_query_body(uid: str, component: str) -> bytes:
+    """An RFC 4791 calendar-query REPORT for the objects of one component type with this UID."""
+    return (
+        _XML_DECL
+        + (
+            f'<C:calendar-query xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:prop><D:getetag/></D:prop>'
+            f'<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="{escape(component)}">'
+            '<C:prop-filter name="UID"><C:text-match collation="i;octet">'
+            f"{escape(uid)}</C:text-match></C:prop-filter></C:comp-filter></C:comp-filter>"
+            "</C:filter></C:calendar-query>"
+        ).encode()
+    )
