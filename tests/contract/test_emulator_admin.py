@@ -22,7 +22,7 @@ FIND = "/activities?organization_id=27"
 
 
 def _get(emulator: EmulatorHandle, path: str = FIND) -> httpx.Response:
-    return httpx.get(emulator.base_url + path, headers=emulator.headers(), timeout=10)
+    return emulator.admin.http.get(emulator.base_url + path, headers=emulator.headers())
 
 
 async def _admin_calls(state: EmulatorState, client: tuple[str, int], *calls: tuple[str, Any]) -> list[httpx.Response]:
@@ -53,7 +53,7 @@ class TestAdminAccess:
     def test_bad_fault_specs_are_refused(self, emulator: EmulatorHandle) -> None:
         """An unknown fault kind or parameter answers 400."""
         for body in ({"kind": "explode"}, {"kind": "status", "count": 0}, {"kind": "delay", "sconds": 1}):
-            response = httpx.post(f"{emulator.base_url}/__admin/faults", json=body, timeout=10)
+            response = emulator.admin.http.post(f"{emulator.base_url}/__admin/faults", json=body)
             assert response.status_code == 400
 
 
@@ -108,7 +108,7 @@ class TestFaults:
         """A fault limited to PATCH /activities leaves finds alone."""
         emulator.admin.fault("status", status=500, method="PATCH", path="/activities")
         assert _get(emulator).status_code == 200
-        response = httpx.patch(f"{emulator.base_url}/activities", json={"ids": [1], "done": True}, headers=emulator.headers(), timeout=10)
+        response = emulator.admin.http.patch(f"{emulator.base_url}/activities", json={"ids": [1], "done": True}, headers=emulator.headers())
         assert response.status_code == 500
         assert response.json()["name"] == "GeneralError"
 

@@ -41,7 +41,7 @@ class TestAuthentication:
     def test_missing_or_unknown_tokens_get_not_authenticated(self, emulator: EmulatorHandle, headers: dict[str, str]) -> None:
         """No token, an unknown token or another scheme answers 401 NotAuthenticated on every service."""
         for path in ("/activities?organization_id=27", "/activities/1", "/activity-types?organization_id=27"):
-            response = httpx.get(emulator.base_url + path, headers=headers, timeout=10)
+            response = emulator.admin.http.get(emulator.base_url + path, headers=headers)
             _assert_error(response, 401, "NotAuthenticated", "not-authenticated")
 
     def test_another_organization_is_forbidden(self, emulator: EmulatorHandle, client: httpx.Client) -> None:

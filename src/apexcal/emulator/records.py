@@ -163,7 +163,9 @@ def _check(field: str, kind: Kind, value: Any) -> Any:
         if not isinstance(value, str):
             raise QueryError(f"'{field}' must be a date YYYY-MM-DD, got {value!r}")
         try:
-            return date.fromisoformat(value).isoformat() if len(value) == 10 else _raise(bad)
+            if len(value) != 10:
+                raise ValueError(value)
+            return date.fromisoformat(value).isoformat()
         except ValueError:
             raise QueryError(f"'{field}' must be a date YYYY-MM-DD, got {value!r}") from None
     if kind is Kind.TIME:
@@ -176,10 +178,6 @@ def _check(field: str, kind: Kind, value: Any) -> Any:
     if kind is Kind.OBJECT:
         return _geocode(value)
     raise bad
-
-
-def _raise(exc: Exception) -> Any:
-    raise exc
 
 
 def _geocode(value: Any) -> dict[str, Any]:

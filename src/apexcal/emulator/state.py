@@ -346,8 +346,7 @@ class EmulatorState:
     def find_activities(self, query: FindQuery) -> tuple[int, list[Record]]:
         """``(total, page)`` of live activities matching ``query`` (page records not copied)."""
         with self._lock:
-            matched = query.select_rows(self._live.get(query.organization_id, {}).values())
-        ordered = order(matched, query.sort)
+            ordered = order(query.select_rows(self._live.get(query.organization_id, {}).values()), query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
 
     def create_activity(self, fields: Mapping[str, Any], *, user_id: int) -> dict[str, Any]:
@@ -415,7 +414,7 @@ class EmulatorState:
             matched = query.select_rows(
                 t for t in self._types.values() if t["organization_id"] == query.organization_id and t["deleted_at"] is None
             )
-        ordered = order(matched, query.sort)
+            ordered = order(matched, query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
 
     def type_record(self, type_id: int) -> dict[str, Any] | None:
