@@ -19,8 +19,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apexcal.feedtokens import feed_path, hash_token, new_token
+from apexcal.ical.feed import etag_for
 from apexcal.metrics import Metrics
-from apexcal.serve import HealthSnapshot, ServedFeed, create_app, serve_in_thread
+from apexcal.serve import HealthSnapshot, ServedFeed, StoreHealth, create_app, serve_in_thread
 from apexcal.state import Store
 
 TEAM_BODY = (
@@ -147,7 +148,7 @@ def raw_request(
 
 
 def sha_etag(body: bytes) -> str:
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return '"' + hashlib.sha256(body).hexdigest() + '"'
 
 
 class TestFeedResponse:
@@ -158,7 +159,7 @@ class TestFeedResponse:
         assert body == TEAM_BODY
         assert headers["Content-Type"] == "text/calendar; charset=utf-8"
         assert headers["Content-Disposition"] == 'inline; filename="team.ics"'
-        assert headers["ETag"] == sha_etag(TEAM_BODY)
+        assert headers["ETag"] == sha_etag(TEAM_BODY) == etag_for(TEAM_BODY)
         assert headers["Last-Modified"] == format_datetime(MTIME, usegmt=True)
         assert headers["Cache-Control"] == "private, max-age=3600"
         assert headers["Vary"] == "Accept-Encoding"
@@ -602,3 +603,39 @@ class TestOtherPaths:
         assert r.status_code == 404
         assert r.text == "Not Found"
 
+
+
+class TestStoreHealth:
+    def test_healthz_follows_the_state_store(self, tmp_path: Path) -> None:
+        """/healthz reads feed builds and target successes from the store: 503 while one is stale, then 200."""
+        now = datetime.now(UTC)
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            store.set_feed_built("team", etag_for(b"x"), now - timedelta(minutes=1), 1)
+            store.set_feed_built("team-46", etag_for(b"y"), now - timedelta(minutes=1), 1)
+            store.set_feed_built("retired", etag_for(b"z"), now - timedelta(days=9), 1)
+            store.record_success("jane", now - timedelta(minutes=20), {})
+            health = StoreHealth(
+                store,
+                feeds=lambda: ["team"],
+                targets=lambda: ["jane", "joe"],
+                stale_after=timedelta(minutes=15),
+                started_at=now - timedelta(hours=1),
+                clock=lambda: datetime.now(UTC),
+                per_user_feeds=lambda: ["team"],
+            )
+            metrics = Metrics()
+            app = create_app(
+                feeds=dict, tokens=store, health=health, metrics_registry=metrics.registry
+            )
+            with serve_in_thread(app) as base:
+                stale = httpx.get(base + "/healthz", timeout=10)
+                store.record_success("jane", datetime.now(UTC), {})
+                store.record_success("joe", datetime.now(UTC), {})
+                fresh = httpx.get(base + "/healthz", timeout=10)
+        assert stale.status_code == 503
+        doc = stale.json()
+        assert set(doc["feeds"]) == {"team", "team-46"}
+        assert doc["targets"]["jane"]["stale"] is True
+        assert doc["targets"]["joe"] == {"last_success": None, "stale": True}
+        assert fresh.status_code == 200
+        assert fresh.json()["status"] == "ok"

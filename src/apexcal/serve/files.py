@@ -20,8 +20,12 @@ from pathlib import Path
 
 
 def body_etag(body: bytes) -> str:
-    """The strong ETag of ``body``: a quoted SHA-256 prefix (128 bits)."""
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    """The strong ETag of ``body``: its quoted SHA-256 hex digest.
+
+    The same formula as the feed builder's (``apexcal.ical.feed.etag_for``),
+    so the ETag recorded in the feed build status is the one served.
+    """
+    return '"' + hashlib.sha256(body).hexdigest() + '"'
 
 
 def gzip_etag(plain_etag: str) -> str:
