@@ -25,24 +25,17 @@ appear in exception text or logs.
 
 from __future__ import annotations
 
-import random
 import re
-import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from types import TracebackType
 from typing import Self
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import structlog
 
-from apexcal import USER_AGENT
 from apexcal.errors import (
-    CalDAVAuthError,
     CalDAVError,
-    CalDAVTransportError,
     InvalidSyncToken,
     PreconditionFailed,
     UidConflict,
@@ -61,6 +54,7 @@ from apexcal.sync.caldav.records import (
     WriteOp,
     WriteResult,
 )
+from apexcal.sync.caldav.session import DavSession
 
 __all__ = [
     "MULTIGET_BATCH",
@@ -83,8 +77,6 @@ MULTIGET_BATCH = 100
 """Hrefs per calendar-multiget REPORT."""
 
 _MAX_SYNC_PAGES = 10_000
-# Back-off (seconds, jittered) before each retry of a write refused with 423 Locked.
-_LOCKED_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 _XML_TYPE = "application/xml; charset=utf-8"
 _ICS_TYPE = "text/calendar; charset=utf-8"
 _UID_RE = re.compile(rb"^UID[;:](?:[^:\r\n]*:)?([^\r\n]*)", re.MULTILINE)
@@ -139,35 +131,17 @@ class CalDAVSink:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CalDAVError(
-                "not an http(s) URL", url=parts._replace(netloc=parts.hostname or "").geturl()
-            )
-        if username is None and parts.username:
-            username = unquote(parts.username)
-            password = unquote(parts.password or "")
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        self._origin = urlunsplit((parts.scheme, netloc, "", "", ""))
-        self._path = davxml.normalise_href(path)
-        self.url = self._origin + davxml.quote_href(self._path)
-        self.username = username
-        self.concurrency = concurrency
-        self._on_request = on_request
-        self._lock = threading.Lock()
-        self._request_count = 0
-        self._sync_supported: bool | None = None
-        self._client = httpx.Client(
-            auth=httpx.BasicAuth(username, password or "") if username is not None else None,
+        self._dav = DavSession(
+            url,
+            username=username,
+            password=password,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
+            max_connections=concurrency,
+            on_request=on_request,
         )
-
-    # --- session ----------------------------------------------------------
+        self.url = self._dav.url
+        self.concurrency = concurrency
+        self._sync_supported: bool | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -182,96 +156,27 @@ class CalDAVSink:
 
     def close(self) -> None:
         """Close the connections."""
-        self._client.close()
+        self._dav.close()
 
     @property
     def request_count(self) -> int:
         """How many HTTP requests this sink has sent (answered or not)."""
-        with self._lock:
-            return self._request_count
+        return self._dav.request_count
 
     @property
     def collection_path(self) -> str:
         """The canonical href of the collection itself (decoded path, trailing ``/``)."""
-        return self._path
+        return self._dav.path
 
     def href_for(self, name: str) -> str:
         """The canonical href a member called ``name`` has (or will have) in the collection."""
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"not a member name: {name!r}")
-        return self._path + name
+        return self._dav.path + name
 
     def url_for(self, href: str) -> str:
         """The absolute URL of a canonical href on this server."""
-        return self._origin + davxml.quote_href(href)
-
-    def _request(
-        self,
-        method: str,
-        href: str,
-        *,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        url = self.url_for(href)
-        started = time.perf_counter()
-        try:
-            resp = self._client.request(method, url, content=content, headers=headers)
-        except httpx.TimeoutException as exc:
-            self._count(method, 0)
-            raise CalDAVTransportError(
-                f"{method} timed out ({type(exc).__name__})", url=url
-            ) from exc
-        except httpx.TransportError as exc:
-            self._count(method, 0)
-            raise CalDAVTransportError(f"{method} failed: {exc}", url=url) from exc
-        self._count(method, resp.status_code)
-        log.debug(
-            "caldav.request",
-            method=method,
-            url=url,
-            status=resp.status_code,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return resp
-
-    def _write_request(
-        self, method: str, href: str, *, content: bytes | None = None, headers: dict[str, str]
-    ) -> httpx.Response:
-        """A PUT or DELETE, retried a few times while the server answers 423 Locked.
-
-        Xandikos refuses concurrent writes to one collection with 423 instead
-        of queueing them.  Retrying is safe because every write is conditional:
-        had an attempt been applied, the retry would meet a 412.
-        """
-        for delay in (*_LOCKED_BACKOFF_S, None):
-            resp = self._request(method, href, content=content, headers=headers)
-            if resp.status_code != 423 or delay is None:
-                return resp
-            log.debug("caldav.locked_retry", method=method, href=href, delay=delay)
-            time.sleep(delay * (0.5 + random.random()))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _count(self, method: str, status: int) -> None:
-        with self._lock:
-            self._request_count += 1
-        if self._on_request is not None:
-            self._on_request(method, status)
-
-    def _fail(self, resp: httpx.Response, method: str, what: str = "") -> CalDAVError:
-        """The error for an answer no caller expected (auth errors recognised)."""
-        url = str(resp.request.url)
-        status = resp.status_code
-        reason = resp.reason_phrase or ""
-        if status in (401, 403):
-            who = f" for user {self.username!r}" if self.username else ""
-            return CalDAVAuthError(
-                f"{method} refused{who}: {status} {reason}".rstrip(), url=url, status=status
-            )
-        detail = f" ({what})" if what else ""
-        return CalDAVError(
-            f"{method} answered {status} {reason}{detail}".rstrip(), url=url, status=status
-        )
+        return self._dav.url_for(href)
 
     # --- the collection -----------------------------------------------------
 
@@ -291,11 +196,11 @@ class CalDAVSink:
         if not create:
             raise CalendarNotFound(self.url)
         body = davxml.mkcalendar_body(display_name, ("VEVENT", "VTODO"))
-        resp = self._request(
-            "MKCALENDAR", self._path, content=body, headers={"Content-Type": _XML_TYPE}
+        resp = self._dav.request(
+            "MKCALENDAR", self._dav.path, content=body, headers={"Content-Type": _XML_TYPE}
         )
         if resp.status_code not in (200, 201):
-            raise self._fail(resp, "MKCALENDAR", "could not create the calendar")
+            raise self._dav.failure(resp, "MKCALENDAR", "could not create the calendar")
         log.info("caldav.calendar_created", url=self.url)
         info = self._propfind_calendar()
         if info is None:
@@ -310,18 +215,18 @@ class CalDAVSink:
         )
 
     def _propfind_calendar(self) -> CalendarInfo | None:
-        resp = self._request(
+        resp = self._dav.request(
             "PROPFIND",
-            self._path,
+            self._dav.path,
             content=davxml.propfind_body(_CALENDAR_PROPS),
             headers={"Depth": "0", "Content-Type": _XML_TYPE},
         )
         if resp.status_code == 404:
             return None
         if resp.status_code != 207:
-            raise self._fail(resp, "PROPFIND")
+            raise self._dav.failure(resp, "PROPFIND")
         ms = davxml.parse_multistatus(resp.content, url=self.url)
-        mine = [r for r in ms.responses if r.href.rstrip("/") == self._path.rstrip("/")]
+        mine = [r for r in ms.responses if r.href.rstrip("/") == self._dav.path.rstrip("/")]
         if not mine:
             raise CalDAVError("PROPFIND answer does not describe the collection", url=self.url)
         if mine[0].status == 404:
@@ -388,9 +293,9 @@ class CalDAVSink:
         deleted: set[str] = set()
         current = token
         for _ in range(_MAX_SYNC_PAGES):
-            resp = self._request(
+            resp = self._dav.request(
                 "REPORT",
-                self._path,
+                self._dav.path,
                 content=davxml.sync_collection_body(current),
                 headers={"Depth": "0", "Content-Type": _XML_TYPE},
             )
@@ -402,11 +307,11 @@ class CalDAVSink:
                     )
                 if err.has("supported-report") or resp.status_code in (405, 501):
                     raise _SyncUnsupported
-                raise self._fail(resp, "REPORT sync-collection")
+                raise self._dav.failure(resp, "REPORT sync-collection")
             ms = davxml.parse_multistatus(resp.content, url=self.url)
             truncated = False
             for r in ms.responses:
-                if r.href.rstrip("/") == self._path.rstrip("/"):
+                if r.href.rstrip("/") == self._dav.path.rstrip("/"):
                     truncated = truncated or r.status == 507
                     continue
                 if r.href.endswith("/"):
@@ -436,18 +341,18 @@ class CalDAVSink:
         )
 
     def _list_all(self, known_hrefs: Collection[str]) -> RemoteChanges:
-        resp = self._request(
+        resp = self._dav.request(
             "PROPFIND",
-            self._path,
+            self._dav.path,
             content=davxml.propfind_body(((DAV, "resourcetype"), (DAV, "getetag"))),
             headers={"Depth": "1", "Content-Type": _XML_TYPE},
         )
         if resp.status_code != 207:
-            raise self._fail(resp, "PROPFIND")
+            raise self._dav.failure(resp, "PROPFIND")
         ms = davxml.parse_multistatus(resp.content, url=self.url)
         changed: dict[str, str] = {}
         for r in ms.responses:
-            if r.href.endswith("/") or r.href.rstrip("/") == self._path.rstrip("/"):
+            if r.href.endswith("/") or r.href.rstrip("/") == self._dav.path.rstrip("/"):
                 continue
             rtype = r.props.get(davxml.clark(DAV, "resourcetype"))
             if rtype is not None and rtype.find(davxml.clark(DAV, "collection")) is not None:
@@ -467,14 +372,14 @@ class CalDAVSink:
         found: dict[str, FetchedObject] = {}
         for start in range(0, len(wanted), MULTIGET_BATCH):
             batch = wanted[start : start + MULTIGET_BATCH]
-            resp = self._request(
+            resp = self._dav.request(
                 "REPORT",
-                self._path,
+                self._dav.path,
                 content=davxml.multiget_body(batch),
                 headers={"Depth": "1", "Content-Type": _XML_TYPE},
             )
             if resp.status_code != 207:
-                raise self._fail(resp, "REPORT calendar-multiget")
+                raise self._dav.failure(resp, "REPORT calendar-multiget")
             for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
                 data = r.text(CALDAV, "calendar-data")
                 if data is None or r.status == 404:
@@ -492,14 +397,14 @@ class CalDAVSink:
         """
         found: dict[str, str] = {}
         for component in ("VEVENT", "VTODO"):
-            resp = self._request(
+            resp = self._dav.request(
                 "REPORT",
-                self._path,
+                self._dav.path,
                 content=davxml.uid_query_body(uid, component),
                 headers={"Depth": "1", "Content-Type": _XML_TYPE},
             )
             if resp.status_code != 207:
-                raise self._fail(resp, "REPORT calendar-query")
+                raise self._dav.failure(resp, "REPORT calendar-query")
             for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
                 if r.status != 404 and not r.href.endswith("/"):
                     found[r.href] = r.text(DAV, "getetag") or ""
@@ -529,7 +434,7 @@ class CalDAVSink:
         """
         href = self.href_for(name)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_TYPE}
-        resp = self._write_request("PUT", href, content=data, headers=headers)
+        resp = self._dav.write_request("PUT", href, content=data, headers=headers)
         return self._write_result(resp, "PUT", href, data, None)
 
     def update(self, href: str, data: bytes, etag: str) -> WriteResult:
@@ -539,7 +444,7 @@ class CalDAVSink:
         """
         href = davxml.normalise_href(href)
         headers = {"If-Match": etag, "Content-Type": _ICS_TYPE}
-        resp = self._write_request("PUT", href, content=data, headers=headers)
+        resp = self._dav.write_request("PUT", href, content=data, headers=headers)
         return self._write_result(resp, "PUT", href, data, etag)
 
     def delete(self, href: str, etag: str | None = None) -> WriteResult:
@@ -550,7 +455,7 @@ class CalDAVSink:
         """
         href = davxml.normalise_href(href)
         headers = {"If-Match": etag} if etag else {}
-        resp = self._write_request("DELETE", href, headers=headers)
+        resp = self._dav.write_request("DELETE", href, headers=headers)
         if resp.status_code == 404:
             return WriteResult(href=href, etag=None, status=404)
         return self._write_result(resp, "DELETE", href, b"", etag)
@@ -588,7 +493,7 @@ class CalDAVSink:
                 url=self.url_for(href),
                 status=status,
             )
-        raise self._fail(resp, method)
+        raise self._dav.failure(resp, method)
 
     def apply_many(
         self,
