@@ -10,7 +10,7 @@ the adapters call the small methods below; the feed server exposes
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -173,6 +173,14 @@ class Metrics:
     def caldav_request(self, target: str, method: str, status: int) -> None:
         """Count one CalDAV request of ``target``."""
         self.caldav_requests.labels(target=target, method=method.upper(), status=str(status)).inc()
+
+    def caldav_hook(self, target: str) -> Callable[[str, int], None]:
+        """An ``on_request(method, status)`` callback counting ``target``'s CalDAV requests."""
+
+        def on_request(method: str, status: int) -> None:
+            self.caldav_request(target, method, status)
+
+        return on_request
 
     # --- feeds --------------------------------------------------------------
 

@@ -197,6 +197,7 @@ class TestMetrics:
         m.api_request("GET /activities/12", 200)
         m.api_request("GET /activities/13?$select[]=id", 200)
         m.api_request("PATCH", 404)
+        m.api_request("GET /activity-types/7/", 200)
         s = _samples(m)
         assert s[("apexcal_api_requests_total", (("method", "GET /activities/:id"), ("status", "200")))] == 2
         assert s[("apexcal_api_requests_total", (("method", "PATCH"), ("status", "404")))] == 1
@@ -206,11 +207,12 @@ class TestMetrics:
         at = datetime(2026, 5, 1, tzinfo=UTC)
         m = Metrics()
         m.caldav_request("jane", "put", 201)
+        m.caldav_hook("jane")("PUT", 201)
         m.feed_built("team", at)
         m.feed_built("team", at + timedelta(hours=1), changed=False)
         m.feed_request("team", 304)
         s = _samples(m)
-        assert s[("apexcal_caldav_requests_total", (("method", "PUT"), ("status", "201"), ("target", "jane")))] == 1
+        assert s[("apexcal_caldav_requests_total", (("method", "PUT"), ("status", "201"), ("target", "jane")))] == 2
         assert s[("apexcal_feed_builds_total", (("feed", "team"),))] == 1
         assert s[("apexcal_feed_last_build_timestamp_seconds", (("feed", "team"),))] == (at + timedelta(hours=1)).timestamp()
         assert s[("apexcal_feed_requests_total", (("feed", "team"), ("status", "304")))] == 1
