@@ -1,1 +1,96 @@
-"""`apexcal sync` (not built yet)."""
+"""``apexcal sync --config FILE [--target NAME] [--force]``: one cycle of every (or one) target, then the feeds.
+
+Exit codes: 0 when every target synced, 1 when any target (or feed) failed,
+2 for operator errors (bad config, unreadable secret, unusable state store,
+the API refusing the token, an unknown ``--target``).  Each target runs in
+isolation: one failing target is reported and the others still sync.  One
+line per target goes to stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from apexcal.cli.app import app
+
+
+@app.command("sync")
+def sync_command(
+    config_path: Annotated[Path, typer.Option("--config", "-c", help="The config file.")],
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Sync only this target.")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Allow a cycle to delete more than the configured share."),
+    ] = False,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
+) -> None:
+    """Run exactly one sync cycle of every (or the named) target, then rebuild the feeds."""
+    from apexcal.apex.client import ApexClient
+    from apexcal.config import load_config
+    from apexcal.errors import ApexcalError, Forbidden, NotAuthenticated, UsageError
+    from apexcal.log import configure
+    from apexcal.state import Store, StoreUnavailable
+    from apexcal.sync.engine import run_target_cycle
+
+    config = load_config(config_path, resolve_secrets=True)
+    fmt = config.log.format
+    configure(
+        log_level or config.log.level, json=None if fmt == "auto" else fmt == "json"
+    )
+    targets = list(config.targets)
+    if target is not None:
+        targets = [t for t in targets if t.name == target]
+        if not targets:
+            names = ", ".join(t.name for t in config.targets) or "none"
+            raise UsageError(f"--target {target}: no such target (configured: {names})")
+    failed = False
+    with Store.open(config.state.url) as store:
+        source = config.source
+        with ApexClient(
+            source.base_url,
+            source.require_token(),
+            source.organization_id,
+            page_size=source.page_size,
+            timeout=source.timeout.total_seconds(),
+        ) as client:
+            for t in targets:
+                try:
+                    summary = run_target_cycle(config, t, store, client=client, force=force)
+                except (NotAuthenticated, Forbidden, StoreUnavailable):
+                    raise
+                except ApexcalError as exc:
+                    failed = True
+                    print(f"{t.name}: failed: {exc}".replace("\n", " "), flush=True)
+                    continue
+                failed = failed or not summary.ok
+                print(summary.line(), flush=True)
+            if config.feeds and importlib.util.find_spec("apexcal.feeds") is not None:
+                failed = _build_feeds(config, store) or failed
+    if failed:
+        raise typer.Exit(1)
+
+
+def _build_feeds(config: object, store: object) -> bool:
+    """Rebuild every feed when the feeds module is installed; return True when it failed."""
+    import importlib
+
+    from apexcal.errors import ApexcalError
+
+    feeds = importlib.import_module("apexcal.feeds")
+    try:
+        results = feeds.build_all_feeds(config, store)
+    except (ApexcalError, OSError) as exc:
+        print(f"feeds: failed: {exc}".replace("\n", " "), flush=True)
+        return True
+    for r in results:
+        state = "changed" if getattr(r, "changed", False) else "unchanged"
+        print(f"feed {getattr(r, 'name', '?')}: {state} count={getattr(r, 'count', '?')}", flush=True)
+    return False

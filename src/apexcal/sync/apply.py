@@ -1,0 +1,220 @@
+"""Apply: carry out a plan on one CalDAV collection, recording each object as soon as it is written.
+
+Record-only actions (tombstones, forgets, adoptions, etag/completion updates)
+are committed first.  Then the writes run with bounded concurrency —
+deletes, updates, creates — each conditional (``If-Match`` /
+``If-None-Match: *``), and each accepted write is recorded at once from the
+calling thread, so a crash loses at most the writes in flight, which the next
+cycle adopts (a create meets 412) or re-reads.  Finally the etags of what was
+written are read back with calendar-multiget (a server may rewrite what it
+stores, so the PUT's ETag is not the one to match later) and recorded.
+
+Outcomes per object:
+
+* accepted → recorded;
+* ``412`` on a create → the object exists: returned in ``exists`` for the
+  engine to read and adopt;
+* ``412`` on an update or delete → someone changed it after our read: skipped
+  and re-read next cycle (``retry``), never overwritten blind;
+* anything else (duplicate UID refused, server errors, no answer) → an
+  :class:`ObjectError` with its reason; the object is retried next cycle and
+  the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from apexcal.errors import CalDAVError, PreconditionFailed, SyncError, UidConflict
+from apexcal.state import ObjectRecord, Store
+from apexcal.sync.caldav_sink import CalDAVSink, CreateOp, DeleteOp, Outcome, UpdateOp, WriteOp
+from apexcal.sync.plan import Create, Delete, Plan, Update
+
+log = structlog.get_logger(__name__)
+
+TOMBSTONE_KIND = "GONE"
+"""``ObjectRecord.kind`` of a tombstone: the user deleted the object and it is not re-created."""
+
+
+class CycleCancelled(SyncError):
+    """The cycle was asked to stop; what was written so far is recorded."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectError:
+    """One object that could not be written this cycle, and why (it is retried next cycle)."""
+
+    uid: str
+    href: str
+    activity_id: int | None
+    kind: str
+    reason: str
+
+
+@dataclass(kw_only=True)
+class ApplyResult:
+    """Counts and outcomes of applying one plan."""
+
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    adopted: int = 0
+    recorded: int = 0
+    skipped: int = 0
+    retry: bool = False
+    errors: list[ObjectError] = field(default_factory=list)
+    exists: list[Create] = field(default_factory=list)
+    """Creates refused with 412: an object is already at the href (read it and adopt)."""
+    written: dict[str, ObjectRecord] = field(default_factory=dict)
+    """Records of objects written, by href, whose etag is still to be read."""
+
+
+def _kind_of(kind: str) -> str:
+    return "VTODO" if kind == "VTODO" else "VEVENT"
+
+
+def _written(target: str, action: Create | Update, href: str) -> ObjectRecord:
+    return ObjectRecord(
+        target=target,
+        uid=action.uid,
+        activity_id=action.activity_id,
+        href=href,
+        etag=None,
+        pushed_hash=action.content_hash,
+        pushed_done=action.done,
+        done_seen=action.done if action.kind == "VTODO" else None,
+        kind=_kind_of(action.kind),
+    )
+
+
+def apply_records(
+    plan: Plan, store: Store, target: str, records: Mapping[str, ObjectRecord]
+) -> ApplyResult:
+    """Commit the plan's record-only actions (before any write)."""
+    result = ApplyResult()
+    for tomb in plan.tombstones:
+        old = records.get(tomb.uid)
+        if old is not None:
+            store.put_record(replace(old, etag=None, pushed_hash=None, kind=TOMBSTONE_KIND))
+    for forget in plan.forgets:
+        store.delete_record(target, forget.uid)
+    for adopt in plan.adopts:
+        store.put_record(
+            ObjectRecord(
+                target=target,
+                uid=adopt.uid,
+                activity_id=adopt.activity_id,
+                href=adopt.href,
+                etag=adopt.etag,
+                pushed_hash=adopt.content_hash,
+                pushed_done=adopt.done,
+                done_seen=adopt.done if adopt.kind == "VTODO" else None,
+                kind=_kind_of(adopt.kind),
+            )
+        )
+        result.adopted += 1
+    for upd in plan.record_updates:
+        old = records.get(upd.uid)
+        if old is not None and old.href == upd.href:
+            store.put_record(replace(old, etag=upd.etag, done_seen=upd.done_seen, updated_at=None))
+            result.recorded += 1
+    return result
+
+
+def apply_writes(
+    plan: Plan,
+    sink: CalDAVSink,
+    store: Store,
+    target: str,
+    records: Mapping[str, ObjectRecord],
+    *,
+    result: ApplyResult | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ApplyResult:
+    """Run the plan's writes (bounded concurrency), recording each accepted one at once."""
+    result = result or ApplyResult()
+    actions: list[Create | Update | Delete] = list(plan.writes)
+    if not actions:
+        return result
+    ops: list[WriteOp] = []
+    for action in actions:
+        if isinstance(action, Create):
+            ops.append(CreateOp(name=action.href_name, data=action.data))
+        elif isinstance(action, Update):
+            ops.append(UpdateOp(href=action.href, data=action.data, etag=action.etag))
+        else:
+            ops.append(DeleteOp(href=action.href, etag=action.etag))
+
+    def on_result(index: int, _op: WriteOp, outcome: Outcome) -> None:
+        _record_outcome(actions[index], outcome, sink, store, target, records, result)
+        if should_stop is not None and should_stop():
+            raise CycleCancelled("stop requested")
+
+    sink.apply_many(ops, on_result=on_result)
+    return result
+
+
+def _record_outcome(
+    action: Create | Update | Delete,
+    outcome: Outcome,
+    sink: CalDAVSink,
+    store: Store,
+    target: str,
+    records: Mapping[str, ObjectRecord],
+    result: ApplyResult,
+) -> None:
+    if isinstance(outcome, CalDAVError):
+        _failed(action, outcome, sink, result)
+        return
+    if isinstance(action, Delete):
+        old = records.get(action.uid)
+        if old is not None and old.href == outcome.href:
+            store.delete_record(target, action.uid)
+        result.deleted += 1
+        log.debug("sync.deleted", uid=action.uid, href=outcome.href, status=outcome.status)
+        return
+    rec = _written(target, action, outcome.href)
+    store.put_record(rec)
+    result.written[outcome.href] = rec
+    if isinstance(action, Create):
+        result.created += 1
+    else:
+        result.updated += 1
+
+
+def _failed(
+    action: Create | Update | Delete, exc: CalDAVError, sink: CalDAVSink, result: ApplyResult
+) -> None:
+    href = sink.href_for(action.href_name) if isinstance(action, Create) else action.href
+    activity_id = None if isinstance(action, Delete) else action.activity_id
+    if isinstance(exc, PreconditionFailed):
+        if isinstance(action, Create):
+            result.exists.append(action)
+            return
+        log.info("sync.conflict_412", uid=action.uid, href=href)
+        result.skipped += 1
+        result.retry = True
+        return
+    kind = "uid_conflict" if isinstance(exc, UidConflict) else type(exc).__name__
+    log.warning("sync.object_failed", uid=action.uid, href=href, kind=kind, error=str(exc))
+    result.errors.append(
+        ObjectError(uid=action.uid, href=href, activity_id=activity_id, kind=kind, reason=str(exc))
+    )
+
+
+def record_etags(sink: CalDAVSink, store: Store, written: Mapping[str, ObjectRecord]) -> int:
+    """Read back the etags of written objects (calendar-multiget, batched) and record them."""
+    if not written:
+        return 0
+    fetched = sink.multiget(written)
+    count = 0
+    for href, rec in written.items():
+        obj = fetched.get(href)
+        if obj is None or not obj.etag:
+            continue
+        store.put_record(replace(rec, etag=obj.etag, updated_at=None))
+        count += 1
+    return count

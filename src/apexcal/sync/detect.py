@@ -1,0 +1,146 @@
+"""Detect: what changed on a target's calendar since the last cycle (DESIGN §5, "Remote changes").
+
+The sync-collection REPORT with the stored token names the hrefs created,
+changed or deleted since; an invalid token (or none) gives a full listing,
+diffed against the records.  Hrefs whose etag equals the recorded one are our
+own writes echoed back and are not read; the rest are read with
+calendar-multiget.  Only objects whose UID is one of ours (this organization,
+this UID domain) reach the planner; an unreadable object at a recorded href
+reaches it without a UID, so the planner can judge it by its record.
+
+The recorded hrefs are loaded only when the server forces a full listing, so
+a cycle with no remote change reads no records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+
+import structlog
+
+from apexcal.errors import RemoteParseError
+from apexcal.ical.mapping import parse_uid
+from apexcal.ical.remote import read_remote
+from apexcal.state import ObjectRecord, Store
+from apexcal.sync.caldav_sink import CalDAVSink, FetchedObject
+from apexcal.sync.plan import RemoteSeen, RemoteState
+
+log = structlog.get_logger(__name__)
+
+
+class _RecordedHrefs(Collection[str]):
+    """The target's recorded hrefs, read from the store on first use only."""
+
+    def __init__(self, load: Callable[[], set[str]]) -> None:
+        self._load = load
+        self._hrefs: set[str] | None = None
+
+    def _get(self) -> set[str]:
+        if self._hrefs is None:
+            self._hrefs = self._load()
+        return self._hrefs
+
+    def __contains__(self, href: object) -> bool:
+        return href in self._get()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Detected:
+    """The remote state for the planner, the server's new token, and the records consulted."""
+
+    remote: RemoteState
+    token: str | None
+    records: dict[str, ObjectRecord]
+    """Records of the hrefs the server reported (changed or deleted), by UID."""
+    foreign: int = 0
+    """Objects read whose UID is not ours (never touched)."""
+
+
+def is_our_uid(uid: str, *, organization_id: int, domain: str) -> bool:
+    """Whether ``uid`` is a UID this organization and UID domain write."""
+    ids = parse_uid(uid)
+    return ids is not None and ids[0] == organization_id and uid.strip().endswith("@" + domain)
+
+
+def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSeen | None:
+    """The planner's view of one object read from the server; None when it is not ours."""
+    try:
+        remote = read_remote(obj.href, obj.data)
+    except RemoteParseError as exc:
+        log.warning("sync.remote_unreadable", href=obj.href, reason=exc.reason)
+        return RemoteSeen(href=obj.href, etag=obj.etag or None, uid=None, done=None)
+    if not uid_filter(remote.uid):
+        return None
+    return RemoteSeen(
+        href=obj.href,
+        etag=obj.etag or None,
+        uid=remote.uid.strip(),
+        done=remote.done if remote.kind == "VTODO" else None,
+        status=remote.status,
+        modified=remote.completed or remote.last_modified,
+        content_hash=hashlib.sha256(obj.data).hexdigest(),
+    )
+
+
+def detect(
+    sink: CalDAVSink,
+    store: Store,
+    target: str,
+    token: str | None,
+    *,
+    uid_filter: Callable[[str], bool],
+) -> Detected:
+    """Ask the server what changed since ``token`` and read the changed objects we may own."""
+    known = _RecordedHrefs(lambda: {r.href for r in store.records(target).values()})
+    changes = sink.changes(token, known_hrefs=known)
+    by_href = store.records_for_hrefs(target, [*changes.changed, *changes.deleted])
+    to_read: list[str] = []
+    listed: set[str] = set()
+    for href, etag in changes.changed.items():
+        rec = by_href.get(href)
+        if rec is not None and etag and rec.etag == etag:
+            listed.add(href)  # our own write echoed back, or unchanged in a full listing
+        else:
+            to_read.append(href)
+    fetched = sink.multiget(to_read) if to_read else {}
+    seen: list[RemoteSeen] = []
+    deleted = set(changes.deleted)
+    foreign = 0
+    for href in to_read:
+        obj = fetched.get(href)
+        if obj is None:
+            # Listed but gone by the time we read it.
+            if href in by_href:
+                deleted.add(href)
+            continue
+        item = seen_from(obj, uid_filter)
+        if item is None:
+            foreign += 1
+            if href in by_href:
+                deleted.add(href)  # another UID replaced ours at this href
+            continue
+        if item.uid is None and href not in by_href:
+            continue  # unreadable and not ours as far as we know
+        seen.append(item)
+    if changes.full:
+        log.info("sync.full_listing", target=target, objects=len(changes.changed))
+    records = {r.uid: r for r in by_href.values()}
+    return Detected(
+        remote=RemoteState(
+            seen=tuple(seen),
+            deleted=frozenset(deleted),
+            full=changes.full,
+            listed=frozenset(listed),
+        ),
+        token=changes.token,
+        records=records,
+        foreign=foreign,
+    )

@@ -1,0 +1,681 @@
+"""One sync cycle of one CalDAV target: pull → detect → write back → plan → apply → record.
+
+:func:`run_target_cycle` is a self-contained function of (config, target,
+store) — no process-global state — so the daemon's scheduler, ``apexcal
+sync`` and a future distributed worker all run it unchanged (DESIGN §7).
+It holds the target's lock for the cycle, and every step commits before the
+next begins, so a crash anywhere is recovered by running again (DESIGN §1, §5):
+
+1. **pull** the CRM's changes into the mirror, and the reconcile sweep when due
+   (:mod:`apexcal.sync.pull`);
+2. **detect** remote changes with the stored sync token (:mod:`apexcal.sync.detect`);
+3. **plan** the activities that changed since the target's last mirror
+   position plus the objects that changed remotely — everything only on the
+   first cycle, or when the types, the mapping or the filter changed — so a
+   cycle costs in proportion to what changed;
+4. **write back** the completions the plan found (journal → bulk PATCH → mark
+   sent), re-pull the written-back activities and plan again with the CRM's new
+   state (no ping-pong, :mod:`apexcal.sync.writeback`);
+5. **apply** with conditional writes and bounded concurrency, recording each
+   object as the server accepts it, then read back the etags
+   (:mod:`apexcal.sync.apply`); creates refused because the object exists are
+   read and adopted in the same cycle;
+6. **record** the new sync token and mirror position — only when nothing is
+   left to retry, so a skipped or failed object is planned again next cycle —
+   and the cycle's success or failure.
+
+A no-change cycle costs two API requests (change feed, types) and two CalDAV
+requests (PROPFIND of the collection, sync-collection REPORT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+
+from apexcal.apex.client import ApexClient
+from apexcal.apex.models import Activity, ActivityType, GeoPoint
+from apexcal.clock import utcnow
+from apexcal.config import Config, TargetConfig
+from apexcal.errors import ApexcalError
+from apexcal.filters import matches
+from apexcal.ical.location import is_online, meeting_url
+from apexcal.ical.mapping import MappingOptions, Unmappable, object_for
+from apexcal.metrics import Metrics
+from apexcal.state import ObjectRecord, Store
+from apexcal.sync.apply import (
+    TOMBSTONE_KIND,
+    ApplyResult,
+    CycleCancelled,
+    ObjectError,
+    apply_records,
+    apply_writes,
+    record_etags,
+)
+from apexcal.sync.caldav_sink import CalDAVSink
+from apexcal.sync.detect import Detected, detect, is_our_uid, seen_from
+from apexcal.sync.plan import (
+    ConflictPolicy,
+    DeleteGuard,
+    Desired,
+    Plan,
+    Recorded,
+    RemoteSeen,
+    RemoteState,
+    plan,
+)
+from apexcal.sync.pull import PullResult, pull, pull_changes
+from apexcal.sync.writeback import journal, send_pending
+
+__all__ = [
+    "CycleCancelled",
+    "CycleSummary",
+    "ObjectError",
+    "PullResult",
+    "SinkFactory",
+    "default_sink_factory",
+    "mapping_options",
+    "pull",
+    "run_target_cycle",
+]
+
+log = structlog.get_logger(__name__)
+
+# Plan → read what must be read → plan again: at most this many rounds per cycle.
+_MAX_ROUNDS = 3
+# Nominatim answers at most one lookup a second: bound the lookups one cycle waits for.
+_ONLINE_GEOCODE_BUDGET = 5
+
+
+class SinkFactory(Protocol):
+    """Builds the CalDAV session of a target (tests wrap it to inject faults)."""
+
+    def __call__(
+        self,
+        target: TargetConfig,
+        *,
+        concurrency: int,
+        timeout: float,
+        on_request: Callable[[str, int], None] | None,
+    ) -> CalDAVSink: ...
+
+
+def default_sink_factory(
+    target: TargetConfig,
+    *,
+    concurrency: int,
+    timeout: float,
+    on_request: Callable[[str, int], None] | None,
+) -> CalDAVSink:
+    """A :class:`CalDAVSink` for the target's URL and credentials."""
+    password = target.password.get_secret_value() if target.password is not None else None
+    return CalDAVSink(
+        target.url,
+        username=target.username,
+        password=password,
+        timeout=timeout,
+        concurrency=concurrency,
+        on_request=on_request,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CycleSummary:
+    """What one cycle of one target did."""
+
+    target: str
+    pulled: int
+    created: int
+    updated: int
+    deleted: int
+    adopted: int
+    written_back: int
+    skipped: int
+    errors: tuple[ObjectError, ...]
+    seconds: float
+    cycle_id: str = ""
+    api_requests: int = 0
+    caldav_requests: int = 0
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        """True when every object was written or is merely waiting for a re-read."""
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts as a plain mapping (the stored last summary, log fields)."""
+        return {
+            "pulled": self.pulled,
+            "created": self.created,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "adopted": self.adopted,
+            "written_back": self.written_back,
+            "skipped": self.skipped,
+            "errors": len(self.errors),
+            "seconds": round(self.seconds, 3),
+        }
+
+    def line(self) -> str:
+        """One line for a terminal: ``name: ok created=… …``."""
+        status = "ok" if self.ok else "failed"
+        counts = " ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        first = f" first error: {self.errors[0].href}: {self.errors[0].reason}" if self.errors else ""
+        return f"{self.target}: {status} {counts}{first}"
+
+
+def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | None = None) -> MappingOptions:
+    """The mapping options of a target (its privacy and tasks, the config's mapping table)."""
+    m = config.mapping
+    return MappingOptions(
+        timezone=config.source.timezone,
+        uid_domain=config.source.effective_uid_domain,
+        privacy=target.privacy,
+        tasks_as="events" if (tasks_as or target.tasks_as) == "events" else "todos",
+        components=dict(m.components),
+        summary_template=m.summary,
+        activity_url_template=m.activity_url,
+        default_duration=m.default_duration,
+        max_note_bytes=m.max_note_bytes,
+    )
+
+
+def _settings_hash(options: MappingOptions, target: TargetConfig) -> str:
+    """A fingerprint of what decides a target's bytes and membership: change it, replan everything."""
+    doc = {
+        "options": repr(options),
+        "filter": target.filter,
+        "url": target.url,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class _Geocoding:
+    """Fills a missing ``location_geocoded`` for physical locations; never fails a cycle."""
+
+    def __init__(self, config: Config, store: Store) -> None:
+        self._kind = config.mapping.geocoder
+        # The config has no contact key for Nominatim's usage policy: name the installation.
+        server = config.server
+        self._contact = (server.public_url if server and server.public_url else None) or (
+            "https://" + config.source.effective_uid_domain
+        )
+        self._store = store
+        self._lookup: Callable[[str], GeoPoint | None] | None = None
+        self._budget = _ONLINE_GEOCODE_BUDGET
+
+    def point(self, activity: Activity) -> GeoPoint | None:
+        text = (activity.location or "").strip()
+        if (
+            self._kind == "none"
+            or activity.location_geocoded is not None
+            or not text
+            or is_online(text)
+            or meeting_url(text)
+        ):
+            return None
+        try:
+            return self._resolve(text)
+        except Exception as exc:  # geocoding is a nicety: it never fails a sync
+            log.warning("sync.geocode_failed", error=type(exc).__name__)
+            return None
+
+    def _resolve(self, text: str) -> GeoPoint | None:
+        from apexcal.geocode import CachedGeocoder, NominatimGeocoder, OfflineGeocoder
+        from apexcal.state import StoreGeocodeCache
+
+        if self._lookup is None:
+            provider: OfflineGeocoder | NominatimGeocoder = (
+                NominatimGeocoder(contact=self._contact) if self._kind == "nominatim" else OfflineGeocoder()
+            )
+            self._lookup = CachedGeocoder(provider, StoreGeocodeCache(self._store)).lookup
+        if self._kind == "nominatim":
+            if self._budget <= 0:
+                return None
+            self._budget -= 1
+        return self._lookup(text)
+
+
+def _recorded(rec: ObjectRecord) -> Recorded:
+    return Recorded(
+        uid=rec.uid,
+        activity_id=rec.activity_id,
+        href=rec.href,
+        etag=rec.etag,
+        pushed_hash=rec.pushed_hash,
+        done_seen=rec.done_seen,
+        pushed_done=rec.pushed_done,
+        remote_deleted=rec.kind == TOMBSTONE_KIND,
+    )
+
+
+@dataclass(kw_only=True)
+class _Cycle:
+    """The working state of one cycle (internal)."""
+
+    config: Config
+    target: TargetConfig
+    store: Store
+    client: ApexClient
+    sink: CalDAVSink
+    now: datetime
+    force: bool
+    options: MappingOptions
+    should_stop: Callable[[], bool] | None
+    types: Mapping[str, ActivityType] = field(default_factory=dict)
+    geocoding: _Geocoding | None = None
+    skipped_unmappable: int = 0
+
+    @property
+    def org(self) -> int:
+        return self.config.source.organization_id
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise CycleCancelled("stop requested")
+
+    def desired(self, activities: Iterable[Activity]) -> list[Desired]:
+        out: list[Desired] = []
+        for activity in activities:
+            if activity.deleted_at is not None or not matches(activity, self.target.filter):
+                continue
+            geocode = self.geocoding.point(activity) if self.geocoding else None
+            try:
+                obj = object_for(activity, self.types, self.options, geocode=geocode)
+            except Unmappable as exc:
+                self.skipped_unmappable += 1
+                log.info("sync.unmappable", activity_id=activity.id, reason=str(exc))
+                continue
+            out.append(
+                Desired(
+                    uid=obj.uid,
+                    activity_id=activity.id,
+                    href_name=obj.href_name,
+                    content_hash=obj.content_hash,
+                    data=obj.data,
+                    kind="VTODO" if obj.component_kind == "todo" else "VEVENT",
+                    done=activity.done,
+                    updated_at=activity.updated_at,
+                )
+            )
+        return out
+
+    def plan(
+        self,
+        desired: list[Desired],
+        records: Mapping[str, ObjectRecord],
+        remote: RemoteState,
+        total: int,
+    ) -> Plan:
+        sync = self.config.sync
+        return plan(
+            target=self.target.name,
+            desired=desired,
+            recorded=[_recorded(r) for r in records.values()],
+            remote=remote,
+            policy=ConflictPolicy(sync.conflict_policy),
+            writeback=self.target.writeback,
+            recreate_deleted=sync.recreate_deleted,
+            guard=DeleteGuard(max_share=sync.max_delete_share, force=self.force),
+            total_records=total,
+        )
+
+
+def run_target_cycle(
+    config: Config,
+    target: TargetConfig,
+    store: Store,
+    *,
+    client: ApexClient,
+    sink_factory: SinkFactory = default_sink_factory,
+    force: bool = False,
+    now: datetime | None = None,
+    metrics: Metrics | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CycleSummary:
+    """Run one cycle of ``target`` (module docstring) and return its summary.
+
+    Objects that fail are skipped, reported in ``errors`` and retried next
+    cycle.  A failure of the cycle itself (API or CalDAV unreachable, the
+    mass-delete guard, the target busy in another process) is recorded in the
+    store and the metrics, logged, and raised as an :class:`ApexcalError`.
+    ``should_stop`` is polled between steps and objects; when it answers
+    true the cycle stops with :class:`CycleCancelled` after recording what
+    was written.
+    """
+    started = time.monotonic()
+    when = now or utcnow()
+    cycle_id = uuid.uuid4().hex[:12]
+    caldav_count = [0]
+
+    def on_caldav(method: str, status: int) -> None:
+        caldav_count[0] += 1
+        if metrics is not None:
+            metrics.caldav_request(target.name, method, status)
+
+    with structlog.contextvars.bound_contextvars(
+        target=target.name, organization_id=config.source.organization_id, cycle_id=cycle_id
+    ):
+        try:
+            with store.target_lock(target.name):
+                sink = sink_factory(
+                    target,
+                    concurrency=config.sync.concurrency,
+                    timeout=config.source.timeout.total_seconds(),
+                    on_request=on_caldav,
+                )
+                with sink:
+                    summary = _run(
+                        config, target, store, client, sink, when, force, should_stop,
+                        cycle_id=cycle_id, started=started,
+                    )
+        except ApexcalError as exc:
+            seconds = time.monotonic() - started
+            kind = type(exc).__name__
+            store.record_failure(target.name, utcnow(), kind, str(exc))
+            if metrics is not None:
+                metrics.cycle_failed(target.name, kind, seconds)
+            log.error("sync.cycle_failed", kind=kind, error=str(exc), seconds=round(seconds, 3))
+            raise
+        summary = dataclasses.replace(summary, caldav_requests=caldav_count[0])
+        log.info(
+            "sync.cycle",
+            **summary.as_dict(),
+            caldav_requests=summary.caldav_requests,
+        )
+        if metrics is not None:
+            if summary.ok:
+                metrics.cycle_finished(target.name, summary, summary.seconds)
+            else:
+                metrics.cycle_failed(target.name, "object_errors", summary.seconds)
+        return summary
+
+
+def _run(
+    config: Config,
+    target: TargetConfig,
+    store: Store,
+    client: ApexClient,
+    sink: CalDAVSink,
+    now: datetime,
+    force: bool,
+    should_stop: Callable[[], bool] | None,
+    *,
+    cycle_id: str,
+    started: float,
+) -> CycleSummary:
+    org = config.source.organization_id
+    state = store.target_state(target.name)
+
+    # 1. Pull.
+    pulled = pull(config, store, client, now=now, force=force)
+
+    # The calendar: created when asked; tasks become events when it cannot hold them.
+    info = sink.ensure_calendar(create=target.create, display_name=target.name)
+    warnings: list[str] = []
+    tasks_as = target.tasks_as
+    if tasks_as == "todos" and not info.supports_vtodo:
+        tasks_as = "events"
+        warnings.append("calendar cannot hold VTODO: tasks are written as events")
+        log.warning("sync.no_vtodo_support", url=info.url)
+    options = mapping_options(config, target, tasks_as=tasks_as)
+    settings = _settings_hash(options, target)
+    previous = (state.last_summary or {}).get("settings")
+    cyc = _Cycle(
+        config=config,
+        target=target,
+        store=store,
+        client=client,
+        sink=sink,
+        now=now,
+        force=force,
+        options=options,
+        should_stop=should_stop,
+        types=store.types(org),
+        geocoding=_Geocoding(config, store) if config.mapping.geocoder != "none" else None,
+    )
+    full_replan = (
+        state.mirror_seq_seen == 0
+        or pulled.types_changed
+        or previous != settings
+    )
+    cyc.check_stop()
+
+    # 2. Detect remote changes.
+    uid_filter = _uid_filter(config)
+    detected = detect(sink, store, target.name, state.sync_token, uid_filter=uid_filter)
+    cyc.check_stop()
+
+    # 3. Plan what changed (everything when the basis changed).
+    mirror_top, activities, records = _scope(cyc, state.mirror_seq_seen, detected, full_replan)
+    remote = detected.remote
+    total = store.count_records(target.name)
+    the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
+    the_plan, remote = _refresh(cyc, the_plan, activities, records, remote, total)
+
+    # 4. Write back completions, then plan again with the CRM's answer.
+    written_back = 0
+    errors: list[ObjectError] = []
+    retry = False
+    journal(store, target.name, ((w.activity_id, w.done) for w in the_plan.writebacks), now)
+    for conflict in the_plan.conflicts:
+        log.info(
+            "sync.completion_conflict",
+            activity_id=conflict.activity_id,
+            crm_done=conflict.crm_done,
+            calendar_done=conflict.calendar_done,
+            policy=str(conflict.policy),
+            winner=conflict.winner,
+        )
+    if store.count_pending_writebacks(target.name):
+        sent = send_pending(store, client, target.name, now)
+        written_back = len(sent.sent)
+        if sent.error is not None:
+            retry = True
+            errors.append(
+                ObjectError(
+                    uid="",
+                    href="",
+                    activity_id=None,
+                    kind="writeback",
+                    reason=str(sent.error),
+                )
+            )
+        if sent.sent:
+            pull_changes(config, store, client)
+            mirror_top, activities, records = _scope(
+                cyc, state.mirror_seq_seen, detected, full_replan, extra=activities
+            )
+            total = store.count_records(target.name)
+            the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
+            the_plan, remote = _refresh(cyc, the_plan, activities, records, remote, total)
+    cyc.check_stop()
+
+    # 5. Apply.
+    result = apply_records(the_plan, store, target.name, records)
+    result = apply_writes(the_plan, sink, store, target.name, records, result=result, should_stop=should_stop)
+    if result.exists:
+        _adopt_existing(cyc, result, activities, records, total)
+    record_etags(sink, store, result.written)
+
+    # 6. Record.
+    errors.extend(result.errors)
+    retry = retry or result.retry or bool(result.errors)
+    if not retry:
+        if detected.token is not None:
+            store.set_sync_token(target.name, detected.token)
+        elif detected.remote.full:
+            store.set_sync_token(target.name, None)
+        store.set_mirror_seq_seen(target.name, max(mirror_top, 1))
+    seconds = time.monotonic() - started
+    summary = CycleSummary(
+        target=target.name,
+        pulled=pulled.changed,
+        created=result.created,
+        updated=result.updated,
+        deleted=result.deleted,
+        adopted=result.adopted,
+        written_back=written_back,
+        skipped=result.skipped + cyc.skipped_unmappable,
+        errors=tuple(errors),
+        seconds=seconds,
+        cycle_id=cycle_id,
+        warnings=tuple(warnings),
+    )
+    if summary.ok:
+        store.record_success(target.name, utcnow(), {**summary.as_dict(), "settings": settings})
+    else:
+        first = errors[0]
+        store.record_failure(
+            target.name, utcnow(), "object_errors", f"{len(errors)} object(s) failed; {first.reason}"
+        )
+    return summary
+
+
+def _uid_filter(config: Config) -> Callable[[str], bool]:
+    org = config.source.organization_id
+    domain = config.source.effective_uid_domain
+    return lambda uid: is_our_uid(uid, organization_id=org, domain=domain)
+
+
+def _scope(
+    cyc: _Cycle,
+    seq_seen: int,
+    detected: Detected,
+    full: bool,
+    *,
+    extra: Mapping[int, Activity] | None = None,
+) -> tuple[int, dict[int, Activity], dict[str, ObjectRecord]]:
+    """The mirror position, the activities and the records this cycle must plan."""
+    store, name, org = cyc.store, cyc.target.name, cyc.org
+    records: dict[str, ObjectRecord]
+    if full:
+        top = store.mirror_seq(org)
+        activities = {a.id: a for a in store.iter_activities(org)}
+        records = store.records(name)
+        return top, activities, records
+    changes = store.activities_changed_since(org, seq_seen)
+    activities = {a.id: a for a in changes.changed}
+    ids = set(activities) | set(changes.deleted)
+    remote_ids = {r.activity_id for r in detected.records.values()}
+    for seen in detected.remote.seen:
+        if seen.uid is not None:
+            ids_of = _activity_of(seen.uid)
+            if ids_of is not None:
+                remote_ids.add(ids_of)
+    if extra:
+        remote_ids |= set(extra)
+    missing = remote_ids - set(activities)
+    if missing:
+        activities.update((a.id, a) for a in store.activities(org, missing))
+    records = {r.uid: r for r in store.records_for_activities(name, ids | remote_ids)}
+    records.update(detected.records)
+    return changes.seq, activities, records
+
+
+def _activity_of(uid: str) -> int | None:
+    from apexcal.ical.mapping import parse_uid
+
+    ids = parse_uid(uid)
+    return ids[1] if ids else None
+
+
+def _refresh(
+    cyc: _Cycle,
+    the_plan: Plan,
+    activities: Mapping[int, Activity],
+    records: Mapping[str, ObjectRecord],
+    remote: RemoteState,
+    total: int,
+) -> tuple[Plan, RemoteState]:
+    """Read the objects the plan must see before writing (unknown etags), then plan again."""
+    for _ in range(_MAX_ROUNDS):
+        if not the_plan.refreshes:
+            break
+        hrefs = [r.href for r in the_plan.refreshes]
+        fetched = cyc.sink.multiget(hrefs)
+        uid_filter = _uid_filter(cyc.config)
+        seen = {s.href: s for s in remote.seen}
+        deleted = set(remote.deleted)
+        for href in hrefs:
+            obj = fetched.get(href)
+            item = seen_from(obj, uid_filter) if obj is not None else None
+            if item is None:
+                deleted.add(href)
+                seen.pop(href, None)
+            else:
+                seen[href] = item
+        remote = RemoteState(
+            seen=tuple(seen.values()), deleted=frozenset(deleted), full=remote.full, listed=remote.listed
+        )
+        the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
+    return the_plan, remote
+
+
+def _adopt_existing(
+    cyc: _Cycle,
+    result: ApplyResult,
+    activities: Mapping[int, Activity],
+    records: Mapping[str, ObjectRecord],
+    total: int,
+) -> None:
+    """Creates met 412: read what is there and adopt it (or update it) in this cycle."""
+    creates = result.exists
+    result.exists = []
+    hrefs = {cyc.sink.href_for(c.href_name): c for c in creates}
+    fetched = cyc.sink.multiget(hrefs)
+    uid_filter = _uid_filter(cyc.config)
+    seen: list[RemoteSeen] = []
+    for href, create in hrefs.items():
+        obj = fetched.get(href)
+        item = seen_from(obj, uid_filter) if obj is not None else None
+        if item is None or item.uid != create.uid:
+            result.errors.append(
+                ObjectError(
+                    uid=create.uid,
+                    href=href,
+                    activity_id=create.activity_id,
+                    kind="href_taken",
+                    reason="another object holds this href",
+                )
+            )
+            continue
+        seen.append(item)
+    if not seen:
+        return
+    uids = {s.uid for s in seen}
+    wanted = [a for a in activities.values() if any(c.activity_id == a.id for c in creates)]
+    desired = [d for d in cyc.desired(wanted) if d.uid in uids]
+    own = {uid: rec for uid, rec in records.items() if uid in uids}
+    again = cyc.plan(desired, own, RemoteState(seen=tuple(seen)), total)
+    again = Plan(
+        updates=again.updates,
+        adopts=again.adopts,
+        record_updates=again.record_updates,
+    )
+    apply_records(again, cyc.store, cyc.target.name, records)
+    result.adopted += len(again.adopts)
+    apply_writes(again, cyc.sink, cyc.store, cyc.target.name, records, result=result)
+    if result.exists:
+        for create in result.exists:
+            result.errors.append(
+                ObjectError(
+                    uid=create.uid,
+                    href=cyc.sink.href_for(create.href_name),
+                    activity_id=create.activity_id,
+                    kind="precondition",
+                    reason="object exists but could not be adopted",
+                )
+            )
+        result.exists = []
+
