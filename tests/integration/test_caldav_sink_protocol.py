@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from apexcal.errors import CalDAVError, CalDAVTransportError
+from apexcal.sync.caldav.davxml import normalise_href, quote_href
 from apexcal.sync.caldav_sink import CalDAVSink, CreateOp, WriteResult
 
 MS_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
@@ -89,7 +92,11 @@ def peer() -> Iterator[Peer]:
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: the tests read ``peer.requests`` instead."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            """Quiet: a client that gave up (timeout tests) is expected here."""
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}/cal/"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -273,3 +280,37 @@ class TestLockedRetry:
             assert sink.request_count == 3
         assert result.status == 204
         assert [r.headers["if-match"] for r in peer.requests] == ['"e-0"'] * 3
+
+
+class TestTimeouts:
+    def test_a_silent_server_is_a_transport_error_after_the_timeout(self, peer: Peer) -> None:
+        """A server that accepts but never answers raises CalDAVTransportError once the timeout passes."""
+        release = threading.Event()
+
+        def handler(req: Request) -> tuple[int, bytes]:
+            release.wait(timeout=5)
+            return 207, b""
+
+        peer.handler = handler
+        try:
+            with CalDAVSink(peer.url, username=None, password=None, timeout=0.2) as sink:
+                with pytest.raises(CalDAVTransportError) as info:
+                    sink.changes(None)
+                assert sink.request_count == 1
+        finally:
+            release.set()
+        assert "timed out" in str(info.value)
+
+
+class TestHrefs:
+    @given(st.lists(st.text(min_size=1, max_size=12).filter(lambda s: "/" not in s), max_size=4))
+    def test_quoting_round_trips_every_path(self, segments: list[str]) -> None:
+        """A canonical href survives quoting for the wire and normalising back."""
+        path = "/" + "/".join(segments)
+        assert normalise_href(quote_href(path)) == path
+
+    @given(st.sampled_from(["a@b.ics", "a%40b.ics", "http://h:1/cal/a%40b.ics", " /cal/a@b.ics "]))
+    def test_server_spellings_of_one_member_agree(self, spelling: str) -> None:
+        """Radicale's escaped, Xandikos's raw and absolute-URL hrefs name the same member."""
+        canonical = normalise_href(spelling if "/" in spelling.strip() else "/cal/" + spelling)
+        assert canonical == "/cal/a@b.ics"
