@@ -354,6 +354,46 @@ class TestRemoteDeletion:
         assert [(a.href, a.etag) for a in p.adopts] == [(r.href, '"e5"')]
 
 
+class TestOddRemoteState:
+    """Rule 7: any combination of record and remote state is planned sensibly."""
+
+    def test_unparseable_object_at_our_href_is_still_ours(self) -> None:
+        """An object read without a UID at a recorded href is treated as the recorded one."""
+        d = desired()
+        r = recorded(d)
+        odd = RemoteSeen(href=r.href, etag='"e6"', uid=None, done=None)
+        p = run([desired(version=1)], [r], RemoteState(seen=(odd,)))
+        assert [(u.href, u.etag) for u in p.updates] == [(r.href, '"e6"')]
+
+    def test_our_href_holding_another_uid_counts_as_gone(self) -> None:
+        """When another UID now lives at our href, our object is gone and is tombstoned."""
+        d = desired()
+        r = recorded(d)
+        other = RemoteSeen(href=r.href, etag='"e6"', uid="someone-else", done=None)
+        p = run(
+            [d],
+            [r],
+            RemoteState(seen=(other,)),
+            recreate_deleted=False,
+            owns=lambda uid: uid.startswith("apexcal-"),
+        )
+        assert p.tombstones == (Tombstone(uid=d.uid),)
+        assert p.writes == ()
+
+    def test_objects_with_foreign_uids_are_never_touched(self) -> None:
+        """An object whose UID is not ours is neither deleted nor adopted."""
+        other = RemoteSeen(href="/cal/x.ics", etag='"e1"', uid="x@elsewhere", done=True)
+        p = run([desired()], [], RemoteState(seen=(other,)), owns=lambda uid: uid != other.uid)
+        assert [c.uid for c in p.creates] == [desired().uid]
+        assert (p.deletes, p.updates, p.adopts) == ((), (), ())
+
+    def test_unwanted_object_with_unknown_etag_is_read_before_deleting(self) -> None:
+        """A delete never goes out without If-Match: an unknown etag asks for a read."""
+        d = desired()
+        p = run([], [recorded(d, etag=None)])
+        assert (p.deletes, [x.uid for x in p.refreshes]) == ((), [d.uid])
+
+
 class TestForeignEdits:
     """Rule 5: edits of fields the CRM owns."""
 

@@ -290,7 +290,7 @@ class SyncMachine(RuleBasedStateMachine):
     def _detect(self) -> tuple[RemoteState, int]:
         cal = self.cal
         new_token = cal.seq
-        ours = {h: o for h, o in cal.objects.items() if o.uid.startswith("apexcal-")}
+        ours = cal.objects  # foreign UIDs included: the planner must leave them alone
         if self.token is None or self.token < cal.oldest_valid_token:
             seen = tuple(_seen(h, o) for h, o in sorted(ours.items()))
             return RemoteState(seen=seen, full=True), new_token
@@ -316,6 +316,7 @@ class SyncMachine(RuleBasedStateMachine):
             "remote": remote,
             "policy": self.policy,
             "recreate_deleted": self.recreate,
+            "owns": lambda uid: uid.startswith("apexcal-"),
         }
         try:
             return plan(**kw, guard=GUARD)  # type: ignore[arg-type]

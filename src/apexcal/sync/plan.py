@@ -35,8 +35,8 @@ Per UID the rules are:
 5. **Foreign edits** of fields we own: the CRM wins on its next change (then an
    Update overwrites them); when only the remote etag changed, the record takes
    the new etag (:class:`UpdateRecord`) and nothing is PUT.
-6. **Foreign UIDs** are never seen here: the engine passes only objects whose
-   UID it owns.  An object with our UID but no live record (a crash between PUT
+6. **Foreign UIDs** are never touched: the engine passes only objects whose
+   UID it owns, and ``owns`` (when given) filters again.  An object with our UID but no live record (a crash between PUT
    and record, or a restored tombstone) is adopted: :class:`Adopt` when its
    bytes equal the desired ones, else :class:`Update` of it (the CRM wins; there
    is no base to merge against); when the activity is not desired it is deleted.
@@ -50,6 +50,17 @@ them, and any plan that would delete every recorded object (two or more) of a
 target whose desired set is empty — an API answering an empty list must never
 wipe a calendar — unless ``force``.
 
+**Applying a plan.**  Record-only actions first (:class:`Tombstone`,
+:class:`Forget`, :class:`Adopt`, :class:`UpdateRecord`), then the writes in
+:attr:`Plan.writes` order, each recorded right after the server accepted it:
+after a Create/Update the record holds ``pushed_hash``, ``pushed_done`` and
+``done_seen`` = the action's ``done`` (VTODO), no tombstone, and the etag from a
+read after the write; after a Delete (or its 404) the record is dropped.  A
+:class:`Refresh` or a 412 means: read that href (multiget) and pass it in
+``RemoteState.seen`` (or ``deleted``) to a later plan.  Writebacks are journaled
+with their :class:`UpdateRecord` before being sent.  A write that fails is
+simply planned again next cycle from the unchanged record.
+
 The engine may plan a subset of UIDs (those whose activity or remote object
 changed) to keep a cycle's cost proportional to the change: every UID present
 in ``recorded`` or seen remotely is judged, and absence from ``desired`` means
@@ -58,7 +69,7 @@ in ``recorded`` or seen remotely is judged, and absence from ``desired`` means
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -402,11 +413,14 @@ def plan(
     recreate_deleted: bool = True,
     guard: DeleteGuard | None = None,
     total_records: int | None = None,
+    owns: Callable[[str], bool] | None = None,
 ) -> Plan:
     """Compute the actions that bring the target in line with the CRM (see the module docstring).
 
-    Raises :class:`~apexcal.errors.MassDeleteRefused` when the deletes trip the
-    guard and ``guard.force`` is not set.
+    ``owns`` tells whether a UID is ours (e.g. ``parse_uid`` for this
+    organization); objects seen with any other UID are never acted on, even if
+    the engine passed them.  Raises :class:`~apexcal.errors.MassDeleteRefused`
+    when the deletes trip the guard and ``guard.force`` is not set.
     """
     wanted = {d.uid: d for d in desired}
     records = {r.uid: r for r in recorded}
@@ -417,7 +431,7 @@ def plan(
         if uid is None:
             rec_at = next((r for r in records.values() if r.href == s.href), None)
             uid = rec_at.uid if rec_at is not None else None
-        if uid is not None:
+        if uid is not None and (owns is None or owns(uid)):
             seen_by_uid.setdefault(uid, []).append(s)
     present = {s.href for s in remote.seen} | remote.listed
 
