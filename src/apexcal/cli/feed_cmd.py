@@ -77,9 +77,12 @@ def public_base_url(config: Config) -> str:
 @contextmanager
 def _opened(config_path: Path) -> Iterator[tuple[Config, Store]]:
     from apexcal.config import load_config
+    from apexcal.log import configure
     from apexcal.state import Store
 
     config = load_config(config_path)
+    # Stdout carries the URLs only; anything worth a warning goes to stderr.
+    configure("warning")
     with Store.open(config.state.url) as store:
         yield config, store
 
