@@ -83,6 +83,8 @@ class TestEnsureCalendar:
         assert (info.supports_vevent, info.supports_vtodo, info.created) == (True, True, False)
         assert info.display_name == "cal"
         assert info.url == sink.url
+        assert info.supports_sync is True
+        assert sink.changes(None).token
 
     def test_missing_calendar_is_created_when_asked(
         self, caldav_server: CalDAVServerHandle

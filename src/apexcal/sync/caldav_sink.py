@@ -21,6 +21,22 @@ every request is counted (``on_request``, ``request_count``).
 
 Library errors are translated here into :mod:`apexcal.errors`; passwords never
 appear in exception text or logs.
+
+A cycle uses it like this (``store`` being the caller's records)::
+
+    with CalDAVSink(url, username=user, password=pw, concurrency=4) as sink:
+        info = sink.ensure_calendar(create=target.create)
+        remote = sink.changes(store.token, known_hrefs=store.hrefs())
+        moved = [h for h, etag in remote.changed.items() if store.etag(h) != etag]
+        objects = sink.multiget(moved)      # read, then keep only UIDs we own
+        ...                                  # plan
+        sink.apply_many(ops, on_result=record_each)   # record as each lands
+        fresh = sink.multiget(written_hrefs)          # etags to store
+        store.token = remote.token                    # only after processing
+
+Hrefs are canonical (decoded absolute paths, see
+:mod:`apexcal.sync.caldav.records`); :meth:`CalDAVSink.href_for` turns a member
+name into one.
 """
 
 from __future__ import annotations

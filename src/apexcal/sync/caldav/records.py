@@ -57,7 +57,12 @@ class RemoteChanges:
     of ``known_hrefs`` (passed to :meth:`CalDAVSink.changes`) that are absent.
 
     An etag may be ``""`` when a server reports a change without one; it never
-    equals a recorded etag, so the object is fetched.
+    equals a recorded etag, so the object is fetched.  An href listed in
+    ``changed`` that :meth:`CalDAVSink.multiget` then does not return was
+    deleted in between.
+
+    Our own writes show up in the next ``changed`` like anyone's; they are
+    recognised by their etag equalling the one recorded after the write.
     """
 
     token: str | None
