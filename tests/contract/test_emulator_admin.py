@@ -113,6 +113,21 @@ class TestFaults:
         assert response.json()["name"] == "GeneralError"
 
 
+class TestAdminOperations:
+    def test_seed_reset_and_users_over_http(self, emulator: EmulatorHandle) -> None:
+        """/__admin/seed adds activities, /__admin/users replaces who may call, /__admin/reset restores the demo."""
+        http, base = emulator.admin.http, emulator.base_url + "/__admin"
+        assert http.post(f"{base}/seed", json={"organization_id": 27, "count": 12, "seed": 2, "anchor": "2030-01-15"}).json()["created"] == 12
+        assert all("2029-11-01" <= a["start_date"] <= "2030-05-31" for a in emulator.state.activities(27))
+        users = {"organizations": [{"id": 27, "name": "Acme"}], "users": [{"id": 7, "full_name": "Seven", "organizations": [27], "token": "token-seven-7"}]}
+        assert http.put(f"{base}/users", json=users).status_code == 200
+        assert _get(emulator).status_code == 401
+        assert http.get(emulator.base_url + FIND, headers={"Authorization": "Bearer token-seven-7"}).json()["total"] == 12
+        assert http.put(f"{base}/users", json={"users": []}).status_code == 400
+        assert http.post(f"{base}/reset").status_code == 200
+        assert _get(emulator).json()["total"] == 0
+
+
 class TestCounters:
     def test_requests_are_counted_by_route_and_recorded_with_their_query(self, emulator: EmulatorHandle) -> None:
         """Counters report totals by method and route, and the recent lines show the decoded query."""

@@ -241,6 +241,16 @@ class TestSortSelectPaging:
             page = c.get("/activities?organization_id=27&$limit=100").json()
         assert (page["limit"], len(page["data"]), page["total"]) == (25, 25, 40)
 
+    def test_limit_zero_reports_only_the_total(self, client: httpx.Client) -> None:
+        """``$limit=0`` answers the total with no records, as Feathers does."""
+        page = client.get("/activities?organization_id=27&$limit=0").json()
+        assert (page["total"], page["limit"], page["data"]) == (5, 0, [])
+
+    def test_fast_join_respects_select_and_nulls_missing_references(self, client: httpx.Client) -> None:
+        """With fastJoinForActivityList and ``$select``, records carry the selected fields plus joins; absent references join as null."""
+        data = client.get("/activities?organization_id=27&id=4&$select[]=subject&fastJoinForActivityList=true").json()["data"]
+        assert data == [{"id": 4, "subject": "Write quote", "created_by_user": None, "assigned_to_user": None, "deal": None, "contact": None, "company": None}]
+
     def test_url_query_overrides_the_json_body_query(self, client: httpx.Client) -> None:
         """A find may mix a JSON-body query and URL parameters; the URL wins on conflicts."""
         response = client.request("GET", "/activities?done=true", json={"query": {"organization_id": 27, "done": False}})

@@ -315,9 +315,12 @@ def compile_find(
 def order(records: Iterable[Record], sort: Sequence[tuple[str, int]]) -> list[Record]:
     """Sort ``records`` by ``sort`` then ``id``; nulls last ascending, first descending."""
     result = sorted(records, key=itemgetter("id"))
+    keys = list(sort)
+    while keys and keys[-1] == ("id", 1):
+        keys.pop()  # already in id order
     # Stable passes from the last key to the first; ``reverse`` keeps ties in id order.
     passes: list[tuple[list[str], int]] = []
-    for field, direction in sort:
+    for field, direction in keys:
         if passes and passes[-1][1] == direction:
             passes[-1][0].append(field)
         else:
