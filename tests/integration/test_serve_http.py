@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import io
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -16,10 +18,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from apexcal.feedtokens import feed_path, hash_token, new_token
 from apexcal.ical.feed import etag_for
+from apexcal.log import configure
 from apexcal.metrics import Metrics
 from apexcal.serve import HealthSnapshot, ServedFeed, StoreHealth, create_app, serve_in_thread
 from apexcal.state import Store
@@ -639,3 +643,38 @@ class TestStoreHealth:
         assert doc["targets"]["joe"] == {"last_success": None, "stale": True}
         assert fresh.status_code == 200
         assert fresh.json()["status"] == "ok"
+
+
+class TestSecrecy:
+    def test_feed_tokens_never_reach_logs(self, server: Server, team_token: str) -> None:
+        """Neither our debug logs nor uvicorn's loggers ever see a feed token."""
+        records: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(record.getMessage() + repr(record.args))
+
+        handler = Collect(level=logging.DEBUG)
+        loggers = [
+            logging.getLogger(name) for name in ("", "uvicorn", "uvicorn.access", "uvicorn.error")
+        ]
+        levels = [lg.level for lg in loggers]
+        stream = io.StringIO()
+        configure("debug", stream=stream, json=True)
+        for lg in loggers:
+            lg.addHandler(handler)
+            lg.setLevel(logging.DEBUG)
+        try:
+            for headers in ({}, {"If-None-Match": sha_etag(TEAM_BODY)}):
+                raw_request(server.base, "GET", feed_path(team_token, "team"), headers)
+            raw_request(server.base, "GET", feed_path(team_token, "nope"))
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.removeHandler(handler)
+                lg.setLevel(level)
+            structlog.reset_defaults()
+        output = stream.getvalue()
+        assert '"event": "feed.request"' in output
+        assert '"feed": "team"' in output
+        assert team_token not in output
+        assert not any(team_token in r for r in records)

@@ -6,6 +6,7 @@ access log line would write them to the journal.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,11 @@ def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
         server_header=False,
         proxy_headers=False,
     )
+    # Uvicorn decides per connection whether to write access lines from
+    # whether its access logger has handlers (its own or inherited), so turning
+    # access_log off is not enough once anyone attaches a handler: disable the
+    # logger itself.  Every access line would carry a feed token.
+    logging.getLogger("uvicorn.access").disabled = True
     # Uvicorn installs no signal handlers outside the main thread, so the
     # process owner (daemon or test) keeps handling signals.
     return uvicorn.Server(config)
