@@ -99,7 +99,8 @@ def _sqlite_engine(url: URL) -> Engine:
     path = sqlite_path(url)
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if path is None:
-        # One shared connection so that every thread sees the same in-memory database.
+        # One shared connection so that every thread sees the same in-memory
+        # database; such a store is for tests and one thread at a time.
         kwargs["poolclass"] = StaticPool
     else:
         try:
@@ -123,6 +124,8 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute("PRAGMA foreign_keys = ON")
             if path is not None:
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL survives any process crash (the guarantee sync
+                # relies on); only a power loss may forget the last commits.
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
