@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -12,9 +13,10 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from apexcal.config import config_from_dict
 from apexcal.feedtokens import GOOGLE_URL_LIMIT, feed_urls, hash_token, is_token_shaped, new_token
 from apexcal.metrics import Metrics
-from apexcal.serve import HealthSnapshot, health_report
+from apexcal.serve import HealthSnapshot, health_report, per_user_path, served_feeds
 from apexcal.serve.conditional import (
     etag_list,
     http_date,
@@ -249,3 +251,25 @@ class TestHealthReport:
         """The bound itself is still fresh."""
         healthy, _ = health_report(self.snap(feeds={"team": self.NOW - timedelta(minutes=15)}))
         assert healthy
+
+
+class TestServedFeeds:
+    def test_config_feeds_and_per_user_files_are_served(self, tmp_path: Path) -> None:
+        """Configured paths are served by name; per-user files beside a per_user feed's path too."""
+        for name in ("team.ics", "team-46.ics", "team-7.ics", "team-x.ics", "team-46.ics.tmp", "office-3.ics"):
+            (tmp_path / name).write_bytes(b"x")
+        config = config_from_dict(
+            {
+                "source": {"organization_id": 27},
+                "feeds": [
+                    {"name": "team", "path": str(tmp_path / "team.ics"), "per_user": True, "refresh_interval": "2h"},
+                    {"name": "office", "path": str(tmp_path / "office.ics")},
+                ],
+            }
+        )
+        served = served_feeds(config.feeds)
+        assert sorted(served) == ["office", "team", "team-46", "team-7"]
+        assert served["team-46"].path == per_user_path(tmp_path / "team.ics", 46)
+        assert served["team-7"].max_age == 7200
+        assert served["office"].max_age == 3600
+        assert served["office"].path == tmp_path / "office.ics"
