@@ -83,6 +83,16 @@ class TestQsParsing:
         """Encoded brackets, ``+`` and UTF-8 are decoded in keys and values."""
         assert parse_query("subject%5B%24ne%5D=caf%C3%A9+au+lait") == {"subject": {"$ne": "café au lait"}}
 
+    def test_a_scalar_then_nested_key_combines_into_an_array(self) -> None:
+        """``a=x&a[b]=y`` becomes ``["x", {"b": "y"}]`` instead of failing."""
+        assert parse_query("a=x&a[b]=y") == {"a": ["x", {"b": "y"}]}
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(alphabet="ab[]=&%0129$+", max_size=40))
+    def test_any_query_string_parses_without_error(self, raw: str) -> None:
+        """Arbitrary query strings never make the parser fail."""
+        assert isinstance(parse_query(raw), dict)
+
     @settings(max_examples=60, deadline=None)
     @given(st.dictionaries(_keys, _nested, min_size=1, max_size=4))
     def test_encoded_queries_within_the_limits_parse_back_unchanged(self, query: dict[str, Any]) -> None:

@@ -84,6 +84,10 @@ def _assign(container: dict[Any, Any], parts: list[str], value: str) -> None:
         merged = _Indexed({0: child})
         container[name] = merged
         child = merged
+        if not wants_array:
+            nested: dict[Any, Any] = {}
+            merged[1] = nested
+            child = nested
     elif isinstance(child, _Indexed) and not wants_array:
         as_object = {str(i): v for i, v in sorted(child.items())}
         container[name] = as_object

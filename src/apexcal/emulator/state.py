@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from apexcal.apex.models import format_timestamp, parse_timestamp, type_key
 from apexcal.clock import Clock, utcnow
+from apexcal.emulator.faults import FaultQueue, RequestLog
 from apexcal.emulator.query import FindQuery, QueryError, Record, order
 from apexcal.emulator.records import ACTIVITY_FIELDS, check_dates
 
@@ -120,8 +121,6 @@ class EmulatorState:
         self._next_activity = 1
         self._next_type = 1
         self._next_ref = 1000
-        from apexcal.emulator.faults import FaultQueue, RequestLog
-
         self.faults = FaultQueue()
         self.requests = RequestLog()
 
@@ -145,7 +144,8 @@ class EmulatorState:
         return [dict(u) for u in DEMO_USERS["users"]]
 
     def set_users(self, doc: Any, *, replace: bool = True) -> None:
-        """Install the organizations and users of a users document (``ValueError`` if bad)."""
+        """Install a users document (``ValueError`` if bad): its users replace the old ones
+        (unless ``replace`` is false), its organizations are added to the existing ones."""
         parsed = parse_users(doc)
         with self._lock:
             if replace:
