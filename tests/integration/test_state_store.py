@@ -753,6 +753,19 @@ class TestTargetLock:
         with Store.open(url) as again, again.target_lock("jane"):
             pass
 
+    @pytest.mark.postgres
+    def test_postgres_locks_are_per_schema(self) -> None:
+        """Installations in two schemas of one database may sync same-named targets at once."""
+        with (
+            _pg_schema() as first_url,
+            _pg_schema() as second_url,
+            Store.open(first_url) as first,
+            Store.open(second_url) as second,
+            first.target_lock("jane"),
+            second.target_lock("jane"),
+        ):
+            pass
+
     def test_in_memory_store_locks_within_the_store(self) -> None:
         """An in-memory SQLite store still refuses a second holder of a target."""
         with (

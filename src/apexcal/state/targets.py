@@ -215,13 +215,17 @@ class TargetsPart(StorePart):
 
     @contextmanager
     def _pg_lock(self, target: str) -> Iterator[None]:
-        key = lock_key(target)
         try:
             conn = self._db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         except SQLAlchemyError as exc:
             raise StoreFailure("take target lock", describe(exc)) from exc
         try:
             try:
+                # Advisory locks are per database, not per schema: key the lock by
+                # the schema too, so that installations sharing a database (one
+                # schema each) do not exclude each other's targets.
+                schema = conn.execute(select(func.current_schema())).scalar_one()
+                key = lock_key(f"{schema}\0{target}")
                 got = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
             except SQLAlchemyError as exc:
                 raise StoreFailure("take target lock", describe(exc)) from exc
@@ -239,9 +243,14 @@ class TargetsPart(StorePart):
     @contextmanager
     def _file_lock(self, target: str) -> Iterator[None]:
         assert self._lock_dir is not None
-        self._lock_dir.mkdir(exist_ok=True)
         name = hashlib.sha256(target.encode()).hexdigest()[:32] + ".lock"
-        fd = os.open(self._lock_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._lock_dir.mkdir(exist_ok=True)
+            fd = os.open(self._lock_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreFailure(
+                "take target lock", f"{self._lock_dir}: {exc.strerror or exc}"
+            ) from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
