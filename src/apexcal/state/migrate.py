@@ -5,6 +5,19 @@ so an installed apexcal needs no ``alembic.ini``.  On PostgreSQL the upgrade
 runs under a transaction-scoped advisory lock, so many workers starting at
 once migrate the database exactly once; on SQLite the write transaction
 (``BEGIN IMMEDIATE``) serialises them the same way.
+
+To add a migration after changing :mod:`apexcal.state.tables`, autogenerate
+it against a database at head and review it (render PostgreSQL-safe
+defaults such as ``sa.false()``)::
+
+    from alembic import command
+    from apexcal.state.database import make_engine
+    from apexcal.state.migrate import alembic_config
+
+    with make_engine("sqlite:////tmp/head.db").connect() as conn:
+        command.revision(alembic_config(conn), message="...", autogenerate=True, rev_id="0002")
+
+The schema test fails until models and migrations agree again.
 """
 
 from __future__ import annotations
