@@ -1,0 +1,135 @@
+"""The sync engine against real Radicale and Xandikos servers, with the emulator as the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from apexcal.ical.mapping import parse_uid
+from apexcal.ical.remote import read_remote
+from tests.integration.test_sync_support import Harness, harness, new_activity
+
+__all__ = ["harness"]
+
+
+class TestInitialSync:
+    """The first cycle of a target."""
+
+    @pytest.mark.slow
+    def test_initial_sync_writes_exactly_the_matching_objects(self, harness: Harness) -> None:
+        """200 activities: the objects of those matching the filter, each parsing, all with our UIDs."""
+        harness.emulator.state.seed(harness.emulator.org_id, 200, seed=5)
+        harness.add_target("a", filter={"assigned_to_user_id": 46})
+        summary = harness.cycle("a")
+        want = harness.expected("a")
+        assert 10 < len(want) < 200
+        assert summary.ok
+        assert summary.created == len(want)
+        objects = harness.remote("a")
+        assert len(objects) == len(want)
+        for obj in objects.values():
+            remote = read_remote(obj.href, obj.data)
+            assert parse_uid(remote.uid) is not None
+        harness.assert_converged("a")
+
+    def test_no_change_cycle_costs_few_requests(self, harness: Harness) -> None:
+        """A cycle after a converged one sends ≤ 2 CalDAV requests, ≤ 3 API requests and no write."""
+        for _ in range(5):
+            new_activity(harness.emulator)
+        harness.add_target("a")
+        harness.cycle("a")
+        harness.cycle("a")
+        summary = harness.cycle("a")
+        assert (summary.created, summary.updated, summary.deleted) == (0, 0, 0)
+        assert len(harness.requests) <= 2, harness.requests
+        assert len(harness.api_requests) <= 3, harness.api_requests
+
+    def test_missing_calendar_is_created_when_asked(self, harness: Harness) -> None:
+        """A target with ``create = true`` on a URL that does not exist gets its calendar."""
+        new_activity(harness.emulator)
+        url = harness.server.make_calendar_url("new")
+        harness.add_target("a", url=url, create=True)
+        summary = harness.cycle("a")
+        assert summary.created == 1
+        harness.assert_converged("a")
+
+
+class TestCrmChanges:
+    """Changes in the CRM reach the calendar, and nothing else is written."""
+
+    def test_updating_one_activity_makes_exactly_one_put(self, harness: Harness) -> None:
+        """One changed activity among many costs one PUT."""
+        ids = [new_activity(harness.emulator, subject=f"Meeting {i}") for i in range(12)]
+        harness.add_target("a")
+        harness.cycle("a")
+        harness.emulator.state.patch_activity(ids[3], {"subject": "Moved to Friday"})
+        summary = harness.cycle("a")
+        assert summary.updated == 1
+        assert harness.count("PUT") == 1
+        assert b"Moved to Friday" in harness.object_of("a", ids[3]).data
+        harness.assert_converged("a")
+
+    def test_soft_deleted_activity_is_removed_after_the_reconcile(self, harness: Harness) -> None:
+        """An activity deleted in the CRM disappears from the calendar once the sweep runs."""
+        harness.sync = {"reconcile_interval": "0s"}
+        ids = [new_activity(harness.emulator) for _ in range(4)]
+        harness.add_target("a")
+        harness.cycle("a")
+        harness.emulator.state.delete_activity(ids[1])
+        summary = harness.cycle("a")
+        assert summary.deleted == 1
+        assert harness.count("DELETE") == 1
+        with pytest.raises(KeyError):
+            harness.object_of("a", ids[1])
+        harness.assert_converged("a")
+
+    def test_reassigned_activity_moves_between_targets(self, harness: Harness) -> None:
+        """Reassigning an activity deletes it from one user's calendar and creates it in the other's."""
+        moving = new_activity(harness.emulator, assigned_to_user_id=46)
+        new_activity(harness.emulator, assigned_to_user_id=45)
+        harness.add_target("john", filter={"assigned_to_user_id": 46})
+        harness.add_target("jane", filter={"assigned_to_user_id": 45})
+        harness.cycle("john")
+        harness.cycle("jane")
+        harness.emulator.state.patch_activity(moving, {"assigned_to_user_id": 45})
+        john = harness.cycle("john")
+        jane = harness.cycle("jane")
+        assert (john.deleted, jane.created) == (1, 1)
+        assert harness.remote("john") == {}
+        assert len(harness.remote("jane")) == 2
+        harness.assert_converged("john")
+        harness.assert_converged("jane")
+
+    def test_mass_delete_is_refused_without_force(self, harness: Harness) -> None:
+        """A filter change that would empty a calendar stops the cycle unless forced."""
+        from apexcal.errors import MassDeleteRefused
+
+        for _ in range(12):
+            new_activity(harness.emulator)
+        harness.add_target("a")
+        harness.cycle("a")
+        harness.targets["a"]["filter"] = {"assigned_to_user_id": 47}
+        with pytest.raises(MassDeleteRefused):
+            harness.cycle("a")
+        assert len(harness.remote("a")) == 12
+        summary = harness.cycle("a", force=True)
+        assert summary.deleted == 12
+        assert harness.remote("a") == {}
+
+    def test_foreign_objects_are_never_touched(self, harness: Harness) -> None:
+        """An object with a UID that is not ours survives every cycle, even a full listing."""
+        new_activity(harness.emulator)
+        harness.add_target("a")
+        harness.cycle("a")
+        foreign = (
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//other//EN\r\nBEGIN:VEVENT\r\n"
+            b"UID:someone-else-1@example.org\r\nDTSTAMP:20260101T000000Z\r\n"
+            b"DTSTART:20260102T100000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        with harness.sink("a") as sink:
+            href = sink.href_for("dentist.ics")
+        assert harness.put_raw("a", href, foreign).status_code in (201, 204)
+        harness.store.set_sync_token("a", None)
+        harness.cycle("a")
+        assert href in harness.remote("a")
+        assert harness.count("PUT") == 0
+        assert harness.count("DELETE") == 0
