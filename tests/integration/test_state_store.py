@@ -118,6 +118,7 @@ def store(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Store]:
     """A migrated, empty store on each backend."""
+    migrate_schema = backend == "sqlite"
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path}/state.db"
     else:
@@ -128,7 +129,8 @@ def store(
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(table.delete())
         engine.dispose()
-    with Store.open(url, clock=clock) as opened:
+    # The PostgreSQL schema was migrated once for the module.
+    with Store.open(url, clock=clock, migrate_schema=migrate_schema) as opened:
         yield opened
 
 
@@ -784,7 +786,7 @@ class TestConcurrency:
 
         def writer(n: int) -> None:
             try:
-                for i in range(25):
+                for i in range(15):
                     store.put_record(record(uid=f"t{n}-{i}", activity_id=i + 1))
                     store.upsert_activities(
                         ORG, [activity(n * 100 + i + 1)], watermark=T0 + timedelta(seconds=i)
@@ -798,10 +800,10 @@ class TestConcurrency:
         for t in threads:
             t.join(timeout=60)
         assert errors == []
-        assert store.count_records("jane") == 100
-        assert store.count_activities(ORG) == 100
-        assert store.mirror_seq(ORG) == 100
-        assert len(store.activities_changed_since(ORG, 0).changed) == 100
+        assert store.count_records("jane") == 60
+        assert store.count_activities(ORG) == 60
+        assert store.mirror_seq(ORG) == 60
+        assert len(store.activities_changed_since(ORG, 0).changed) == 60
 
 
 class TestErrors:
