@@ -392,9 +392,12 @@ class TestFaults:
         assert "wrong-password-123" not in str(info.value)
 
     def test_another_users_calendar_is_forbidden(self, radicale_server: CalDAVServerHandle) -> None:
-        """bob reading alice's calendar on Radicale raises CalDAVAuthError (403)."""
+        """bob reading alice's calendar on Radicale raises CalDAVAuthError (403), his own is fine."""
         radicale_server.start()
         url = radicale_server.make_calendar()
+        own = radicale_server.make_calendar(user="bob")
+        with CalDAVSink(own, username="bob", password=radicale_server.users["bob"]) as s:
+            assert s.ensure_calendar().supports_vtodo
         with (
             CalDAVSink(url, username="bob", password=radicale_server.users["bob"]) as s,
             pytest.raises(CalDAVAuthError) as info,
