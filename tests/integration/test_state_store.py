@@ -200,6 +200,14 @@ class TestOpen:
         assert "s3cret-pw" not in str(info.value)
         assert "127.0.0.1" in str(info.value)
 
+    @pytest.mark.postgres
+    def test_plain_postgresql_url_uses_psycopg(self, pg_url: str) -> None:
+        """A ``postgresql://`` URL without a driver name is served by psycopg 3."""
+        plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        with Store.open(plain) as store:
+            assert store.dialect == "postgresql"
+            assert store.url.startswith("postgresql+psycopg://")
+
     def test_unsupported_database_is_refused(self) -> None:
         """A URL for a database other than SQLite or PostgreSQL is an operator error."""
         with pytest.raises(StoreUnavailable, match="unsupported database"):
