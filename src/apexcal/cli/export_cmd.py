@@ -1,1 +1,368 @@
-"""`apexcal export` (not built yet)."""
+"""``apexcal export``: a one-shot .ics export straight from the API (no state store).
+
+Filters are pushed into the API query (start date range, assignee, type,
+done), so only matching activities travel.  The export streams: activities
+are mapped as they arrive and sorted by UID through a disk-backed spool, so
+memory stays flat whatever the count.  A file output is written atomically
+(temporary file + rename): an interrupted export — Ctrl-C exits 130 — leaves
+no file, or the previous one, at the output path.  Standard output (the
+default, ``-o -``) cannot be atomic; a pipe gets a complete calendar or is
+cut off.
+
+Operator errors (bad credentials, wrong organization, unreachable API, bad
+date, unknown type) print one line on stderr and exit 2; nothing matching is
+not an error: the output is a valid empty calendar.  Without ``--config``,
+dates and times are read as UTC and UIDs use the host of ``--base-url``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from apexcal.cli.app import app
+from apexcal.errors import UsageError
+
+if TYPE_CHECKING:
+    from apexcal.config import Config
+    from apexcal.export import SplitBy
+    from apexcal.ical.mapping import MappingOptions, Privacy, TasksAs
+
+CALENDAR_NAME = "AchieveApex activities"
+PRIVACY_CHOICES = ("full", "public", "busy")
+TASKS_CHOICES = ("events", "todos")
+SPLIT_CHOICES = ("user", "type")
+
+
+def _parse_date(option: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"{option}: not a date: {value!r} (expected YYYY-MM-DD)") from None
+
+
+def _choice(option: str, value: str, choices: tuple[str, ...]) -> str:
+    folded = value.strip().lower()
+    if folded not in choices:
+        raise UsageError(f"{option}: {value!r} is not one of {', '.join(choices)}")
+    return folded
+
+
+def _positive_int(option: str, value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise UsageError(f"{option}: not a positive integer id: {value!r}")
+    return number
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[tuple[Callable[[], None], Callable[[int], None]]]:
+    """``(one_fetched, start_writing)`` callbacks driving a rich progress display on stderr."""
+    if not enabled:
+        yield (lambda: None), (lambda total: None)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as progress:
+        fetching = progress.add_task("fetching activities", total=None)
+
+        def one_fetched() -> None:
+            progress.advance(fetching)
+
+        def start_writing(total: int) -> None:
+            progress.update(fetching, total=progress.tasks[0].completed)
+            progress.add_task("writing", total=total, completed=total)
+
+        yield one_fetched, start_writing
+
+
+def _source(
+    config_path: Path | None, base_url: str | None, org: str | None
+) -> tuple[Config | None, str, int, str]:
+    """``(config, base_url, organization_id, token)`` from the options, config and environment."""
+    from apexcal.config import TOKEN_ENV
+
+    config = None
+    if config_path is not None:
+        from apexcal.config import load_config, resolve_secrets
+
+        config = load_config(config_path)
+        # Only the API token is needed: CalDAV passwords are not read (or required).
+        config = resolve_secrets(config.model_copy(update={"targets": []}))
+    if base_url is None and config is not None:
+        base_url = config.source.base_url
+    org_id = _positive_int("--org", org) if org is not None else None
+    if org_id is None and config is not None:
+        org_id = config.source.organization_id
+    if base_url is None or org_id is None:
+        raise UsageError("give --config FILE, or both --base-url URL and --org ID")
+    if not base_url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url: not an http(s) URL: {base_url!r}")
+    if config is not None:
+        token = config.source.require_token()
+    else:
+        token = os.environ.get(TOKEN_ENV, "")
+        if not token:
+            raise UsageError(f"no API token: set ${TOKEN_ENV} (or use --config)")
+    return config, base_url, org_id, token
+
+
+def _options(config: Config | None, base_url: str, privacy: str, tasks_as: str) -> MappingOptions:
+    from urllib.parse import urlsplit
+
+    from apexcal.ical.mapping import MappingOptions
+
+    mode: Privacy = "full" if privacy == "full" else "busy" if privacy == "busy" else "public"
+    tasks: TasksAs = "events" if tasks_as == "events" else "todos"
+    if config is None:
+        return MappingOptions(
+            uid_domain=urlsplit(base_url).hostname or "localhost", privacy=mode, tasks_as=tasks
+        )
+    m = config.mapping
+    return MappingOptions(
+        timezone=config.source.timezone,
+        uid_domain=config.source.effective_uid_domain,
+        privacy=mode,
+        tasks_as=tasks,
+        components=dict(m.components),
+        summary_template=m.summary,
+        activity_url_template=m.activity_url,
+        default_duration=m.default_duration,
+        max_note_bytes=m.max_note_bytes,
+    )
+
+
+def _needs_joins(options: MappingOptions) -> bool:
+    """Whether the mapping shows joined names (deal, contact, company, assignee)."""
+    if options.privacy == "busy":
+        return False
+    if options.privacy == "full":
+        return True
+    return any(
+        f"{{{name}}}" in options.summary_template
+        for name in ("deal", "contact", "company", "assignee")
+    )
+
+
+def _write_stdout(write: Callable[[Any], None]) -> None:
+    try:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error of ours, and nothing more to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
+
+
+@app.command("export")
+def export_command(
+    config_path: Annotated[
+        Path | None, typer.Option("--config", "-c", help="A config file (source, mapping).")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="The API's base URL (overrides the config).")
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="The organization id (overrides the config).")
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="The output file, or - for standard output.")
+    ] = "-",
+    user: Annotated[
+        list[str] | None, typer.Option("--user", help="Only activities assigned to this user id.")
+    ] = None,
+    type_: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this activity type (key or name; repeatable)."),
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Only activities starting on or after this date.")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Only activities starting on or before this date.")
+    ] = None,
+    done: Annotated[
+        bool | None, typer.Option("--done/--not-done", help="Only done, or only open, activities.")
+    ] = None,
+    privacy: Annotated[
+        str, typer.Option("--privacy", help="full, public (no private notes) or busy.")
+    ] = "public",
+    tasks_as: Annotated[
+        str, typer.Option("--tasks-as", help="events (default) or todos.")
+    ] = "events",
+    split_by: Annotated[
+        str | None, typer.Option("--split-by", help="One file per user or per type.")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Where --split-by writes its files.")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning (default) or error.")
+    ] = None,
+) -> None:
+    """Export activities from the API to an .ics calendar (standard output by default)."""
+    from apexcal.log import configure
+
+    configure(log_level or "warning")
+    start_from = _parse_date("--from", from_)
+    start_to = _parse_date("--to", to)
+    if start_from and start_to and start_from > start_to:
+        raise UsageError(f"--from {start_from} is after --to {start_to}")
+    privacy = _choice("--privacy", privacy, PRIVACY_CHOICES)
+    tasks_as = _choice("--tasks-as", tasks_as, TASKS_CHOICES)
+    split: SplitBy | None = None
+    if split_by is not None:
+        split = "user" if _choice("--split-by", split_by, SPLIT_CHOICES) == "user" else "type"
+        if output_dir is None:
+            raise UsageError("--split-by needs --output-dir DIR")
+        if output != "-":
+            raise UsageError("--split-by writes into --output-dir; do not give --output")
+    elif output_dir is not None:
+        raise UsageError("--output-dir needs --split-by user|type")
+    user_ids = tuple(_positive_int("--user", u) for u in user or ())
+    target = None if output == "-" else Path(output)
+    if target is not None and not target.parent.is_dir():
+        raise UsageError(f"--output: no such directory: {target.parent}")
+    config, url, org_id, token = _source(config_path, base_url, org)
+    options = _options(config, url, privacy, tasks_as)
+    _run_export(
+        config=config,
+        base_url=url,
+        org_id=org_id,
+        token=token,
+        options=options,
+        requested_types=tuple(type_ or ()),
+        user_ids=user_ids,
+        start_from=start_from,
+        start_to=start_to,
+        done=done,
+        target=target,
+        split=split,
+        output_dir=output_dir,
+    )
+
+
+def _run_export(
+    *,
+    config: Config | None,
+    base_url: str,
+    org_id: int,
+    token: str,
+    options: MappingOptions,
+    requested_types: tuple[str, ...],
+    user_ids: tuple[int, ...],
+    start_from: date | None,
+    start_to: date | None,
+    done: bool | None,
+    target: Path | None,
+    split: SplitBy | None,
+    output_dir: Path | None,
+) -> None:
+    import structlog
+
+    from apexcal.apex.client import ApexClient
+    from apexcal.apex.retry import RetryPolicy
+    from apexcal.export import (
+        ComponentSpool,
+        ExportFilters,
+        resolve_type_keys,
+        split_group,
+        spool_activities,
+        types_by_key,
+        whole,
+        write_file,
+        write_spooled,
+    )
+    from apexcal.ical.feed import CalendarProps
+
+    log = structlog.get_logger("apexcal.export")
+    page_size = config.source.page_size if config is not None else 100
+    timeout = config.source.timeout.total_seconds() if config is not None else 30.0
+    # A one-shot command run by a person: retry briefly, then say what is wrong.
+    retry = RetryPolicy(attempts=3, timeout=15.0, wait_initial=0.2, wait_max=2.0, wait_jitter=0.3)
+    with (
+        ApexClient(
+            base_url, token, org_id, page_size=page_size, timeout=timeout, retry=retry
+        ) as client,
+        ComponentSpool() as spool,
+        _progress(sys.stderr.isatty()) as (one_fetched, start_writing),
+    ):
+        types = list(client.list_activity_types())
+        filters = ExportFilters(
+            user_ids=user_ids,
+            type_keys=resolve_type_keys(requested_types, types),
+            start_from=start_from,
+            start_to=start_to,
+            done=done,
+        )
+        query = filters.api_query()
+        if _needs_joins(options):
+            query["fastJoinForActivityList"] = True
+        counts = spool_activities(
+            client.list_activities(**query),
+            spool,
+            types=types_by_key(types),
+            options=options,
+            group_of=split_group(split) if split else whole,
+            on_activity=one_fetched,
+        )
+        if split is None:
+            spool.touch("")
+        start_writing(len(spool))
+        written: list[str] = []
+        for group, components in spool.groups():
+            label = spool.labels.get(group) or group
+            props = CalendarProps(
+                name=f"{CALENDAR_NAME} – {label}" if split else CALENDAR_NAME,
+                timezone=options.timezone,
+            )
+            zoned = group in spool.zoned
+            if split is not None and output_dir is not None:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                path = output_dir / f"{group}.ics"
+                write_file(path, components, props, zoned=zoned)
+                written.append(str(path))
+            elif target is not None:
+                write_file(target, components, props, zoned=zoned)
+            else:
+                _write_stdout(
+                    partial(write_spooled, components=components, props=props, zoned=zoned)
+                )
+        log.info(
+            "export.done",
+            read=counts.read,
+            exported=len(spool),
+            skipped=counts.skipped,
+            files=len(written),
+            spilled_runs=spool.runs,
+        )

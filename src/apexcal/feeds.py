@@ -1,0 +1,364 @@
+"""Feed files: the ``[[feeds]]`` of the config written as .ics files from the state store's mirror.
+
+Each feed selects the organization's live activities with its ``filter``
+(the API's query parameters, matched locally) *and* its window — activities
+overlapping ``[today − past_days, today + future_days]``, multi-day ones
+included when any of their days falls inside — and maps them with the
+feed's ``privacy`` and ``tasks_as`` (feeds default to ``public`` and
+``events``: most subscribing clients ignore VTODO).
+
+Determinism: components are sorted by UID (through the disk-backed spool of
+:mod:`apexcal.export`, so a 10,000-event feed is never held in memory), every
+value comes from the data, and ``today`` only selects the window; unchanged
+data gives byte-identical files.  Files are written atomically and only when
+the bytes changed, so the file's mtime (the server's ``Last-Modified``) and
+its ETag stay put.
+
+Calendar properties: ``NAME``/``X-WR-CALNAME`` (``calendar_name``),
+``DESCRIPTION``/``X-WR-CALDESC``, ``REFRESH-INTERVAL``/``X-PUBLISHED-TTL``,
+``COLOR``/``X-APPLE-CALENDAR-COLOR``, ``X-WR-TIMEZONE`` and a VTIMEZONE for
+the source's zone when a component uses it; no ``METHOD``.  There is no
+``SOURCE``: a feed's only working URL carries its secret token, which must
+not be written into a file that is handed around, and a token-free URL would
+point at nothing.
+
+Per-user feeds (``per_user = true``): besides the feed's own file (every
+user's activities), one file per user found among the organization's
+activities — feed name ``<name>-<user id>``, file ``<path stem>-<user
+id><suffix>`` beside the feed's path.  A user whose feed was built once keeps
+getting it (empty when they have nothing left), so a subscribed URL never
+turns into a 404.  :func:`feed_paths` maps every feed name, per-user ones
+included, to its file for the feed server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from apexcal.apex.models import Activity, ActivityType
+from apexcal.clock import Clock, utcnow
+from apexcal.errors import ApexcalError
+from apexcal.export import ComponentSpool, spool_activities, write_spooled
+from apexcal.filters import matches
+from apexcal.ical.feed import CalendarProps
+from apexcal.ical.mapping import MappingOptions
+from apexcal.sync.file_sink import write_atomic
+
+if TYPE_CHECKING:
+    from apexcal.config import Config, FeedConfig
+    from apexcal.metrics import Metrics
+    from apexcal.state import Store
+
+log = structlog.get_logger(__name__)
+
+# The group of a feed's own file in the spool; per-user groups are user ids.
+_BASE = ""
+_USER_GROUP = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedResult:
+    """One feed file after a build: whether its bytes changed, its ETag, events and size."""
+
+    name: str
+    path: Path
+    changed: bool
+    etag: str
+    count: int
+    length: int
+
+
+class FeedBuildError(ApexcalError):
+    """Some feeds could not be written; ``results`` holds the feeds that were."""
+
+    def __init__(self, failures: Mapping[str, str], results: list[FeedResult]) -> None:
+        self.failures = dict(failures)
+        self.results = results
+        first, reason = next(iter(self.failures.items()))
+        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        super().__init__(f"feed {first}: {reason}{more}")
+
+
+# --- names and paths ---------------------------------------------------------------
+
+
+def user_feed_name(feed_name: str, user_id: int) -> str:
+    """The name of a per-user feed: ``<feed>-<user id>``."""
+    return f"{feed_name}-{user_id}"
+
+
+def user_feed_path(path: Path, user_id: int) -> Path:
+    """The file of a per-user feed: ``<stem>-<user id><suffix>`` beside the feed's file."""
+    return path.with_name(f"{path.stem}-{user_id}{path.suffix}")
+
+
+def _built_users(path: Path) -> set[int]:
+    """User ids whose per-user file of the feed at ``path`` exists."""
+    pattern = re.compile(re.escape(path.stem) + r"-([0-9]+)" + re.escape(path.suffix))
+    try:
+        names = [entry.name for entry in path.parent.iterdir()]
+    except OSError:
+        return set()
+    return {int(m.group(1)) for n in names if (m := pattern.fullmatch(n)) is not None}
+
+
+def feed_paths(config: Config) -> dict[str, Path]:
+    """Every feed name → its file: the configured feeds and the per-user files built so far.
+
+    Called by the feed server on each request (cheap: one directory listing
+    per per-user feed), so new per-user files are served as soon as written.
+    """
+    paths: dict[str, Path] = {}
+    for feed in config.feeds:
+        paths[feed.name] = feed.path
+        if feed.per_user:
+            for user in sorted(_built_users(feed.path)):
+                paths[user_feed_name(feed.name, user)] = user_feed_path(feed.path, user)
+    return paths
+
+
+# --- selection -----------------------------------------------------------------------
+
+
+def feed_today(config: Config, clock: Clock = utcnow) -> date:
+    """Today in the source's time zone: the day feed windows are centred on."""
+    return clock().astimezone(ZoneInfo(config.source.timezone)).date()
+
+
+def feed_window(feed: FeedConfig, today: date) -> tuple[date, date]:
+    """``(first, last)`` day of the feed's window, both inclusive."""
+    return today - timedelta(days=feed.window.past_days), today + timedelta(
+        days=feed.window.future_days
+    )
+
+
+def last_day(activity: Activity) -> date | None:
+    """The last calendar day an activity occupies (``None`` without a start date).
+
+    An end date before the start is ignored; a timed activity with no end
+    date ends on its start day, or the next one when its end time (or its
+    duration) carries it past midnight.
+    """
+    start = activity.start_date
+    if start is None:
+        return None
+    if activity.end_date is not None and activity.end_date >= start:
+        return activity.end_date
+    if activity.start_time is not None:
+        begin = datetime.combine(start, activity.start_time)
+        if activity.end_time is not None:
+            end = datetime.combine(start, activity.end_time)
+            return start + timedelta(days=1) if end < begin else start
+        if activity.duration:
+            return (begin + timedelta(minutes=activity.duration)).date()
+    return start
+
+
+def in_window(activity: Activity, first: date, last: date) -> bool:
+    """Whether ``activity`` overlaps the days ``[first, last]``; undated activities never do."""
+    start = activity.start_date
+    end = last_day(activity)
+    return start is not None and end is not None and start <= last and end >= first
+
+
+def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
+    """The mapping options of a feed: its privacy and tasks, the config's mapping table."""
+    m = config.mapping
+    return MappingOptions(
+        timezone=config.source.timezone,
+        uid_domain=config.source.effective_uid_domain,
+        privacy=feed.privacy,
+        tasks_as=feed.tasks_as,
+        components=dict(m.components),
+        summary_template=m.summary,
+        activity_url_template=m.activity_url,
+        default_duration=m.default_duration,
+        max_note_bytes=m.max_note_bytes,
+    )
+
+
+# --- building -------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class _FeedJob:
+    """One feed being built: its selection, its spool, and the users it writes files for."""
+
+    feed: FeedConfig
+    options: MappingOptions
+    first: date
+    last: date
+    spool: ComponentSpool
+    users: set[int] = field(default_factory=set)
+
+    def groups_of(self, activity: Activity) -> list[tuple[str, str | None]]:
+        user = activity.assigned_to_user_id
+        if self.feed.per_user and user is not None:
+            self.users.add(user)
+        if not in_window(activity, self.first, self.last) or not matches(
+            activity, self.feed.filter
+        ):
+            return []
+        groups: list[tuple[str, str | None]] = [(_BASE, None)]
+        if self.feed.per_user and user is not None:
+            name = activity.assigned_to_user.full_name if activity.assigned_to_user else None
+            groups.append((str(user), name))
+        return groups
+
+
+def _props(config: Config, feed: FeedConfig, user_label: str | None = None) -> CalendarProps:
+    name = feed.calendar_name or feed.name
+    if user_label is not None:
+        name = f"{name} – {user_label}"
+    return CalendarProps(
+        name=name,
+        description=feed.description,
+        color=feed.color,
+        refresh_interval=feed.refresh_interval,
+        timezone=config.source.timezone,
+    )
+
+
+def build_feed(feed: FeedConfig, config: Config, store: Store, *, today: date) -> list[FeedResult]:
+    """Build one feed (and, when ``per_user``, each of its per-user files); see the module docstring."""
+    return _build(config, [feed], store, today=today, clock=utcnow, metrics=None)
+
+
+def build_all_feeds(
+    config: Config,
+    store: Store,
+    *,
+    today: date | None = None,
+    metrics: Metrics | None = None,
+    clock: Clock = utcnow,
+) -> list[FeedResult]:
+    """Build every configured feed in one pass over the mirror; called after each sync cycle.
+
+    ``today`` defaults to today in the source's zone.  Every build is
+    recorded in the store (``set_feed_built``), changed or not, so health
+    checks see fresh feeds.  A feed that cannot be written does not stop the
+    others: :class:`FeedBuildError` is raised at the end, carrying both the
+    failures and the results.
+    """
+    day = today if today is not None else feed_today(config, clock)
+    return _build(config, list(config.feeds), store, today=day, clock=clock, metrics=metrics)
+
+
+def _build(
+    config: Config,
+    feeds: list[FeedConfig],
+    store: Store,
+    *,
+    today: date,
+    clock: Clock,
+    metrics: Metrics | None,
+) -> list[FeedResult]:
+    if not feeds:
+        return []
+    org = config.source.organization_id
+    types: dict[str, ActivityType] = store.types(org)
+    jobs: list[_FeedJob] = []
+    try:
+        for feed in feeds:
+            first, last = feed_window(feed, today)
+            jobs.append(
+                _FeedJob(
+                    feed=feed,
+                    options=feed_options(config, feed),
+                    first=first,
+                    last=last,
+                    spool=ComponentSpool(),
+                )
+            )
+        for activity in store.iter_activities(org):
+            for job in jobs:
+                spool_activities(
+                    (activity,), job.spool, types=types, options=job.options, group_of=job.groups_of
+                )
+        results: list[FeedResult] = []
+        failures: dict[str, str] = {}
+        for job in jobs:
+            try:
+                results.extend(_write_job(config, job, store, clock=clock, metrics=metrics))
+            except OSError as exc:
+                failures[job.feed.name] = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+                log.error("feed.failed", feed=job.feed.name, error=failures[job.feed.name])
+    finally:
+        for job in jobs:
+            job.spool.close()
+    if failures:
+        raise FeedBuildError(failures, results)
+    return results
+
+
+def _write_job(
+    config: Config, job: _FeedJob, store: Store, *, clock: Clock, metrics: Metrics | None
+) -> list[FeedResult]:
+    feed, spool = job.feed, job.spool
+    spool.touch(_BASE)
+    if feed.per_user:
+        for user in job.users | _built_users(feed.path):
+            spool.touch(str(user))
+    feed.path.parent.mkdir(parents=True, exist_ok=True)
+    results: list[FeedResult] = []
+    for group, components in spool.groups():
+        if group == _BASE:
+            name, path, props = feed.name, feed.path, _props(config, feed)
+        elif _USER_GROUP.fullmatch(group):
+            user = int(group)
+            name = user_feed_name(feed.name, user)
+            path = user_feed_path(feed.path, user)
+            props = _props(config, feed, spool.labels.get(group) or f"user {user}")
+        else:  # pragma: no cover - groups are only ever the base and user ids
+            raise AssertionError(f"unexpected feed group {group!r}")
+        zoned = group in spool.zoned
+        written = write_atomic(
+            path,
+            partial(write_spooled, components=components, props=props, zoned=zoned),
+            only_if_changed=True,
+        )
+        etag = f'"{written.sha256}"'  # = etag_for(body), hashed while writing
+        at = clock()
+        store.set_feed_built(name, etag, at, written.length)
+        if metrics is not None:
+            metrics.feed_built(name, at, changed=written.changed)
+        count = spool.counts.get(group, 0)
+        log.info(
+            "feed.built", feed=name, changed=written.changed, events=count, bytes=written.length
+        )
+        results.append(
+            FeedResult(
+                name=name,
+                path=path,
+                changed=written.changed,
+                etag=etag,
+                count=count,
+                length=written.length,
+            )
+        )
+    return results
+
+
+__all__ = [
+    "FeedBuildError",
+    "FeedResult",
+    "build_all_feeds",
+    "build_feed",
+    "feed_options",
+    "feed_paths",
+    "feed_today",
+    "feed_window",
+    "in_window",
+    "last_day",
+    "user_feed_name",
+    "user_feed_path",
+]

@@ -1,0 +1,437 @@
+"""Feed files built from the state store's mirror, filled by a real pull from the emulator."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ical.calendar_stream import IcsCalendarStream
+from icalendar import Calendar
+
+from apexcal.apex.client import ApexClient
+from apexcal.config import Config, config_from_dict
+from apexcal.feeds import build_all_feeds, build_feed, feed_paths, in_window
+from apexcal.ical.feed import etag_for
+from apexcal.metrics import Metrics
+from apexcal.state import Store
+from apexcal.sync.pull import pull
+from tests.fixtures.emulator import EmulatorHandle
+
+TODAY = date(2026, 6, 15)
+ORG = 27
+STAMP = "2026-05-01T10:00:00.000Z"
+
+
+def day(offset: int) -> str:
+    """The ISO date ``offset`` days from :data:`TODAY`."""
+    return (TODAY + timedelta(days=offset)).isoformat()
+
+
+def activity(activity_id: int, **fields: Any) -> dict[str, Any]:
+    """An emulator record: a one-hour call today, assigned to user 46, unless ``fields`` say otherwise."""
+    record: dict[str, Any] = {
+        "id": activity_id,
+        "organization_id": ORG,
+        "created_by_user_id": 46,
+        "assigned_to_user_id": 46,
+        "subject": f"Activity {activity_id}",
+        "note": None,
+        "public_description": None,
+        "activity_type": "call",
+        "start_date": day(0),
+        "start_time": "09:00:00",
+        "end_date": day(0),
+        "end_time": "10:00:00",
+        "done": False,
+        "created_at": STAMP,
+        "updated_at": STAMP,
+    }
+    record.update(fields)
+    return record
+
+
+@dataclass(frozen=True, kw_only=True)
+class Site:
+    """A config, a state store and an API client around one emulator."""
+
+    emulator: EmulatorHandle
+    config: Config
+    store: Store
+    client: ApexClient
+    feed_dir: Path
+
+    def pull(self) -> None:
+        """Bring the mirror up to date, deletions included."""
+        pull(self.config, self.store, self.client, now=datetime.now(UTC), force_reconcile=True)
+
+    def build(self) -> dict[str, Any]:
+        """Build every feed for :data:`TODAY`; results by feed name."""
+        return {r.name: r for r in build_all_feeds(self.config, self.store, today=TODAY)}
+
+    def feed(self, name: str = "team") -> bytes:
+        """The bytes of a feed file."""
+        return feed_paths(self.config)[name].read_bytes()
+
+
+def make_site(
+    emulator: EmulatorHandle, tmp_path: Path, feeds: list[dict[str, Any]], **source: Any
+) -> Iterator[Site]:
+    feed_dir = tmp_path / "feeds"
+    for feed in feeds:
+        feed.setdefault("path", str(feed_dir / f"{feed['name']}.ics"))
+    config = config_from_dict(
+        {
+            "source": {
+                "base_url": emulator.base_url,
+                "token": emulator.token,
+                "organization_id": ORG,
+                "uid_domain": "example.com",
+                **source,
+            },
+            "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+            "feeds": feeds,
+        }
+    )
+    with (
+        Store.open(config.state.url) as store,
+        ApexClient(emulator.base_url, emulator.token, ORG) as client,
+    ):
+        yield Site(emulator=emulator, config=config, store=store, client=client, feed_dir=feed_dir)
+
+
+@pytest.fixture
+def site(emulator: EmulatorHandle, tmp_path: Path) -> Iterator[Site]:
+    """One public team feed and one full-privacy feed, over a few hand-made activities."""
+    for record in (
+        activity(1, note="PRIVATE-NOTE-ONE", public_description="Agenda for the call"),
+        activity(
+            2,
+            subject="Planning",
+            activity_type="meeting",
+            start_date=day(3),
+            start_time=None,
+            end_date=day(3),
+            end_time=None,
+        ),
+        activity(10, assigned_to_user_id=47, note="PRIVATE-NOTE-TEN"),
+        activity(100, assigned_to_user_id=48, start_date=day(-2), end_date=day(-2)),
+    ):
+        emulator.state.insert_activity(record)
+    yield from make_site(
+        emulator,
+        tmp_path,
+        [
+            {
+                "name": "team",
+                "privacy": "public",
+                "calendar_name": "Team",
+                "description": "All of us",
+                "color": "#3B82F6",
+                "refresh_interval": "30m",
+            },
+            {"name": "full", "privacy": "full"},
+        ],
+    )
+
+
+def events(data: bytes) -> dict[str, bytes]:
+    """Each VEVENT block of a calendar by its UID."""
+    blocks = re.findall(rb"BEGIN:VEVENT\r\n.*?END:VEVENT\r\n", data, flags=re.S)
+    return {re.search(rb"\r\nUID:(.*?)\r\n", b).group(1).decode(): b for b in blocks}  # type: ignore[union-attr]
+
+
+def sequence(block: bytes) -> int:
+    return int(re.search(rb"\r\nSEQUENCE:(\d+)\r\n", block).group(1))  # type: ignore[union-attr]
+
+
+class TestFeedDeterminism:
+    def test_rebuild_without_changes_leaves_the_file_untouched(self, site: Site) -> None:
+        """A second build over unchanged data writes nothing: same bytes, same mtime, same ETag."""
+        site.pull()
+        first = site.build()["team"]
+        path = site.config.feed("team").path
+        before = path.stat()
+        body = path.read_bytes()
+        second = site.build()["team"]
+        after = path.stat()
+        assert first.changed is True
+        assert second.changed is False
+        assert path.read_bytes() == body
+        assert (after.st_mtime_ns, after.st_ino) == (before.st_mtime_ns, before.st_ino)
+        assert first.etag == second.etag == etag_for(body)
+        assert first.count == 4
+        assert first.length == len(body)
+
+    def test_build_is_recorded_in_the_store_and_metrics(self, site: Site) -> None:
+        """Each build records the feed's ETag and length in the store and counts changed builds."""
+        site.pull()
+        metrics = Metrics()
+        build_all_feeds(site.config, site.store, today=TODAY, metrics=metrics)
+        build_all_feeds(site.config, site.store, today=TODAY, metrics=metrics)
+        status = site.store.feed_status("team")
+        assert status is not None
+        assert status.etag == etag_for(site.feed("team"))
+        assert status.length == len(site.feed("team"))
+        builds = metrics.registry.get_sample_value("apexcal_feed_builds_total", {"feed": "team"})
+        assert builds == 1.0
+
+    def test_events_are_sorted_by_uid_not_by_id(self, site: Site) -> None:
+        """UIDs appear in string order (…-100@ before …-10@ before …-1@), not id order."""
+        site.pull()
+        site.build()
+        uids = list(events(site.feed()))
+        assert uids == sorted(uids)
+        assert uids == [f"apexcal-27-{i}@example.com" for i in (100, 10, 1, 2)]
+
+    def test_same_data_in_another_store_gives_the_same_bytes(
+        self, site: Site, tmp_path: Path
+    ) -> None:
+        """Two stores filled from the same API produce byte-identical feeds (no clock, no order leaks)."""
+        site.pull()
+        site.build()
+        other_config = site.config.model_copy(
+            update={
+                "feeds": [
+                    f.model_copy(update={"path": tmp_path / "other" / f"{f.name}.ics"})
+                    for f in site.config.feeds
+                ],
+            }
+        )
+        with Store.open(f"sqlite:///{tmp_path / 'other.db'}") as other:
+            pull(other_config, other, site.client, now=datetime.now(UTC) + timedelta(days=3))
+            build_all_feeds(other_config, other, today=TODAY)
+        assert (tmp_path / "other" / "team.ics").read_bytes() == site.feed("team")
+
+
+class TestFeedChanges:
+    def test_changed_activity_raises_only_its_own_sequence(self, site: Site) -> None:
+        """Editing one activity changes the bytes, and only that event's SEQUENCE rises."""
+        site.pull()
+        site.build()
+        before = events(site.feed())
+        site.client.patch_activity(2, {"subject": "Planning (moved)"})
+        site.pull()
+        result = site.build()["team"]
+        after = events(site.feed())
+        changed_uid = "apexcal-27-2@example.com"
+        assert result.changed is True
+        assert sequence(after[changed_uid]) > sequence(before[changed_uid])
+        assert b"SUMMARY:Planning (moved)" in after[changed_uid]
+        assert {uid: b for uid, b in after.items() if uid != changed_uid} == {
+            uid: b for uid, b in before.items() if uid != changed_uid
+        }
+
+    def test_deleted_activity_is_gone_from_the_feed(self, site: Site) -> None:
+        """An activity deleted in the CRM disappears from the feed after the next pull and build."""
+        site.pull()
+        site.build()
+        site.client.delete_activity(10)
+        site.pull()
+        result = site.build()["team"]
+        assert result.changed is True
+        assert "apexcal-27-10@example.com" not in events(site.feed())
+        assert result.count == 3
+
+
+class TestFeedPrivacy:
+    def test_public_feed_never_contains_a_note(self, site: Site) -> None:
+        """The private note is absent from a public feed and present in a full one."""
+        site.pull()
+        site.build()
+        assert b"PRIVATE-NOTE" not in site.feed("team")
+        assert b"Agenda for the call" in site.feed("team")
+        full = site.feed("full")
+        assert b"PRIVATE-NOTE-ONE" in full
+        assert b"PRIVATE-NOTE-TEN" in full
+
+    def test_seeded_public_feed_has_no_note_text(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """Over realistic seeded data (long and unicode notes), no note line reaches a public feed."""
+        emulator.state.seed(ORG, 120, anchor=TODAY)
+        notes = {a["note"] for a in emulator.state.activities(ORG) if a["note"]} - {
+            a["public_description"] for a in emulator.state.activities(ORG)
+        }
+        for s in make_site(emulator, tmp_path, [{"name": "pub"}]):
+            s.pull()
+            s.build()
+            unfolded = Calendar.from_ical(s.feed("pub"))
+            descriptions = "\n".join(str(e.get("DESCRIPTION", "")) for e in unfolded.walk("VEVENT"))
+            assert len(unfolded.walk("VEVENT")) > 50
+            for note in notes:
+                assert note.strip()[:40] not in descriptions
+
+
+class TestFeedCalendar:
+    def test_calendar_properties_and_no_method_or_source(self, site: Site) -> None:
+        """The feed names itself, its colour and refresh hint, and carries no METHOD or SOURCE."""
+        site.pull()
+        site.build()
+        data = site.feed()
+        cal = Calendar.from_ical(data)
+        assert str(cal["NAME"]) == str(cal["X-WR-CALNAME"]) == "Team"
+        assert str(cal["DESCRIPTION"]) == str(cal["X-WR-CALDESC"]) == "All of us"
+        assert b"REFRESH-INTERVAL;VALUE=DURATION:PT30M\r\n" in data
+        assert b"X-PUBLISHED-TTL:PT30M\r\n" in data
+        assert b"X-APPLE-CALENDAR-COLOR:#3B82F6\r\n" in data
+        assert b"\r\nCOLOR:" in data
+        assert b"X-WR-TIMEZONE:UTC\r\n" in data
+        assert b"METHOD" not in data
+        assert b"SOURCE" not in data
+        assert str(cal["PRODID"]).startswith("-//apexcal//")
+
+    def test_zoned_feed_carries_its_vtimezone_and_parses_strictly(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """A feed in Europe/Berlin has one VTIMEZONE for the TZID its events use, and both parsers accept it."""
+        emulator.state.seed(ORG, 60, anchor=TODAY)
+        for s in make_site(
+            emulator,
+            tmp_path,
+            [{"name": "berlin", "tasks_as": "todos", "privacy": "full"}],
+            timezone="Europe/Berlin",
+        ):
+            s.pull()
+            s.build()
+            data = s.feed("berlin")
+            assert data.count(b"BEGIN:VTIMEZONE") == 1
+            assert b"TZID:Europe/Berlin\r\n" in data
+            assert b";TZID=Europe/Berlin:" in data
+            assert b"X-WR-TIMEZONE:Europe/Berlin\r\n" in data
+            strict = IcsCalendarStream.calendar_from_ics(data.decode())
+            assert len(strict.events) + len(strict.todos) == s.build()["berlin"].count
+
+    def test_feed_without_timed_events_has_no_vtimezone(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """All-day events only: no VTIMEZONE is written, since no TZID is used."""
+        emulator.state.insert_activity(activity(5, start_time=None, end_time=None))
+        for s in make_site(emulator, tmp_path, [{"name": "allday"}], timezone="America/New_York"):
+            s.pull()
+            s.build()
+            assert b"VTIMEZONE" not in s.feed("allday")
+            assert b"DTSTART;VALUE=DATE:20260615" in s.feed("allday")
+
+    def test_empty_feed_is_a_valid_calendar(self, emulator: EmulatorHandle, tmp_path: Path) -> None:
+        """A feed with nothing to show is still a complete calendar both parsers accept."""
+        for s in make_site(emulator, tmp_path, [{"name": "empty"}]):
+            s.pull()
+            assert s.build()["empty"].count == 0
+            data = s.feed("empty")
+            assert data.endswith(b"END:VCALENDAR\r\n")
+            IcsCalendarStream.calendar_from_ics(data.decode())
+            assert Calendar.from_ical(data).walk("VEVENT") == []
+
+
+class TestFeedSelection:
+    def test_window_keeps_overlapping_activities_only(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """Activities overlapping [today − past, today + future] are in; those outside, and undated ones, are out."""
+        for record in (
+            activity(1, start_date=day(-11), end_date=day(-11)),  # before the window
+            activity(2, start_date=day(-20), end_date=day(-9)),  # multi-day, ends inside
+            activity(3, start_date=day(-10), end_date=day(-10)),  # first day of the window
+            activity(4, start_date=day(20), end_date=day(20)),  # last day of the window
+            activity(5, start_date=day(21), end_date=day(21)),  # after the window
+            activity(6, start_date=day(-30), end_date=day(30)),  # spans the whole window
+            activity(
+                7, start_date=day(-11), end_date=None, start_time="23:30:00", end_time="00:30:00"
+            ),  # crosses midnight into the window
+            activity(
+                8,
+                activity_type="task",
+                start_date=None,
+                start_time=None,
+                end_date=None,
+                end_time=None,
+            ),  # undated
+        ):
+            emulator.state.insert_activity(record)
+        feed = {"name": "win", "window": {"past_days": 10, "future_days": 20}}
+        for s in make_site(emulator, tmp_path, [feed]):
+            s.pull()
+            s.build()
+            ids = sorted(int(uid.split("-")[2].split("@")[0]) for uid in events(s.feed("win")))
+            assert ids == [2, 3, 4, 6, 7]
+
+    def test_filter_selects_by_type_and_done(self, site: Site) -> None:
+        """A feed's filter (the API's query parameters) selects from the mirror."""
+        site.emulator.state.insert_activity(activity(3, activity_type="meeting", done=True))
+        cfg = site.config.model_copy(
+            update={
+                "feeds": [
+                    site.config.feeds[0].model_copy(
+                        update={
+                            "name": "meetings",
+                            "path": site.feed_dir / "m.ics",
+                            "filter": {"activity_type": ["meeting"], "done": False},
+                        }
+                    )
+                ]
+            }
+        )
+        site.pull()
+        (result,) = build_feed(cfg.feeds[0], cfg, site.store, today=TODAY)
+        assert list(events(result.path.read_bytes())) == ["apexcal-27-2@example.com"]
+
+    def test_default_window_and_today_in_source_zone(self) -> None:
+        """The default window is 30 days back and 365 ahead, inclusive at both ends."""
+        from apexcal.apex.models import parse_activity
+        from apexcal.feeds import feed_window
+
+        config = config_from_dict(
+            {"source": {"organization_id": 27}, "feeds": [{"name": "f", "path": "/tmp/f.ics"}]}
+        )
+        first, last = feed_window(config.feeds[0], TODAY)
+        assert (first, last) == (TODAY - timedelta(days=30), TODAY + timedelta(days=365))
+        inside = parse_activity(activity(1, start_date=last.isoformat(), end_date=None))
+        outside = parse_activity(
+            activity(1, start_date=(last + timedelta(days=1)).isoformat(), end_date=None)
+        )
+        assert in_window(inside, first, last)
+        assert not in_window(outside, first, last)
+
+
+class TestPerUserFeeds:
+    def test_one_file_per_user_with_only_their_activities(self, site: Site) -> None:
+        """A per-user feed writes the team file and one file per assigned user, each with only their events."""
+        cfg = site.config.model_copy(
+            update={"feeds": [site.config.feeds[0].model_copy(update={"per_user": True})]}
+        )
+        site.pull()
+        results = {r.name: r for r in build_all_feeds(cfg, site.store, today=TODAY)}
+        assert sorted(results) == ["team", "team-46", "team-47", "team-48"]
+        assert results["team-46"].path == site.feed_dir / "team-46.ics"
+        assert sorted(events(results["team-46"].path.read_bytes())) == [
+            "apexcal-27-1@example.com",
+            "apexcal-27-2@example.com",
+        ]
+        assert list(events(results["team-47"].path.read_bytes())) == ["apexcal-27-10@example.com"]
+        assert results["team"].count == 4
+        data = results["team-47"].path.read_bytes()
+        assert b"NAME:Team \xe2\x80\x93 user 47\r\n" in data
+        paths = feed_paths(cfg)
+        assert paths["team-48"] == site.feed_dir / "team-48.ics"
+        assert set(paths) == {"team", "team-46", "team-47", "team-48"}
+        assert {s.feed for s in site.store.all_feed_status()} >= {"team-46", "team-47", "team-48"}
+
+    def test_user_left_without_activities_keeps_an_empty_feed(self, site: Site) -> None:
+        """When a user's last activity is deleted, their feed stays served, empty, instead of vanishing."""
+        cfg = site.config.model_copy(
+            update={"feeds": [site.config.feeds[0].model_copy(update={"per_user": True})]}
+        )
+        site.pull()
+        build_all_feeds(cfg, site.store, today=TODAY)
+        site.client.delete_activity(10)
+        site.pull()
+        results = {r.name: r for r in build_all_feeds(cfg, site.store, today=TODAY)}
+        assert results["team-47"].count == 0
+        assert results["team-47"].changed is True
+        assert events(results["team-47"].path.read_bytes()) == {}
+        assert "team-47" in feed_paths(cfg)
