@@ -265,3 +265,48 @@ class TestSortSelectPaging:
         """A find may mix a JSON-body query and URL parameters; the URL wins on conflicts."""
         response = client.request("GET", "/activities?done=true", json={"query": {"organization_id": 27, "done": False}})
         assert [r["id"] for r in response.json()["data"]] == [2, 5]
+
+
+_operations = st.lists(
+    st.tuples(st.sampled_from(["create", "patch", "bulk", "delete", "raw"]), st.integers(min_value=0, max_value=10_000)),
+    max_size=40,
+)
+
+
+class TestFeedIndex:
+    @settings(max_examples=25, deadline=None)
+    @given(_operations, st.integers(min_value=0, max_value=400))
+    def test_feed_queries_match_a_full_scan_after_any_writes(self, operations: list[tuple[str, int]], cut: int) -> None:
+        """``updated_at`` range finds answer exactly what a scan and sort of every live record gives, whatever writes came before."""
+        from apexcal.emulator import EmulatorState
+        from apexcal.emulator.query import compile_find, order
+        from apexcal.emulator.records import ACTIVITY_SCHEMA
+
+        state = EmulatorState()
+        state.seed(27, 300, seed=5)
+        state.find_activities(compile_find(ACTIVITY_SCHEMA, {"organization_id": 27, "updated_at": {"$gte": "2000-01-01"}}, paginate_default=10, paginate_max=100))
+        for op, n in operations:
+            ids = [a["id"] for a in state.activities(27)]
+            target = ids[n % len(ids)]
+            if op == "create":
+                state.create_activity({"organization_id": 27, "subject": "new", "activity_type": "call"}, user_id=46)
+            elif op == "patch":
+                state.patch_activity(target, {"done": True})
+            elif op == "bulk":
+                state.bulk_patch(ids[n % 7 :: 9], {"done": False}, organizations=frozenset({27}))
+            elif op == "delete":
+                state.delete_activity(target)
+            else:
+                state.put_raw(target, updated_at=state.get(ids[(n * 7) % len(ids)])["updated_at"])
+        stamps = sorted(a["updated_at"] for a in state.activities(27))
+        bound = stamps[min(cut, len(stamps) - 1)]
+        for op in ("$gte", "$gt"):
+            for sort in ({"updated_at": 1, "id": 1}, {"updated_at": 1}, {"start_date": -1}):
+                query = {"organization_id": 27, "updated_at": {op: bound}, "$sort": sort, "$limit": 100, "$skip": 3}
+                total, page = state.find_activities(compile_find(ACTIVITY_SCHEMA, query, paginate_default=10, paginate_max=100))
+                expected = order(
+                    [a for a in state.activities(27) if (a["updated_at"] >= bound if op == "$gte" else a["updated_at"] > bound)],
+                    tuple(sort.items()),
+                )
+                assert total == len(expected)
+                assert [r["id"] for r in page] == [r["id"] for r in expected[3:103]]

@@ -66,6 +66,7 @@ class FindQuery:
     skip: int
     select: tuple[str, ...] | None
     params: Mapping[str, Any]
+    updated_from: tuple[str, str] | None = None
 
 
 _OPERATORS = frozenset({"$gt", "$gte", "$lt", "$lte", "$ne", "$in", "$nin"})
@@ -309,7 +310,19 @@ def compile_find(
         skip=skip,
         select=_select(schema, query.get("$select")),
         params={k: query[k] for k in schema.extra_params if k in query},
+        updated_from=_lower_bound(schema, query.get("updated_at")),
     )
+
+
+def _lower_bound(schema: Schema, spec: Any) -> tuple[str, str] | None:
+    """``("$gte" | "$gt", instant)`` of a top-level ``updated_at`` filter, for the feed index."""
+    if schema.fields.get("updated_at") is not Kind.INSTANT or not isinstance(spec, Mapping):
+        return None
+    for op in ("$gte", "$gt"):
+        if op in spec:
+            value = convert("updated_at", Kind.INSTANT, spec[op])
+            return None if value is None else (op, value)
+    return None
 
 
 def order(records: Iterable[Record], sort: Sequence[tuple[str, int]]) -> list[Record]:

@@ -13,6 +13,7 @@ an ``updated_at``; a bulk patch stamps all its rows with one instant.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from apexcal.clock import Clock, utcnow
 from apexcal.emulator.faults import FaultQueue, RequestLog
 from apexcal.emulator.query import FindQuery, QueryError, Record, order
 from apexcal.emulator.records import ACTIVITY_FIELDS, check_dates
+
+_FEED_ORDERS = ((("updated_at", 1),), (("updated_at", 1), ("id", 1)))
 
 DEMO_ORG_ID = 27
 DEMO_OTHER_ORG_ID = 28
@@ -114,6 +117,9 @@ class EmulatorState:
         self._tokens: dict[str, int] = {}
         self._activities: dict[int, dict[str, Any]] = {}
         self._live: dict[int, dict[int, dict[str, Any]]] = {}
+        # Per organization, (updated_at, id) of live activities in order; entries of
+        # records written since are stale and skipped.  None: rebuild before use.
+        self._feed: dict[int, list[tuple[str, int]] | None] = {}
         self._types: dict[int, dict[str, Any]] = {}
         self.deals: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
@@ -261,7 +267,26 @@ class EmulatorState:
             if row["deleted_at"] is None:
                 live = self._live.setdefault(row["organization_id"], {})
                 live[row["id"]] = row
+                self._indexed(row)
             return dict(row)
+
+    def _indexed(self, row: Mapping[str, Any]) -> None:
+        """Add a just-written live row to its organization's (updated_at, id) order."""
+        keys = self._feed.get(row["organization_id"])
+        if keys is None:
+            return
+        key = (row["updated_at"], row["id"])
+        if keys and keys[-1] >= key:
+            self._feed[row["organization_id"]] = None  # out of order: rebuild on next use
+        else:
+            keys.append(key)
+
+    def _feed_keys(self, org_id: int, live: Mapping[int, Mapping[str, Any]]) -> list[tuple[str, int]]:
+        keys = self._feed.get(org_id)
+        if keys is None or len(keys) > 2 * len(live) + 64:
+            keys = sorted((r["updated_at"], r["id"]) for r in live.values())
+            self._feed[org_id] = keys
+        return keys
 
     def put_raw(self, activity_id: int, **fields: Any) -> None:
         """Change stored fields directly: no validation, no ``updated_at`` bump."""
@@ -346,7 +371,24 @@ class EmulatorState:
     def find_activities(self, query: FindQuery) -> tuple[int, list[Record]]:
         """``(total, page)`` of live activities matching ``query`` (page records not copied)."""
         with self._lock:
-            ordered = order(query.select_rows(self._live.get(query.organization_id, {}).values()), query.sort)
+            live = self._live.get(query.organization_id, {})
+            in_feed_order = query.sort in _FEED_ORDERS
+            if (query.updated_from is None and not in_feed_order) or len(live) < 256:
+                ordered = order(query.select_rows(live.values()), query.sort)
+            else:
+                # Walk the (updated_at, id) order from the lower bound: the change
+                # feed's query then costs what lies after the watermark, unsorted.
+                keys = self._feed_keys(query.organization_id, live)
+                start = 0
+                if query.updated_from is not None:
+                    op, value = query.updated_from
+                    probe = (value,) if op == "$gte" else (value, float("inf"))
+                    start = bisect_left(keys, probe) if op == "$gte" else bisect_right(keys, probe)
+                candidates = [
+                    row for stamp, rid in keys[start:] if (row := live.get(rid)) is not None and row["updated_at"] == stamp
+                ]
+                matched = query.select_rows(candidates)
+                ordered = matched if in_feed_order else order(matched, query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
 
     def create_activity(self, fields: Mapping[str, Any], *, user_id: int) -> dict[str, Any]:
@@ -374,6 +416,8 @@ class EmulatorState:
             check_dates(merged)
             row.update(fields)
             row["updated_at"] = self.stamp()
+            if row["deleted_at"] is None:
+                self._indexed(row)
             return dict(row)
 
     def bulk_patch(self, ids: Iterable[int], fields: Mapping[str, Any], *, organizations: frozenset[int]) -> list[int]:
@@ -391,9 +435,10 @@ class EmulatorState:
             if not rows:
                 return []
             stamp = self.stamp()
-            for row in rows:
+            for row in sorted(rows, key=lambda r: r["id"]):
                 row.update(fields)
                 row["updated_at"] = stamp
+                self._indexed(row)
             return [r["id"] for r in rows]
 
     def delete_activity(self, activity_id: int) -> dict[str, Any]:
