@@ -206,7 +206,7 @@ class TestOpen:
         plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
         with Store.open(plain) as store:
             assert store.dialect == "postgresql"
-            assert store.url.startswith("postgresql+psycopg://")
+            assert store._db.engine.dialect.driver == "psycopg"
 
     def test_unsupported_database_is_refused(self) -> None:
         """A URL for a database other than SQLite or PostgreSQL is an operator error."""
