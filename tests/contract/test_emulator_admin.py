@@ -240,10 +240,21 @@ class TestCommandLine:
             ('{"organizations": [{"id": 1, "name": "A"}]}', "users: Field required"),
         ],
     )
-    def test_a_bad_users_file_is_one_line_and_exit_2(self, tmp_path: Path, content: str, fragment: str) -> None:
-        """A users file that is unreadable or wrong ends the command with one clear stderr line and exit code 2."""
+    def test_a_bad_users_file_names_the_file_and_the_problem(self, tmp_path: Path, content: str, fragment: str) -> None:
+        """A users file that is not JSON or breaks the format is refused with the file name and the problem."""
+        from apexcal.cli.emulator_cmd import _read_users
+        from apexcal.errors import UsageError
+
         path = tmp_path / "users.json"
         path.write_text(content)
+        with pytest.raises(UsageError) as info:
+            _read_users(path)
+        assert str(path) in str(info.value)
+        assert fragment in str(info.value)
+
+    def test_a_bad_users_file_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
+        """The command ends with one stderr line and exit code 2 for an unreadable users file."""
+        path = tmp_path / "missing.json"
         result = subprocess.run(
             [sys.executable, "-m", "apexcal", "emulator", "--port", "0", "--users", str(path)],
             capture_output=True, text=True, timeout=30, check=False,
@@ -251,5 +262,4 @@ class TestCommandLine:
         assert result.returncode == 2
         assert result.stdout == ""
         assert result.stderr.count("\n") == 1
-        assert fragment in result.stderr
-        assert str(path) in result.stderr
+        assert "cannot read the users file" in result.stderr

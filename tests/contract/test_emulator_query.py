@@ -274,7 +274,7 @@ _operations = st.lists(
 
 
 class TestFeedIndex:
-    @settings(max_examples=25, deadline=None)
+    @settings(max_examples=15, deadline=None)
     @given(_operations, st.integers(min_value=0, max_value=400))
     def test_feed_queries_match_a_full_scan_after_any_writes(self, operations: list[tuple[str, int]], cut: int) -> None:
         """``updated_at`` range finds answer exactly what a scan and sort of every live record gives, whatever writes came before."""
