@@ -102,6 +102,7 @@ class TestValidation:
         """An unknown path is 404 NotFound and an unsupported method 405 MethodNotAllowed."""
         _assert_error(client.get("/deals"), 404, "NotFound", "not-found")
         _assert_error(client.put("/activities/1", json={}), 405, "MethodNotAllowed", "method-not-allowed")
+        assert _assert_error(client.get("/activities/%C2%B2"), 404, "NotFound", "not-found") == "No record found for id '²'"
 
 
 class TestUpdatedAt:

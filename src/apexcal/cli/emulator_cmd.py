@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,8 @@ def emulator_command(
     if seed_count:
         org = seed_org if seed_org is not None else (DEMO_ORG_ID if users is None else min(state.organizations))
         state.seed(org, seed_count, seed=seed)
+        # The seeded records live as long as the process: keep the collector off them.
+        gc.freeze()
     try:
         sock = bind(host, port)
     except OSError as exc:

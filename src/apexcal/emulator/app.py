@@ -129,7 +129,7 @@ class _Services:
     @staticmethod
     def record_id(request: Request) -> int:
         raw = request.path_params["id"]
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise _not_found(raw)
         return int(raw)
 

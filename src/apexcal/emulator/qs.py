@@ -114,7 +114,7 @@ def _put(container: dict[Any, Any], name: Any, value: str) -> None:
 
 
 def _is_index(text: str) -> bool:
-    return text.isdigit() and str(int(text)) == text
+    return text.isascii() and text.isdigit() and str(int(text)) == text
 
 
 def _finish(node: Any) -> Any:

@@ -246,7 +246,7 @@ def _int_param(name: str, value: Any) -> int | None:
     digits = text[1:] if text.startswith("-") else text
     head = ""
     for ch in digits:
-        if not ch.isdigit():
+        if ch not in "0123456789":
             break
         head += ch
     if not head:
