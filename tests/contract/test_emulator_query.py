@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apexcal.emulator import parse_query
+from apexcal.emulator import EmulatorState, create_app, parse_query
 from tests.fixtures.emulator import EmulatorHandle
 
 
@@ -267,10 +268,45 @@ class TestSortSelectPaging:
         assert [r["id"] for r in response.json()["data"]] == [2, 5]
 
 
+def _robust_app() -> Any:
+    state = EmulatorState()
+    state.seed(27, 50)
+    return create_app(state)
+
+
+_ROBUST_APP = _robust_app()
+_WORDS = ["$or", "$and", "0", "1", "", "$in", "$nin", "$ne", "$gt", "$lte", "$sort", "$select", "$limit", "$skip",
+          "done", "duration", "subject", "start_date", "start_time", "updated_at", "location_geocoded", "id",
+          "organization_id", "fastJoinForActivityList", "x"]
+_VALUES = ["1", "-1", "true", "false", "null", "2025-04-01", "2025-04-01T10:00:00.000Z", "abc", "", "²", "10:00", "1.5"]
+
+
+async def _asgi_get(path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=_ROBUST_APP)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
+        return await http.get(path, headers={"Authorization": "Bearer demo-token-john-46"})
+
 _operations = st.lists(
     st.tuples(st.sampled_from(["create", "patch", "bulk", "delete", "raw"]), st.integers(min_value=0, max_value=10_000)),
     max_size=40,
 )
+
+
+class TestRobustness:
+    @settings(max_examples=80, deadline=None)
+    @given(st.text(alphabet="adiotnsu_[]=&%0129$+-.²", max_size=60))
+    def test_no_query_string_makes_the_service_fail(self, raw: str) -> None:
+        """Arbitrary query strings on find are answered 200 or 400, never a server error."""
+        response = asyncio.run(_asgi_get(f"/activities?organization_id=27&{raw}"))
+        assert response.status_code in (200, 400), response.text
+
+    @settings(max_examples=120, deadline=None)
+    @given(st.lists(st.tuples(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4), st.sampled_from(_VALUES)), max_size=6))
+    def test_no_combination_of_query_words_makes_the_service_fail(self, pairs: list[tuple[list[str], str]]) -> None:
+        """Queries built from the service's own vocabulary are answered 200 or 400, never a server error."""
+        raw = "&".join(parts[0] + "".join(f"[{p}]" for p in parts[1:]) + "=" + quote(value) for parts, value in pairs)
+        response = asyncio.run(_asgi_get(f"/activities?organization_id=27&{raw}"))
+        assert response.status_code in (200, 400), response.text
 
 
 class TestFeedIndex:
@@ -278,7 +314,6 @@ class TestFeedIndex:
     @given(_operations, st.integers(min_value=0, max_value=400))
     def test_feed_queries_match_a_full_scan_after_any_writes(self, operations: list[tuple[str, int]], cut: int) -> None:
         """``updated_at`` range finds answer exactly what a scan and sort of every live record gives, whatever writes came before."""
-        from apexcal.emulator import EmulatorState
         from apexcal.emulator.query import compile_find, order
         from apexcal.emulator.records import ACTIVITY_SCHEMA
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +36,8 @@ from apexcal.emulator.records import (
 from apexcal.emulator.state import EmulatorState
 
 PAGINATE_DEFAULT = 10
+
+log = structlog.get_logger(__name__)
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "bad-request"),
@@ -321,6 +324,10 @@ def _handler(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
             return error_response(exc.status, exc.message)
         except QueryError as exc:
             return error_response(400, str(exc))
+        except Exception:
+            # A bug of the emulator: answered as the service would (GeneralError), logged in full.
+            log.exception("emulator.error", method=request.method, path=request.url.path)
+            return error_response(500, "Internal server error")
         return response
 
     return endpoint
