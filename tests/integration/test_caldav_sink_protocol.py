@@ -20,7 +20,13 @@ from hypothesis import strategies as st
 
 from apexcal.errors import CalDAVError, CalDAVTransportError
 from apexcal.sync.caldav.davxml import normalise_href, quote_href
-from apexcal.sync.caldav_sink import CalDAVSink, CreateOp, WriteResult
+from apexcal.sync.caldav_sink import (
+    MAX_OBJECT_BYTES,
+    CalDAVSink,
+    CreateOp,
+    ObjectTooLarge,
+    WriteResult,
+)
 
 MS_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
 
@@ -314,3 +320,17 @@ class TestHrefs:
         """Radicale's escaped, Xandikos's raw and absolute-URL hrefs name the same member."""
         canonical = normalise_href(spelling if "/" in spelling.strip() else "/cal/" + spelling)
         assert canonical == "/cal/a@b.ics"
+
+
+class TestObjectSize:
+    def test_oversized_objects_are_refused_before_sending(self, peer: Peer) -> None:
+        """A body over MAX_OBJECT_BYTES is an ObjectTooLarge outcome and never reaches the server."""
+        peer.handler = lambda req: (201, b"")
+        big = b"X" * (MAX_OBJECT_BYTES + 1)
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            outcomes = sink.apply_many(
+                [CreateOp(name="big.ics", data=big), CreateOp(name="small.ics", data=b"x")]
+            )
+        assert isinstance(outcomes[0], ObjectTooLarge)
+        assert isinstance(outcomes[1], WriteResult)
+        assert [r.path for r in peer.requests] == ["/cal/small.ics"]

@@ -64,6 +64,7 @@ from apexcal.sync.caldav.records import (
     CreateOp,
     DeleteOp,
     FetchedObject,
+    ObjectTooLarge,
     Outcome,
     RemoteChanges,
     UpdateOp,
@@ -73,6 +74,7 @@ from apexcal.sync.caldav.records import (
 from apexcal.sync.caldav.session import DavSession
 
 __all__ = [
+    "MAX_OBJECT_BYTES",
     "MULTIGET_BATCH",
     "CalDAVSink",
     "CalendarInfo",
@@ -80,6 +82,7 @@ __all__ = [
     "CreateOp",
     "DeleteOp",
     "FetchedObject",
+    "ObjectTooLarge",
     "Outcome",
     "RemoteChanges",
     "UpdateOp",
@@ -91,6 +94,11 @@ log = structlog.get_logger(__name__)
 
 MULTIGET_BATCH = 100
 """Hrefs per calendar-multiget REPORT."""
+
+MAX_OBJECT_BYTES = 8 * 1024 * 1024
+"""The largest object the adapter sends.  Radicale answers 412 to a body over
+its limit (10 MiB by default), indistinguishable from a conflict; refusing
+bigger bodies here keeps a 412 meaning "someone else changed it"."""
 
 _MAX_SYNC_PAGES = 10_000
 _XML_TYPE = "application/xml; charset=utf-8"
@@ -114,6 +122,11 @@ def _uid_of(data: bytes) -> str:
     """The first UID in an iCalendar body (for error reports only)."""
     m = _UID_RE.search(_FOLD_RE.sub(b"", data))
     return m.group(1).decode("utf-8", "replace").strip() if m else ""
+
+
+def _check_size(href: str, data: bytes) -> None:
+    if len(data) > MAX_OBJECT_BYTES:
+        raise ObjectTooLarge(href, len(data), MAX_OBJECT_BYTES)
 
 
 def _crlf(text: str) -> bytes:
@@ -446,9 +459,11 @@ class CalDAVSink:
 
         Raises :class:`PreconditionFailed` when an object already exists at that
         href (adopt it), :class:`UidConflict` when the server holds the UID under
-        another href.
+        another href, :class:`ObjectTooLarge` (nothing sent) over
+        :data:`MAX_OBJECT_BYTES`.
         """
         href = self.href_for(name)
+        _check_size(href, data)
         headers = {"If-None-Match": "*", "Content-Type": _ICS_TYPE}
         resp = self._dav.write_request("PUT", href, content=data, headers=headers)
         return self._write_result(resp, "PUT", href, data, None)
@@ -459,6 +474,7 @@ class CalDAVSink:
         Raises :class:`PreconditionFailed` when someone else changed or deleted it.
         """
         href = davxml.normalise_href(href)
+        _check_size(href, data)
         headers = {"If-Match": etag, "Content-Type": _ICS_TYPE}
         resp = self._dav.write_request("PUT", href, content=data, headers=headers)
         return self._write_result(resp, "PUT", href, data, etag)

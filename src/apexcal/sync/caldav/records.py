@@ -22,6 +22,16 @@ class CalendarNotFound(CalDAVError):
         )
 
 
+class ObjectTooLarge(CalDAVError):
+    """A calendar object larger than the adapter will send (see ``MAX_OBJECT_BYTES``)."""
+
+    def __init__(self, href: str, size: int, limit: int) -> None:
+        self.href = href
+        self.size = size
+        self.limit = limit
+        super().__init__(f"object of {size} bytes exceeds the {limit}-byte limit", url=href)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CalendarInfo:
     """The calendar collection behind a target, as the server describes it.
