@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.fixtures.emulator import EmulatorHandle
 
@@ -103,6 +106,33 @@ class TestValidation:
         _assert_error(client.get("/deals"), 404, "NotFound", "not-found")
         _assert_error(client.put("/activities/1", json={}), 405, "MethodNotAllowed", "method-not-allowed")
         assert _assert_error(client.get("/activities/%C2%B2"), 404, "NotFound", "not-found") == "No record found for id '²'"
+
+
+_FIELDS = ["organization_id", "subject", "activity_type", "start_date", "start_time", "end_date", "end_time",
+           "duration", "done", "location_geocoded", "deal_id", "note", "id", "created_at", "colour"]
+_ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-5, max_value=10**20), st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "call", "2025-05-01", "2025-02-30", "10:00", "10:00:00", "24:00:00", "27", "x" * 300]),
+    st.fixed_dictionaries({"lat": st.floats(allow_nan=False, allow_infinity=False), "lng": st.floats(allow_nan=False, allow_infinity=False)}), st.lists(st.integers(), max_size=2),
+)
+
+
+class TestRobustness:
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.dictionaries(st.sampled_from(_FIELDS), _ANY, max_size=8))
+    def test_no_create_or_patch_body_makes_the_service_fail(self, client: httpx.Client, body: dict[str, Any]) -> None:
+        """Any JSON body on create, patch or bulk patch is answered as a success or a 400, never a server error."""
+        created = client.post("/activities", json={**BODY, **body})
+        assert created.status_code in (201, 400), created.text
+        assert client.patch("/activities/1", json=body).status_code in (200, 400, 404)
+        assert client.patch("/activities", json={"ids": [1], **body}).status_code in (200, 400)
+
+
+    def test_non_finite_coordinates_are_refused(self, client: httpx.Client) -> None:
+        """A geocode with NaN (which Python's JSON parser accepts) answers 400 rather than storing it."""
+        body = json.dumps(BODY)[:-1] + ', "location_geocoded": {"lat": NaN, "lng": 0}}'
+        response = client.post("/activities", content=body.encode(), headers={"Content-Type": "application/json"})
+        _assert_error(response, 400, "BadRequest", "bad-request")
 
 
 class TestUpdatedAt:

@@ -186,7 +186,7 @@ def _geocode(value: Any) -> dict[str, Any]:
         raise QueryError(message)
     lat, lng, address = value.get("lat"), value.get("lng"), value.get("address")
     for coord, bound in ((lat, 90), (lng, 180)):
-        if isinstance(coord, bool) or not isinstance(coord, int | float) or abs(coord) > bound:
+        if isinstance(coord, bool) or not isinstance(coord, int | float) or not abs(coord) <= bound:
             raise QueryError(message)
     if address is not None and not isinstance(address, str):
         raise QueryError(message)
