@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from apexcal.cli.app import app
-from apexcal.errors import UsageError
+from apexcal.errors import ApiTransportError, UsageError
 
 if TYPE_CHECKING:
     from apexcal.config import Config
@@ -227,13 +227,14 @@ def export_command(
         Path | None, typer.Option("--output-dir", help="Where --split-by writes its files.")
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="debug, info, warning (default) or error.")
+        str | None, typer.Option("--log-level", help="debug, info, warning or error (default).")
     ] = None,
 ) -> None:
     """Export activities from the API to an .ics calendar (standard output by default)."""
     from apexcal.log import configure
 
-    configure(log_level or "warning")
+    # Quiet by default: stderr is for the one line of an operator error (and the progress bar).
+    configure(log_level or "error")
     start_from = _parse_date("--from", from_)
     start_to = _parse_date("--to", to)
     if start_from and start_to and start_from > start_to:
@@ -255,21 +256,25 @@ def export_command(
         raise UsageError(f"--output: no such directory: {target.parent}")
     config, url, org_id, token = _source(config_path, base_url, org)
     options = _options(config, url, privacy, tasks_as)
-    _run_export(
-        config=config,
-        base_url=url,
-        org_id=org_id,
-        token=token,
-        options=options,
-        requested_types=tuple(type_ or ()),
-        user_ids=user_ids,
-        start_from=start_from,
-        start_to=start_to,
-        done=done,
-        target=target,
-        split=split,
-        output_dir=output_dir,
-    )
+    try:
+        _run_export(
+            config=config,
+            base_url=url,
+            org_id=org_id,
+            token=token,
+            options=options,
+            requested_types=tuple(type_ or ()),
+            user_ids=user_ids,
+            start_from=start_from,
+            start_to=start_to,
+            done=done,
+            target=target,
+            split=split,
+            output_dir=output_dir,
+        )
+    except ApiTransportError as exc:
+        # Name the host: the error itself knows only the request's path.
+        raise UsageError(f"cannot reach the API at {url}: {exc}") from None
 
 
 def _run_export(
