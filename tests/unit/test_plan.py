@@ -227,6 +227,15 @@ class TestRemoteCompletion:
         assert [w.done for w in p.writebacks] == [True]
         assert p.writes == ()
 
+    def test_our_own_unrecorded_write_is_not_a_calendar_change(self) -> None:
+        """After a crash between PUT and record, the completion we were pushing is taken as ours."""
+        d0 = desired()
+        r = recorded(d0, pending_done=True)  # the PUT of done=True landed, then the crash
+        d2 = desired(done=False, updated=2)  # the CRM went back to not done since
+        p = run([d2], [r], RemoteState(seen=(seen(r, done=True),)))
+        assert p.writebacks == ()
+        assert [u.done for u in p.updates] == [False]
+
     def test_both_sides_reaching_the_same_state_is_no_conflict(self) -> None:
         """CRM and calendar both completing the to-do agree: the new bytes are PUT, nothing written back."""
         d0 = desired()

@@ -55,7 +55,12 @@ wipe a calendar — unless ``force``.
 :attr:`Plan.writes` order, each recorded right after the server accepted it:
 after a Create/Update the record holds ``pushed_hash``, ``pushed_done`` and
 ``done_seen`` = the action's ``done`` (VTODO), no tombstone, and the etag from a
-read after the write; after a Delete (or its 404) the record is dropped.  A
+read after the write; after a Delete (or its 404) the record is dropped.
+Before sending Updates the engine may record each one's ``done`` as
+``pending_done`` (one transaction for the batch; cleared when the write is
+recorded or definitely failed, and by any record update): a crash between PUT
+and record then cannot make our own write look like a completion changed on
+the calendar.  A
 :class:`Refresh` or a 412 means: read that href (multiget) and pass it in
 ``RemoteState.seen`` (or ``deleted``) to a later plan.  Writebacks are journaled
 with their :class:`UpdateRecord` before being sent.  A write that fails is
@@ -137,7 +142,14 @@ class Recorded:
     done_seen: bool | None
     pushed_done: bool | None = None
     remote_deleted: bool = False
-    """Tombstone: the user deleted the object and it must not be re-created."""
+    """Tombstone: the object is gone from the server (see :class:`Tombstone`)."""
+    pending_done: bool | None = None
+    """Completion of an Update sent but not yet recorded (write-ahead, cleared on record).
+
+    After a crash between a PUT and its record, the server shows our own write
+    as a change; when its completion equals this, it is taken as ours, not as
+    a calendar-side change to write back.
+    """
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -509,11 +521,15 @@ def _plan_recorded(
     decision: CompletionDecision | None = None
     remote_done = own.done if own is not None else None
     if d.kind == "VTODO":
+        pushed_done, done_seen = r.pushed_done, r.done_seen
+        if own is not None and r.pending_done is not None and own.done == r.pending_done:
+            # Our own unrecorded write (a crash after the PUT): that is what we pushed.
+            pushed_done = done_seen = r.pending_done
         decision = decide_completion(
             CompletionView(
                 crm_done=d.done,
-                pushed_done=r.pushed_done,
-                done_seen=r.done_seen,
+                pushed_done=pushed_done,
+                done_seen=done_seen,
                 remote_done=remote_done,
                 crm_updated_at=d.updated_at,
                 remote_modified=own.modified if own is not None else None,
