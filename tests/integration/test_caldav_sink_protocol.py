@@ -334,3 +334,24 @@ class TestObjectSize:
         assert isinstance(outcomes[0], ObjectTooLarge)
         assert isinstance(outcomes[1], WriteResult)
         assert [r.path for r in peer.requests] == ["/cal/small.ics"]
+
+
+class TestWireFormat:
+    def test_writes_send_our_bytes_and_conditions_verbatim(self, peer: Peer) -> None:
+        """PUT bodies are our exact bytes; create, update and delete carry their conditional headers."""
+        peer.handler = lambda req: (204 if req.method == "DELETE" else 201, b"")
+        data = "BEGIN:VCALENDAR\r\nSUMMARY:Ünïcödé\r\n folded\r\nEND:VCALENDAR\r\n".encode()
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            created = sink.create("a@b.ics", data)
+            sink.update(created.href, data, '"e-1"')
+            sink.delete(created.href, '"e-2"')
+            sink.delete(created.href)
+        create, update, delete, blind_delete = peer.requests
+        assert created.etag == '"e-1"'
+        assert (create.method, create.body, create.headers["if-none-match"]) == ("PUT", data, "*")
+        assert "if-match" not in create.headers
+        assert create.headers["content-type"].startswith("text/calendar")
+        assert (update.method, update.body, update.headers["if-match"]) == ("PUT", data, '"e-1"')
+        assert (delete.method, delete.headers["if-match"]) == ("DELETE", '"e-2"')
+        assert "if-match" not in blind_delete.headers
+        assert {r.path for r in peer.requests} == {"/cal/a@b.ics"}
