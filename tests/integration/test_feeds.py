@@ -435,3 +435,47 @@ class TestPerUserFeeds:
         assert results["team-47"].changed is True
         assert events(results["team-47"].path.read_bytes()) == {}
         assert "team-47" in feed_paths(cfg)
+
+
+class TestFeedServed:
+    def test_feed_server_serves_built_files_with_the_builders_etag(self, site: Site) -> None:
+        """The feed server, given ``feed_paths``, serves each built file (per-user ones too) with the build's ETag and 304s it."""
+        import httpx
+        from prometheus_client import CollectorRegistry
+
+        from apexcal.feedtokens import feed_path, hash_token, new_token
+        from apexcal.serve import HealthSnapshot, create_app, serve_in_thread
+
+        cfg = site.config.model_copy(
+            update={"feeds": [site.config.feeds[0].model_copy(update={"per_user": True})]}
+        )
+        site.pull()
+        results = {r.name: r for r in build_all_feeds(cfg, site.store, today=TODAY)}
+        token = new_token()
+        site.store.add_feed_token("team-47", hash_token(token), "phone", datetime.now(UTC))
+
+        class Healthy:
+            def snapshot(self) -> HealthSnapshot:
+                now = datetime.now(UTC)
+                return HealthSnapshot(
+                    now=now, stale_after=timedelta(hours=1), started_at=now, feeds={}, targets={}
+                )
+
+        app = create_app(
+            feeds=lambda: feed_paths(cfg),
+            tokens=site.store,
+            health=Healthy(),
+            metrics_registry=CollectorRegistry(),
+        )
+        with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+            full = http.get(feed_path(token, "team-47"), headers={"Accept-Encoding": "identity"})
+            again = http.get(
+                feed_path(token, "team-47"),
+                headers={"Accept-Encoding": "identity", "If-None-Match": full.headers["ETag"]},
+            )
+            other = http.get(feed_path(token, "team-46"))
+        assert full.status_code == 200
+        assert full.content == results["team-47"].path.read_bytes()
+        assert full.headers["ETag"] == results["team-47"].etag
+        assert again.status_code == 304
+        assert other.status_code == 404
