@@ -31,7 +31,10 @@ _keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_$", min_size=1, max_size=8)
 _values = st.text(max_size=10)
 _nested = st.recursive(
     _values,
-    lambda inner: st.lists(inner, min_size=1, max_size=20) | st.dictionaries(_keys, inner, min_size=1, max_size=4),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=20)
+        | st.dictionaries(_keys, inner, min_size=1, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -78,11 +81,15 @@ class TestQsParsing:
 
     def test_nesting_deeper_than_five_keeps_the_rest_as_one_key(self) -> None:
         """Only five bracket levels are expanded; the rest stays one literal key."""
-        assert parse_query("a[b][c][d][e][f][g][h]=1") == {"a": {"b": {"c": {"d": {"e": {"f": {"[g][h]": "1"}}}}}}}
+        assert parse_query("a[b][c][d][e][f][g][h]=1") == {
+            "a": {"b": {"c": {"d": {"e": {"f": {"[g][h]": "1"}}}}}}
+        }
 
     def test_percent_and_plus_encoding_is_decoded(self) -> None:
         """Encoded brackets, ``+`` and UTF-8 are decoded in keys and values."""
-        assert parse_query("subject%5B%24ne%5D=caf%C3%A9+au+lait") == {"subject": {"$ne": "café au lait"}}
+        assert parse_query("subject%5B%24ne%5D=caf%C3%A9+au+lait") == {
+            "subject": {"$ne": "café au lait"}
+        }
 
     def test_a_scalar_then_nested_key_combines_into_an_array(self) -> None:
         """``a=x&a[b]=y`` becomes ``["x", {"b": "y"}]`` instead of failing."""
@@ -96,7 +103,9 @@ class TestQsParsing:
 
     @settings(max_examples=60, deadline=None)
     @given(st.dictionaries(_keys, _nested, min_size=1, max_size=4))
-    def test_encoded_queries_within_the_limits_parse_back_unchanged(self, query: dict[str, Any]) -> None:
+    def test_encoded_queries_within_the_limits_parse_back_unchanged(
+        self, query: dict[str, Any]
+    ) -> None:
         """Any nested query within arrayLimit and depth parses back from its bracket encoding."""
         if _depth(query) > 5:
             return
@@ -107,15 +116,57 @@ class TestQsParsing:
 def client(emulator: EmulatorHandle) -> httpx.Client:
     """An authenticated client for the emulator, with a small known data set in organization 27."""
     rows = [
-        {"subject": "Call Alice", "activity_type": "call", "assigned_to_user_id": 45, "duration": 9, "done": False, "start_date": "2025-04-01", "start_time": "09:00:00"},
-        {"subject": "Demo for BOB", "activity_type": "meeting", "assigned_to_user_id": 46, "duration": 10, "done": True, "start_date": "2025-04-01", "start_time": None},
-        {"subject": "call back Carol", "activity_type": "call", "assigned_to_user_id": 46, "duration": 30, "done": False, "start_date": "2025-04-02", "start_time": "08:00:00"},
-        {"subject": "Write quote", "activity_type": "task", "assigned_to_user_id": None, "duration": None, "done": False, "start_date": "2025-04-03", "start_time": None},
-        {"subject": "Training", "activity_type": "customer_training", "assigned_to_user_id": 47, "duration": 120, "done": True, "start_date": "2025-04-01", "start_time": "13:00:00"},
+        {
+            "subject": "Call Alice",
+            "activity_type": "call",
+            "assigned_to_user_id": 45,
+            "duration": 9,
+            "done": False,
+            "start_date": "2025-04-01",
+            "start_time": "09:00:00",
+        },
+        {
+            "subject": "Demo for BOB",
+            "activity_type": "meeting",
+            "assigned_to_user_id": 46,
+            "duration": 10,
+            "done": True,
+            "start_date": "2025-04-01",
+            "start_time": None,
+        },
+        {
+            "subject": "call back Carol",
+            "activity_type": "call",
+            "assigned_to_user_id": 46,
+            "duration": 30,
+            "done": False,
+            "start_date": "2025-04-02",
+            "start_time": "08:00:00",
+        },
+        {
+            "subject": "Write quote",
+            "activity_type": "task",
+            "assigned_to_user_id": None,
+            "duration": None,
+            "done": False,
+            "start_date": "2025-04-03",
+            "start_time": None,
+        },
+        {
+            "subject": "Training",
+            "activity_type": "customer_training",
+            "assigned_to_user_id": 47,
+            "duration": 120,
+            "done": True,
+            "start_date": "2025-04-01",
+            "start_time": "13:00:00",
+        },
     ]
     for i, row in enumerate(rows, start=1):
         emulator.state.insert_activity({"id": i, "organization_id": 27, **row})
-    emulator.state.insert_activity({"id": 6, "organization_id": 28, "subject": "Other org call", "activity_type": "call"})
+    emulator.state.insert_activity(
+        {"id": 6, "organization_id": 28, "subject": "Other org call", "activity_type": "call"}
+    )
     with httpx.Client(base_url=emulator.base_url, headers=emulator.headers(), timeout=10) as c:
         yield c
 
@@ -165,7 +216,9 @@ class TestFilters:
 
     def test_or_matches_any_branch(self, client: httpx.Client) -> None:
         """``$or`` keeps records matching any of its branches, combined with the other filters."""
-        assert _ids(client, "$or[0][done]=true&$or[1][assigned_to_user_id]=45&activity_type[$ne]=meeting") == [1, 5]
+        assert _ids(
+            client, "$or[0][done]=true&$or[1][assigned_to_user_id]=45&activity_type[$ne]=meeting"
+        ) == [1, 5]
 
     def test_subject_matches_partially_and_case_insensitively(self, client: httpx.Client) -> None:
         """``subject=CALL`` matches every subject containing "call" in any case."""
@@ -200,7 +253,9 @@ class TestFilters:
             ("organization_id=27&$select[]=password", "Invalid select field 'password'"),
         ],
     )
-    def test_bad_queries_are_answered_400_with_a_clear_message(self, client: httpx.Client, query: str, message: str) -> None:
+    def test_bad_queries_are_answered_400_with_a_clear_message(
+        self, client: httpx.Client, query: str, message: str
+    ) -> None:
         """Each malformed query gets a BadRequest naming what is wrong."""
         assert message in _error(client, query)["message"]
 
@@ -220,10 +275,14 @@ class TestSortSelectPaging:
 
     def test_select_returns_only_the_fields_asked_plus_id(self, client: httpx.Client) -> None:
         """``$select[]=subject`` answers records of ``id`` and ``subject`` only."""
-        data = client.get("/activities?organization_id=27&$select[]=subject&$sort[id]=1").json()["data"]
+        data = client.get("/activities?organization_id=27&$select[]=subject&$sort[id]=1").json()[
+            "data"
+        ]
         assert data[0] == {"id": 1, "subject": "Call Alice"}
 
-    def test_limit_defaults_to_ten_and_is_capped_at_the_maximum(self, emulator: EmulatorHandle) -> None:
+    def test_limit_defaults_to_ten_and_is_capped_at_the_maximum(
+        self, emulator: EmulatorHandle
+    ) -> None:
         """Without ``$limit`` a page holds 10; a ``$limit`` above the maximum is silently capped and reported."""
         emulator.state.seed(27, 120)
         with httpx.Client(base_url=emulator.base_url, headers=emulator.headers(), timeout=10) as c:
@@ -238,7 +297,9 @@ class TestSortSelectPaging:
         seen: list[int] = []
         with httpx.Client(base_url=emulator.base_url, headers=emulator.headers(), timeout=10) as c:
             while True:
-                page = c.get(f"/activities?organization_id=27&$limit=100&$skip={len(seen)}&$sort[updated_at]=1").json()
+                page = c.get(
+                    f"/activities?organization_id=27&$limit=100&$skip={len(seen)}&$sort[updated_at]=1"
+                ).json()
                 seen += [r["id"] for r in page["data"]]
                 if not page["data"]:
                     break
@@ -257,14 +318,30 @@ class TestSortSelectPaging:
         page = client.get("/activities?organization_id=27&$limit=0").json()
         assert (page["total"], page["limit"], page["data"]) == (5, 0, [])
 
-    def test_fast_join_respects_select_and_nulls_missing_references(self, client: httpx.Client) -> None:
+    def test_fast_join_respects_select_and_nulls_missing_references(
+        self, client: httpx.Client
+    ) -> None:
         """With fastJoinForActivityList and ``$select``, records carry the selected fields plus joins; absent references join as null."""
-        data = client.get("/activities?organization_id=27&id=4&$select[]=subject&fastJoinForActivityList=true").json()["data"]
-        assert data == [{"id": 4, "subject": "Write quote", "created_by_user": None, "assigned_to_user": None, "deal": None, "contact": None, "company": None}]
+        data = client.get(
+            "/activities?organization_id=27&id=4&$select[]=subject&fastJoinForActivityList=true"
+        ).json()["data"]
+        assert data == [
+            {
+                "id": 4,
+                "subject": "Write quote",
+                "created_by_user": None,
+                "assigned_to_user": None,
+                "deal": None,
+                "contact": None,
+                "company": None,
+            }
+        ]
 
     def test_url_query_overrides_the_json_body_query(self, client: httpx.Client) -> None:
         """A find may mix a JSON-body query and URL parameters; the URL wins on conflicts."""
-        response = client.request("GET", "/activities?done=true", json={"query": {"organization_id": 27, "done": False}})
+        response = client.request(
+            "GET", "/activities?done=true", json={"query": {"organization_id": 27, "done": False}}
+        )
         assert [r["id"] for r in response.json()["data"]] == [2, 5]
 
 
@@ -275,10 +352,47 @@ def _robust_app() -> Any:
 
 
 _ROBUST_APP = _robust_app()
-_WORDS = ["$or", "$and", "0", "1", "", "$in", "$nin", "$ne", "$gt", "$lte", "$sort", "$select", "$limit", "$skip",
-          "done", "duration", "subject", "start_date", "start_time", "updated_at", "location_geocoded", "id",
-          "organization_id", "fastJoinForActivityList", "x"]
-_VALUES = ["1", "-1", "true", "false", "null", "2025-04-01", "2025-04-01T10:00:00.000Z", "abc", "", "²", "10:00", "1.5"]
+_WORDS = [
+    "$or",
+    "$and",
+    "0",
+    "1",
+    "",
+    "$in",
+    "$nin",
+    "$ne",
+    "$gt",
+    "$lte",
+    "$sort",
+    "$select",
+    "$limit",
+    "$skip",
+    "done",
+    "duration",
+    "subject",
+    "start_date",
+    "start_time",
+    "updated_at",
+    "location_geocoded",
+    "id",
+    "organization_id",
+    "fastJoinForActivityList",
+    "x",
+]
+_VALUES = [
+    "1",
+    "-1",
+    "true",
+    "false",
+    "null",
+    "2025-04-01",
+    "2025-04-01T10:00:00.000Z",
+    "abc",
+    "",
+    "²",
+    "10:00",
+    "1.5",
+]
 
 
 async def _asgi_get(path: str) -> httpx.Response:
@@ -286,8 +400,12 @@ async def _asgi_get(path: str) -> httpx.Response:
     async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
         return await http.get(path, headers={"Authorization": "Bearer demo-token-john-46"})
 
+
 _operations = st.lists(
-    st.tuples(st.sampled_from(["create", "patch", "bulk", "delete", "raw"]), st.integers(min_value=0, max_value=10_000)),
+    st.tuples(
+        st.sampled_from(["create", "patch", "bulk", "delete", "raw"]),
+        st.integers(min_value=0, max_value=10_000),
+    ),
     max_size=40,
 )
 
@@ -301,10 +419,22 @@ class TestRobustness:
         assert response.status_code in (200, 400), response.text
 
     @settings(max_examples=120, deadline=None)
-    @given(st.lists(st.tuples(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4), st.sampled_from(_VALUES)), max_size=6))
-    def test_no_combination_of_query_words_makes_the_service_fail(self, pairs: list[tuple[list[str], str]]) -> None:
+    @given(
+        st.lists(
+            st.tuples(
+                st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4), st.sampled_from(_VALUES)
+            ),
+            max_size=6,
+        )
+    )
+    def test_no_combination_of_query_words_makes_the_service_fail(
+        self, pairs: list[tuple[list[str], str]]
+    ) -> None:
         """Queries built from the service's own vocabulary are answered 200 or 400, never a server error."""
-        raw = "&".join(parts[0] + "".join(f"[{p}]" for p in parts[1:]) + "=" + quote(value) for parts, value in pairs)
+        raw = "&".join(
+            parts[0] + "".join(f"[{p}]" for p in parts[1:]) + "=" + quote(value)
+            for parts, value in pairs
+        )
         response = asyncio.run(_asgi_get(f"/activities?organization_id=27&{raw}"))
         assert response.status_code in (200, 400), response.text
 
@@ -312,19 +442,30 @@ class TestRobustness:
 class TestFeedIndex:
     @settings(max_examples=15, deadline=None)
     @given(_operations, st.integers(min_value=0, max_value=400))
-    def test_feed_queries_match_a_full_scan_after_any_writes(self, operations: list[tuple[str, int]], cut: int) -> None:
+    def test_feed_queries_match_a_full_scan_after_any_writes(
+        self, operations: list[tuple[str, int]], cut: int
+    ) -> None:
         """``updated_at`` range finds answer exactly what a scan and sort of every live record gives, whatever writes came before."""
         from apexcal.emulator.query import compile_find, order
         from apexcal.emulator.records import ACTIVITY_SCHEMA
 
         state = EmulatorState()
         state.seed(27, 300, seed=5)
-        state.find_activities(compile_find(ACTIVITY_SCHEMA, {"organization_id": 27, "updated_at": {"$gte": "2000-01-01"}}, paginate_default=10, paginate_max=100))
+        state.find_activities(
+            compile_find(
+                ACTIVITY_SCHEMA,
+                {"organization_id": 27, "updated_at": {"$gte": "2000-01-01"}},
+                paginate_default=10,
+                paginate_max=100,
+            )
+        )
         for op, n in operations:
             ids = [a["id"] for a in state.activities(27)]
             target = ids[n % len(ids)]
             if op == "create":
-                state.create_activity({"organization_id": 27, "subject": "new", "activity_type": "call"}, user_id=46)
+                state.create_activity(
+                    {"organization_id": 27, "subject": "new", "activity_type": "call"}, user_id=46
+                )
             elif op == "patch":
                 state.patch_activity(target, {"done": True})
             elif op == "bulk":
@@ -337,10 +478,22 @@ class TestFeedIndex:
         bound = stamps[min(cut, len(stamps) - 1)]
         for op in ("$gte", "$gt"):
             for sort in ({"updated_at": 1, "id": 1}, {"updated_at": 1}, {"start_date": -1}):
-                query = {"organization_id": 27, "updated_at": {op: bound}, "$sort": sort, "$limit": 100, "$skip": 3}
-                total, page = state.find_activities(compile_find(ACTIVITY_SCHEMA, query, paginate_default=10, paginate_max=100))
+                query = {
+                    "organization_id": 27,
+                    "updated_at": {op: bound},
+                    "$sort": sort,
+                    "$limit": 100,
+                    "$skip": 3,
+                }
+                total, page = state.find_activities(
+                    compile_find(ACTIVITY_SCHEMA, query, paginate_default=10, paginate_max=100)
+                )
                 expected = order(
-                    [a for a in state.activities(27) if (a["updated_at"] >= bound if op == "$gte" else a["updated_at"] > bound)],
+                    [
+                        a
+                        for a in state.activities(27)
+                        if (a["updated_at"] >= bound if op == "$gte" else a["updated_at"] > bound)
+                    ],
                     tuple(sort.items()),
                 )
                 assert total == len(expected)

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from tests.fixtures.emulator import EmulatorHandle
 
-BODY = {"organization_id": 27, "subject": "Call", "activity_type": "call", "start_date": "2025-05-01"}
+BODY = {
+    "organization_id": 27,
+    "subject": "Call",
+    "activity_type": "call",
+    "start_date": "2025-05-01",
+}
 ERROR_KEYS = ["name", "message", "code", "className"]
 
 
@@ -40,16 +45,29 @@ def _assert_error(response: httpx.Response, status: int, name: str, class_name: 
 
 
 class TestAuthentication:
-    @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope-not-a-token"}, {"Authorization": "Basic abc"}])
-    def test_missing_or_unknown_tokens_get_not_authenticated(self, emulator: EmulatorHandle, headers: dict[str, str]) -> None:
+    @pytest.mark.parametrize(
+        "headers",
+        [{}, {"Authorization": "Bearer nope-not-a-token"}, {"Authorization": "Basic abc"}],
+    )
+    def test_missing_or_unknown_tokens_get_not_authenticated(
+        self, emulator: EmulatorHandle, headers: dict[str, str]
+    ) -> None:
         """No token, an unknown token or another scheme answers 401 NotAuthenticated on every service."""
-        for path in ("/activities?organization_id=27", "/activities/1", "/activity-types?organization_id=27"):
+        for path in (
+            "/activities?organization_id=27",
+            "/activities/1",
+            "/activity-types?organization_id=27",
+        ):
             response = emulator.admin.http.get(emulator.base_url + path, headers=headers)
             _assert_error(response, 401, "NotAuthenticated", "not-authenticated")
 
-    def test_another_organization_is_forbidden(self, emulator: EmulatorHandle, client: httpx.Client) -> None:
+    def test_another_organization_is_forbidden(
+        self, emulator: EmulatorHandle, client: httpx.Client
+    ) -> None:
         """Finding, reading, creating and changing records of an organization the user is not in answers 403."""
-        other = emulator.state.insert_activity({"organization_id": 28, "subject": "Theirs", "activity_type": "call"})
+        other = emulator.state.insert_activity(
+            {"organization_id": 28, "subject": "Theirs", "activity_type": "call"}
+        )
         for response in (
             client.get("/activities?organization_id=28"),
             client.get(f"/activities/{other['id']}"),
@@ -84,12 +102,16 @@ class TestValidation:
             ({"subject": ""}, "'subject' is required"),
         ],
     )
-    def test_bad_bodies_on_create_are_answered_400(self, client: httpx.Client, fields: dict[str, Any], message: str) -> None:
+    def test_bad_bodies_on_create_are_answered_400(
+        self, client: httpx.Client, fields: dict[str, Any], message: str
+    ) -> None:
         """Each wrongly typed or inconsistent create body gets a BadRequest naming the field."""
         response = client.post("/activities", json={**BODY, **fields})
         assert message in _assert_error(response, 400, "BadRequest", "bad-request")
 
-    def test_bad_patch_changes_nothing(self, emulator: EmulatorHandle, client: httpx.Client) -> None:
+    def test_bad_patch_changes_nothing(
+        self, emulator: EmulatorHandle, client: httpx.Client
+    ) -> None:
         """A refused patch leaves the record and its updated_at as they were."""
         created = _create(client, start_time="10:00:00", end_date="2025-05-01", end_time="11:00:00")
         response = client.patch(f"/activities/{created['id']}", json={"end_time": "09:00:00"})
@@ -98,40 +120,78 @@ class TestValidation:
 
     def test_invalid_json_is_a_bad_request(self, client: httpx.Client) -> None:
         """A body that is not JSON answers 400."""
-        response = client.post("/activities", content=b"{not json", headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/activities", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
         _assert_error(response, 400, "BadRequest", "bad-request")
 
     def test_unknown_routes_and_methods_answer_feathers_errors(self, client: httpx.Client) -> None:
         """An unknown path is 404 NotFound and an unsupported method 405 MethodNotAllowed."""
         _assert_error(client.get("/deals"), 404, "NotFound", "not-found")
-        _assert_error(client.put("/activities/1", json={}), 405, "MethodNotAllowed", "method-not-allowed")
-        assert _assert_error(client.get("/activities/%C2%B2"), 404, "NotFound", "not-found") == "No record found for id '²'"
+        _assert_error(
+            client.put("/activities/1", json={}), 405, "MethodNotAllowed", "method-not-allowed"
+        )
+        assert (
+            _assert_error(client.get("/activities/%C2%B2"), 404, "NotFound", "not-found")
+            == "No record found for id '²'"
+        )
 
 
-_FIELDS = ["organization_id", "subject", "activity_type", "start_date", "start_time", "end_date", "end_time",
-           "duration", "done", "location_geocoded", "deal_id", "note", "id", "created_at", "colour"]
+_FIELDS = [
+    "organization_id",
+    "subject",
+    "activity_type",
+    "start_date",
+    "start_time",
+    "end_date",
+    "end_time",
+    "duration",
+    "done",
+    "location_geocoded",
+    "deal_id",
+    "note",
+    "id",
+    "created_at",
+    "colour",
+]
 _ANY = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-5, max_value=10**20), st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", "call", "2025-05-01", "2025-02-30", "10:00", "10:00:00", "24:00:00", "27", "x" * 300]),
-    st.fixed_dictionaries({"lat": st.floats(allow_nan=False, allow_infinity=False), "lng": st.floats(allow_nan=False, allow_infinity=False)}), st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(
+        ["", "call", "2025-05-01", "2025-02-30", "10:00", "10:00:00", "24:00:00", "27", "x" * 300]
+    ),
+    st.fixed_dictionaries(
+        {
+            "lat": st.floats(allow_nan=False, allow_infinity=False),
+            "lng": st.floats(allow_nan=False, allow_infinity=False),
+        }
+    ),
+    st.lists(st.integers(), max_size=2),
 )
 
 
 class TestRobustness:
-    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(st.dictionaries(st.sampled_from(_FIELDS), _ANY, max_size=8))
-    def test_no_create_or_patch_body_makes_the_service_fail(self, client: httpx.Client, body: dict[str, Any]) -> None:
+    def test_no_create_or_patch_body_makes_the_service_fail(
+        self, client: httpx.Client, body: dict[str, Any]
+    ) -> None:
         """Any JSON body on create, patch or bulk patch is answered as a success or a 400, never a server error."""
         created = client.post("/activities", json={**BODY, **body})
         assert created.status_code in (201, 400), created.text
         assert client.patch("/activities/1", json=body).status_code in (200, 400, 404)
         assert client.patch("/activities", json={"ids": [1], **body}).status_code in (200, 400)
 
-
     def test_non_finite_coordinates_are_refused(self, client: httpx.Client) -> None:
         """A geocode with NaN (which Python's JSON parser accepts) answers 400 rather than storing it."""
         body = json.dumps(BODY)[:-1] + ', "location_geocoded": {"lat": NaN, "lng": 0}}'
-        response = client.post("/activities", content=body.encode(), headers={"Content-Type": "application/json"})
+        response = client.post(
+            "/activities", content=body.encode(), headers={"Content-Type": "application/json"}
+        )
         _assert_error(response, 400, "BadRequest", "bad-request")
 
 
@@ -148,18 +208,25 @@ class TestUpdatedAt:
         assert len(set(stamps)) == len(stamps)
         assert all(len(s) == 24 and s.endswith("Z") for s in stamps)
 
-    def test_bulk_patch_stamps_every_row_alike(self, emulator: EmulatorHandle, client: httpx.Client) -> None:
+    def test_bulk_patch_stamps_every_row_alike(
+        self, emulator: EmulatorHandle, client: httpx.Client
+    ) -> None:
         """All rows of one bulk patch share one updated_at, later than any earlier write."""
         ids = [_create(client, subject=f"Call {i}")["id"] for i in range(5)]
         before = max(emulator.state.get(i)["updated_at"] for i in ids)
-        assert client.patch("/activities", json={"ids": ids, "done": True}).json() == {"updated": 5, "ids": ids}
+        assert client.patch("/activities", json={"ids": ids, "done": True}).json() == {
+            "updated": 5,
+            "ids": ids,
+        }
         stamps = {emulator.state.get(i)["updated_at"] for i in ids}
         assert len(stamps) == 1
         assert stamps.pop() > before
 
 
 class TestSoftDelete:
-    def test_deleted_activity_is_hidden_but_kept(self, emulator: EmulatorHandle, client: httpx.Client) -> None:
+    def test_deleted_activity_is_hidden_but_kept(
+        self, emulator: EmulatorHandle, client: httpx.Client
+    ) -> None:
         """After delete, find omits the record, get/patch/delete answer 404, and the record stays stored."""
         kept, gone = _create(client, subject="Kept"), _create(client, subject="Gone")
         assert client.delete(f"/activities/{gone['id']}").status_code == 200
@@ -171,26 +238,44 @@ class TestSoftDelete:
             client.patch(f"/activities/{gone['id']}", json={"done": True}),
             client.delete(f"/activities/{gone['id']}"),
         ):
-            assert _assert_error(response, 404, "NotFound", "not-found") == f"No record found for id '{gone['id']}'"
+            assert (
+                _assert_error(response, 404, "NotFound", "not-found")
+                == f"No record found for id '{gone['id']}'"
+            )
         assert emulator.state.get(gone["id"])["deleted_at"] is not None
         assert [a["id"] for a in emulator.state.activities(27)] == [kept["id"]]
 
 
 class TestBulkPatch:
-    def test_unknown_deleted_and_foreign_ids_are_skipped(self, emulator: EmulatorHandle, client: httpx.Client) -> None:
+    def test_unknown_deleted_and_foreign_ids_are_skipped(
+        self, emulator: EmulatorHandle, client: httpx.Client
+    ) -> None:
         """Only live activities of the caller's organizations are changed and listed; the rest are skipped."""
         mine, deleted = _create(client)["id"], _create(client)["id"]
         client.delete(f"/activities/{deleted}")
-        foreign = emulator.state.insert_activity({"organization_id": 28, "subject": "x", "activity_type": "call"})["id"]
-        response = client.patch("/activities", json={"ids": [foreign, mine, 99999, deleted, mine], "done": True})
+        foreign = emulator.state.insert_activity(
+            {"organization_id": 28, "subject": "x", "activity_type": "call"}
+        )["id"]
+        response = client.patch(
+            "/activities", json={"ids": [foreign, mine, 99999, deleted, mine], "done": True}
+        )
         assert response.json() == {"updated": 1, "ids": [mine]}
         assert emulator.state.get(foreign)["done"] is False
 
     @pytest.mark.parametrize(
         "body",
-        [{"done": True}, {"ids": [], "done": True}, {"ids": ["1"], "done": True}, {"ids": [1]}, {"ids": [1], "done": "yes"}, {"ids": [1], "organization_id": 28}],
+        [
+            {"done": True},
+            {"ids": [], "done": True},
+            {"ids": ["1"], "done": True},
+            {"ids": [1]},
+            {"ids": [1], "done": "yes"},
+            {"ids": [1], "organization_id": 28},
+        ],
     )
-    def test_malformed_bulk_bodies_are_refused(self, client: httpx.Client, body: dict[str, Any]) -> None:
+    def test_malformed_bulk_bodies_are_refused(
+        self, client: httpx.Client, body: dict[str, Any]
+    ) -> None:
         """A bulk patch without usable ids or fields answers 400."""
         _assert_error(client.patch("/activities", json=body), 400, "BadRequest", "bad-request")
 
@@ -210,7 +295,9 @@ class TestActivityTypes:
             ({"color": "#FFFFFF"}, "'name' is required"),
         ],
     )
-    def test_bad_type_bodies_are_refused(self, client: httpx.Client, body: dict[str, Any], message: str) -> None:
+    def test_bad_type_bodies_are_refused(
+        self, client: httpx.Client, body: dict[str, Any], message: str
+    ) -> None:
         """Duplicate keys, bad colours, unknown icons and missing names answer 400."""
         response = client.post("/activity-types", json={"organization_id": 27, **body})
         assert message in _assert_error(response, 400, "BadRequest", "bad-request")

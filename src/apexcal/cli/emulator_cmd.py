@@ -21,10 +21,16 @@ def emulator_command(
         Path | None,
         typer.Option(help='JSON users file: {"organizations": [...], "users": [...]} with tokens.'),
     ] = None,
-    seed_org: Annotated[int | None, typer.Option(help="Organization to seed sample activities into.")] = None,
+    seed_org: Annotated[
+        int | None, typer.Option(help="Organization to seed sample activities into.")
+    ] = None,
     seed_count: Annotated[int, typer.Option(help="Number of sample activities to seed.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed number of the sample data (same seed, same data).")] = 0,
-    paginate_max: Annotated[int, typer.Option(help="Largest page the server returns ($limit cap).")] = 100,
+    seed: Annotated[
+        int, typer.Option(help="Seed number of the sample data (same seed, same data).")
+    ] = 0,
+    paginate_max: Annotated[
+        int, typer.Option(help="Largest page the server returns ($limit cap).")
+    ] = 100,
 ) -> None:
     """Run the AchieveApex API emulator until interrupted."""
     from apexcal.emulator import EmulatorState, create_app
@@ -39,7 +45,11 @@ def emulator_command(
     if users is not None:
         state.set_users(_read_users(users))
     if seed_count:
-        org = seed_org if seed_org is not None else (DEMO_ORG_ID if users is None else min(state.organizations))
+        org = (
+            seed_org
+            if seed_org is not None
+            else (DEMO_ORG_ID if users is None else min(state.organizations))
+        )
         state.seed(org, seed_count, seed=seed)
         # The seeded records live as long as the process: keep the collector off them.
         gc.freeze()
@@ -53,7 +63,10 @@ def emulator_command(
         if users is None:
             for user in state.users.values():
                 orgs = ",".join(str(o) for o in sorted(user["organizations"]))
-                print(f"  user {user['id']} {user['full_name']} (organizations {orgs}): token {user['token']}", flush=True)
+                print(
+                    f"  user {user['id']} {user['full_name']} (organizations {orgs}): token {user['token']}",
+                    flush=True,
+                )
 
     serve_forever(create_app(state, paginate_max=paginate_max), sock, ready)
 

@@ -65,7 +65,9 @@ class HTTPFailure(Exception):
         super().__init__(message)
 
 
-def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """A compact UTF-8 JSON answer."""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, status_code=status, headers=headers, media_type="application/json")
@@ -74,7 +76,9 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """A Feathers error answer."""
     name, class_name = _ERRORS.get(status, ("GeneralError", "general-error"))
-    return json_response({"name": name, "message": message, "code": status, "className": class_name}, status, headers)
+    return json_response(
+        {"name": name, "message": message, "code": status, "className": class_name}, status, headers
+    )
 
 
 def _not_found(raw_id: object) -> HTTPFailure:
@@ -141,7 +145,10 @@ class _Services:
     async def find_activities(self, request: Request) -> Response:
         user = self.user(request)
         find = compile_find(
-            ACTIVITY_SCHEMA, await self.query(request), paginate_default=PAGINATE_DEFAULT, paginate_max=self.paginate_max
+            ACTIVITY_SCHEMA,
+            await self.query(request),
+            paginate_default=PAGINATE_DEFAULT,
+            paginate_max=self.paginate_max,
         )
         self.member(user, find.organization_id)
         fast = str(find.params.get("fastJoinForActivityList", "false")).lower() == "true"
@@ -151,7 +158,9 @@ class _Services:
             page = page[:short]
         with self.state.lock:
             data = [
-                self._joined(r, full=False, select=find.select) if fast else base_activity(r, find.select)
+                self._joined(r, full=False, select=find.select)
+                if fast
+                else base_activity(r, find.select)
                 for r in page
             ]
         return json_response({"total": total, "limit": find.limit, "skip": find.skip, "data": data})
@@ -191,7 +200,11 @@ class _Services:
         if not isinstance(body, dict) or "ids" not in body:
             raise HTTPFailure(400, "A bulk patch needs 'ids': a non-empty array of activity ids")
         ids = body["ids"]
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        ):
             raise HTTPFailure(400, "'ids' must be a non-empty array of integer activity ids")
         fields = validate_activity({k: v for k, v in body.items() if k != "ids"}, creating=False)
         if "organization_id" in fields:
@@ -213,23 +226,34 @@ class _Services:
         out = base_activity(record, select)
         s = self.state
 
-        def ref(table: Mapping[int, Mapping[str, Any]], ref_id: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
+        def ref(
+            table: Mapping[int, Mapping[str, Any]], ref_id: Any, keys: tuple[str, ...]
+        ) -> dict[str, Any] | None:
             row = table.get(ref_id) if ref_id is not None else None
             return None if row is None else {k: row.get(k) for k in keys}
 
         person = ("id", "full_name", "email") if full else ("id", "full_name")
         out["created_by_user"] = ref(s.users, record["created_by_user_id"], person)
         out["assigned_to_user"] = ref(s.users, record["assigned_to_user_id"], person)
-        out["deal"] = ref(s.deals, record["deal_id"], ("id", "name", "stage") if full else ("id", "name"))
+        out["deal"] = ref(
+            s.deals, record["deal_id"], ("id", "name", "stage") if full else ("id", "name")
+        )
         out["contact"] = ref(s.contacts, record["contact_id"], person)
-        out["company"] = ref(s.companies, record["company_id"], ("id", "name", "website") if full else ("id", "name"))
+        out["company"] = ref(
+            s.companies, record["company_id"], ("id", "name", "website") if full else ("id", "name")
+        )
         return out
 
     # --- activity types ------------------------------------------------------------
 
     async def find_types(self, request: Request) -> Response:
         user = self.user(request)
-        find = compile_find(TYPE_SCHEMA, await self.query(request), paginate_default=PAGINATE_DEFAULT, paginate_max=self.paginate_max)
+        find = compile_find(
+            TYPE_SCHEMA,
+            await self.query(request),
+            paginate_default=PAGINATE_DEFAULT,
+            paginate_max=self.paginate_max,
+        )
         self.member(user, find.organization_id)
         total, page = self.state.find_types(find)
         short = request.scope.get("apexcal.short_page")
@@ -251,7 +275,9 @@ class _Services:
         user = self.user(request)
         with self.state.lock:
             record = self._live_type(request, user)
-            return json_response({**base_type(record), "activities_count": self.state.activities_count(record["id"])})
+            return json_response(
+                {**base_type(record), "activities_count": self.state.activities_count(record["id"])}
+            )
 
     async def create_type(self, request: Request) -> Response:
         user = self.user(request)
@@ -298,9 +324,18 @@ class _Services:
             seed = int(body.get("seed", 0))
             anchor = date.fromisoformat(body["anchor"]) if body.get("anchor") else None
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise HTTPFailure(400, 'seed needs {"organization_id": int, "count": int, "seed"?: int, "anchor"?: "YYYY-MM-DD"}') from None
+            raise HTTPFailure(
+                400,
+                'seed needs {"organization_id": int, "count": int, "seed"?: int, "anchor"?: "YYYY-MM-DD"}',
+            ) from None
         ids = self.state.seed(org, count, seed=seed, anchor=anchor)
-        return json_response({"created": len(ids), "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None})
+        return json_response(
+            {
+                "created": len(ids),
+                "first_id": ids[0] if ids else None,
+                "last_id": ids[-1] if ids else None,
+            }
+        )
 
     async def admin_reset(self, request: Request) -> Response:
         self.state.reset()
@@ -312,8 +347,13 @@ class _Services:
                 self.state.set_users(await self.body(request))
             except ValueError as exc:
                 raise HTTPFailure(400, f"bad users document: {exc}") from None
-        users = [{k: (sorted(v) if k == "organizations" else v) for k, v in u.items() if k != "token"} for u in self.state.users.values()]
-        return json_response({"organizations": list(self.state.organizations.values()), "users": users})
+        users = [
+            {k: (sorted(v) if k == "organizations" else v) for k, v in u.items() if k != "token"}
+            for u in self.state.users.values()
+        ]
+        return json_response(
+            {"organizations": list(self.state.organizations.values()), "users": users}
+        )
 
 
 def _handler(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -416,13 +456,18 @@ class _FaultsAndCounters:
         if path.startswith("/__admin"):
             client = scope.get("client")
             if not _loopback(client[0] if client else None):
-                await error_response(403, "The admin endpoint only answers on loopback")(scope, receive, send)
+                await error_response(403, "The admin endpoint only answers on loopback")(
+                    scope, receive, send
+                )
                 return
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
         self.state.requests.record(
-            method=method, path=path, route=_route_of(path), query=scope.get("query_string", b"").decode("latin-1")
+            method=method,
+            path=path,
+            route=_route_of(path),
+            query=scope.get("query_string", b"").decode("latin-1"),
         )
         is_find = method == "GET" and path.rstrip("/") in ("/activities", "/activity-types")
         fault = self.state.faults.take(method, path, find=is_find)
@@ -433,7 +478,9 @@ class _FaultsAndCounters:
             await error_response(fault.status, "Injected fault")(scope, receive, send)
         elif fault.kind == "rate_limit":
             retry = f"{fault.retry_after:g}"
-            await error_response(429, "Too many requests", {"Retry-After": retry})(scope, receive, send)
+            await error_response(429, "Too many requests", {"Retry-After": retry})(
+                scope, receive, send
+            )
         elif fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, send)

@@ -141,4 +141,8 @@ class RequestLog:
     def snapshot(self) -> dict[str, Any]:
         """``{"total", "by_route", "recent"}`` as JSON-ready data."""
         with self._lock:
-            return {"total": self.total, "by_route": dict(self.by_route), "recent": list(self.recent)}
+            return {
+                "total": self.total,
+                "by_route": dict(self.by_route),
+                "recent": list(self.recent),
+            }

@@ -182,13 +182,19 @@ class _Compiler:
         if value is None:
             return f"({col} is None)"
         if field in self.schema.partial:
-            return f"({col} is not None and {self.const(str(value).casefold())} in {col}.casefold())"
+            return (
+                f"({col} is not None and {self.const(str(value).casefold())} in {col}.casefold())"
+            )
         return f"({col} == {self.const(value)})"
 
     def query(self, query: Mapping[str, Any], *, skip: frozenset[str] = frozenset()) -> str:
         parts: list[str] = []
         for key, spec in query.items():
-            if key in ("$limit", "$skip", "$sort", "$select") or key in self.schema.extra_params or key in skip:
+            if (
+                key in ("$limit", "$skip", "$sort", "$select")
+                or key in self.schema.extra_params
+                or key in skip
+            ):
                 continue
             if key in ("$or", "$and"):
                 branches = [self.query(b) for b in _branches(key, spec)]

@@ -181,7 +181,9 @@ def _check(field: str, kind: Kind, value: Any) -> Any:
 
 
 def _geocode(value: Any) -> dict[str, Any]:
-    message = "'location_geocoded' must be null or {\"lat\": number, \"lng\": number, \"address\": string}"
+    message = (
+        '\'location_geocoded\' must be null or {"lat": number, "lng": number, "address": string}'
+    )
     if not isinstance(value, Mapping):
         raise QueryError(message)
     lat, lng, address = value.get("lat"), value.get("lng"), value.get("address")
@@ -267,7 +269,9 @@ def validate_type(body: Any, *, creating: bool) -> dict[str, Any]:
     return result
 
 
-def base_activity(record: Mapping[str, Any], select: tuple[str, ...] | None = None) -> dict[str, Any]:
+def base_activity(
+    record: Mapping[str, Any], select: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """The documented base fields of ``record`` (or only the selected ones)."""
     fields = select if select is not None else ACTIVITY_FIELDS
     out = {f: record.get(f) for f in fields}

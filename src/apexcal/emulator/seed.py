@@ -33,40 +33,79 @@ _COMPANIES = [
     ("Stark Industries", "https://stark.example"),
 ]
 _PEOPLE = [
-    "Alex Johnson", "Priya Natarajan", "Zoë Lefèvre", "Björn Ólafsson", "Chen Jing",
-    "Fatima Al-Sayed", "Łukasz Wiśniewski", "O'Brien, Siobhán", "José Ángel Ruiz", "Ngozi Okafor",
+    "Alex Johnson",
+    "Priya Natarajan",
+    "Zoë Lefèvre",
+    "Björn Ólafsson",
+    "Chen Jing",
+    "Fatima Al-Sayed",
+    "Łukasz Wiśniewski",
+    "O'Brien, Siobhán",
+    "José Ángel Ruiz",
+    "Ngozi Okafor",
 ]
 _STAGES = ["Lead", "Qualified", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]
-_DEALS = ["Enterprise Solution", "Renewal 2026", "Pilot project", "Support upgrade", "Expansion – EMEA"]
+_DEALS = [
+    "Enterprise Solution",
+    "Renewal 2026",
+    "Pilot project",
+    "Support upgrade",
+    "Expansion – EMEA",
+]
 
 # (location text, geocode or None)
 _PLACES: list[tuple[str | None, dict[str, Any] | None]] = [
     (None, None),
     ("Client Office", {"lat": 40.7128, "lng": -74.0060, "address": "New York, NY"}),
     ("HQ, Conference Room B", {"lat": 37.7749, "lng": -122.4194, "address": "San Francisco, CA"}),
-    ("Café de Flore", {"lat": 48.8541, "lng": 2.3326, "address": "172 Bd Saint-Germain, 75006 Paris, France"}),
+    (
+        "Café de Flore",
+        {"lat": 48.8541, "lng": 2.3326, "address": "172 Bd Saint-Germain, 75006 Paris, France"},
+    ),
     ("Warehouse 4; Gate C", {"lat": 51.5072, "lng": -0.1276, "address": None}),
     ("Online - Zoom", None),
     ("Online - Zoom", {"lat": 37.7749, "lng": -122.4194, "address": "San Francisco, CA"}),
     ("https://zoom.us/j/91234567890?pwd=QWxhZGRpbjpvcGVuIHNlc2FtZQ", None),
     ("Google Meet: https://meet.google.com/abc-defg-hij", None),
-    ("Microsoft Teams https://teams.microsoft.com/l/meetup-join/19%3ameeting_NjE2%40thread.v2/0", None),
+    (
+        "Microsoft Teams https://teams.microsoft.com/l/meetup-join/19%3ameeting_NjE2%40thread.v2/0",
+        None,
+    ),
     ("https://acme.webex.com/meet/jsmith", None),
     ("Zoom Meeting", None),
     ("Customer site", {"lat": 35.6762, "lng": 139.6503, "address": "東京都千代田区"}),
     ("Kyiv office", {"lat": 50.4501, "lng": 30.5234, "address": "Київ, Україна"}),
 ]
 _SUBJECTS = {
-    "call": ["Sales Follow-up Call", "Check-in call with {who}", "Pricing call – {company}", "☎️ Quick sync"],
+    "call": [
+        "Sales Follow-up Call",
+        "Check-in call with {who}",
+        "Pricing call – {company}",
+        "☎️ Quick sync",
+    ],
     "email": ["Send proposal to {company}", "Reply to {who}", "Follow-up email: contract draft"],
-    "meeting": ["Product Demo", "Quarterly review with {company}", "Kick-off: {deal}", "Réunion d'équipe"],
-    "task": ["Prepare quote for {company}", "Update CRM notes", "Send NDA, invoice & SOW", "Renew certificates"],
-    "customer_training": ["Onboarding training for {company}", "Admin workshop (advanced)", "Schulung: Berichte"],
+    "meeting": [
+        "Product Demo",
+        "Quarterly review with {company}",
+        "Kick-off: {deal}",
+        "Réunion d'équipe",
+    ],
+    "task": [
+        "Prepare quote for {company}",
+        "Update CRM notes",
+        "Send NDA, invoice & SOW",
+        "Renew certificates",
+    ],
+    "customer_training": [
+        "Onboarding training for {company}",
+        "Admin workshop (advanced)",
+        "Schulung: Berichte",
+    ],
 }
 _NOTES = [
     None,
     "Discuss new product features and pricing",
-    "Agenda:\n1. Intro\n2. Demo, Q&A; next steps\n3. Pricing, \"special\" terms",
+    'Agenda:\n1. Intro\n2. Demo, Q&A; next steps\n3. Pricing, "special" terms',
     "Bring the signed NDA. Parking at the back, code 4711.",
     "Kunde möchte Rückruf – Ärger über Lieferung. 客户希望回电。 🚚",
     "Private: the champion is leaving the company in June; keep it quiet.",
@@ -77,10 +116,14 @@ _LONG = (
 )
 
 
-def generate(state: EmulatorState, org_id: int, count: int, *, seed: int, anchor: date) -> list[dict[str, Any]]:
+def generate(
+    state: EmulatorState, org_id: int, count: int, *, seed: int, anchor: date
+) -> list[dict[str, Any]]:
     """``count`` activity records for ``org_id`` (no ids; the state assigns them)."""
     rng = random.Random(f"{seed}:{org_id}")
-    members = sorted(u["id"] for u in state.users.values() if org_id in u["organizations"]) or [None]
+    members = sorted(u["id"] for u in state.users.values() if org_id in u["organizations"]) or [
+        None
+    ]
     keys = sorted(type_key(t["name"]) for t in state.activity_types(org_id)) or ["call"]
     companies, contacts, deals = _references(state, org_id, rng)
     anchor_dt = datetime(anchor.year, anchor.month, anchor.day, tzinfo=UTC)
@@ -96,7 +139,9 @@ def generate(state: EmulatorState, org_id: int, count: int, *, seed: int, anchor
             "company": state.companies[company]["name"] if company else "a prospect",
             "deal": state.deals[deal]["name"] if deal else "new deal",
         }
-        subject = rng.choice(_SUBJECTS.get(kind, ["{company}: " + kind.replace("_", " ")])).format(**names)
+        subject = rng.choice(_SUBJECTS.get(kind, ["{company}: " + kind.replace("_", " ")])).format(
+            **names
+        )
         start = anchor + timedelta(days=rng.randint(-60, 120))
         record: dict[str, Any] = {
             "organization_id": org_id,
@@ -104,7 +149,9 @@ def generate(state: EmulatorState, org_id: int, count: int, *, seed: int, anchor
             "assigned_to_user_id": rng.choice(members) if rng.random() < 0.9 else None,
             "subject": subject,
             "note": _note(rng),
-            "public_description": rng.choice([None, "Brief call to discuss product updates", "Product demonstration", subject]),
+            "public_description": rng.choice(
+                [None, "Brief call to discuss product updates", "Product demonstration", subject]
+            ),
             "deal_id": deal,
             "contact_id": contact,
             "company_id": company,
@@ -116,12 +163,16 @@ def generate(state: EmulatorState, org_id: int, count: int, *, seed: int, anchor
         record["location"] = location
         record["location_geocoded"] = dict(geo) if geo else None
         record.update(_timing(rng, start))
-        created = anchor_dt - timedelta(days=rng.randint(1, 120), milliseconds=rng.randint(0, 86_399_999))
+        created = anchor_dt - timedelta(
+            days=rng.randint(1, 120), milliseconds=rng.randint(0, 86_399_999)
+        )
         if previous_update is not None and rng.random() < 0.05:
             updated = previous_update
             created = min(created, datetime.fromisoformat(updated.replace("Z", "+00:00")))
         else:
-            updated = format_timestamp(created + timedelta(milliseconds=rng.randint(0, 10 * 86_400_000)))
+            updated = format_timestamp(
+                created + timedelta(milliseconds=rng.randint(0, 10 * 86_400_000))
+            )
             updated = min(updated, format_timestamp(anchor_dt))
         record["created_at"] = min(format_timestamp(created), updated)
         record["updated_at"] = updated
@@ -152,12 +203,30 @@ def _timing(rng: random.Random, start: date) -> dict[str, Any]:
             duration = int((end - begin).total_seconds() // 60)
         return _times(start, begin, end.date(), end, duration)
     if shape < 0.65:  # timed, end only by duration
-        return {"start_date": start.isoformat(), "start_time": _hms(begin), "end_date": None, "end_time": None, "duration": duration}
+        return {
+            "start_date": start.isoformat(),
+            "start_time": _hms(begin),
+            "end_date": None,
+            "end_time": None,
+            "duration": duration,
+        }
     if shape < 0.85:  # all day
-        return {"start_date": start.isoformat(), "start_time": None, "end_date": rng.choice([None, start.isoformat()]), "end_time": None, "duration": None}
+        return {
+            "start_date": start.isoformat(),
+            "start_time": None,
+            "end_date": rng.choice([None, start.isoformat()]),
+            "end_time": None,
+            "duration": None,
+        }
     if shape < 0.95:  # multi-day, all day
         last = start + timedelta(days=rng.randint(1, 4))
-        return {"start_date": start.isoformat(), "start_time": None, "end_date": last.isoformat(), "end_time": None, "duration": None}
+        return {
+            "start_date": start.isoformat(),
+            "start_time": None,
+            "end_date": last.isoformat(),
+            "end_time": None,
+            "duration": None,
+        }
     last = start + timedelta(days=rng.randint(1, 3))  # multi-day, timed
     end = datetime(last.year, last.month, last.day, rng.randint(9, 17), 0)
     return _times(start, begin, last, end, int((end - begin).total_seconds() // 60))
@@ -167,7 +236,9 @@ def _hms(moment: datetime) -> str:
     return f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
 
 
-def _times(start: date, begin: datetime, last: date, end: datetime, duration: int) -> dict[str, Any]:
+def _times(
+    start: date, begin: datetime, last: date, end: datetime, duration: int
+) -> dict[str, Any]:
     return {
         "start_date": start.isoformat(),
         "start_time": _hms(begin),
@@ -177,22 +248,35 @@ def _times(start: date, begin: datetime, last: date, end: datetime, duration: in
     }
 
 
-def _references(state: EmulatorState, org_id: int, rng: random.Random) -> tuple[list[int], list[int], list[int]]:
+def _references(
+    state: EmulatorState, org_id: int, rng: random.Random
+) -> tuple[list[int], list[int], list[int]]:
     """The organization's companies, contacts and deals, created on first use."""
     companies = [c["id"] for c in state.companies.values() if c["organization_id"] == org_id]
     if not companies:
-        companies = [state.add_company(organization_id=org_id, name=n, website=w) for n, w in _COMPANIES]
+        companies = [
+            state.add_company(organization_id=org_id, name=n, website=w) for n, w in _COMPANIES
+        ]
     contacts = [c["id"] for c in state.contacts.values() if c["organization_id"] == org_id]
     if not contacts:
         contacts = [
             state.add_contact(
                 organization_id=org_id,
                 full_name=name,
-                email=rng.choice([None, name.lower().replace(" ", ".").replace(",", "").replace("'", "") + "@example.com"]),
+                email=rng.choice(
+                    [
+                        None,
+                        name.lower().replace(" ", ".").replace(",", "").replace("'", "")
+                        + "@example.com",
+                    ]
+                ),
             )
             for name in _PEOPLE
         ]
     deals = [d["id"] for d in state.deals.values() if d["organization_id"] == org_id]
     if not deals:
-        deals = [state.add_deal(organization_id=org_id, name=n, stage=rng.choice(_STAGES)) for n in _DEALS]
+        deals = [
+            state.add_deal(organization_id=org_id, name=n, stage=rng.choice(_STAGES))
+            for n in _DEALS
+        ]
     return companies, contacts, deals

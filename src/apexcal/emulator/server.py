@@ -55,7 +55,9 @@ class _Server(uvicorn.Server):
 
 
 def _config(app: ASGIApp) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2)
+    return uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+    )
 
 
 @contextmanager
@@ -63,7 +65,9 @@ def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Ite
     """Serve ``app`` in a thread; yield its base URL once it answers; stop it cleanly on exit."""
     sock = bind(host, port)
     server = _Server(_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="apexcal-emulator", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="apexcal-emulator", daemon=True
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 10

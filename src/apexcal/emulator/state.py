@@ -33,7 +33,14 @@ from apexcal.emulator.users import (
     parse_users,
 )
 
-__all__ = ["DEMO_ORG_ID", "DEMO_OTHER_ORG_ID", "DEMO_OTHER_TOKEN", "DEMO_TOKEN", "EmulatorState", "parse_users"]
+__all__ = [
+    "DEMO_ORG_ID",
+    "DEMO_OTHER_ORG_ID",
+    "DEMO_OTHER_TOKEN",
+    "DEMO_TOKEN",
+    "EmulatorState",
+    "parse_users",
+]
 
 _FEED_ORDERS = ((("updated_at", 1),), (("updated_at", 1), ("id", 1)))
 
@@ -115,7 +122,9 @@ class EmulatorState:
             self.organizations[org_id] = {"id": org_id, "name": name}
             self._live.setdefault(org_id, {})
             for spec in DEFAULT_TYPES:
-                self.insert_type({**spec, "organization_id": org_id, "updated_at": spec["created_at"]})
+                self.insert_type(
+                    {**spec, "organization_id": org_id, "updated_at": spec["created_at"]}
+                )
 
     def add_user(
         self,
@@ -149,17 +158,29 @@ class EmulatorState:
             user_id = self._tokens.get(token)
             return None if user_id is None else self.users[user_id]
 
-    def add_deal(self, *, organization_id: int, name: str, stage: str, id: int | None = None) -> int:
+    def add_deal(
+        self, *, organization_id: int, name: str, stage: str, id: int | None = None
+    ) -> int:
         """Add a deal (joined into activities on get); returns its id."""
-        return self._add_ref(self.deals, id, organization_id=organization_id, name=name, stage=stage)
+        return self._add_ref(
+            self.deals, id, organization_id=organization_id, name=name, stage=stage
+        )
 
-    def add_contact(self, *, organization_id: int, full_name: str, email: str | None, id: int | None = None) -> int:
+    def add_contact(
+        self, *, organization_id: int, full_name: str, email: str | None, id: int | None = None
+    ) -> int:
         """Add a contact; returns its id."""
-        return self._add_ref(self.contacts, id, organization_id=organization_id, full_name=full_name, email=email)
+        return self._add_ref(
+            self.contacts, id, organization_id=organization_id, full_name=full_name, email=email
+        )
 
-    def add_company(self, *, organization_id: int, name: str, website: str | None, id: int | None = None) -> int:
+    def add_company(
+        self, *, organization_id: int, name: str, website: str | None, id: int | None = None
+    ) -> int:
         """Add a company; returns its id."""
-        return self._add_ref(self.companies, id, organization_id=organization_id, name=name, website=website)
+        return self._add_ref(
+            self.companies, id, organization_id=organization_id, name=name, website=website
+        )
 
     def _add_ref(self, table: dict[int, dict[str, Any]], ref_id: int | None, **fields: Any) -> int:
         with self._lock:
@@ -219,7 +240,9 @@ class EmulatorState:
         else:
             keys.append(key)
 
-    def _feed_keys(self, org_id: int, live: Mapping[int, Mapping[str, Any]]) -> list[tuple[str, int]]:
+    def _feed_keys(
+        self, org_id: int, live: Mapping[int, Mapping[str, Any]]
+    ) -> list[tuple[str, int]]:
         keys = self._feed.get(org_id)
         if keys is None or len(keys) > 2 * len(live) + 64:
             keys = sorted((r["updated_at"], r["id"]) for r in live.values())
@@ -235,7 +258,9 @@ class EmulatorState:
     def activities(self, org_id: int) -> list[dict[str, Any]]:
         """Copies of the live activities of an organization, in id order."""
         with self._lock:
-            return [dict(r) for r in sorted(self._live.get(org_id, {}).values(), key=lambda r: r["id"])]
+            return [
+                dict(r) for r in sorted(self._live.get(org_id, {}).values(), key=lambda r: r["id"])
+            ]
 
     def get(self, activity_id: int) -> dict[str, Any]:
         """A copy of an activity, soft-deleted ones included (``KeyError`` if unknown)."""
@@ -292,16 +317,24 @@ class EmulatorState:
         with self._lock:
             row = self._types[type_id]
             key = type_key(row["name"])
-            return sum(1 for a in self._live.get(row["organization_id"], {}).values() if a["activity_type"] == key)
+            return sum(
+                1
+                for a in self._live.get(row["organization_id"], {}).values()
+                if a["activity_type"] == key
+            )
 
-    def seed(self, org_id: int, count: int, *, seed: int = 0, anchor: date | None = None) -> list[int]:
+    def seed(
+        self, org_id: int, count: int, *, seed: int = 0, anchor: date | None = None
+    ) -> list[int]:
         """Add ``count`` realistic, deterministic activities to an organization; return their ids."""
         from apexcal.emulator.seed import generate
 
         with self._lock:
             if org_id not in self.organizations:
                 self.add_organization(org_id, f"Organization {org_id}")
-            records = generate(self, org_id, count, seed=seed, anchor=anchor or self._clock().date())
+            records = generate(
+                self, org_id, count, seed=seed, anchor=anchor or self._clock().date()
+            )
             return [self.insert_activity(r)["id"] for r in records]
 
     # --- the service operations ---------------------------------------------------
@@ -323,7 +356,9 @@ class EmulatorState:
                     probe = (value,) if op == "$gte" else (value, float("inf"))
                     start = bisect_left(keys, probe) if op == "$gte" else bisect_right(keys, probe)
                 candidates = [
-                    row for stamp, rid in keys[start:] if (row := live.get(rid)) is not None and row["updated_at"] == stamp
+                    row
+                    for stamp, rid in keys[start:]
+                    if (row := live.get(rid)) is not None and row["updated_at"] == stamp
                 ]
                 matched = query.select_rows(candidates)
                 ordered = matched if in_feed_order else order(matched, query.sort)
@@ -358,13 +393,19 @@ class EmulatorState:
                 self._indexed(row)
             return dict(row)
 
-    def bulk_patch(self, ids: Iterable[int], fields: Mapping[str, Any], *, organizations: frozenset[int]) -> list[int]:
+    def bulk_patch(
+        self, ids: Iterable[int], fields: Mapping[str, Any], *, organizations: frozenset[int]
+    ) -> list[int]:
         """Patch every live activity of ``organizations`` among ``ids`` with one stamp."""
         with self._lock:
             rows = []
             for activity_id in dict.fromkeys(ids):
                 row = self._activities.get(activity_id)
-                if row is None or row["deleted_at"] is not None or row["organization_id"] not in organizations:
+                if (
+                    row is None
+                    or row["deleted_at"] is not None
+                    or row["organization_id"] not in organizations
+                ):
                     continue
                 if "activity_type" in fields and fields["activity_type"] != row["activity_type"]:
                     self._check_type_key(row["organization_id"], fields["activity_type"])
@@ -395,7 +436,9 @@ class EmulatorState:
         """``(total, page)`` of live activity types matching ``query``."""
         with self._lock:
             matched = query.select_rows(
-                t for t in self._types.values() if t["organization_id"] == query.organization_id and t["deleted_at"] is None
+                t
+                for t in self._types.values()
+                if t["organization_id"] == query.organization_id and t["deleted_at"] is None
             )
             ordered = order(matched, query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
@@ -409,7 +452,9 @@ class EmulatorState:
         with self._lock:
             self._check_unique_name(fields["organization_id"], fields["name"], None)
             stamp = self.stamp()
-            return self.insert_type({**fields, "id": self._next_type, "created_at": stamp, "updated_at": stamp})
+            return self.insert_type(
+                {**fields, "id": self._next_type, "created_at": stamp, "updated_at": stamp}
+            )
 
     def patch_type(self, type_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Apply validated fields to a live activity type and bump ``updated_at``."""
@@ -433,5 +478,10 @@ class EmulatorState:
     def _check_unique_name(self, org_id: int, name: str, own_id: int | None) -> None:
         key = type_key(name)
         for t in self._types.values():
-            if t["organization_id"] == org_id and t["deleted_at"] is None and t["id"] != own_id and type_key(t["name"]) == key:
+            if (
+                t["organization_id"] == org_id
+                and t["deleted_at"] is None
+                and t["id"] != own_id
+                and type_key(t["name"]) == key
+            ):
                 raise QueryError(f"An activity type with the key '{key}' already exists")

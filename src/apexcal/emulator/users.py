@@ -21,21 +21,76 @@ DEMO_USERS: dict[str, Any] = {
         {"id": DEMO_OTHER_ORG_ID, "name": "Globex Field Services"},
     ],
     "users": [
-        {"id": 45, "full_name": "Jane Smith", "email": "jane.smith@example.com", "organizations": [27], "token": "demo-token-jane-45"},
-        {"id": 46, "full_name": "John Doe", "email": "john.doe@example.com", "organizations": [27], "token": DEMO_TOKEN},
-        {"id": 47, "full_name": "María García", "email": "maria.garcia@example.com", "organizations": [27], "token": "demo-token-maria-47"},
-        {"id": 48, "full_name": "Wei Chen", "email": "wei.chen@example.com", "organizations": [27, 28], "token": "demo-token-wei-48"},
-        {"id": 60, "full_name": "Olga Petrova", "email": "olga.petrova@example.com", "organizations": [28], "token": DEMO_OTHER_TOKEN},
+        {
+            "id": 45,
+            "full_name": "Jane Smith",
+            "email": "jane.smith@example.com",
+            "organizations": [27],
+            "token": "demo-token-jane-45",
+        },
+        {
+            "id": 46,
+            "full_name": "John Doe",
+            "email": "john.doe@example.com",
+            "organizations": [27],
+            "token": DEMO_TOKEN,
+        },
+        {
+            "id": 47,
+            "full_name": "María García",
+            "email": "maria.garcia@example.com",
+            "organizations": [27],
+            "token": "demo-token-maria-47",
+        },
+        {
+            "id": 48,
+            "full_name": "Wei Chen",
+            "email": "wei.chen@example.com",
+            "organizations": [27, 28],
+            "token": "demo-token-wei-48",
+        },
+        {
+            "id": 60,
+            "full_name": "Olga Petrova",
+            "email": "olga.petrova@example.com",
+            "organizations": [28],
+            "token": DEMO_OTHER_TOKEN,
+        },
     ],
 }
 
 # The five types of the Activity Types document, seeded for every organization.
 DEFAULT_TYPES: tuple[dict[str, str], ...] = (
-    {"name": "Call", "color": "#10B981", "icon_key": "phone", "created_at": "2025-03-01T10:00:00.000Z"},
-    {"name": "Email", "color": "#3B82F6", "icon_key": "mail", "created_at": "2025-03-01T10:00:00.000Z"},
-    {"name": "Meeting", "color": "#F59E0B", "icon_key": "users", "created_at": "2025-03-01T10:00:00.000Z"},
-    {"name": "Task", "color": "#EC4899", "icon_key": "check-square", "created_at": "2025-03-01T10:00:00.000Z"},
-    {"name": "Customer Training", "color": "#4F46E5", "icon_key": "graduation-cap", "created_at": "2025-03-10T14:22:17.562Z"},
+    {
+        "name": "Call",
+        "color": "#10B981",
+        "icon_key": "phone",
+        "created_at": "2025-03-01T10:00:00.000Z",
+    },
+    {
+        "name": "Email",
+        "color": "#3B82F6",
+        "icon_key": "mail",
+        "created_at": "2025-03-01T10:00:00.000Z",
+    },
+    {
+        "name": "Meeting",
+        "color": "#F59E0B",
+        "icon_key": "users",
+        "created_at": "2025-03-01T10:00:00.000Z",
+    },
+    {
+        "name": "Task",
+        "color": "#EC4899",
+        "icon_key": "check-square",
+        "created_at": "2025-03-01T10:00:00.000Z",
+    },
+    {
+        "name": "Customer Training",
+        "color": "#4F46E5",
+        "icon_key": "graduation-cap",
+        "created_at": "2025-03-10T14:22:17.562Z",
+    },
 )
 
 
