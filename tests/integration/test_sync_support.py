@@ -58,7 +58,7 @@ def new_activity(emulator: EmulatorHandle, **fields: Any) -> int:
 
 def new_task(emulator: EmulatorHandle, **fields: Any) -> int:
     """Create an open task (a VTODO on targets with ``tasks_as = "todos"``); return its id."""
-    return new_activity(emulator, activity_type="task", subject="Send the proposal", **fields)
+    return new_activity(emulator, **{"activity_type": "task", "subject": "Send the proposal", **fields})
 
 
 @dataclass(kw_only=True)
@@ -104,11 +104,15 @@ class Harness:
             }
         )
 
-    def config_file(self) -> Path:
-        """The config written as TOML (passwords in files), for the command line."""
+    def config_file(self, *, base_url: str | None = None, urls: dict[str, str] | None = None) -> Path:
+        """The config written as TOML (secrets in files), for the command line.
+
+        ``base_url`` and ``urls`` (target name → calendar URL) replace the
+        emulator's and the targets' URLs, e.g. to put a proxy in between.
+        """
         lines = [
             "[source]",
-            f'base_url = "{self.emulator.base_url}"',
+            f'base_url = "{base_url or self.emulator.base_url}"',
             f'token_file = "{self._secret("token", self.emulator.token)}"',
             f"organization_id = {self.emulator.org_id}",
             "[state]",
@@ -121,7 +125,9 @@ class Harness:
         for entry in self.targets.values():
             lines.append("[[targets]]")
             for k, v in entry.items():
-                if k == "password":
+                if k == "url" and urls and entry["name"] in urls:
+                    lines.append(f"url = {_toml(urls[entry['name']])}")
+                elif k == "password":
                     lines.append(f'password_file = "{self._secret(entry["name"], v)}"')
                 elif k != "filter":
                     lines.append(f"{k} = {_toml(v)}")
