@@ -16,6 +16,7 @@ import pytest
 from apexcal.apex.models import GeoPoint
 from apexcal.geocode import (
     CachedGeocoder,
+    GeocodeCache,
     Geocoder,
     MemoryGeocodeCache,
     NominatimGeocoder,
@@ -57,6 +58,53 @@ class TestOfflineGeocoder:
     def test_unknown_places(self, offline: OfflineGeocoder, query: str) -> None:
         """Texts naming no city give None."""
         assert offline.lookup(query) is None
+
+
+class GeocodeCacheContract:
+    """What every GeocodeCache must do; subclass and define ``cache`` to check an implementation."""
+
+    POINT = GeoPoint(lat=48.1, lng=11.6, address="Munich, Germany")
+
+    def cache(self) -> GeocodeCache:
+        """A fresh, empty cache of the implementation under test."""
+        raise NotImplementedError
+
+    def test_absent_key_is_none(self) -> None:
+        """An unknown key has no entry."""
+        assert self.cache().get("munich") is None
+
+    def test_hit_is_remembered(self) -> None:
+        """A stored point comes back as an entry holding it."""
+        cache = self.cache()
+        cache.put("munich", self.POINT)
+        entry = cache.get("munich")
+        assert entry is not None
+        assert entry.point == self.POINT
+
+    def test_miss_is_remembered(self) -> None:
+        """A stored miss comes back as an entry holding None (negative caching)."""
+        cache = self.cache()
+        cache.put("atlantis", None)
+        entry = cache.get("atlantis")
+        assert entry is not None
+        assert entry.point is None
+
+    def test_put_replaces(self) -> None:
+        """A later answer for the same key replaces the earlier one."""
+        cache = self.cache()
+        cache.put("munich", None)
+        cache.put("munich", self.POINT)
+        entry = cache.get("munich")
+        assert entry is not None
+        assert entry.point == self.POINT
+
+
+class TestMemoryGeocodeCache(GeocodeCacheContract):
+    """The in-memory cache passes the contract."""
+
+    def cache(self) -> GeocodeCache:
+        """A fresh in-memory cache."""
+        return MemoryGeocodeCache()
 
 
 class _Counting:
