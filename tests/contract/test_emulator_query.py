@@ -476,6 +476,24 @@ class TestFeedIndex:
                 state.put_raw(target, updated_at=state.get(ids[(n * 7) % len(ids)])["updated_at"])
         stamps = sorted(a["updated_at"] for a in state.activities(27))
         bound = stamps[min(cut, len(stamps) - 1)]
+        live = sorted(state.activities(27), key=lambda a: (a["updated_at"], a["id"]))
+        cursor = live[min(cut, len(live) - 1)]
+        keyset = {
+            "organization_id": 27,
+            "updated_at": {"$gte": stamps[0]},
+            "$or": [
+                {"updated_at": {"$gt": cursor["updated_at"]}},
+                {"updated_at": cursor["updated_at"], "id": {"$gt": cursor["id"]}},
+            ],
+            "$sort": {"updated_at": 1, "id": 1},
+            "$limit": 100,
+        }
+        total, page = state.find_activities(
+            compile_find(ACTIVITY_SCHEMA, keyset, paginate_default=10, paginate_max=100)
+        )
+        after = live[min(cut, len(live) - 1) + 1 :]
+        assert total == len(after)
+        assert [r["id"] for r in page] == [r["id"] for r in after[:100]]
         for op in ("$gte", "$gt"):
             for sort in ({"updated_at": 1, "id": 1}, {"updated_at": 1}, {"start_date": -1}):
                 query = {

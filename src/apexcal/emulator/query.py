@@ -316,19 +316,48 @@ def compile_find(
         skip=skip,
         select=_select(schema, query.get("$select")),
         params={k: query[k] for k in schema.extra_params if k in query},
-        updated_from=_lower_bound(schema, query.get("updated_at")),
+        updated_from=_lower_bound(schema, query),
     )
 
 
-def _lower_bound(schema: Schema, spec: Any) -> tuple[str, str] | None:
-    """``("$gte" | "$gt", instant)`` of a top-level ``updated_at`` filter, for the feed index."""
-    if schema.fields.get("updated_at") is not Kind.INSTANT or not isinstance(spec, Mapping):
+def _lower_bound(schema: Schema, query: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A lower bound ``("$gte" | "$gt", instant)`` every match has on ``updated_at``, or None.
+
+    It comes from a top-level ``updated_at`` filter and from an ``$or`` whose every
+    branch bounds ``updated_at`` (a keyset cursor); the tighter one is used.  It is
+    only a starting point in the feed index: the full filter is still applied.
+    """
+    if schema.fields.get("updated_at") is not Kind.INSTANT:
         return None
-    for op in ("$gte", "$gt"):
-        if op in spec:
-            value = convert("updated_at", Kind.INSTANT, spec[op])
-            return None if value is None else (op, value)
+    bounds = [b for b in (_branch_bound(query), _or_bound(query.get("$or"))) if b is not None]
+    if not bounds:
+        return None
+    value = max(v for _, v in bounds)
+    ops = {op for op, v in bounds if v == value}
+    return ("$gt" if ops == {"$gt"} else "$gte", value)
+
+
+def _branch_bound(query: Mapping[str, Any]) -> tuple[str, str] | None:
+    spec = query.get("updated_at")
+    try:
+        if isinstance(spec, Mapping):
+            for op in ("$gte", "$gt"):
+                if op in spec:
+                    value = convert("updated_at", Kind.INSTANT, spec[op])
+                    return None if value is None else (op, value)
+        elif isinstance(spec, str):
+            value = convert("updated_at", Kind.INSTANT, spec)
+            return None if value is None else ("$gte", value)
+    except QueryError:
+        return None  # the filter itself reports it
     return None
+
+
+def _or_bound(spec: Any) -> tuple[str, str] | None:
+    if not isinstance(spec, list) or not spec or not all(isinstance(b, Mapping) for b in spec):
+        return None
+    values = [b[1] for b in map(_branch_bound, spec) if b is not None]
+    return ("$gte", min(values)) if len(values) == len(spec) else None
 
 
 def order(records: Iterable[Record], sort: Sequence[tuple[str, int]]) -> list[Record]:
