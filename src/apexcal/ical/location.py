@@ -6,7 +6,9 @@ Rules (pure; the geocode is data, filled in before mapping):
   geocoded address when the address adds information (``Client Office, New
   York, NY``); with a geocode, ``GEO`` and ``X-APPLE-STRUCTURED-LOCATION``
   whose ``X-TITLE`` equals ``LOCATION`` (Apple shows the map only then) and
-  whose ``X-ADDRESS`` is the geocoded address.
+  whose ``X-ADDRESS`` is the geocoded address (the LOCATION text when the
+  geocode carries none).  A geocode with neither text nor address gives
+  ``GEO`` alone.
 - A meeting link in the location (Zoom, Google Meet, Microsoft Teams, Webex):
   RFC 7986 ``CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join``, the link is
   repeated in DESCRIPTION by the mapping, and there is no ``GEO`` even when a
