@@ -8,6 +8,7 @@ import http.client
 import io
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from apexcal.errors import UserError
 from apexcal.feedtokens import feed_path, hash_token, new_token
 from apexcal.ical.feed import etag_for
 from apexcal.log import configure
@@ -678,3 +680,26 @@ class TestSecrecy:
         assert '"feed": "team"' in output
         assert team_token not in output
         assert not any(team_token in r for r in records)
+
+
+class TestServerThread:
+    def test_busy_port_is_an_operator_error(self) -> None:
+        """Listening on a port already taken raises a UserError naming the address, without hanging."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            metrics = Metrics()
+            app = create_app(
+                feeds=dict,
+                tokens=_NoTokens(),
+                health=SettableHealth(_healthy(datetime.now(UTC))),
+                metrics_registry=metrics.registry,
+            )
+            with pytest.raises(UserError, match=f"127.0.0.1:{port}"), serve_in_thread(app, port=port):
+                pass
+
+
+class _NoTokens:
+    def feed_for_token_hash(self, token_hash: str) -> str | None:
+        return None

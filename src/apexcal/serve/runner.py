@@ -6,6 +6,7 @@ access log line would write them to the journal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -61,7 +62,14 @@ def serve_in_thread(
     On exit the server stops and the thread is joined.
     """
     server = make_server(app, host=host, port=port)
-    thread = threading.Thread(target=server.run, name="apexcal-http", daemon=True)
+
+    def run() -> None:
+        # Uvicorn exits (SystemExit) when it cannot bind; end the thread quietly
+        # and let the start-up loop below report it.
+        with contextlib.suppress(SystemExit):
+            server.run()
+
+    thread = threading.Thread(target=run, name="apexcal-http", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout
     while not server.started:
