@@ -2,13 +2,25 @@
 
 Logging is configured once, by the CLI.  Library code only calls
 ``structlog.get_logger()`` and logs events (``log.info("caldav.put", href=...)``).
+
+Every line, ours and third-party (httpx, caldav, uvicorn, sqlalchemy — through
+the standard library's ``logging``), goes through one handler whose
+:class:`structlog.stdlib.ProcessorFormatter` runs the same processors, the
+:class:`SecretRedactor` among them: the API token, CalDAV passwords and feed
+tokens registered with :data:`redactor` never reach the output at any level,
+and the token segment of any ``/feeds/<token>/`` path is masked whether or not
+the token was registered (an access line may name a token this process never
+issued).  Both structlog and the standard library write through that one
+handler, so lines from different threads never interleave.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Iterable, MutableMapping
+import threading
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -20,67 +32,144 @@ _SECRET_KEYS = frozenset(
     {"token", "password", "authorization", "feed_token", "secret", "api_token", "bearer"}
 )
 
+# The token segment of a feed URL path (apexcal.feedtokens.TOKEN_PATTERN).
+_FEED_TOKEN_PATH = re.compile(r"(/feeds/)[A-Za-z0-9_-]{22,128}(?=/|\b)")
+
+# Third-party loggers that chatter at INFO/DEBUG; they log at WARNING unless
+# the process runs at debug level.
+NOISY_LOGGERS = ("httpx", "httpcore", "caldav", "urllib3", "niquests", "uvicorn", "uvicorn.error",
+                 "sqlalchemy", "alembic", "apscheduler", "asyncio", "radicale", "hpack")
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 class SecretRedactor:
     """A structlog processor that removes secret values from every event.
 
-    Values under secret-looking keys are replaced, and every registered secret
+    Values under secret-looking keys are replaced, every registered secret
     string is masked wherever it appears in any string value (URLs, messages,
-    exception text).
+    exception text, nested lists and mappings), and feed URL paths lose their
+    token segment.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = set()
+        self._secrets: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
         self.add(*secrets)
 
     def add(self, *secrets: str) -> None:
         """Register more secret strings (short strings are ignored: they would mask noise)."""
-        self._secrets.update(s for s in secrets if s and len(s) >= 6)
+        fresh = {s for s in secrets if s and len(s) >= 6}
+        if fresh - self._secrets:
+            with self._lock:
+                self._secrets = frozenset(self._secrets | fresh)
 
     def scrub(self, text: str) -> str:
-        """``text`` with every registered secret masked."""
-        for secret in self._secrets:
+        """``text`` with every registered secret and every feed token in a path masked."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "/feeds/" in text:
+            text = _FEED_TOKEN_PATH.sub(r"\1" + REDACTED, text)
         return text
+
+    def _value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, BaseException):
+            return self.scrub(repr(value))
+        if isinstance(value, Mapping):
+            return {
+                k: (REDACTED if str(k).lower() in _SECRET_KEYS and v is not None else self._value(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._value(v) for v in value]
+        if isinstance(value, bytes):
+            return self.scrub(value.decode("utf-8", "replace"))
+        return value
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in list(event.items()):
+            if key.startswith("_"):
+                continue  # structlog's own bookkeeping (_record, _from_structlog)
             if key.lower() in _SECRET_KEYS and value is not None:
                 event[key] = REDACTED
-            elif isinstance(value, str):
-                event[key] = self.scrub(value)
-            elif isinstance(value, BaseException):
-                event[key] = self.scrub(repr(value))
+            else:
+                event[key] = self._value(value)
         return event
 
 
 redactor = SecretRedactor()
 
 
-def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
-    """Configure structlog (and stdlib logging) once for the process."""
-    out = stream or sys.stderr
-    use_json = (not out.isatty()) if json is None else json
-    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+def level_number(level: str) -> int:
+    """The ``logging`` number of a level name (``"debug"`` → 10); INFO for unknown names."""
+    return logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+
+
+def _shared_processors() -> list[Any]:
+    return [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        redactor,
     ]
+
+
+def configure(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
+    """Configure structlog and the standard library's logging once for the process.
+
+    ``json`` None picks JSON lines when ``stream`` (default stderr) is not a
+    TTY, the coloured console renderer when it is.  Calling it again (a
+    reloaded config with another level) replaces the previous set-up.
+    """
+    out = stream or sys.stderr
+    tty = out.isatty()
+    use_json = (not tty) if json is None else json
+    numeric = level_number(level)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(colors=tty)
     )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            *_shared_processors(),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        if getattr(old, "_apexcal", False):
+            old.close()
+    handler._apexcal = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    third_party = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(third_party)
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            *_shared_processors(),
+            structlog.processors.format_exc_info,
+            # Redact here too: handlers other than ours (tests, embedding
+            # programs) see the event dict before our formatter does.
+            redactor,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=out, force=True)

@@ -1,1 +1,153 @@
-"""`apexcal status` (not built yet)."""
+"""``apexcal status --config FILE``: a table of every target and feed, read from the state store.
+
+Columns: kind, name, last success, last error (only when it is more recent
+than the last success), objects (records of a target; size of a feed file),
+pending writebacks, next run.  The daemon's scheduler lives in another
+process, so "next run" is computed: the last run (success or error) plus the
+job's interval; ``due`` when that is past, ``at start`` when it never ran.
+Secrets are not read: the command needs only the state store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from apexcal.cli.app import app
+
+if TYPE_CHECKING:
+    from apexcal.config import Config
+    from apexcal.state import Store
+
+_MAX_ERROR_CHARS = 80
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusRow:
+    """One line of the status table."""
+
+    kind: str
+    name: str
+    last_success: datetime | None
+    last_error: str | None
+    objects: str
+    pending: str
+    next_run: str
+
+
+def _when(moment: datetime | None) -> str:
+    return "never" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def next_run(last_run: datetime | None, interval: timedelta, now: datetime) -> str:
+    """When a job runs next: last run + interval, ``due`` if that is past, ``at start`` if never run."""
+    if last_run is None:
+        return "at start"
+    due = last_run + interval
+    return "due" if due <= now else _when(due)
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    present = [m for m in moments if m is not None]
+    return max(present) if present else None
+
+
+def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
+    """The rows of the status table for ``config``'s targets and feeds."""
+    rows: list[StatusRow] = []
+    for target in config.targets:
+        state = store.target_state(target.name)
+        error = None
+        if state.last_error_at is not None and (
+            state.last_success_at is None or state.last_error_at > state.last_success_at
+        ):
+            text = " ".join((state.last_error or "").split())
+            if len(text) > _MAX_ERROR_CHARS:
+                text = text[: _MAX_ERROR_CHARS - 1] + "…"
+            error = f"{_when(state.last_error_at)}: {state.last_error_kind or 'error'}: {text}"
+        rows.append(
+            StatusRow(
+                kind="target",
+                name=target.name,
+                last_success=state.last_success_at,
+                last_error=error,
+                objects=str(store.count_records(target.name)),
+                pending=str(store.count_pending_writebacks(target.name)),
+                next_run=next_run(
+                    _latest(state.last_success_at, state.last_error_at),
+                    target.interval or config.sync.interval,
+                    now,
+                ),
+            )
+        )
+    built = {status.feed: status for status in store.all_feed_status()}
+    for feed in config.feeds:
+        names = [feed.name]
+        if feed.per_user:
+            names += sorted(
+                n for n in built
+                if n.startswith(feed.name + "-") and n[len(feed.name) + 1 :].isdigit()
+            )
+        for name in names:
+            status = built.get(name)
+            rows.append(
+                StatusRow(
+                    kind="feed",
+                    name=name,
+                    last_success=status.built_at if status else None,
+                    last_error=None,
+                    objects=f"{status.length} bytes" if status else "-",
+                    pending="-",
+                    next_run=next_run(
+                        status.built_at if status else None,
+                        feed.interval or config.sync.interval,
+                        now,
+                    ),
+                )
+            )
+    return rows
+
+
+@app.command("status")
+def status_command(
+    config_path: Annotated[
+        Path, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
+    ],
+) -> None:
+    """Show each target and feed: last success, last error, objects, pending writebacks, next run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from apexcal.clock import utcnow
+    from apexcal.config import load_config
+    from apexcal.log import configure
+    from apexcal.state import Store
+
+    config = load_config(config_path)
+    configure("warning")
+    with Store.open(config.state.url) as store:
+        rows = status_rows(config, store, utcnow())
+    table = Table(title=f"apexcal — organization {config.source.organization_id}")
+    for column in ("kind", "name", "last success", "last error", "objects", "pending writebacks", "next run"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.kind,
+            row.name,
+            _when(row.last_success),
+            row.last_error or "-",
+            row.objects,
+            row.pending,
+            row.next_run,
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    if not rows:
+        console.print("no targets or feeds configured")
+        return
+    console.print(table)

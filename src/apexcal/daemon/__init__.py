@@ -1,0 +1,24 @@
+"""The apexcal daemon: scheduled sync cycles and feed builds, the feed server, signals, systemd notify.
+
+:func:`run` is ``apexcal run``; :class:`Daemon` is the same process for
+embedding (``apexcal demo`` builds one from an in-memory config).
+"""
+
+from __future__ import annotations
+
+from apexcal.daemon.backoff import JobHealth, backoff_delay
+from apexcal.daemon.jobs import JobOutcome, retry_policy
+from apexcal.daemon.service import Daemon, JobSpec, exit_now, job_specs, run, setup_logging
+
+__all__ = [
+    "Daemon",
+    "JobHealth",
+    "JobOutcome",
+    "JobSpec",
+    "backoff_delay",
+    "exit_now",
+    "job_specs",
+    "retry_policy",
+    "run",
+    "setup_logging",
+]

@@ -1,0 +1,547 @@
+"""The daemon: scheduled target cycles and feed builds, the feed server, signals, systemd notify.
+
+Jobs (APScheduler 3.x ``BackgroundScheduler``, in-memory job store, rebuilt
+from the config at start and on reload): ``target:<name>`` per target at its
+``interval`` (default ``sync.interval``) and ``feed:<name>`` per feed at its
+``interval`` (default ``sync.interval``), each with ``sync.jitter``,
+``max_instances=1`` (a slow cycle never overlaps itself), ``coalesce=True``
+(missed runs collapse into one) and a misfire grace of one interval.  Every
+job runs once right at start.  See :mod:`apexcal.daemon.jobs` for what a job
+does and :mod:`apexcal.daemon.backoff` for how a failing job backs off.
+
+Signals are turned into bytes on a socket pair (``signal.set_wakeup_fd``) and
+handled by :meth:`Daemon.serve` in the main thread, never inside a handler:
+
+* SIGTERM / SIGINT: ``STOPPING=1``, no new runs, in-flight cycles are asked to
+  stop (the engine checks between objects and records what it wrote), then
+  the feed server stops and the process exits 0 — within
+  ``sync.shutdown_timeout``; a cycle still running then is abandoned (every
+  write is recorded as it is accepted, so the next start converges).
+* SIGHUP: ``RELOADING=1``, the config file is read again with its secrets; a
+  bad one is logged (``config.reload_failed`` with every problem) and the old
+  config keeps running; a good one replaces the jobs.  ``state.url`` and
+  ``[server]`` need a restart (logged).  Then ``READY=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from apexcal.clock import utcnow
+from apexcal.config import Config, load_config
+from apexcal.daemon.backoff import JobHealth
+from apexcal.daemon.jobs import JobOutcome, run_feed, run_target
+from apexcal.errors import ConfigError, SecretError
+from apexcal.metrics import Metrics
+from apexcal.notify import Notifier
+from apexcal.state import Store
+
+log = structlog.get_logger("apexcal.daemon")
+
+# Time kept back from the shutdown bound for stopping the server and closing the store.
+_SHUTDOWN_RESERVE_S = 2.0
+_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """One scheduled job: its id, what it runs, and how often."""
+
+    id: str
+    kind: str
+    name: str
+    interval: timedelta
+
+
+def job_specs(config: Config) -> list[JobSpec]:
+    """The jobs a config asks for: one per target, one per feed."""
+    specs = [
+        JobSpec(id=f"target:{t.name}", kind="target", name=t.name,
+                interval=t.interval or config.sync.interval)
+        for t in config.targets
+    ]
+    specs += [
+        JobSpec(id=f"feed:{f.name}", kind="feed", name=f.name,
+                interval=f.interval or config.sync.interval)
+        for f in config.feeds
+    ]
+    return specs
+
+
+def setup_logging(config: Config, level: str | None = None) -> None:
+    """Configure logging from ``[log]`` (``level`` from the command line wins)."""
+    from apexcal.log import configure
+
+    fmt = config.log.format
+    configure(level or config.log.level, json=None if fmt == "auto" else fmt == "json")
+
+
+class _InFlight:
+    """Counts running jobs so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        with self._cond:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify_all()
+
+    @property
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count == 0, timeout=max(timeout, 0.0))
+
+
+class Daemon:
+    """The long-running process of ``apexcal run`` (and of ``apexcal demo``).
+
+    Use :meth:`start` (operator errors surface here, before ``READY=1``), then
+    :meth:`serve` from the main thread until a signal or :meth:`request_stop`
+    ends it.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        log_level: str | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self._config = config
+        self._config_path = config_path
+        self._log_level = log_level
+        self.notifier = notifier or Notifier()
+        self.metrics = Metrics()
+        self.server_url: str | None = None
+        self.clean_exit = True
+        self._store: Store | None = None
+        self._scheduler: Any = None
+        self._stack = ExitStack()
+        self._stopping = threading.Event()
+        self._inflight = _InFlight()
+        self._lock = threading.Lock()
+        self._health: dict[str, JobHealth] = {}
+        self._last: str = ""
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    # --- properties -------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The config in force."""
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        """The open state store."""
+        if self._store is None:
+            raise RuntimeError("the daemon is not started")
+        return self._store
+
+    def should_stop(self) -> bool:
+        """Whether shutdown has begun (the engine polls this between objects)."""
+        return self._stopping.is_set()
+
+    # --- start ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, start the feed server and the scheduler, then send ``READY=1``."""
+        config = self._config
+        try:
+            self._store = self._stack.enter_context(Store.open(config.state.url))
+            if config.server is not None:
+                self._start_server(config)
+            self._warn_about(config)
+            self._start_scheduler(config)
+        except BaseException:
+            self._stack.close()
+            raise
+        log.info(
+            "daemon.ready",
+            targets=[t.name for t in config.targets],
+            feeds=[f.name for f in config.feeds],
+            server=self.server_url,
+            pid=os.getpid(),
+        )
+        self.notifier.ready(status=self._status_line())
+
+    def _start_server(self, config: Config) -> None:
+        from apexcal.serve import StoreHealth, create_app, feeds_source, serve_in_thread
+
+        server = config.server
+        assert server is not None
+        store = self.store
+        health = StoreHealth(
+            store,
+            feeds=lambda: [f.name for f in self._config.feeds],
+            targets=lambda: [t.name for t in self._config.targets],
+            per_user_feeds=lambda: [f.name for f in self._config.feeds if f.per_user],
+            stale_after=server.stale_after,
+            started_at=utcnow(),
+            clock=utcnow,
+        )
+        app = create_app(
+            feeds=feeds_source(lambda: self._config.feeds),
+            tokens=store,
+            health=health,
+            metrics_registry=self.metrics.registry,
+            metrics=self.metrics,
+        )
+        self.server_url = self._stack.enter_context(
+            serve_in_thread(app, host=server.host, port=server.port)
+        )
+        log.info("server.listening", url=self.server_url)
+
+    def _warn_about(self, config: Config) -> None:
+        server = config.server
+        if server is None:
+            return
+        for spec in job_specs(config):
+            if spec.interval >= server.stale_after:
+                log.warning(
+                    "config.interval_exceeds_stale_after",
+                    job=spec.id,
+                    interval_seconds=spec.interval.total_seconds(),
+                    stale_after_seconds=server.stale_after.total_seconds(),
+                )
+
+    def _start_scheduler(self, config: Config) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        workers = max(2, min(16, len(config.targets) + len(config.feeds)))
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self._scheduler.add_listener(self._overlap_skipped, EVENT_JOB_MAX_INSTANCES)
+        _quiet_overlap_warnings()
+        self._schedule(config, first=True)
+        self._scheduler.start()
+        self._stack.callback(self._shutdown_scheduler)
+
+    def _overlap_skipped(self, event: Any) -> None:
+        """A firing found the job's previous run still going (max_instances=1): expected, not a warning."""
+        log.debug("job.still_running", job=event.job_id)
+
+    def _shutdown_scheduler(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def _trigger(self, config: Config, interval: timedelta) -> Any:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        seconds = interval.total_seconds()
+        # Jitter spreads jobs; more than half an interval would reorder them.
+        jitter = min(config.sync.jitter.total_seconds(), seconds / 2)
+        return IntervalTrigger(seconds=seconds, jitter=jitter or None, timezone=UTC)
+
+    def _schedule(self, config: Config, *, first: bool) -> None:
+        """Make the scheduler's jobs those of ``config`` (new jobs run at once)."""
+        wanted = {spec.id: spec for spec in job_specs(config)}
+        scheduler = self._scheduler
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                scheduler.remove_job(job.id)
+                log.info("job.removed", job=job.id)
+        now = datetime.now(UTC)
+        for spec in wanted.values():
+            trigger = self._trigger(config, spec.interval)
+            existing = scheduler.get_job(spec.id)
+            grace = max(1, int(spec.interval.total_seconds()))
+            if existing is not None:
+                if existing.kwargs.get("interval") != spec.interval:
+                    scheduler.modify_job(spec.id, kwargs={"spec": spec, "interval": spec.interval},
+                                         misfire_grace_time=grace)
+                    scheduler.reschedule_job(spec.id, trigger=trigger)
+                    log.info("job.rescheduled", job=spec.id,
+                             interval_seconds=spec.interval.total_seconds())
+                continue
+            scheduler.add_job(
+                self._run_job,
+                trigger=trigger,
+                kwargs={"spec": spec, "interval": spec.interval},
+                id=spec.id,
+                name=spec.id,
+                next_run_time=now,
+                misfire_grace_time=grace,
+                replace_existing=True,
+            )
+            if not first:
+                log.info("job.added", job=spec.id, interval_seconds=spec.interval.total_seconds())
+
+    # --- jobs -------------------------------------------------------------------
+
+    def _run_job(self, spec: JobSpec, interval: timedelta) -> None:
+        """Run one firing of a job (in a scheduler thread): backoff, run, remember, report."""
+        if self._stopping.is_set():
+            return
+        with self._inflight.track():
+            config = self._config  # a reload during the run does not change this run
+            now = utcnow()
+            with self._lock:
+                health = self._health.get(spec.id, JobHealth())
+            if not health.due(now):
+                log.debug("job.backing_off", job=spec.id, failures=health.failures,
+                          not_before=health.not_before.isoformat() if health.not_before else None)
+                return
+            seconds = interval.total_seconds()
+            try:
+                if spec.kind == "target":
+                    outcome = run_target(config, spec.name, self.store, self.metrics,
+                                         interval_seconds=seconds, should_stop=self.should_stop)
+                else:
+                    outcome = run_feed(config, spec.name, self.store, self.metrics,
+                                       interval_seconds=seconds)
+            except KeyError:
+                return  # removed by a reload between scheduling and running
+            self._remember(spec, outcome, health, config)
+
+    def _remember(self, spec: JobSpec, outcome: JobOutcome, before: JobHealth, config: Config) -> None:
+        now = utcnow()
+        if outcome.failed:
+            after = before.failed(now, outcome.error or outcome.summary, interval=spec.interval,
+                                  ceiling=config.sync.backoff_max)
+            assert after.not_before is not None
+            log.warning(
+                f"{spec.kind}.backoff",
+                **{spec.kind: spec.name},
+                failures=after.failures,
+                retry_in_seconds=round((after.not_before - now).total_seconds(), 1),
+            )
+        elif outcome.result == "ok":
+            after = before.succeeded(now)
+            if before.failures:
+                assert before.failing_since is not None
+                log.info(
+                    f"{spec.kind}.recovered",
+                    **{spec.kind: spec.name},
+                    failures=before.failures,
+                    down_seconds=round((now - before.failing_since).total_seconds(), 1),
+                )
+        else:
+            after = before
+        with self._lock:
+            self._health[spec.id] = after
+            self._last = outcome.summary
+        if not self._stopping.is_set():
+            self.notifier.status(self._status_line())
+
+    def _status_line(self) -> str:
+        """The one-line STATUS= summary: jobs ok or failing, and the last outcome."""
+        specs = job_specs(self._config)
+        with self._lock:
+            failing = [s.id for s in specs if self._health.get(s.id, JobHealth()).failures]
+            last = self._last
+        targets = sum(1 for s in specs if s.kind == "target")
+        feeds = len(specs) - targets
+        line = f"{targets} targets, {feeds} feeds"
+        line += f"; failing: {', '.join(failing)}" if failing else "; all ok"
+        return f"{line}; last: {last}" if last else line
+
+    # --- the main loop ------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask :meth:`serve` to shut down (from any thread)."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(bytes([signal.SIGTERM]))
+
+    def serve(self) -> int:
+        """Handle signals and the watchdog until asked to stop; shut down; return the exit code.
+
+        Must run in the main thread (it installs the signal handlers).
+        """
+        previous = {sig: signal.signal(sig, _ignore) for sig in _HANDLED_SIGNALS}
+        old_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        try:
+            received = self._loop()
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self._shutdown(received)
+
+    def _loop(self) -> int:
+        interval = self.notifier.watchdog_interval
+        next_ping = time.monotonic()
+        while True:
+            timeout = None if interval is None else max(0.0, next_ping - time.monotonic())
+            readable, _, _ = select.select([self._wake_r], [], [], timeout)
+            if readable:
+                for number in self._drain():
+                    if number in (signal.SIGTERM, signal.SIGINT):
+                        return number
+                    if number == signal.SIGHUP:
+                        self.reload()
+            if interval is not None and time.monotonic() >= next_ping:
+                if self._alive():
+                    self.notifier.watchdog()
+                next_ping = time.monotonic() + interval
+
+    def _drain(self) -> list[int]:
+        numbers: list[int] = []
+        while True:
+            try:
+                chunk = self._wake_r.recv(64)
+            except BlockingIOError:
+                return numbers
+            if not chunk:
+                return numbers
+            numbers.extend(chunk)
+
+    def _alive(self) -> bool:
+        """Whether the scheduler is running (what the watchdog vouches for)."""
+        from apscheduler.schedulers.base import STATE_RUNNING
+
+        scheduler = self._scheduler
+        thread = getattr(scheduler, "_thread", None)
+        return (
+            scheduler is not None
+            and scheduler.state == STATE_RUNNING
+            and (thread is None or thread.is_alive())
+        )
+
+    # --- reload -------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file (validated, secrets resolved); keep the old one if it is bad."""
+        self.notifier.reloading()
+        if self._config_path is None:
+            log.info("config.reload_skipped", reason="the config was not read from a file")
+            self.notifier.ready(status=self._status_line())
+            return False
+        log.info("config.reloading", file=str(self._config_path))
+        try:
+            new = load_config(self._config_path, resolve_secrets=True)
+        except (ConfigError, SecretError) as exc:
+            problems = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
+            log.error("config.reload_failed", file=str(self._config_path), problems=problems)
+            self.notifier.ready(status="config reload failed; old config still running; "
+                                + self._status_line())
+            return False
+        old = self._config
+        kept = []
+        if new.state != old.state:
+            kept.append("state")
+        if new.server != old.server:
+            kept.append("server")
+        if kept:
+            log.warning("config.reload_needs_restart", keys=kept)
+            new = new.model_copy(update={"state": old.state, "server": old.server})
+        if new.log != old.log:
+            setup_logging(new, self._log_level)
+        self._config = new
+        self._schedule(new, first=False)
+        log.info("config.reloaded", targets=[t.name for t in new.targets],
+                 feeds=[f.name for f in new.feeds])
+        self.notifier.ready(status=self._status_line())
+        return True
+
+    # --- shutdown -------------------------------------------------------------------
+
+    def _shutdown(self, signum: int) -> int:
+        started = time.monotonic()
+        bound = self._config.sync.shutdown_timeout.total_seconds()
+        self.notifier.stopping()
+        log.info("daemon.stopping", signal=signal.Signals(signum).name,
+                 running_jobs=self._inflight.count, timeout_seconds=bound)
+        self._stopping.set()
+        self._shutdown_scheduler()
+        idle = self._inflight.wait_idle(bound - _SHUTDOWN_RESERVE_S)
+        if not idle:
+            log.warning("daemon.shutdown_timeout", running_jobs=self._inflight.count)
+        self._stack.close()
+        log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
+        self.notifier.close()
+        for sock in (self._wake_r, self._wake_w):
+            sock.close()
+        # Worker threads still inside a cycle would hold interpreter exit; what
+        # they wrote is recorded, so the caller leaves with exit_now().
+        self.clean_exit = idle
+        return 0
+
+
+class _DropOverlapWarnings(logging.Filter):
+    """Drops APScheduler's warning for a firing skipped because the job still runs.
+
+    With ``max_instances=1`` that is the designed behaviour of a slow cycle;
+    the daemon logs it itself at debug level (``job.still_running``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+def _quiet_overlap_warnings() -> None:
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _DropOverlapWarnings) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_DropOverlapWarnings())
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A Python-level handler that does nothing: the wakeup fd carries the signal."""
+
+
+def exit_now(code: int) -> None:
+    """Flush logs and standard streams, then end the process without waiting for threads."""
+
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(config_path: Path, *, log_level: str | None = None,
+        on_ready: Callable[[Daemon], None] | None = None) -> int:
+    """``apexcal run``: read the config (secrets included), start the daemon, serve until a signal.
+
+    Operator errors at start (bad config, unreadable secret, unusable state
+    store, a port in use) are raised before anything is logged, for the CLI
+    to print as one line with exit code 2.
+    """
+    config = load_config(config_path, resolve_secrets=True)
+    setup_logging(config, log_level)
+    daemon = Daemon(config, config_path=config_path, log_level=log_level)
+    daemon.start()
+    if on_ready is not None:
+        on_ready(daemon)
+    code = daemon.serve()
+    if not daemon.clean_exit:
+        exit_now(code)
+    return code
