@@ -139,12 +139,6 @@ class TestUrl:
         )
         assert scan.stdout.strip() == "False"
 
-    def test_per_user_feed_name_is_accepted(self, env: Env) -> None:
-        """``<feed>-<user id>`` names a per-user feed of a per_user feed."""
-        https, _, _ = env.url("team-46")
-        assert https.endswith("/team-46.ics")
-        assert status_of(https) == 200
-
     def test_unknown_feed_is_one_line_and_exit_2(self, env: Env) -> None:
         """An unknown feed name is an operator error: one line on stderr, exit 2, nothing on stdout."""
         done = env.run("url", "--config", str(env.config), "office-46")
@@ -183,8 +177,10 @@ class TestFeedNames:
 
 class TestRotateAndRevoke:
     def test_rotate_revokes_old_urls_and_prints_a_working_one(self, env: Env) -> None:
-        """After rotate, every earlier URL of the feed is 404 and the new one is 200."""
+        """After rotate, every earlier URL of a (per-user) feed is 404 and the new one is 200."""
         first = env.url("team-46")[0]
+        assert first.endswith("/team-46.ics")
+        assert status_of(first) == 200
         done = env.run("rotate", "--config", str(env.config), "team-46")
         assert done.returncode == 0, done.stderr
         new = done.stdout.splitlines()[0]
