@@ -1,0 +1,349 @@
+"""Benchmark: sync cycles against real Radicale and Xandikos, each beside a baseline from the same run.
+
+For each server (started like the test fixtures, on loopback):
+
+1. **Initial sync** of ``--count`` activities (emulator in this process) into a
+   fresh calendar by one engine cycle — objects/s — beside a raw concurrent
+   ``httpx`` PUT loop of the very same bytes (``If-None-Match: *``, same
+   concurrency) into another fresh calendar on the same server.
+2. **No-change cycle** on a calendar of ``--big`` objects: API requests, CalDAV
+   requests and seconds, beside the server's own sync-collection REPORT with
+   the same token (timed alone) and vdirsyncer's no-change re-sync of the same
+   collection to a local directory (``pip install vdirsyncer``; bench only).
+   The big calendar is set up once and kept between runs in ``--cache``: the
+   engine's own bytes are written straight into the server's storage, then one
+   engine cycle adopts them (rewriting those a server altered); the server's
+   storage, the state database, the vdirsyncer status and the ports stay there.
+3. **One-change cycle** on the same calendar: one activity changed in the CRM.
+
+Run: ``.venv/bin/python bench/sync.py [--servers radicale,xandikos] [--count 1000] [--big 10000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.caldav_servers import (  # noqa: E402
+    CalDAVServerHandle,
+    radicale_handle,
+    xandikos_handle,
+)
+
+from apexcal import __version__, log  # noqa: E402  (after the path set-up)
+from apexcal.apex.client import ApexClient  # noqa: E402
+from apexcal.config import Config, config_from_dict  # noqa: E402
+from apexcal.emulator import DEMO_ORG_ID, EmulatorState, create_app, serve_in_thread  # noqa: E402
+from apexcal.emulator.state import DEMO_TOKEN  # noqa: E402
+from apexcal.ical.mapping import Unmappable, object_for  # noqa: E402
+from apexcal.state import Store  # noqa: E402
+from apexcal.sync.caldav_sink import CalDAVSink  # noqa: E402
+from apexcal.sync.engine import CycleSummary, mapping_options, run_target_cycle  # noqa: E402
+from apexcal.sync.pull import pull_changes  # noqa: E402
+
+ANCHOR = date(2026, 11, 1)  # seeded data must be identical from run to run
+MAKERS: dict[str, Callable[[Path], CalDAVServerHandle]] = {
+    "radicale": radicale_handle,
+    "xandikos": xandikos_handle,
+}
+
+
+def _config(api: str, url: str, handle: CalDAVServerHandle, state: Path, concurrency: int) -> Config:
+    target: dict[str, object] = {"name": "bench", "url": url}
+    if handle.username:
+        target.update(username=handle.username, password=handle.password)
+    return config_from_dict(
+        {
+            "source": {"base_url": api, "token": DEMO_TOKEN, "organization_id": DEMO_ORG_ID},
+            "state": {"url": f"sqlite:///{state}"},
+            "sync": {"concurrency": concurrency, "reconcile_interval": "1h"},
+            "mapping": {"geocoder": "none"},
+            "targets": [target],
+        }
+    )
+
+
+class Counter:
+    """Counts requests by their ``on_request`` callbacks."""
+
+    def __init__(self) -> None:
+        self.api: list[str] = []
+
+    def on_api(self, route: str, status: int) -> None:
+        self.api.append(route)
+
+
+def _cycle(config: Config, store: Store, api: str, counter: Counter) -> CycleSummary:
+    counter.api.clear()
+    with ApexClient(api, DEMO_TOKEN, DEMO_ORG_ID, on_request=counter.on_api) as client:
+        return run_target_cycle(config, config.targets[0], store, client=client)
+
+
+def _mapped(config: Config, store: Store) -> dict[str, bytes]:
+    """The engine's bytes for every mirrored activity (href name → data)."""
+    options = mapping_options(config, config.targets[0])
+    types = store.types(DEMO_ORG_ID)
+    out: dict[str, bytes] = {}
+    for activity in store.iter_activities(DEMO_ORG_ID):
+        try:
+            obj = object_for(activity, types, options)
+        except Unmappable:
+            continue  # skipped by the engine too
+        out[obj.href_name] = obj.data
+    return out
+
+
+def _raw_put_loop(url: str, objects: dict[str, bytes], handle: CalDAVServerHandle, concurrency: int) -> float:
+    """PUT every object with If-None-Match: * from ``concurrency`` threads; return seconds."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    with httpx.Client(auth=handle.auth, limits=limits, timeout=60) as client:
+
+        def put(item: tuple[str, bytes]) -> None:
+            name, data = item
+            for _ in range(8):  # Xandikos answers 423 to concurrent writes: retry like the engine
+                r = client.put(
+                    url + name,
+                    content=data,
+                    headers={"If-None-Match": "*", "Content-Type": "text/calendar; charset=utf-8"},
+                )
+                if r.status_code != 423:
+                    break
+                time.sleep(0.05)
+            if r.status_code not in (201, 204):
+                raise RuntimeError(f"raw PUT {name}: {r.status_code}")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(put, objects.items()))
+        return time.perf_counter() - started
+
+
+def initial(handle: CalDAVServerHandle, count: int, concurrency: int) -> None:
+    """Part 1: the engine's initial sync beside the raw PUT loop."""
+    state = EmulatorState()
+    state.seed(DEMO_ORG_ID, count, seed=3, anchor=ANCHOR)
+    with serve_in_thread(create_app(state)) as api, tempfile.TemporaryDirectory() as tmp:
+        url = handle.make_calendar("initial")
+        config = _config(api, url, handle, Path(tmp) / "state.db", concurrency)
+        with Store.open(config.state.url) as store:
+            counter = Counter()
+            summary = _cycle(config, store, api, counter)
+            objects = _mapped(config, store)
+        raw_url = handle.make_calendar("raw")
+        raw = _raw_put_loop(raw_url, objects, handle, concurrency)
+    engine_rate = summary.created / summary.seconds
+    raw_rate = len(objects) / raw
+    print(
+        f"  initial sync   engine: {summary.created} objects in {summary.seconds:.2f} s = {engine_rate:.1f}/s "
+        f"(cycle incl. pull of {summary.pulled} and mapping); raw PUT loop: {len(objects)} in {raw:.2f} s = "
+        f"{raw_rate:.1f}/s; ratio {engine_rate / raw_rate:.2f}"
+    )
+
+
+def _persistent_handle(kind: str, root: Path) -> CalDAVServerHandle:
+    meta = root / "handle.json"
+    if meta.exists():
+        saved = json.loads(meta.read_text())
+        saved["root"] = Path(saved["root"])
+        return CalDAVServerHandle(**saved)
+    handle = MAKERS[kind](root)
+    doc = {k: v for k, v in asdict(handle).items() if not k.startswith("_")}
+    doc["root"] = str(doc["root"])
+    meta.write_text(json.dumps(doc))
+    return handle
+
+
+def _vdirsyncer(root: Path, url: str, handle: CalDAVServerHandle) -> list[str]:
+    """A vdirsyncer config syncing the calendar at ``url`` to a local directory; return its command."""
+    exe = shutil.which("vdirsyncer", path=str(Path(sys.executable).parent))
+    if exe is None:
+        return []
+    vroot = root / "vdirsyncer"
+    (vroot / "local").mkdir(parents=True, exist_ok=True)
+    auth = ""
+    if handle.username:
+        auth = f'username = "{handle.username}"\npassword = "{handle.password}"\n'
+    (vroot / "config").write_text(
+        f"""[general]
+status_path = "{vroot / 'status'}"
+
+[pair bench]
+a = "bench_remote"
+b = "bench_local"
+collections = null
+conflict_resolution = "a wins"
+
+[storage bench_remote]
+type = "caldav"
+url = "{url}"
+{auth}
+[storage bench_local]
+type = "filesystem"
+path = "{vroot / 'local'}"
+fileext = ".ics"
+"""
+    )
+    return [exe, "--config", str(vroot / "config"), "sync"]
+
+
+def big(handle: CalDAVServerHandle, root: Path, count: int, concurrency: int) -> None:
+    """Parts 2 and 3: no-change and one-change cycles on a calendar of ``count`` objects."""
+    meta_path = root / "big.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    state = EmulatorState()
+    state.seed(DEMO_ORG_ID, count, seed=7, anchor=ANCHOR)
+    counter = Counter()
+    with serve_in_thread(create_app(state)) as api:
+        if meta.get("count") != count:
+            url = handle.make_calendar("big")
+            config = _config(api, url, handle, root / "state.db", concurrency)
+            with Store.open(config.state.url) as store, ApexClient(api, DEMO_TOKEN, DEMO_ORG_ID) as client:
+                pull_changes(config, store, client)
+                store.upsert_types(DEMO_ORG_ID, client.list_activity_types())
+                objects = _mapped(config, store)
+                started = time.perf_counter()
+                handle.seed(url, objects)
+                print(f"  set-up: {len(objects)} objects written into the storage in {time.perf_counter() - started:.1f} s")
+                first = _cycle(config, store, api, counter)
+                print(f"  set-up: one-time engine cycle adopted {first.adopted}, rewrote {first.updated} in {first.seconds:.1f} s")
+            meta = {"count": count, "url": url}
+            meta_path.write_text(json.dumps(meta))
+        url = meta["url"]
+        config = _config(api, url, handle, root / "state.db", concurrency)
+        with Store.open(config.state.url) as store:
+            warm = _cycle(config, store, api, counter)
+            print(f"  warm-up cycle: {warm.line()} api={len(counter.api)} caldav={warm.caldav_requests}")
+            best: CycleSummary | None = None
+            api_counts: list[int] = []
+            for _ in range(3):
+                s = _cycle(config, store, api, counter)
+                api_counts.append(len(counter.api))
+                if best is None or s.seconds < best.seconds:
+                    best = s
+            assert best is not None
+            token = store.target_state("bench").sync_token
+            report = _report_time(url, handle, token)
+            print(
+                f"  no-change cycle ({count} objects): {max(api_counts)} API requests, {best.caldav_requests} CalDAV "
+                f"requests, {best.seconds:.3f} s (best of 3); the server's sync-collection REPORT alone: {report:.3f} s"
+            )
+            cmd = _vdirsyncer(root, url, handle)
+            if cmd:
+                if not meta.get("vdirsyncer"):
+                    started = time.perf_counter()
+                    discover = [*cmd[:-1], "discover", "bench"]
+                    subprocess.run(discover, check=True, capture_output=True, input=b"y\ny\n")
+                    subprocess.run(cmd, check=True, capture_output=True)
+                    print(f"  set-up: vdirsyncer's first sync took {time.perf_counter() - started:.1f} s")
+                    meta["vdirsyncer"] = True
+                    meta_path.write_text(json.dumps(meta))
+                times = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    subprocess.run(cmd, check=True, capture_output=True)
+                    times.append(time.perf_counter() - started)
+                cli = _apexcal_sync_time(config, root)
+                print(
+                    f"  vdirsyncer no-change re-sync: {min(times):.3f} s (best of 3, process included); "
+                    f"ours in-process {best.seconds:.3f} s = {min(times) / best.seconds:.1f}× faster; "
+                    f"'apexcal sync' as a process: {cli:.3f} s"
+                )
+            else:
+                print("  vdirsyncer not installed: .venv/bin/pip install vdirsyncer")
+            first_id = state.activities(DEMO_ORG_ID)[0]["id"]
+            state.patch_activity(first_id, {"subject": "Benchmark change"})
+            one = _cycle(config, store, api, counter)
+            print(
+                f"  one-change cycle: {one.updated} updated, {len(counter.api)} API requests, "
+                f"{one.caldav_requests} CalDAV requests, {one.seconds:.3f} s"
+            )
+
+
+def _report_time(url: str, handle: CalDAVServerHandle, token: str | None) -> float:
+    with CalDAVSink(url, username=handle.username, password=handle.password) as sink:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            sink.changes(token)
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _apexcal_sync_time(config: Config, root: Path) -> float:
+    """Wall time of ``apexcal sync`` as a process on the same state and calendar (no change)."""
+    target = config.targets[0]
+    path = root / "apexcal.toml"
+    secret = root / "token"
+    secret.write_text(DEMO_TOKEN)
+    lines = [
+        "[source]",
+        f'base_url = "{config.source.base_url}"',
+        f'token_file = "{secret}"',
+        f"organization_id = {DEMO_ORG_ID}",
+        "[state]",
+        f'url = "{config.state.url}"',
+        "[mapping]",
+        'geocoder = "none"',
+        "[[targets]]",
+        f'name = "{target.name}"',
+        f'url = "{target.url}"',
+    ]
+    if target.username and target.password:
+        pw = root / "dav-password"
+        pw.write_text(target.password.get_secret_value())
+        lines += [f'username = "{target.username}"', f'password_file = "{pw}"']
+    path.write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APEXCAL_")}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "apexcal", "sync", "--config", str(path), "--log-level", "warning"], check=True, capture_output=True, env=env)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    """Run the benchmark on each server and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", default="radicale,xandikos")
+    parser.add_argument("--count", type=int, default=1000, help="activities of the initial sync")
+    parser.add_argument("--big", type=int, default=10_000, help="objects of the no-change calendar")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "apexcal-bench-sync")
+    parser.add_argument("--skip-initial", action="store_true")
+    args = parser.parse_args()
+    log.configure("warning")
+    print(
+        f"apexcal {__version__}, Python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    for kind in args.servers.split(","):
+        root = args.cache / kind
+        root.parent.mkdir(parents=True, exist_ok=True)
+        handle = _persistent_handle(kind, root)
+        print(f"{kind}:")
+        handle.start()
+        try:
+            if not args.skip_initial:
+                initial(handle, args.count, args.concurrency)
+            big(handle, root, args.big, args.concurrency)
+        finally:
+            handle.stop()
+
+
+if __name__ == "__main__":
+    main()
