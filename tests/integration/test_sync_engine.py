@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from apexcal.ical.mapping import parse_uid
@@ -133,3 +134,42 @@ class TestCrmChanges:
         assert href in harness.remote("a")
         assert harness.count("PUT") == 0
         assert harness.count("DELETE") == 0
+
+
+class TestCalendarCapabilities:
+    """What the calendar can hold and what the mapping may add."""
+
+    def test_calendar_without_vtodo_gets_tasks_as_events(self, harness: Harness) -> None:
+        """A calendar whose component set lacks VTODO receives tasks as events, with a warning."""
+        from tests.integration.test_sync_support import new_task
+
+        task = new_task(harness.emulator)
+        url = harness.server.make_calendar_url("events-only")
+        body = (
+            b'<?xml version="1.0" encoding="utf-8"?>'
+            b'<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>'
+            b'<C:supported-calendar-component-set><C:comp name="VEVENT"/></C:supported-calendar-component-set>'
+            b"</D:prop></D:set></C:mkcalendar>"
+        )
+        made = httpx.request(
+            "MKCALENDAR", url, content=body, auth=harness.server.auth,
+            headers={"Content-Type": "application/xml; charset=utf-8"}, timeout=10,
+        )
+        assert made.status_code == 201
+        harness.add_target("a", url=url)
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert summary.warnings
+        assert read_remote("", harness.object_of("a", task).data).kind == "VEVENT"
+
+    def test_physical_location_is_geocoded_offline_before_mapping(self, harness: Harness) -> None:
+        """An activity at "Client Office, Austin, TX" without coordinates gets GEO from the offline gazetteer."""
+        activity = new_activity(harness.emulator, location="Client Office, Austin, TX", location_geocoded=None)
+        online = new_activity(harness.emulator, location="Online - Zoom", location_geocoded=None)
+        harness.add_target("a")
+        harness.mapping = {"geocoder": "offline"}
+        harness.cycle("a")
+        assert b"GEO:30." in harness.object_of("a", activity).data
+        assert b"GEO:" not in harness.object_of("a", online).data
+        harness.cycle("a")
+        assert harness.count("PUT") == 0

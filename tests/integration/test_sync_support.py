@@ -70,6 +70,7 @@ class Harness:
     tmp: Path
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=lambda: {"reconcile_interval": "1h"})
+    mapping: dict[str, Any] = field(default_factory=lambda: {"geocoder": "none"})
     requests: list[tuple[str, int]] = field(default_factory=list)
     hooks: list[Hook] = field(default_factory=list)
     api_requests: list[str] = field(default_factory=list)
@@ -99,7 +100,7 @@ class Harness:
                 },
                 "state": {"url": f"sqlite:///{self.tmp / 'state.db'}"},
                 "sync": self.sync,
-                "mapping": {"geocoder": "none"},
+                "mapping": self.mapping,
                 "targets": list(self.targets.values()),
             }
         )
@@ -120,7 +121,7 @@ class Harness:
             "[sync]",
             *(f"{k} = {_toml(v)}" for k, v in self.sync.items()),
             "[mapping]",
-            'geocoder = "none"',
+            *(f"{k} = {_toml(v)}" for k, v in self.mapping.items()),
         ]
         for entry in self.targets.values():
             lines.append("[[targets]]")
