@@ -235,6 +235,7 @@ class TestRemoteCompletion:
         p = run([d2], [r], RemoteState(seen=(seen(r, done=True),)))
         assert p.writebacks == ()
         assert [u.done for u in p.updates] == [False]
+        assert [(u.done_seen, u.pushed_done) for u in p.record_updates] == [(True, True)]
 
     def test_both_sides_reaching_the_same_state_is_no_conflict(self) -> None:
         """CRM and calendar both completing the to-do agree: the new bytes are PUT, nothing written back."""
@@ -296,6 +297,8 @@ class TestRemoteCompletion:
         assert [(c.winner, c.crm_done, c.calendar_done) for c in p.conflicts] == [
             (winner, True, False)
         ]
+        # What was read is recorded even if the write then fails.
+        assert [u.done_seen for u in p.record_updates] == [False]
         if winner == "crm":
             assert p.writebacks == ()
             assert [u.done for u in p.updates] == [True]

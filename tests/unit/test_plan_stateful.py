@@ -39,6 +39,7 @@ from apexcal.sync.plan import (
     RemoteSeen,
     RemoteState,
     Update,
+    UpdateRecord,
     plan,
 )
 
@@ -356,13 +357,7 @@ class SyncMachine(RuleBasedStateMachine):
                 pushed_done=a.done if a.kind == "VTODO" else None,
             )
         for u in p.record_updates:
-            self.records[u.uid] = replace(
-                self.records[u.uid],
-                href=u.href,
-                etag=u.etag,
-                done_seen=u.done_seen,
-                pending_done=None,
-            )
+            self._record_observation(u)
         for t in p.tombstones:
             self.records[t.uid] = replace(self.records[t.uid], remote_deleted=True)
         for f in p.forgets:
@@ -399,6 +394,17 @@ class SyncMachine(RuleBasedStateMachine):
             else:
                 self._record_write(w, href)
 
+    def _record_observation(self, u: UpdateRecord) -> None:
+        old = self.records[u.uid]
+        self.records[u.uid] = replace(
+            old,
+            href=u.href,
+            etag=u.etag,
+            done_seen=u.done_seen,
+            pushed_done=old.pushed_done if u.pushed_done is None else u.pushed_done,
+            pending_done=None,
+        )
+
     def _clear_pending(self, uid: str) -> None:
         if uid in self.records:
             self.records[uid] = replace(self.records[uid], pending_done=None)
@@ -423,13 +429,7 @@ class SyncMachine(RuleBasedStateMachine):
             for wb in first.writebacks:
                 self.journal[wb.activity_id] = wb.done
             for u in first.record_updates:
-                self.records[u.uid] = replace(
-                    self.records[u.uid],
-                    href=u.href,
-                    etag=u.etag,
-                    done_seen=u.done_seen,
-                    pending_done=None,
-                )
+                self._record_observation(u)
             if wb_fails:
                 raise Crash
             self._send_writebacks()
@@ -578,6 +578,18 @@ class TestPlannerConverges:
         m.converge()
         assert m.crm[1].done is False
         assert m.cal.objects[f"{_uid(1)}.ics"].done is False
+
+    def test_a_failed_write_does_not_make_the_state_read_be_forgotten(self) -> None:
+        """After a conflict whose PUT failed, a later CRM change converges with one PUT, no writeback."""
+        m = SyncMachine()
+        m.setup(recreate=False)
+        m.crm_create(aid=1, done=False)
+        m.converge()
+        m.remote_toggles_back_while_a_writeback_is_pending(pick=0)
+        m.cycle_with_faults(crash_at=None, fail=frozenset([0]), wb_fails=False)
+        m.crm_toggle_done(pick=0)
+        m.converge()
+        assert m.crm[1].done is False
 
     def test_untick_during_a_failed_writeback_is_settled_by_the_policy(self) -> None:
         """A tick whose writeback failed, then an untick, ends as the policy says."""

@@ -246,12 +246,17 @@ class Adopt:
 
 @dataclass(frozen=True, kw_only=True)
 class UpdateRecord:
-    """Record what was read on the server (etag, completion) without writing to it."""
+    """Record what was read on the server (etag, completion); clears ``pending_done``.
+
+    Applied before the writes, so it holds even when this cycle's write fails.
+    """
 
     uid: str
     href: str
     etag: str | None
     done_seen: bool | None
+    pushed_done: bool | None = None
+    """When not None, the record's ``pushed_done`` becomes this (our own write was seen)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -519,24 +524,30 @@ def _plan_recorded(
         out.delete(uid, r.href, etag)
         return
     decision: CompletionDecision | None = None
-    remote_done = own.done if own is not None else None
+    consumed = False
     if d.kind == "VTODO":
         pushed_done, done_seen = r.pushed_done, r.done_seen
         if own is not None and r.pending_done is not None and own.done == r.pending_done:
             # Our own unrecorded write (a crash after the PUT): that is what we pushed.
             pushed_done = done_seen = r.pending_done
+            consumed = True
         decision = decide_completion(
             CompletionView(
                 crm_done=d.done,
                 pushed_done=pushed_done,
                 done_seen=done_seen,
-                remote_done=remote_done,
+                remote_done=own.done if own is not None else None,
                 crm_updated_at=d.updated_at,
                 remote_modified=own.modified if own is not None else None,
             ),
             policy=policy,
             writeback_enabled=writeback,
         )
+    # What was read is recorded whatever becomes of this cycle's write, so a
+    # failed write cannot make us forget the server's state.
+    observed = _observed(r, own, consumed=consumed)
+    if observed is not None:
+        out.record_updates.append(observed)
     if decision is not None and decision.conflict:
         out.conflicts.append(
             Conflict(
@@ -552,21 +563,25 @@ def _plan_recorded(
         out.writebacks.append(
             Writeback(uid=uid, activity_id=d.activity_id, done=decision.calendar_done)
         )
-        if own is not None and (own.etag != r.etag or decision.calendar_done != r.done_seen):
-            out.record_updates.append(
-                UpdateRecord(uid=uid, href=r.href, etag=own.etag, done_seen=decision.calendar_done)
-            )
         return
     if d.content_hash != r.pushed_hash or (decision is not None and decision.conflict):
         out.put(uid, d, r.href, etag)
-        return
-    if own is not None and (
-        own.etag != r.etag or (own.done is not None and own.done != r.done_seen)
-    ):
-        done_seen = own.done if own.done is not None else r.done_seen
-        out.record_updates.append(
-            UpdateRecord(uid=uid, href=r.href, etag=own.etag, done_seen=done_seen)
-        )
+
+
+def _observed(r: Recorded, own: RemoteSeen | None, *, consumed: bool) -> UpdateRecord | None:
+    """The record update for what was read at the record's href, if it tells anything new."""
+    if own is None:
+        return None
+    done_seen = own.done if own.done is not None else r.done_seen
+    if own.etag == r.etag and done_seen == r.done_seen and not consumed:
+        return None
+    return UpdateRecord(
+        uid=r.uid,
+        href=r.href,
+        etag=own.etag,
+        done_seen=done_seen,
+        pushed_done=r.pending_done if consumed else None,
+    )
 
 
 def _plan_unrecorded(
