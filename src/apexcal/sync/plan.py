@@ -16,8 +16,9 @@ Per UID the rules are:
    the recorded one; when neither is known → :class:`Refresh`, read it first);
    an activity that left the filter or was deleted → :class:`Delete`.
 3. **Remote completion** (VTODO only) is settled by
-   :func:`~apexcal.sync.writeback_policy.decide_completion`.  A calendar-side
-   change yields :class:`Writeback` and an :class:`UpdateRecord` (done_seen),
+   :func:`~apexcal.sync.writeback_policy.decide_completion` (read it for the
+   exact rule).  A calendar-side change yields :class:`Writeback` and an
+   :class:`UpdateRecord` (done_seen),
    and *no* PUT of the stale CRM state.  The engine sends the writebacks, updates
    its mirror from the API's answer, maps those activities again and calls
    :func:`plan` a second time in the same cycle: the desired completion now
@@ -36,8 +37,9 @@ Per UID the rules are:
    Update overwrites them); when only the remote etag changed, the record takes
    the new etag (:class:`UpdateRecord`) and nothing is PUT.
 6. **Foreign UIDs** are never touched: the engine passes only objects whose
-   UID it owns, and ``owns`` (when given) filters again.  An object with our UID but no live record (a crash between PUT
-   and record, or a restored tombstone) is adopted: :class:`Adopt` when its
+   UID it owns, and ``owns`` (when given) filters again.  An object with our
+   UID but no live record (a crash between PUT and record, or a restored
+   tombstone) is adopted: :class:`Adopt` when its
    bytes equal the desired ones, else :class:`Update` of it (the CRM wins; there
    is no base to merge against); when the activity is not desired it is deleted.
    Further objects carrying the same UID are duplicates and are deleted.
@@ -60,11 +62,17 @@ Before sending Updates the engine may record each one's ``done`` as
 ``pending_done`` (one transaction for the batch; cleared when the write is
 recorded or definitely failed, and by any record update): a crash between PUT
 and record then cannot make our own write look like a completion changed on
-the calendar.  A
-:class:`Refresh` or a 412 means: read that href (multiget) and pass it in
+the calendar.  A :class:`Refresh` or a 412 means: read that href (multiget) and pass it in
 ``RemoteState.seen`` (or ``deleted``) to a later plan.  Writebacks are journaled
 with their :class:`UpdateRecord` before being sent.  A write that fails is
-simply planned again next cycle from the unchanged record.
+simply planned again next cycle from the unchanged record; whatever was read
+at a recorded href is recorded (:class:`UpdateRecord`, applied before the
+writes) so that a failed write cannot make the planner forget it.
+
+Why no "semantic hash": after a writeback the object is PUT once in the same
+cycle, carrying the CRM's new SEQUENCE/LAST-MODIFIED, rather than compared by
+a hash that ignores volatile fields; it keeps the mapping's single
+``content_hash`` the only notion of "changed" and costs one PUT per writeback.
 
 The engine may plan a subset of UIDs (those whose activity or remote object
 changed) to keep a cycle's cost proportional to the change: every UID present
