@@ -173,3 +173,18 @@ class TestCalendarCapabilities:
         assert b"GEO:" not in harness.object_of("a", online).data
         harness.cycle("a")
         assert harness.count("PUT") == 0
+
+
+class TestIsolation:
+    """A target's cycle never runs twice at once."""
+
+    def test_cycle_of_a_busy_target_is_refused(self, harness: Harness) -> None:
+        """While another worker holds the target's lock, a cycle is refused and writes nothing."""
+        from apexcal.state import TargetBusy
+
+        new_activity(harness.emulator)
+        harness.add_target("a")
+        with harness.store.target_lock("a"), pytest.raises(TargetBusy):
+            harness.cycle("a")
+        assert harness.remote("a") == {}
+        assert harness.store.target_state("a").consecutive_failures == 0

@@ -51,7 +51,7 @@ from apexcal.filters import matches
 from apexcal.ical.location import is_online, meeting_url
 from apexcal.ical.mapping import MappingOptions, Unmappable, object_for
 from apexcal.metrics import Metrics
-from apexcal.state import ObjectRecord, Store
+from apexcal.state import ObjectRecord, Store, TargetBusy
 from apexcal.sync.apply import (
     TOMBSTONE_KIND,
     ApplyResult,
@@ -379,6 +379,9 @@ def run_target_cycle(
                         config, target, store, client, sink, when, force, should_stop,
                         cycle_id=cycle_id, started=started,
                     )
+        except TargetBusy:
+            log.info("sync.target_busy")
+            raise
         except ApexcalError as exc:
             seconds = time.monotonic() - started
             kind = type(exc).__name__
@@ -512,11 +515,11 @@ def _run(
     errors.extend(result.errors)
     retry = retry or result.retry or bool(result.errors)
     if not retry:
-        if detected.token is not None:
-            store.set_sync_token(target.name, detected.token)
-        elif detected.remote.full:
-            store.set_sync_token(target.name, None)
-        store.set_mirror_seq_seen(target.name, max(mirror_top, 1))
+        token = detected.token if detected.token is not None or detected.remote.full else state.sync_token
+        if token != state.sync_token:
+            store.set_sync_token(target.name, token)
+        if max(mirror_top, 1) != state.mirror_seq_seen:
+            store.set_mirror_seq_seen(target.name, max(mirror_top, 1))
     seconds = time.monotonic() - started
     summary = CycleSummary(
         target=target.name,
