@@ -84,18 +84,34 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
 
 from apexcal.errors import MassDeleteRefused
+from apexcal.sync.plan_model import (
+    Adopt,
+    Conflict,
+    Create,
+    Delete,
+    DeleteGuard,
+    Desired,
+    Forget,
+    Kind,
+    Plan,
+    Recorded,
+    Refresh,
+    RemoteSeen,
+    RemoteState,
+    Tombstone,
+    Update,
+    UpdateRecord,
+    Write,
+    Writeback,
+)
 from apexcal.sync.writeback_policy import (
     CompletionDecision,
     CompletionView,
     ConflictPolicy,
     decide_completion,
 )
-
-Kind = Literal["VEVENT", "VTODO"]
 
 __all__ = [
     "Adopt",
@@ -115,248 +131,10 @@ __all__ = [
     "Tombstone",
     "Update",
     "UpdateRecord",
+    "Write",
     "Writeback",
     "plan",
 ]
-
-
-# --- inputs -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Desired:
-    """One object the CRM wants on the target: a mirrored activity matching its filter."""
-
-    uid: str
-    activity_id: int
-    href_name: str
-    content_hash: str
-    data: bytes
-    kind: Kind
-    done: bool
-    updated_at: datetime | None = None
-    """The activity's ``updated_at``; only ``newest-wins`` looks at it."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Recorded:
-    """What the store says we last wrote to, and saw on, the server for one UID."""
-
-    uid: str
-    activity_id: int
-    href: str
-    etag: str | None
-    pushed_hash: str | None
-    done_seen: bool | None
-    pushed_done: bool | None = None
-    remote_deleted: bool = False
-    """Tombstone: the object is gone from the server (see :class:`Tombstone`)."""
-    pending_done: bool | None = None
-    """Completion of an Update sent but not yet recorded (write-ahead, cleared on record).
-
-    After a crash between a PUT and its record, the server shows our own write
-    as a change; when its completion equals this, it is taken as ours, not as
-    a calendar-side change to write back.
-    """
-
-
-@dataclass(frozen=True, kw_only=True)
-class RemoteSeen:
-    """An object the detection step read on the server this cycle."""
-
-    href: str
-    etag: str | None
-    uid: str | None
-    done: bool | None
-    """Completion read from the object (VTODO); None for events or when unreadable."""
-    status: str | None = None
-    modified: datetime | None = None
-    """LAST-MODIFIED (or COMPLETED) of the remote object; only ``newest-wins`` uses it."""
-    content_hash: str | None = None
-    """sha256 of the bytes read, when known; lets a crashed PUT be adopted without a PUT."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RemoteState:
-    """What detection found: objects read, hrefs known deleted, and whether it was a full listing.
-
-    With ``full=True`` every object present is in ``seen`` or ``listed`` (hrefs
-    whose etag was unchanged and were not read), and a recorded href absent
-    from both is deleted.
-    """
-
-    seen: tuple[RemoteSeen, ...] = ()
-    deleted: frozenset[str] = frozenset()
-    full: bool = False
-    listed: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeleteGuard:
-    """The mass-delete guard's settings."""
-
-    max_share: float = 0.5
-    min_records: int = 10
-    force: bool = False
-
-
-# --- actions ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Create:
-    """PUT a new object with ``If-None-Match: *``; a 412 means it exists: re-read and adopt."""
-
-    uid: str
-    activity_id: int
-    href_name: str
-    data: bytes
-    content_hash: str
-    kind: Kind
-    done: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class Update:
-    """PUT our bytes over an existing object with ``If-Match: etag``; 412 → re-read, re-plan."""
-
-    uid: str
-    activity_id: int
-    href: str
-    etag: str
-    data: bytes
-    content_hash: str
-    kind: Kind
-    done: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class Delete:
-    """DELETE an object with ``If-Match: etag``; on success (or 404) drop its record."""
-
-    uid: str
-    href: str
-    etag: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Adopt:
-    """Record an existing object holding exactly the desired bytes as ours; no write."""
-
-    uid: str
-    activity_id: int
-    href: str
-    etag: str | None
-    content_hash: str
-    kind: Kind
-    done: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class UpdateRecord:
-    """Record what was read on the server (etag, completion); clears ``pending_done``.
-
-    Applied before the writes, so it holds even when this cycle's write fails.
-    """
-
-    uid: str
-    href: str
-    etag: str | None
-    done_seen: bool | None
-    pushed_done: bool | None = None
-    """When not None, the record's ``pushed_done`` becomes this (our own write was seen)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Tombstone:
-    """Mark the record ``remote_deleted``: the object is gone from the server.
-
-    It is re-created only when ``recreate_deleted`` (a :class:`Create` for the
-    same UID then follows in the plan; the tombstone makes a failed re-creation
-    be retried).
-    """
-
-    uid: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Forget:
-    """Drop a record whose object is gone and is not wanted any more."""
-
-    uid: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Refresh:
-    """Read this href (calendar-multiget) before writing: its etag is unknown."""
-
-    uid: str
-    href: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class Writeback:
-    """Send a completion seen on the calendar to the CRM (journal, bulk PATCH, mark sent)."""
-
-    uid: str
-    activity_id: int
-    done: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class Conflict:
-    """A note for the log: both sides changed completion; ``winner`` took it."""
-
-    uid: str
-    activity_id: int
-    crm_done: bool
-    calendar_done: bool
-    policy: ConflictPolicy
-    winner: str
-
-
-Write = Create | Update | Delete
-
-
-@dataclass(frozen=True, kw_only=True)
-class Plan:
-    """The actions of one cycle, in the order the engine applies them."""
-
-    creates: tuple[Create, ...] = ()
-    updates: tuple[Update, ...] = ()
-    deletes: tuple[Delete, ...] = ()
-    adopts: tuple[Adopt, ...] = ()
-    record_updates: tuple[UpdateRecord, ...] = ()
-    tombstones: tuple[Tombstone, ...] = ()
-    forgets: tuple[Forget, ...] = ()
-    refreshes: tuple[Refresh, ...] = ()
-    writebacks: tuple[Writeback, ...] = ()
-    conflicts: tuple[Conflict, ...] = ()
-
-    @property
-    def writes(self) -> tuple[Write, ...]:
-        """The actions that write to the server: deletes first, then updates, then creates."""
-        return (*self.deletes, *self.updates, *self.creates)
-
-    @property
-    def is_empty(self) -> bool:
-        """True when the cycle has nothing to write, record, read or send."""
-        return not any(self.counts().values())
-
-    def counts(self) -> dict[str, int]:
-        """How many actions of each kind (for the cycle summary and logs)."""
-        return {
-            "create": len(self.creates),
-            "update": len(self.updates),
-            "delete": len(self.deletes),
-            "adopt": len(self.adopts),
-            "record": len(self.record_updates),
-            "tombstone": len(self.tombstones),
-            "forget": len(self.forgets),
-            "refresh": len(self.refreshes),
-            "writeback": len(self.writebacks),
-            "conflict": len(self.conflicts),
-        }
 
 
 @dataclass(kw_only=True)
