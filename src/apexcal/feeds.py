@@ -12,7 +12,8 @@ Determinism: components are sorted by UID (through the disk-backed spool of
 value comes from the data, and ``today`` only selects the window; unchanged
 data gives byte-identical files.  Files are written atomically and only when
 the bytes changed, so the file's mtime (the server's ``Last-Modified``) and
-its ETag stay put.
+its ETag stay put.  A build whose inputs did not change since the last one is
+skipped outright (see :func:`build_all_feeds`).
 
 Calendar properties: ``NAME``/``X-WR-CALNAME`` (``calendar_name``),
 ``DESCRIPTION``/``X-WR-CALDESC``, ``REFRESH-INTERVAL``/``X-PUBLISHED-TTL``,
@@ -33,17 +34,20 @@ included, to its file for the feed server.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from zoneinfo import ZoneInfo
 
 import structlog
 
+from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.errors import ApexcalError
@@ -67,7 +71,11 @@ _USER_GROUP = re.compile(r"[0-9]+")
 
 @dataclass(frozen=True, kw_only=True)
 class FeedResult:
-    """One feed file after a build: whether its bytes changed, its ETag, events and size."""
+    """One feed file after a build: whether its bytes changed, its ETag, events and size.
+
+    ``rebuilt`` is false when the build was skipped because nothing the feed
+    depends on changed since the last one (see :func:`build_all_feeds`).
+    """
 
     name: str
     path: Path
@@ -75,6 +83,7 @@ class FeedResult:
     etag: str
     count: int
     length: int
+    rebuilt: bool = True
 
 
 class FeedBuildError(ApexcalError):
@@ -243,14 +252,116 @@ def build_all_feeds(
 ) -> list[FeedResult]:
     """Build every configured feed in one pass over the mirror; called after each sync cycle.
 
-    ``today`` defaults to today in the source's zone.  Every build is
-    recorded in the store (``set_feed_built``), changed or not, so health
-    checks see fresh feeds.  A feed that cannot be written does not stop the
+    ``today`` defaults to today in the source's zone.  A feed whose inputs —
+    the mirror's change sequence, the activity types, the window and the
+    feed's settings — are those of its last build, and whose files are
+    untouched since, is not rebuilt at all (``rebuilt=False``): a cycle that
+    changed nothing costs a few reads, not a mapping of every activity.  The
+    record of the last build is a small JSON file beside the feed's file.
+    Every build is recorded in the store (``set_feed_built``), changed or
+    not, so health checks see fresh feeds.  A feed that cannot be written does not stop the
     others: :class:`FeedBuildError` is raised at the end, carrying both the
     failures and the results.
     """
     day = today if today is not None else feed_today(config, clock)
     return _build(config, list(config.feeds), store, today=day, clock=clock, metrics=metrics)
+
+
+def _state_path(feed: FeedConfig) -> Path:
+    """The record of a feed's last build, hidden beside its file (never served: not a feed name)."""
+    return feed.path.with_name(f".{feed.path.name}.build.json")
+
+
+def _signature(
+    config: Config,
+    feed: FeedConfig,
+    seq: int,
+    types: Mapping[str, ActivityType],
+    window: tuple[date, date],
+) -> str:
+    """A hash of everything a feed's files depend on: data (mirror sequence, types), window, settings."""
+    doc = {
+        "version": __version__,
+        "organization_id": config.source.organization_id,
+        "seq": seq,
+        "types": sorted(t.content_hash() for t in types.values()),
+        "window": [d.isoformat() for d in window],
+        "feed": feed.model_dump(mode="json"),
+        "options": repr(feed_options(config, feed)),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _unchanged(feed: FeedConfig, signature: str) -> list[FeedResult] | None:
+    """The files of the last build when it had this signature and they are untouched since, else None."""
+    try:
+        record = json.loads(_state_path(feed).read_text("utf-8"))
+        if record.get("signature") != signature:
+            return None
+        results = []
+        for f in record["files"]:
+            path = Path(f["path"])
+            st = path.stat()
+            if (st.st_size, st.st_mtime_ns) != (f["length"], f["mtime_ns"]):
+                return None
+            results.append(
+                FeedResult(
+                    name=f["name"],
+                    path=path,
+                    changed=False,
+                    etag=f["etag"],
+                    count=f["count"],
+                    length=f["length"],
+                    rebuilt=False,
+                )
+            )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if feed.per_user and {r.name for r in results} != {feed.name} | {
+        user_feed_name(feed.name, u) for u in _built_users(feed.path)
+    }:
+        return None
+    return results
+
+
+def _remember(feed: FeedConfig, signature: str, results: list[FeedResult]) -> None:
+    files = []
+    for r in results:
+        st = r.path.stat()
+        files.append(
+            {
+                "name": r.name,
+                "path": str(r.path),
+                "etag": r.etag,
+                "count": r.count,
+                "length": r.length,
+                "mtime_ns": st.st_mtime_ns,
+            }
+        )
+    body = json.dumps({"signature": signature, "files": files}, indent=1, sort_keys=True).encode()
+    write_atomic(_state_path(feed), partial(_write_bytes, body), only_if_changed=True, mode=0o600)
+
+
+def _write_bytes(body: bytes, out: BinaryIO) -> None:
+    out.write(body)
+
+
+def _record(
+    store: Store, results: list[FeedResult], *, clock: Clock, metrics: Metrics | None
+) -> None:
+    for r in results:
+        at = clock()
+        store.set_feed_built(r.name, r.etag, at, r.length)
+        if metrics is not None:
+            metrics.feed_built(r.name, at, changed=r.changed)
+        log.info(
+            "feed.built",
+            feed=r.name,
+            changed=r.changed,
+            rebuilt=r.rebuilt,
+            events=r.count,
+            bytes=r.length,
+        )
 
 
 def _build(
@@ -265,11 +376,22 @@ def _build(
     if not feeds:
         return []
     org = config.source.organization_id
+    seq = store.mirror_seq(org)
     types: dict[str, ActivityType] = store.types(org)
+    results: list[FeedResult] = []
     jobs: list[_FeedJob] = []
+    signatures: dict[str, str] = {}
+    failures: dict[str, str] = {}
     try:
         for feed in feeds:
             first, last = feed_window(feed, today)
+            signature = _signature(config, feed, seq, types, (first, last))
+            kept = _unchanged(feed, signature)
+            if kept is not None:
+                _record(store, kept, clock=clock, metrics=metrics)
+                results.extend(kept)
+                continue
+            signatures[feed.name] = signature
             jobs.append(
                 _FeedJob(
                     feed=feed,
@@ -279,19 +401,26 @@ def _build(
                     spool=ComponentSpool(),
                 )
             )
-        for activity in store.iter_activities(org):
-            for job in jobs:
-                spool_activities(
-                    (activity,), job.spool, types=types, options=job.options, group_of=job.groups_of
-                )
-        results: list[FeedResult] = []
-        failures: dict[str, str] = {}
+        if jobs:
+            for activity in store.iter_activities(org):
+                for job in jobs:
+                    spool_activities(
+                        (activity,),
+                        job.spool,
+                        types=types,
+                        options=job.options,
+                        group_of=job.groups_of,
+                    )
         for job in jobs:
             try:
-                results.extend(_write_job(config, job, store, clock=clock, metrics=metrics))
+                written = _write_job(config, job)
+                _remember(job.feed, signatures[job.feed.name], written)
             except OSError as exc:
                 failures[job.feed.name] = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
                 log.error("feed.failed", feed=job.feed.name, error=failures[job.feed.name])
+                continue
+            _record(store, written, clock=clock, metrics=metrics)
+            results.extend(written)
     finally:
         for job in jobs:
             job.spool.close()
@@ -300,9 +429,7 @@ def _build(
     return results
 
 
-def _write_job(
-    config: Config, job: _FeedJob, store: Store, *, clock: Clock, metrics: Metrics | None
-) -> list[FeedResult]:
+def _write_job(config: Config, job: _FeedJob) -> list[FeedResult]:
     feed, spool = job.feed, job.spool
     spool.touch(_BASE)
     if feed.per_user:
@@ -326,22 +453,13 @@ def _write_job(
             partial(write_spooled, components=components, props=props, zoned=zoned),
             only_if_changed=True,
         )
-        etag = f'"{written.sha256}"'  # = etag_for(body), hashed while writing
-        at = clock()
-        store.set_feed_built(name, etag, at, written.length)
-        if metrics is not None:
-            metrics.feed_built(name, at, changed=written.changed)
-        count = spool.counts.get(group, 0)
-        log.info(
-            "feed.built", feed=name, changed=written.changed, events=count, bytes=written.length
-        )
         results.append(
             FeedResult(
                 name=name,
                 path=path,
                 changed=written.changed,
-                etag=etag,
-                count=count,
+                etag=f'"{written.sha256}"',  # = etag_for(body), hashed while writing
+                count=spool.counts.get(group, 0),
                 length=written.length,
             )
         )

@@ -359,3 +359,42 @@ class TestExportInterrupt:
         assert out.read_bytes() == b"previous export\n"
         assert not fresh.exists()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["big.ics"]
+
+
+class TestExportProgress:
+    def test_progress_bar_on_a_terminal_with_counts(
+        self, emulator: EmulatorHandle, seeded: list[dict[str, Any]], tmp_path: Path
+    ) -> None:
+        """With stderr on a terminal, a progress display counts the activities fetched; the file is unaffected."""
+        import pty
+
+        master, slave = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APEXCAL_")}
+        env.update({"APEXCAL_TOKEN": emulator.token, "COLUMNS": "120", "TERM": "xterm"})
+        out = tmp_path / "tty.ics"
+        proc = subprocess.Popen(
+            [APEXCAL, "export", "--base-url", emulator.base_url, "--org", "27", "-o", str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        shown = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed its end of the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+        finally:
+            os.close(master)
+            proc.wait(timeout=60)
+        assert proc.returncode == 0
+        text = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", shown).decode("utf-8", "replace")
+        assert "fetching activities" in text
+        assert f"{SEED_COUNT}/{SEED_COUNT}" in text
+        assert "writing" in text
+        assert out.read_bytes().startswith(b"BEGIN:VCALENDAR")

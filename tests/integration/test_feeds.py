@@ -159,13 +159,39 @@ class TestFeedDeterminism:
         body = path.read_bytes()
         second = site.build()["team"]
         after = path.stat()
-        assert first.changed is True
-        assert second.changed is False
+        assert (first.changed, first.rebuilt) == (True, True)
+        assert (second.changed, second.rebuilt) == (False, False)
         assert path.read_bytes() == body
         assert (after.st_mtime_ns, after.st_ino) == (before.st_mtime_ns, before.st_ino)
         assert first.etag == second.etag == etag_for(body)
         assert first.count == 4
         assert first.length == len(body)
+
+    def test_unrelated_change_rebuilds_but_keeps_the_bytes(self, site: Site) -> None:
+        """A mirror change the feed does not show (outside its window) rebuilds it, to the same bytes and mtime."""
+        site.emulator.state.insert_activity(activity(500, start_date=day(-400), end_date=day(-400)))
+        site.pull()
+        site.build()
+        path = site.config.feed("team").path
+        before = path.stat()
+        site.client.patch_activity(500, {"subject": "Long ago"})
+        site.pull()
+        results = site.build()
+        assert (results["team"].rebuilt, results["team"].changed) == (True, False)
+        assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+    def test_file_touched_behind_its_back_is_rebuilt(self, site: Site) -> None:
+        """A feed file edited or removed since the last build is written again, even with no data change."""
+        site.pull()
+        site.build()
+        path = site.config.feed("team").path
+        body = path.read_bytes()
+        path.write_bytes(b"tampered")
+        assert site.build()["team"].rebuilt is True
+        assert path.read_bytes() == body
+        path.unlink()
+        assert site.build()["team"].changed is True
+        assert path.read_bytes() == body
 
     def test_build_is_recorded_in_the_store_and_metrics(self, site: Site) -> None:
         """Each build records the feed's ETag and length in the store and counts changed builds."""

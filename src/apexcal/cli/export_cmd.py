@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -68,11 +69,26 @@ def _positive_int(option: str, value: str) -> int:
     return number
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Progress:
+    """Callbacks of the progress display: one activity fetched, writing starts, one component written."""
+
+    fetched: Callable[[], None] = lambda: None
+    writing: Callable[[int], None] = lambda total: None
+    written: Callable[[], None] = lambda: None
+
+    def counted(self, components: Iterable[bytes]) -> Iterator[bytes]:
+        """``components``, reporting each as written."""
+        for component in components:
+            yield component
+            self.written()
+
+
 @contextmanager
-def _progress(enabled: bool) -> Iterator[tuple[Callable[[], None], Callable[[int], None]]]:
-    """``(one_fetched, start_writing)`` callbacks driving a rich progress display on stderr."""
+def _progress(enabled: bool) -> Iterator[_Progress]:
+    """A rich progress display on stderr with counts (when ``enabled``), else silent callbacks."""
     if not enabled:
-        yield (lambda: None), (lambda total: None)
+        yield _Progress()
         return
     from rich.console import Console
     from rich.progress import (
@@ -80,6 +96,7 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[], None], Callable[[int
         MofNCompleteColumn,
         Progress,
         SpinnerColumn,
+        TaskID,
         TextColumn,
         TimeElapsedColumn,
     )
@@ -91,18 +108,20 @@ def _progress(enabled: bool) -> Iterator[tuple[Callable[[], None], Callable[[int
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=Console(stderr=True),
-        transient=False,
     ) as progress:
         fetching = progress.add_task("fetching activities", total=None)
-
-        def one_fetched() -> None:
-            progress.advance(fetching)
+        writing: list[TaskID] = []
 
         def start_writing(total: int) -> None:
-            progress.update(fetching, total=progress.tasks[0].completed)
-            progress.add_task("writing", total=total, completed=total)
+            done = progress.tasks[0].completed
+            progress.update(fetching, total=done, completed=done)
+            writing.append(progress.add_task("writing", total=total))
 
-        yield one_fetched, start_writing
+        yield _Progress(
+            fetched=lambda: progress.advance(fetching),
+            writing=start_writing,
+            written=lambda: progress.advance(writing[0]),
+        )
 
 
 def _source(
@@ -320,7 +339,7 @@ def _run_export(
             base_url, token, org_id, page_size=page_size, timeout=timeout, retry=retry
         ) as client,
         ComponentSpool() as spool,
-        _progress(sys.stderr.isatty()) as (one_fetched, start_writing),
+        _progress(sys.stderr.isatty()) as progress,
     ):
         types = list(client.list_activity_types())
         filters = ExportFilters(
@@ -339,13 +358,14 @@ def _run_export(
             types=types_by_key(types),
             options=options,
             group_of=split_group(split) if split else whole,
-            on_activity=one_fetched,
+            on_activity=progress.fetched,
         )
         if split is None:
             spool.touch("")
-        start_writing(len(spool))
+        progress.writing(len(spool))
         written: list[str] = []
-        for group, components in spool.groups():
+        for group, spooled in spool.groups():
+            components = progress.counted(spooled)
             label = spool.labels.get(group) or group
             props = CalendarProps(
                 name=f"{CALENDAR_NAME} – {label}" if split else CALENDAR_NAME,
