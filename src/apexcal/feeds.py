@@ -67,6 +67,8 @@ log = structlog.get_logger(__name__)
 # The group of a feed's own file in the spool; per-user groups are user ids.
 _BASE = ""
 _USER_GROUP = re.compile(r"[0-9]+")
+#: The mapping's default length of a timed activity with no end and no duration.
+DEFAULT_DURATION = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,32 +152,45 @@ def feed_window(feed: FeedConfig, today: date) -> tuple[date, date]:
     )
 
 
-def last_day(activity: Activity) -> date | None:
-    """The last calendar day an activity occupies (``None`` without a start date).
+def last_day(activity: Activity, default_duration: timedelta = DEFAULT_DURATION) -> date | None:
+    """The last calendar day an activity occupies, by the mapping's rules (``None`` without a start date).
 
-    An end date before the start is ignored; a timed activity with no end
-    date ends on its start day, or the next one when its end time (or its
-    duration) carries it past midnight.
+    All-day: the end date (when not before the start), else the start date.
+    Timed: the end from end date and time (an end time before the start time
+    on the same day crosses midnight), else from ``duration`` minutes, else
+    ``default_duration``; an end exactly at midnight does not occupy the next
+    day.  Wall-clock arithmetic: a DST shift moves an end by an hour, not a day.
     """
     start = activity.start_date
     if start is None:
         return None
-    if activity.end_date is not None and activity.end_date >= start:
-        return activity.end_date
-    if activity.start_time is not None:
-        begin = datetime.combine(start, activity.start_time)
-        if activity.end_time is not None:
-            end = datetime.combine(start, activity.end_time)
-            return start + timedelta(days=1) if end < begin else start
-        if activity.duration:
-            return (begin + timedelta(minutes=activity.duration)).date()
-    return start
+    if activity.start_time is None:
+        end_date = activity.end_date
+        return end_date if end_date is not None and end_date >= start else start
+    start_time = activity.start_time.replace(tzinfo=None)
+    begin = datetime.combine(start, start_time)
+    end: datetime | None = None
+    if activity.end_time is not None:
+        end_time = activity.end_time.replace(tzinfo=None)
+        end_day = activity.end_date or start
+        if end_day == start and end_time < start_time:
+            end_day += timedelta(days=1)
+        candidate = datetime.combine(end_day, end_time)
+        if candidate > begin:
+            end = candidate
+    if end is None and activity.duration:
+        end = begin + timedelta(minutes=activity.duration)
+    if end is None:
+        end = begin + default_duration
+    return (end - timedelta(microseconds=1)).date()
 
 
-def in_window(activity: Activity, first: date, last: date) -> bool:
+def in_window(
+    activity: Activity, first: date, last: date, default_duration: timedelta = DEFAULT_DURATION
+) -> bool:
     """Whether ``activity`` overlaps the days ``[first, last]``; undated activities never do."""
     start = activity.start_date
-    end = last_day(activity)
+    end = last_day(activity, default_duration)
     return start is not None and end is not None and start <= last and end >= first
 
 

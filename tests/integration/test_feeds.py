@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 from icalendar import Calendar
 
@@ -505,3 +507,53 @@ class TestFeedServed:
         assert full.headers["ETag"] == results["team-47"].etag
         assert again.status_code == 304
         assert other.status_code == 404
+
+
+class TestWindowProperty:
+    @settings(max_examples=150, deadline=None)
+    @given(
+        start=st.dates(min_value=date(2026, 5, 1), max_value=date(2026, 7, 31)),
+        end_offset=st.none() | st.integers(min_value=-3, max_value=10),
+        start_time=st.none() | st.times(),
+        end_time=st.none() | st.times(),
+        duration=st.none() | st.integers(min_value=0, max_value=3000),
+        window=st.tuples(
+            st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=40)
+        ),
+    )
+    def test_window_agrees_with_the_mapped_event(
+        self,
+        start: date,
+        end_offset: int | None,
+        start_time: time | None,
+        end_time: time | None,
+        duration: int | None,
+        window: tuple[int, int],
+    ) -> None:
+        """An activity is in the window exactly when the days of its mapped DTSTART..DTEND overlap it."""
+        from apexcal.apex.models import parse_activity
+        from apexcal.feeds import last_day
+        from apexcal.ical.mapping import MappingOptions, map_activity
+
+        record = activity(
+            1,
+            start_date=start.isoformat(),
+            end_date=None
+            if end_offset is None
+            else (start + timedelta(days=end_offset)).isoformat(),
+            start_time=None
+            if start_time is None
+            else start_time.replace(microsecond=0).isoformat(),
+            end_time=None if end_time is None else end_time.replace(microsecond=0).isoformat(),
+            duration=duration,
+        )
+        parsed = parse_activity(record)
+        event = map_activity(parsed, {}, MappingOptions(tasks_as="events"))
+        begin, end = event.start, event.end
+        if isinstance(begin, datetime):
+            days = (begin.date(), (end - timedelta(microseconds=1)).date())
+        else:
+            days = (begin, end - timedelta(days=1))
+        assert last_day(parsed) == days[1]
+        first, last = TODAY - timedelta(days=window[0]), TODAY + timedelta(days=window[1])
+        assert in_window(parsed, first, last) == (days[0] <= last and days[1] >= first)

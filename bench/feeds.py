@@ -1,0 +1,384 @@
+"""Benchmark: build a feed of N events, then serve it — against baselines in the same run.
+
+Build.  The state store (SQLite in a temporary directory) is filled with N
+seeded activities whose dates all fall inside the feed's window, then, each
+in a fresh interpreter so memory figures do not mix:
+
+* ``build_all_feeds`` — first build (writes the file) and a rebuild over the
+  same data (compares, does not write), with the process's peak RSS, and once
+  more under ``tracemalloc`` for the peak of Python allocations;
+* baseline — the same activities read from the store into a list, mapped with
+  the same options, every component added to one icalendar ``Calendar``
+  (sorted by UID) and serialized whole: the in-memory way.
+
+Serve.  The built file is served by the project's feed server
+(``apexcal.serve.create_app`` + uvicorn, one process, access log off, the
+token checked against the same SQLite store) and by nginx (one worker,
+``sendfile``) from the same file, one after the other in the same run; ``wrk``
+measures full ``200`` answers and ``304`` answers to ``If-None-Match``, over
+loopback only, for a bounded time each.  Needs ``wrk`` and ``nginx`` (Debian:
+``apt-get install -y wrk nginx-light``).
+
+Run: ``.venv/bin/python bench/feeds.py [--count 10000] [--seconds 5] [--connections 8]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ORG = 27
+TODAY = date(2026, 6, 15)
+
+
+def config_dict(state_url: str, feed_path: Path) -> dict[str, Any]:
+    """The config of the benchmark: one public feed with a window wide enough for every event."""
+    return {
+        "source": {
+            "base_url": "https://api.achieveapex.com",
+            "token": "unused",
+            "organization_id": ORG,
+            "timezone": "Europe/Berlin",
+        },
+        "state": {"url": state_url},
+        "feeds": [
+            {
+                "name": "team",
+                "path": str(feed_path),
+                "window": {"past_days": 3660, "future_days": 3660},
+                "calendar_name": "Team",
+                "color": "#3B82F6",
+            }
+        ],
+    }
+
+
+def maxrss_mib() -> float:
+    """This process's peak resident set size, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- roles run in fresh interpreters ------------------------------------------------
+
+
+def role_build(state_url: str, feed_path: Path, traced: bool) -> dict[str, Any]:
+    from apexcal.config import config_from_dict
+    from apexcal.feeds import build_all_feeds
+    from apexcal.state import Store
+
+    config = config_from_dict(config_dict(state_url, feed_path))
+    with Store.open(config.state.url) as store:
+        if traced:
+            tracemalloc.start()
+        started = time.perf_counter()
+        (first,) = build_all_feeds(config, store, today=TODAY)
+        first_s = time.perf_counter() - started
+        started = time.perf_counter()
+        (again,) = build_all_feeds(config, store, today=TODAY)
+        again_s = time.perf_counter() - started
+        # A change the feed does not show (an activity far outside its window):
+        # the mirror moved, so the feed is rebuilt and compared, and stays as it was.
+        outside = store.activities(ORG)[0].model_copy(
+            update={"id": 10**9, "start_date": date(1990, 1, 1), "end_date": None}
+        )
+        store.upsert_activities(ORG, [outside], watermark=None)
+        started = time.perf_counter()
+        (rebuilt,) = build_all_feeds(config, store, today=TODAY)
+        rebuilt_s = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
+    return {
+        "first_s": first_s,
+        "again_s": again_s,
+        "rebuilt_s": rebuilt_s,
+        "changed": [first.changed, again.changed, rebuilt.changed],
+        "rebuilt": [first.rebuilt, again.rebuilt, rebuilt.rebuilt],
+        "events": first.count,
+        "bytes": first.length,
+        "peak_mib": peak / 2**20,
+        "maxrss_mib": maxrss_mib(),
+    }
+
+
+def role_baseline(state_url: str, out_path: Path, traced: bool) -> dict[str, Any]:
+    from icalendar import Calendar
+
+    from apexcal.config import config_from_dict
+    from apexcal.feeds import feed_options, feed_window, in_window
+    from apexcal.ical.mapping import map_activity
+    from apexcal.ical.timezones import vtimezone
+    from apexcal.state import Store
+
+    config = config_from_dict(config_dict(state_url, out_path))
+    feed = config.feeds[0]
+    options = feed_options(config, feed)
+    first, last = feed_window(feed, TODAY)
+    with Store.open(config.state.url) as store:
+        if traced:
+            tracemalloc.start()
+        started = time.perf_counter()
+        types = store.types(ORG)
+        activities = [a for a in store.activities(ORG) if in_window(a, first, last)]
+        components = [map_activity(a, types, options) for a in activities]
+        components.sort(key=lambda c: str(c["UID"]))
+        calendar = Calendar()
+        calendar.add("PRODID", "-//bench//baseline//EN")
+        calendar.add("VERSION", "2.0")
+        calendar.add_component(vtimezone(config.source.timezone))
+        for component in components:
+            calendar.add_component(component)
+        body = calendar.to_ical()
+        out_path.write_bytes(body)
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
+    return {
+        "first_s": seconds,
+        "events": len(components),
+        "bytes": len(body),
+        "peak_mib": peak / 2**20,
+        "maxrss_mib": maxrss_mib(),
+    }
+
+
+def role_serve(state_url: str, feed_path: Path, port: int) -> None:
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from apexcal.log import configure
+    from apexcal.serve import HealthSnapshot, create_app
+    from apexcal.state import Store
+
+    class Healthy:
+        def snapshot(self) -> HealthSnapshot:
+            now = datetime.now(UTC)
+            return HealthSnapshot(
+                now=now, stale_after=timedelta(hours=1), started_at=now, feeds={}, targets={}
+            )
+
+    configure("warning")  # as a daemon would run: no line per request
+    store = Store.open(state_url)
+    app = create_app(
+        feeds=lambda: {"team": feed_path},
+        tokens=store,
+        health=Healthy(),
+        metrics_registry=CollectorRegistry(),
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- the driver -----------------------------------------------------------------------
+
+
+def run_role(*args: str) -> dict[str, Any]:
+    """Run this script in a fresh interpreter in one of its roles; its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--role", *args], capture_output=True, check=True, text=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, headers: dict[str, str], deadline_s: float = 30) -> httpx.Response:
+    """Poll ``url`` until it answers (the server is starting), within a deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            return httpx.get(url, headers=headers, timeout=5)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> dict[str, Any]:
+    """Requests per second (and non-2xx/3xx count) of a bounded wrk run against ``url``."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    return {
+        "rate": rate,
+        "bad": int(bad.group(1)) if bad else 0,
+        "p99": p99.group(1) if p99 else "?",
+    }
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    sendfile on;
+    types {{ text/calendar ics; }}
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def serve_figures(
+    label: str, url: str, seconds: int, connections: int, headers: dict[str, str]
+) -> list[str]:
+    first = wait_for(url, headers)
+    assert first.status_code == 200, (label, first.status_code)
+    etag = first.headers["ETag"]
+    full = wrk(url, seconds, connections, headers)
+    cached = wrk(url, seconds, connections, {**headers, "If-None-Match": etag})
+    check = httpx.get(url, headers={**headers, "If-None-Match": etag}, timeout=5)
+    assert check.status_code == 304, (label, check.status_code)
+    return [
+        f"{label:<34} {'200':>5} {full['rate']:>12,.0f} {full['p99']:>9} {full['bad']:>6}",
+        f"{label:<34} {'304':>5} {cached['rate']:>12,.0f} {cached['p99']:>9} {cached['bad']:>6}",
+    ]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        role, state_url, path, *rest = args.role
+        if role == "serve":
+            role_serve(state_url, Path(path), int(rest[0]))
+            return
+        traced = rest == ["traced"]
+        work = role_build if role == "build" else role_baseline
+        print(json.dumps(work(state_url, Path(path), traced)))
+        return
+
+    from apexcal.apex.models import parse_activity, parse_activity_type
+    from apexcal.emulator import EmulatorState
+    from apexcal.feedtokens import feed_path, hash_token, new_token
+    from apexcal.state import Store
+
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (Debian: apt-get install -y wrk nginx-light)")
+    with tempfile.TemporaryDirectory(prefix="apexcal-bench-feeds-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)  # nginx's worker runs as an unprivileged user and must read the feed
+        state_url = f"sqlite:///{root / 'state.db'}"
+        feed_file = root / "feeds" / "team.ics"
+        emulator = EmulatorState()
+        emulator.seed(ORG, args.count, anchor=TODAY)
+        token = new_token()
+        with Store.open(state_url) as store:
+            store.upsert_activities(
+                ORG, [parse_activity(r) for r in emulator.activities(ORG)], watermark=None
+            )
+            store.upsert_types(ORG, [parse_activity_type(t) for t in emulator.activity_types(ORG)])
+            store.add_feed_token("team", hash_token(token), "bench", datetime.now(UTC))
+
+        built = run_role("build", state_url, str(feed_file))
+        traced = run_role("build", state_url, str(feed_file), "traced")
+        base = run_role("baseline", state_url, str(root / "baseline.ics"))
+        base_traced = run_role("baseline", state_url, str(root / "baseline.ics"), "traced")
+
+        print(
+            f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+            f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"\nbuild of a feed of {built['events']:,} events ({built['bytes'] / 2**20:.1f} MiB)\n"
+        )
+        rows = [
+            ("build_all_feeds, first build", f"{built['first_s']:.2f}", traced, built),
+            ("  again, nothing changed (skipped)", f"{built['again_s']:.3f}", None, None),
+            ("  again, change outside the feed", f"{built['rebuilt_s']:.2f}", None, None),
+            ("baseline: one icalendar Calendar", f"{base['first_s']:.2f}", base_traced, base),
+        ]
+        print(f"{'way':<36} {'seconds':>8} {'py peak MiB':>12} {'RSS MiB':>8}")
+        for name, seconds, peak, rss in rows:
+            peak_text = f"{peak['peak_mib']:.1f}" if peak else "-"
+            rss_text = f"{rss['maxrss_mib']:.0f}" if rss else "-"
+            print(f"{name:<36} {seconds:>8} {peak_text:>12} {rss_text:>8}")
+        assert built["changed"] == [True, False, False], built
+        assert built["rebuilt"] == [True, False, True], built
+
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--role", "serve", state_url, str(feed_file), str(port)]
+        )
+        lines = []
+        try:
+            url = f"http://127.0.0.1:{port}{feed_path(token, 'team')}"
+            lines += serve_figures("apexcal feed server", url, args.seconds, args.connections, {})
+            lines += serve_figures(
+                "apexcal feed server (gzip)",
+                url,
+                args.seconds,
+                args.connections,
+                {"Accept-Encoding": "gzip"},
+            )
+        finally:
+            stop(server)
+        nginx_dir = root / "nginx"
+        nginx_dir.mkdir()
+        nginx_port = free_port()
+        conf = nginx_dir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=nginx_dir, port=nginx_port, root=feed_file.parent))
+        nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(nginx_dir)])
+        try:
+            lines += serve_figures(
+                "baseline: nginx static file",
+                f"http://127.0.0.1:{nginx_port}/team.ics",
+                args.seconds,
+                args.connections,
+                {},
+            )
+        finally:
+            stop(nginx)
+        print(f"\nserving it: wrk -t1 -c{args.connections} -d{args.seconds}s over loopback\n")
+        print(f"{'server':<34} {'status':>5} {'requests/s':>12} {'p99':>9} {'bad':>6}")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
