@@ -62,9 +62,9 @@ class EmulatorState:
         self._tokens: dict[str, int] = {}
         self._activities: dict[int, dict[str, Any]] = {}
         self._live: dict[int, dict[int, dict[str, Any]]] = {}
-        # Per organization, (updated_at, id) of live activities in order; entries of
-        # records written since are stale and skipped.  None: rebuild before use.
-        self._feed: dict[int, list[tuple[str, int]] | None] = {}
+        # Per organization, the live activities in (updated_at, id) order: the keys
+        # and, aligned with them, the records.  Absent or None: (re)built on first use.
+        self._feed: dict[int, tuple[list[tuple[str, int]], list[dict[str, Any]]] | None] = {}
         self._types: dict[int, dict[str, Any]] = {}
         self.deals: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
@@ -220,34 +220,53 @@ class EmulatorState:
             self._saw(row["updated_at"])
             self._next_activity = max(self._next_activity, row["id"] + 1)
             old = self._activities.get(row["id"])
-            if old is not None:
+            if old is not None and old["deleted_at"] is None:
+                self._unindex(old)
                 self._live.get(old["organization_id"], {}).pop(row["id"], None)
             self._activities[row["id"]] = row
             if row["deleted_at"] is None:
                 live = self._live.setdefault(row["organization_id"], {})
                 live[row["id"]] = row
-                self._indexed(row)
+                self._index(row)
             return dict(row)
 
-    def _indexed(self, row: Mapping[str, Any]) -> None:
-        """Add a just-written live row to its organization's (updated_at, id) order."""
-        keys = self._feed.get(row["organization_id"])
-        if keys is None:
+    def _unindex(self, row: Mapping[str, Any]) -> None:
+        """Take a live row out of the feed order (before its ``updated_at`` changes)."""
+        feed = self._feed.get(row["organization_id"])
+        if feed is None:
             return
+        keys, rows = feed
         key = (row["updated_at"], row["id"])
-        if keys and keys[-1] >= key:
-            self._feed[row["organization_id"]] = None  # out of order: rebuild on next use
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            del keys[i]
+            del rows[i]
         else:
-            keys.append(key)
+            self._feed[row["organization_id"]] = None  # not where expected: rebuild
 
-    def _feed_keys(
-        self, org_id: int, live: Mapping[int, Mapping[str, Any]]
-    ) -> list[tuple[str, int]]:
-        keys = self._feed.get(org_id)
-        if keys is None or len(keys) > 2 * len(live) + 64:
-            keys = sorted((r["updated_at"], r["id"]) for r in live.values())
-            self._feed[org_id] = keys
-        return keys
+    def _index(self, row: dict[str, Any]) -> None:
+        """Put a live row into the feed order (after its ``updated_at`` changed)."""
+        feed = self._feed.get(row["organization_id"])
+        if feed is None:
+            return
+        keys, rows = feed
+        key = (row["updated_at"], row["id"])
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            self._feed[row["organization_id"]] = None  # already there: rebuild
+        else:
+            keys.insert(i, key)
+            rows.insert(i, row)
+
+    def _feed_order(
+        self, org_id: int, live: Mapping[int, dict[str, Any]]
+    ) -> tuple[list[tuple[str, int]], list[dict[str, Any]]]:
+        feed = self._feed.get(org_id)
+        if feed is None:
+            pairs = sorted(((r["updated_at"], r["id"]), r) for r in live.values())
+            feed = ([k for k, _ in pairs], [r for _, r in pairs])
+            self._feed[org_id] = feed
+        return feed
 
     def put_raw(self, activity_id: int, **fields: Any) -> None:
         """Change stored fields directly: no validation, no ``updated_at`` bump."""
@@ -349,18 +368,13 @@ class EmulatorState:
             else:
                 # Walk the (updated_at, id) order from the lower bound: the change
                 # feed's query then costs what lies after the watermark, unsorted.
-                keys = self._feed_keys(query.organization_id, live)
+                keys, rows = self._feed_order(query.organization_id, live)
                 start = 0
                 if query.updated_from is not None:
                     op, value = query.updated_from
                     probe = (value,) if op == "$gte" else (value, float("inf"))
                     start = bisect_left(keys, probe) if op == "$gte" else bisect_right(keys, probe)
-                candidates = [
-                    row
-                    for stamp, rid in keys[start:]
-                    if (row := live.get(rid)) is not None and row["updated_at"] == stamp
-                ]
-                matched = query.select_rows(candidates)
+                matched = query.select_rows(rows[start:])
                 ordered = matched if in_feed_order else order(matched, query.sort)
         return len(ordered), ordered[query.skip : query.skip + query.limit]
 
@@ -387,10 +401,13 @@ class EmulatorState:
                 self._check_type_key(row["organization_id"], fields["activity_type"])
             merged = {**row, **fields}
             check_dates(merged)
+            live = row["deleted_at"] is None
+            if live:
+                self._unindex(row)
             row.update(fields)
             row["updated_at"] = self.stamp()
-            if row["deleted_at"] is None:
-                self._indexed(row)
+            if live:
+                self._index(row)
             return dict(row)
 
     def bulk_patch(
@@ -414,16 +431,19 @@ class EmulatorState:
             if not rows:
                 return []
             stamp = self.stamp()
-            for row in sorted(rows, key=lambda r: r["id"]):
+            for row in rows:
+                self._unindex(row)
                 row.update(fields)
                 row["updated_at"] = stamp
-                self._indexed(row)
+                self._index(row)
             return [r["id"] for r in rows]
 
     def delete_activity(self, activity_id: int) -> dict[str, Any]:
         """Soft-delete a live activity: ``deleted_at`` = ``updated_at`` = a new stamp."""
         with self._lock:
             row = self._activities[activity_id]
+            if row["deleted_at"] is None:
+                self._unindex(row)
             row["deleted_at"] = row["updated_at"] = self.stamp()
             self._live.get(row["organization_id"], {}).pop(activity_id, None)
             return dict(row)
