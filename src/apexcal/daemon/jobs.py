@@ -106,7 +106,7 @@ def run_target(
         log.info("target.cancelled", target=name)
         return JobOutcome(kind="target", name=name, result="cancelled", summary=f"{name}: stopped")
     except TargetBusy as exc:
-        log.warning("target.busy", target=name, error=str(exc))
+        log.info("target.busy", target=name, error=str(exc))
         return JobOutcome(kind="target", name=name, result="busy", summary=f"{name}: busy")
     except ApexcalError as exc:
         # run_target_cycle has recorded and logged the failure (sync.cycle_failed).
