@@ -228,9 +228,8 @@ class _FeedJob:
         user = activity.assigned_to_user_id
         if self.feed.per_user and user is not None:
             self.users.add(user)
-        if not in_window(activity, self.first, self.last) or not matches(
-            activity, self.feed.filter
-        ):
+        window = (self.first, self.last, self.options.default_duration)
+        if not in_window(activity, *window) or not matches(activity, self.feed.filter):
             return []
         groups: list[tuple[str, str | None]] = [(_BASE, None)]
         if self.feed.per_user and user is not None:
@@ -274,9 +273,9 @@ def build_all_feeds(
     changed nothing costs a few reads, not a mapping of every activity.  The
     record of the last build is a small JSON file beside the feed's file.
     Every build is recorded in the store (``set_feed_built``), changed or
-    not, so health checks see fresh feeds.  A feed that cannot be written does not stop the
-    others: :class:`FeedBuildError` is raised at the end, carrying both the
-    failures and the results.
+    not, so health checks see fresh feeds.  A feed that cannot be written
+    does not stop the others: :class:`FeedBuildError` is raised at the end,
+    carrying both the failures and the results.
     """
     day = today if today is not None else feed_today(config, clock)
     return _build(config, list(config.feeds), store, today=day, clock=clock, metrics=metrics)
