@@ -374,12 +374,12 @@ def order(records: Iterable[Record], sort: Sequence[tuple[str, int]]) -> list[Re
         else:
             passes.append(([field], direction))
     for fields, direction in reversed(passes):
-        try:
-            result.sort(key=itemgetter(*fields), reverse=direction == -1)
-        except TypeError:
+        if any(None in map(itemgetter(f), result) for f in fields):
             # Some values are null: one stable pass per field, nulls set apart.
             for field in reversed(fields):
                 result = _sort_nullable(result, field, direction)
+        else:
+            result.sort(key=itemgetter(*fields), reverse=direction == -1)
     return result
 
 
