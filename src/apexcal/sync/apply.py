@@ -119,7 +119,10 @@ def apply_records(
     for upd in plan.record_updates:
         old = records.get(upd.uid)
         if old is not None and old.href == upd.href:
-            store.put_record(replace(old, etag=upd.etag, done_seen=upd.done_seen, updated_at=None))
+            pushed = upd.pushed_done if upd.pushed_done is not None else old.pushed_done
+            store.put_record(
+                replace(old, etag=upd.etag, done_seen=upd.done_seen, pushed_done=pushed, updated_at=None)
+            )
             result.recorded += 1
     return result
 

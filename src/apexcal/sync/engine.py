@@ -328,6 +328,7 @@ class _Cycle:
             recreate_deleted=sync.recreate_deleted,
             guard=DeleteGuard(max_share=sync.max_delete_share, force=self.force),
             total_records=total,
+            owns=_uid_filter(self.config),
         )
 
 
