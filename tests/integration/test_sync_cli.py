@@ -118,3 +118,14 @@ class TestSyncCommand:
         for e in events:
             if e["event"].startswith(("pull.", "sync.")):
                 assert e.get("cycle_id") == cycle_id, e
+
+    def test_sync_writes_the_feeds_after_the_targets(self, rad: Harness) -> None:
+        """A configured feed is written once the targets have synced, and reported on stdout."""
+        new_activity(rad.emulator, subject="Quarterly review")
+        rad.add_target("a")
+        feed = rad.tmp / "feeds" / "team.ics"
+        rad.feeds = [{"name": "team", "path": str(feed)}]
+        done = sync(rad.config_file())
+        assert done.returncode == 0, done.stderr
+        assert any(line.startswith("feed team:") for line in done.stdout.splitlines())
+        assert b"Quarterly review" in feed.read_bytes()

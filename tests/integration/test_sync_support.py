@@ -71,6 +71,7 @@ class Harness:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=lambda: {"reconcile_interval": "1h"})
     mapping: dict[str, Any] = field(default_factory=lambda: {"geocoder": "none"})
+    feeds: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, int]] = field(default_factory=list)
     hooks: list[Hook] = field(default_factory=list)
     api_requests: list[str] = field(default_factory=list)
@@ -135,6 +136,9 @@ class Harness:
             if entry.get("filter"):
                 lines.append("[targets.filter]")
                 lines.extend(f"{k} = {_toml(v)}" for k, v in entry["filter"].items())
+        for feed in self.feeds:
+            lines.append("[[feeds]]")
+            lines.extend(f"{k} = {_toml(v)}" for k, v in feed.items())
         path = self.tmp / "apexcal.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
