@@ -345,7 +345,9 @@ class SyncMachine(RuleBasedStateMachine):
             pushed_done=action.done if action.kind == "VTODO" else None,
         )
 
-    def _apply(self, p: Plan, fail: frozenset[int], crash_at: int | None) -> None:
+    def _apply(self, p: Plan, fail: frozenset[int], crash_at: int | None) -> bool:
+        """Apply a plan; True when every write went through."""
+        clean = True
         for a in p.adopts:
             self.records[a.uid] = Recorded(
                 uid=a.uid,
@@ -371,6 +373,7 @@ class SyncMachine(RuleBasedStateMachine):
         for i, w in enumerate(p.writes):
             if i in fail:
                 self._clear_pending(w.uid)
+                clean = False
                 continue
             href = w.href_name if isinstance(w, Create) else w.href
             try:
@@ -386,6 +389,7 @@ class SyncMachine(RuleBasedStateMachine):
             except PreconditionFailed:
                 self.reread.add(href)
                 self._clear_pending(w.uid)
+                clean = False
                 continue
             if crash_at == i:
                 raise Crash
@@ -393,6 +397,7 @@ class SyncMachine(RuleBasedStateMachine):
                 self.records.pop(w.uid, None)
             else:
                 self._record_write(w, href)
+        return clean
 
     def _record_observation(self, u: UpdateRecord) -> None:
         old = self.records[u.uid]
@@ -439,9 +444,11 @@ class SyncMachine(RuleBasedStateMachine):
             assert not written & again, "the plan after the writeback still disagrees"
             assert not applied.writebacks
             self._check_conflicts(applied, remote)
-        self._apply(applied, fail, crash_at)
-        self.token = new_token
-        self.reread -= {s.href for s in remote.seen} | remote.deleted
+        if self._apply(applied, fail, crash_at):
+            # Like the engine: the token moves only when the cycle had no failed write,
+            # so whatever the failed writes were about is reported again.
+            self.token = new_token
+            self.reread -= {s.href for s in remote.seen} | remote.deleted
         return first, applied
 
     def _check_conflicts(self, p: Plan, remote: RemoteState) -> None:
