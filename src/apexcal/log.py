@@ -35,10 +35,13 @@ _SECRET_KEYS = frozenset(
 # The token segment of a feed URL path (apexcal.feedtokens.TOKEN_PATTERN).
 _FEED_TOKEN_PATH = re.compile(r"(/feeds/)[A-Za-z0-9_-]{22,128}(?=/|\b)")
 
-# Third-party loggers that chatter at INFO/DEBUG; they log at WARNING unless
-# the process runs at debug level.
-NOISY_LOGGERS = ("httpx", "httpcore", "caldav", "urllib3", "niquests", "uvicorn", "uvicorn.error",
-                 "sqlalchemy", "alembic", "apscheduler", "asyncio", "radicale", "hpack")
+# Third-party loggers that chatter at INFO: they log at WARNING unless the
+# process runs at debug level, and then at INFO (httpx's one line per request).
+NOISY_LOGGERS = ("httpx", "caldav", "urllib3", "niquests", "uvicorn", "uvicorn.error",
+                 "alembic", "apscheduler", "radicale")
+# Loggers whose DEBUG/INFO output is a trace of internals (SQL statements and
+# result rows, socket events): WARNING at every level.
+TRACE_LOGGERS = ("sqlalchemy", "httpcore", "hpack", "asyncio", "h11")
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -156,9 +159,11 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
     handler._apexcal = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(numeric)
-    third_party = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    third_party = logging.INFO if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(third_party)
+    for name in TRACE_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

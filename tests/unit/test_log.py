@@ -141,3 +141,11 @@ class TestConfigure:
         assert API_TOKEN not in output
         with pytest.raises(json.JSONDecodeError):
             json.loads(output.splitlines()[0])
+
+    def test_internal_traces_stay_quiet_at_debug(self, captured: io.StringIO) -> None:
+        """At debug level, SQLAlchemy's statement and row traces are still not written."""
+        configure("debug", stream=captured)
+        logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 1")
+        logging.getLogger("sqlalchemy.engine.Engine").debug("Row (1,)")
+        structlog.get_logger("apexcal.test").debug("ours")
+        assert [line["event"] for line in lines(captured)] == ["ours"]
