@@ -279,8 +279,9 @@ class TestExportErrors:
                 "unknown activity type 'Lunch'; known types: call (Call), customer_training (Customer Training), email (Email), meeting (Meeting), task (Task)",
             ),
             (["--privacy", "secret"], "--privacy: 'secret' is not one of full, public, busy"),
+            (["-o", "/proc/apexcal-export.ics"], "cannot write /proc/apexcal-export.ics: "),
         ],
-        ids=["impossible date", "unknown type", "bad privacy"],
+        ids=["impossible date", "unknown type", "bad privacy", "unwritable output"],
     )
     def test_bad_argument_is_one_line_and_exit_2(
         self, emulator: EmulatorHandle, args: list[str], expected: str

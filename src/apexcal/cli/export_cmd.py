@@ -35,6 +35,7 @@ from apexcal.errors import ApiTransportError, UsageError
 if TYPE_CHECKING:
     from apexcal.config import Config
     from apexcal.export import SplitBy
+    from apexcal.ical.feed import CalendarProps
     from apexcal.ical.mapping import MappingOptions, Privacy, TasksAs
 
 CALENDAR_NAME = "AchieveApex activities"
@@ -203,6 +204,25 @@ def _write_stdout(write: Callable[[Any], None]) -> None:
         raise SystemExit(0) from None
 
 
+def _to_file(
+    path: Path,
+    components: Iterable[bytes],
+    props: CalendarProps,
+    *,
+    zoned: bool,
+    mkdir: bool = False,
+) -> None:
+    """Write one calendar file atomically; a file system refusal is the operator's to fix."""
+    from apexcal.export import write_file
+
+    try:
+        if mkdir:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_file(path, components, props, zoned=zoned)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+
+
 @app.command("export")
 def export_command(
     config_path: Annotated[
@@ -273,6 +293,8 @@ def export_command(
     target = None if output == "-" else Path(output)
     if target is not None and not target.parent.is_dir():
         raise UsageError(f"--output: no such directory: {target.parent}")
+    if target is not None and target.is_dir():
+        raise UsageError(f"--output: {target} is a directory")
     config, url, org_id, token = _source(config_path, base_url, org)
     options = _options(config, url, privacy, tasks_as)
     try:
@@ -324,7 +346,6 @@ def _run_export(
         spool_activities,
         types_by_key,
         whole,
-        write_file,
         write_spooled,
     )
     from apexcal.ical.feed import CalendarProps
@@ -373,12 +394,11 @@ def _run_export(
             )
             zoned = group in spool.zoned
             if split is not None and output_dir is not None:
-                output_dir.mkdir(parents=True, exist_ok=True)
                 path = output_dir / f"{group}.ics"
-                write_file(path, components, props, zoned=zoned)
+                _to_file(path, components, props, zoned=zoned, mkdir=True)
                 written.append(str(path))
             elif target is not None:
-                write_file(target, components, props, zoned=zoned)
+                _to_file(target, components, props, zoned=zoned)
             else:
                 _write_stdout(
                     partial(write_spooled, components=components, props=props, zoned=zoned)
