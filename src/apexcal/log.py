@@ -17,10 +17,12 @@ handler, so lines from different threads never interleave.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import re
 import sys
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
@@ -178,3 +180,36 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+@contextmanager
+def held_back(*, drop_on: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Hold every log line of the block back: written when it ends, dropped if it raises ``drop_on``.
+
+    Start-up uses it so that an operator error (a port in use, an unusable
+    store) is reported as exactly one line, not after the log lines of the
+    steps that succeeded before it; any other outcome writes them in order.
+    """
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    memory = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.addHandler(memory)
+    dropped = False
+    try:
+        yield
+    except drop_on:
+        dropped = True
+        raise
+    finally:
+        root.removeHandler(memory)
+        for handler in handlers:
+            root.addHandler(handler)
+        if not dropped:
+            for record in memory.buffer:
+                for handler in handlers:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+        memory.buffer.clear()
+        memory.close()

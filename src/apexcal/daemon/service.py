@@ -219,9 +219,12 @@ class Daemon:
             metrics_registry=self.metrics.registry,
             metrics=self.metrics,
         )
-        self.server_url = self._stack.enter_context(
-            serve_in_thread(app, host=server.host, port=server.port)
-        )
+        # A port in use is an operator error reported as one line by the CLI;
+        # uvicorn's own error line about it would be a second one.
+        with _muted("uvicorn.error"):
+            self.server_url = self._stack.enter_context(
+                serve_in_thread(app, host=server.host, port=server.port)
+            )
         log.info("server.listening", url=self.server_url)
 
     def _warn_about(self, config: Config) -> None:
@@ -512,6 +515,18 @@ def _quiet_overlap_warnings() -> None:
         scheduler_log.addFilter(_DropOverlapWarnings())
 
 
+@contextmanager
+def _muted(name: str) -> Iterator[None]:
+    """Silence the stdlib logger ``name`` for the block."""
+    logger = logging.getLogger(name)
+    before = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = before
+
+
 def _ignore(signum: int, frame: FrameType | None) -> None:
     """A Python-level handler that does nothing: the wakeup fd carries the signal."""
 
@@ -535,10 +550,14 @@ def run(config_path: Path, *, log_level: str | None = None,
     store, a port in use) are raised before anything is logged, for the CLI
     to print as one line with exit code 2.
     """
+    from apexcal.errors import UserError
+    from apexcal.log import held_back
+
     config = load_config(config_path, resolve_secrets=True)
     setup_logging(config, log_level)
     daemon = Daemon(config, config_path=config_path, log_level=log_level)
-    daemon.start()
+    with held_back(drop_on=(UserError,)):
+        daemon.start()
     if on_ready is not None:
         on_ready(daemon)
     code = daemon.serve()
