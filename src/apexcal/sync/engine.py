@@ -383,6 +383,10 @@ def run_target_cycle(
         except TargetBusy:
             log.info("sync.target_busy")
             raise
+        except CycleCancelled:
+            # What was written is recorded; the next cycle goes on from there.
+            log.info("sync.cycle_cancelled", seconds=round(time.monotonic() - started, 3))
+            raise
         except ApexcalError as exc:
             seconds = time.monotonic() - started
             kind = type(exc).__name__
