@@ -33,6 +33,7 @@ from tests.integration.test_daemon_support import (
 )
 
 INTERVAL_S = 2.0
+WATCHDOG_S = 1.0
 USER = 46
 
 
@@ -78,6 +79,7 @@ def running(
     with serve_in_thread(create_app(state)) as api_url, daemon_process(
         config=root / "apexcal.toml", root=root, notify=NotifySocket()
     ) as daemon:
+        daemon.env = {"WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000))}
         port = free_port()
         run = Running(
             daemon=daemon, state=state, api_url=api_url, server=f"http://127.0.0.1:{port}",
@@ -107,6 +109,16 @@ class TestDaemonLife:
             lambda: any("STATUS" in m for m in running.daemon.notify.received()[ready + 1 :]),
             20, "a STATUS= message after READY",
         )
+
+    def test_watchdog_is_pinged_at_half_its_period(self, running: Running) -> None:
+        """With WATCHDOG_USEC set, WATCHDOG=1 arrives about every half period while healthy."""
+        def pings() -> int:
+            return sum(1 for m in running.daemon.notify.received() if m.get("WATCHDOG") == "1")
+
+        running.daemon.notify.wait_for("WATCHDOG")
+        before = pings()
+        # Two more pings take one period; allow a second period for a loaded machine.
+        eventually(lambda: pings() >= before + 2, WATCHDOG_S * 2, "two more watchdog pings")
 
     def test_first_cycle_fills_the_calendar_and_the_feed(self, running: Running) -> None:
         """The first cycle writes the user's activities into Radicale and the feed is served."""

@@ -115,8 +115,8 @@ class DaemonProcess:
     def start(self) -> None:
         """Start the daemon (a new run: new output files)."""
         self.runs += 1
-        env = {**os.environ, "NOTIFY_SOCKET": self.notify.name, **self.env}
-        env.pop("WATCHDOG_USEC", None)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHDOG_")}
+        env.update({"NOTIFY_SOCKET": self.notify.name, **self.env})
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 [APEXCAL, "run", "--config", str(self.config), "--log-level", self.log_level],
