@@ -133,3 +133,23 @@ class TestOutages:
         harness.assert_converged("a")
         harness.cycle("a")
         assert harness.count("PUT") == 0
+
+
+class TestCancellation:
+    """A stop request ends a cycle between objects, with everything written so far recorded."""
+
+    def test_stop_request_ends_the_cycle_and_the_next_one_finishes(self, harness: Harness) -> None:
+        """Asked to stop after the first PUT, the cycle ends early; the next cycle writes only the rest."""
+        from apexcal.sync.engine import CycleCancelled
+
+        for i in range(8):
+            new_activity(harness.emulator, subject=f"Standup {i}")
+        harness.add_target("a")
+        with pytest.raises(CycleCancelled):
+            harness.cycle("a", should_stop=lambda: harness.count("PUT") >= 1)
+        written = len(harness.remote("a"))
+        assert 1 <= written < 8
+        assert harness.store.target_state("a").consecutive_failures == 0
+        summary = harness.cycle("a")
+        assert summary.created == 8 - written
+        harness.assert_converged("a")

@@ -196,7 +196,9 @@ class Harness:
             on_request=record,
         )
 
-    def cycle(self, name: str = "a", *, force: bool = False) -> CycleSummary:
+    def cycle(
+        self, name: str = "a", *, force: bool = False, should_stop: Callable[[], bool] | None = None
+    ) -> CycleSummary:
         """Run one cycle of target ``name``, recording its CalDAV and API requests afresh."""
         self.requests.clear()
         self.api_requests.clear()
@@ -208,6 +210,7 @@ class Harness:
             client=self.client,
             sink_factory=self._sink_factory,
             force=force,
+            should_stop=should_stop,
         )
 
     def count(self, method: str) -> int:
