@@ -71,7 +71,15 @@ def config_dict(state_url: str, feed_path: Path) -> dict[str, Any]:
 
 
 def maxrss_mib() -> float:
-    """This process's peak resident set size, in MiB (Linux reports KiB)."""
+    """This process's peak resident set size so far, in MiB.
+
+    Read from ``VmHWM``: ``getrusage``'s ``ru_maxrss`` would include the
+    parent's size at fork time (Linux carries it over into the child).
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -324,7 +332,8 @@ def main() -> None:
             store.add_feed_token("team", hash_token(token), "bench", datetime.now(UTC))
 
         built = run_role("build", state_url, str(feed_file))
-        traced = run_role("build", state_url, str(feed_file), "traced")
+        # Its own file: a build over the first one's would be skipped as unchanged.
+        traced = run_role("build", state_url, str(root / "traced" / "team.ics"), "traced")
         base = run_role("baseline", state_url, str(root / "baseline.ics"))
         base_traced = run_role("baseline", state_url, str(root / "baseline.ics"), "traced")
 

@@ -155,13 +155,29 @@ class ComponentSpool:
         self._buffered = 0
 
     def sorted_records(self) -> Iterator[Record]:
-        """Every record, sorted by ``(group, uid)``; call once, after the last :meth:`add`."""
+        """Every record, sorted by ``(group, uid)``; call once, after the last :meth:`add`.
+
+        A UID added twice to a group (a listing paged by offset can repeat a
+        record that moved between pages) comes out once, the first one added
+        — a calendar must not hold two components with one UID — and the
+        group's count drops accordingly.
+        """
         self._buffer.sort(key=_record_key)
-        if not self._runs:
-            return iter(self._buffer)
-        streams: list[Iterable[Record]] = [_read_run(run) for run in self._runs]
-        streams.append(self._buffer)
-        return heapq.merge(*streams, key=_record_key)
+        merged: Iterable[Record]
+        if self._runs:
+            streams: list[Iterable[Record]] = [_read_run(run) for run in self._runs]
+            streams.append(self._buffer)
+            merged = heapq.merge(*streams, key=_record_key)
+        else:
+            merged = self._buffer
+        previous: tuple[str, str] | None = None
+        for record in merged:
+            key = _record_key(record)
+            if key == previous:
+                self.counts[record[0]] -= 1
+                continue
+            previous = key
+            yield record
 
     def groups(self) -> Iterator[tuple[str, Iterator[bytes]]]:
         """Each group (sorted, empty ones included) with its components in UID order.
