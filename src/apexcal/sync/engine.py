@@ -31,11 +31,9 @@ requests (PROPFIND of the collection, sync-collection REPORT).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,18 +41,12 @@ from typing import Any, Protocol
 import structlog
 
 from apexcal.apex.client import ApexClient
-from apexcal.apex.models import Activity, ActivityType, GeoPoint
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
 from apexcal.errors import ApexcalError
-from apexcal.filters import matches
-from apexcal.ical.location import is_online, meeting_url
-from apexcal.ical.mapping import MappingOptions, Unmappable, object_for
 from apexcal.metrics import Metrics
-from apexcal.state import ObjectRecord, Store, TargetBusy
+from apexcal.state import Store, TargetBusy
 from apexcal.sync.apply import (
-    TOMBSTONE_KIND,
-    ApplyResult,
     CycleCancelled,
     ObjectError,
     apply_records,
@@ -62,17 +54,9 @@ from apexcal.sync.apply import (
     record_etags,
 )
 from apexcal.sync.caldav_sink import CalDAVSink
-from apexcal.sync.detect import Detected, detect, is_our_uid, seen_from
-from apexcal.sync.plan import (
-    ConflictPolicy,
-    DeleteGuard,
-    Desired,
-    Plan,
-    Recorded,
-    RemoteSeen,
-    RemoteState,
-    plan,
-)
+from apexcal.sync.cycle import CycleContext, adopt_existing, ownership, refresh, scope
+from apexcal.sync.desired import Geocoding, mapping_options, settings_hash
+from apexcal.sync.detect import detect
 from apexcal.sync.pull import PullResult, pull, pull_changes
 from apexcal.sync.writeback import journal, send_pending
 
@@ -89,11 +73,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-# Plan → read what must be read → plan again: at most this many rounds per cycle.
-_MAX_ROUNDS = 3
-# Nominatim answers at most one lookup a second: bound the lookups one cycle waits for.
-_ONLINE_GEOCODE_BUDGET = 5
 
 
 class SinkFactory(Protocol):
@@ -172,164 +151,6 @@ class CycleSummary:
         counts = " ".join(f"{k}={v}" for k, v in self.as_dict().items())
         first = f" first error: {self.errors[0].href}: {self.errors[0].reason}" if self.errors else ""
         return f"{self.target}: {status} {counts}{first}"
-
-
-def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | None = None) -> MappingOptions:
-    """The mapping options of a target (its privacy and tasks, the config's mapping table)."""
-    m = config.mapping
-    return MappingOptions(
-        timezone=config.source.timezone,
-        uid_domain=config.source.effective_uid_domain,
-        privacy=target.privacy,
-        tasks_as="events" if (tasks_as or target.tasks_as) == "events" else "todos",
-        components=dict(m.components),
-        summary_template=m.summary,
-        activity_url_template=m.activity_url,
-        default_duration=m.default_duration,
-        max_note_bytes=m.max_note_bytes,
-    )
-
-
-def _settings_hash(options: MappingOptions, target: TargetConfig) -> str:
-    """A fingerprint of what decides a target's bytes and membership: change it, replan everything."""
-    doc = {
-        "options": repr(options),
-        "filter": target.filter,
-        "url": target.url,
-    }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-class _Geocoding:
-    """Fills a missing ``location_geocoded`` for physical locations; never fails a cycle."""
-
-    def __init__(self, config: Config, store: Store) -> None:
-        self._kind = config.mapping.geocoder
-        # The config has no contact key for Nominatim's usage policy: name the installation.
-        server = config.server
-        self._contact = (server.public_url if server and server.public_url else None) or (
-            "https://" + config.source.effective_uid_domain
-        )
-        self._store = store
-        self._lookup: Callable[[str], GeoPoint | None] | None = None
-        self._budget = _ONLINE_GEOCODE_BUDGET
-
-    def point(self, activity: Activity) -> GeoPoint | None:
-        text = (activity.location or "").strip()
-        if (
-            self._kind == "none"
-            or activity.location_geocoded is not None
-            or not text
-            or is_online(text)
-            or meeting_url(text)
-        ):
-            return None
-        try:
-            return self._resolve(text)
-        except Exception as exc:  # geocoding is a nicety: it never fails a sync
-            log.warning("sync.geocode_failed", error=type(exc).__name__)
-            return None
-
-    def _resolve(self, text: str) -> GeoPoint | None:
-        from apexcal.geocode import CachedGeocoder, NominatimGeocoder, OfflineGeocoder
-        from apexcal.state import StoreGeocodeCache
-
-        if self._lookup is None:
-            provider: OfflineGeocoder | NominatimGeocoder = (
-                NominatimGeocoder(contact=self._contact) if self._kind == "nominatim" else OfflineGeocoder()
-            )
-            self._lookup = CachedGeocoder(provider, StoreGeocodeCache(self._store)).lookup
-        if self._kind == "nominatim":
-            if self._budget <= 0:
-                return None
-            self._budget -= 1
-        return self._lookup(text)
-
-
-def _recorded(rec: ObjectRecord) -> Recorded:
-    return Recorded(
-        uid=rec.uid,
-        activity_id=rec.activity_id,
-        href=rec.href,
-        etag=rec.etag,
-        pushed_hash=rec.pushed_hash,
-        done_seen=rec.done_seen,
-        pushed_done=rec.pushed_done,
-        remote_deleted=rec.kind == TOMBSTONE_KIND,
-    )
-
-
-@dataclass(kw_only=True)
-class _Cycle:
-    """The working state of one cycle (internal)."""
-
-    config: Config
-    target: TargetConfig
-    store: Store
-    client: ApexClient
-    sink: CalDAVSink
-    now: datetime
-    force: bool
-    options: MappingOptions
-    should_stop: Callable[[], bool] | None
-    types: Mapping[str, ActivityType] = field(default_factory=dict)
-    geocoding: _Geocoding | None = None
-    skipped_unmappable: int = 0
-
-    @property
-    def org(self) -> int:
-        return self.config.source.organization_id
-
-    def check_stop(self) -> None:
-        if self.should_stop is not None and self.should_stop():
-            raise CycleCancelled("stop requested")
-
-    def desired(self, activities: Iterable[Activity]) -> list[Desired]:
-        out: list[Desired] = []
-        for activity in activities:
-            if activity.deleted_at is not None or not matches(activity, self.target.filter):
-                continue
-            geocode = self.geocoding.point(activity) if self.geocoding else None
-            try:
-                obj = object_for(activity, self.types, self.options, geocode=geocode)
-            except Unmappable as exc:
-                self.skipped_unmappable += 1
-                log.info("sync.unmappable", activity_id=activity.id, reason=str(exc))
-                continue
-            out.append(
-                Desired(
-                    uid=obj.uid,
-                    activity_id=activity.id,
-                    href_name=obj.href_name,
-                    content_hash=obj.content_hash,
-                    data=obj.data,
-                    kind="VTODO" if obj.component_kind == "todo" else "VEVENT",
-                    done=activity.done,
-                    updated_at=activity.updated_at,
-                )
-            )
-        return out
-
-    def plan(
-        self,
-        desired: list[Desired],
-        records: Mapping[str, ObjectRecord],
-        remote: RemoteState,
-        total: int,
-    ) -> Plan:
-        sync = self.config.sync
-        return plan(
-            target=self.target.name,
-            desired=desired,
-            recorded=[_recorded(r) for r in records.values()],
-            remote=remote,
-            policy=ConflictPolicy(sync.conflict_policy),
-            writeback=self.target.writeback,
-            recreate_deleted=sync.recreate_deleted,
-            guard=DeleteGuard(max_share=sync.max_delete_share, force=self.force),
-            total_records=total,
-            owns=_uid_filter(self.config),
-        )
 
 
 def run_target_cycle(
@@ -437,9 +258,9 @@ def _run(
         warnings.append("calendar cannot hold VTODO: tasks are written as events")
         log.warning("sync.no_vtodo_support", url=info.url)
     options = mapping_options(config, target, tasks_as=tasks_as)
-    settings = _settings_hash(options, target)
+    settings = settings_hash(options, target)
     previous = (state.last_summary or {}).get("settings")
-    cyc = _Cycle(
+    cyc = CycleContext(
         config=config,
         target=target,
         store=store,
@@ -450,7 +271,7 @@ def _run(
         options=options,
         should_stop=should_stop,
         types=store.types(org),
-        geocoding=_Geocoding(config, store) if config.mapping.geocoder != "none" else None,
+        geocoding=Geocoding(config, store) if config.mapping.geocoder != "none" else None,
     )
     full_replan = (
         state.mirror_seq_seen == 0
@@ -460,16 +281,16 @@ def _run(
     cyc.check_stop()
 
     # 2. Detect remote changes.
-    uid_filter = _uid_filter(config)
+    uid_filter = ownership(config)
     detected = detect(sink, store, target.name, state.sync_token, uid_filter=uid_filter)
     cyc.check_stop()
 
     # 3. Plan what changed (everything when the basis changed).
-    mirror_top, activities, records = _scope(cyc, state.mirror_seq_seen, detected, full_replan)
+    mirror_top, activities, records = scope(cyc, state.mirror_seq_seen, detected, full_replan)
     remote = detected.remote
     total = store.count_records(target.name)
     the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
-    the_plan, remote = _refresh(cyc, the_plan, activities, records, remote, total)
+    the_plan, remote = refresh(cyc, the_plan, activities, records, remote, total)
 
     # 4. Write back completions, then plan again with the CRM's answer.
     written_back = 0
@@ -501,19 +322,19 @@ def _run(
             )
         if sent.sent:
             pull_changes(config, store, client)
-            mirror_top, activities, records = _scope(
+            mirror_top, activities, records = scope(
                 cyc, state.mirror_seq_seen, detected, full_replan, extra=activities
             )
             total = store.count_records(target.name)
             the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
-            the_plan, remote = _refresh(cyc, the_plan, activities, records, remote, total)
+            the_plan, remote = refresh(cyc, the_plan, activities, records, remote, total)
     cyc.check_stop()
 
     # 5. Apply.
     result = apply_records(the_plan, store, target.name, records)
     result = apply_writes(the_plan, sink, store, target.name, records, result=result, should_stop=should_stop)
     if result.exists:
-        _adopt_existing(cyc, result, activities, records, total)
+        adopt_existing(cyc, result, activities, records, total)
     record_etags(sink, store, result.written)
 
     # 6. Record.
@@ -549,141 +370,4 @@ def _run(
         )
     return summary
 
-
-def _uid_filter(config: Config) -> Callable[[str], bool]:
-    org = config.source.organization_id
-    domain = config.source.effective_uid_domain
-    return lambda uid: is_our_uid(uid, organization_id=org, domain=domain)
-
-
-def _scope(
-    cyc: _Cycle,
-    seq_seen: int,
-    detected: Detected,
-    full: bool,
-    *,
-    extra: Mapping[int, Activity] | None = None,
-) -> tuple[int, dict[int, Activity], dict[str, ObjectRecord]]:
-    """The mirror position, the activities and the records this cycle must plan."""
-    store, name, org = cyc.store, cyc.target.name, cyc.org
-    records: dict[str, ObjectRecord]
-    if full:
-        top = store.mirror_seq(org)
-        activities = {a.id: a for a in store.iter_activities(org)}
-        records = store.records(name)
-        return top, activities, records
-    changes = store.activities_changed_since(org, seq_seen)
-    activities = {a.id: a for a in changes.changed}
-    ids = set(activities) | set(changes.deleted)
-    remote_ids = {r.activity_id for r in detected.records.values()}
-    for seen in detected.remote.seen:
-        if seen.uid is not None:
-            ids_of = _activity_of(seen.uid)
-            if ids_of is not None:
-                remote_ids.add(ids_of)
-    if extra:
-        remote_ids |= set(extra)
-    missing = remote_ids - set(activities)
-    if missing:
-        activities.update((a.id, a) for a in store.activities(org, missing))
-    records = {r.uid: r for r in store.records_for_activities(name, ids | remote_ids)}
-    records.update(detected.records)
-    return changes.seq, activities, records
-
-
-def _activity_of(uid: str) -> int | None:
-    from apexcal.ical.mapping import parse_uid
-
-    ids = parse_uid(uid)
-    return ids[1] if ids else None
-
-
-def _refresh(
-    cyc: _Cycle,
-    the_plan: Plan,
-    activities: Mapping[int, Activity],
-    records: Mapping[str, ObjectRecord],
-    remote: RemoteState,
-    total: int,
-) -> tuple[Plan, RemoteState]:
-    """Read the objects the plan must see before writing (unknown etags), then plan again."""
-    for _ in range(_MAX_ROUNDS):
-        if not the_plan.refreshes:
-            break
-        hrefs = [r.href for r in the_plan.refreshes]
-        fetched = cyc.sink.multiget(hrefs)
-        uid_filter = _uid_filter(cyc.config)
-        seen = {s.href: s for s in remote.seen}
-        deleted = set(remote.deleted)
-        for href in hrefs:
-            obj = fetched.get(href)
-            item = seen_from(obj, uid_filter) if obj is not None else None
-            if item is None:
-                deleted.add(href)
-                seen.pop(href, None)
-            else:
-                seen[href] = item
-        remote = RemoteState(
-            seen=tuple(seen.values()), deleted=frozenset(deleted), full=remote.full, listed=remote.listed
-        )
-        the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
-    return the_plan, remote
-
-
-def _adopt_existing(
-    cyc: _Cycle,
-    result: ApplyResult,
-    activities: Mapping[int, Activity],
-    records: Mapping[str, ObjectRecord],
-    total: int,
-) -> None:
-    """Creates met 412: read what is there and adopt it (or update it) in this cycle."""
-    creates = result.exists
-    result.exists = []
-    hrefs = {cyc.sink.href_for(c.href_name): c for c in creates}
-    fetched = cyc.sink.multiget(hrefs)
-    uid_filter = _uid_filter(cyc.config)
-    seen: list[RemoteSeen] = []
-    for href, create in hrefs.items():
-        obj = fetched.get(href)
-        item = seen_from(obj, uid_filter) if obj is not None else None
-        if item is None or item.uid != create.uid:
-            result.errors.append(
-                ObjectError(
-                    uid=create.uid,
-                    href=href,
-                    activity_id=create.activity_id,
-                    kind="href_taken",
-                    reason="another object holds this href",
-                )
-            )
-            continue
-        seen.append(item)
-    if not seen:
-        return
-    uids = {s.uid for s in seen}
-    wanted = [a for a in activities.values() if any(c.activity_id == a.id for c in creates)]
-    desired = [d for d in cyc.desired(wanted) if d.uid in uids]
-    own = {uid: rec for uid, rec in records.items() if uid in uids}
-    again = cyc.plan(desired, own, RemoteState(seen=tuple(seen)), total)
-    again = Plan(
-        updates=again.updates,
-        adopts=again.adopts,
-        record_updates=again.record_updates,
-    )
-    apply_records(again, cyc.store, cyc.target.name, records)
-    result.adopted += len(again.adopts)
-    apply_writes(again, cyc.sink, cyc.store, cyc.target.name, records, result=result)
-    if result.exists:
-        for create in result.exists:
-            result.errors.append(
-                ObjectError(
-                    uid=create.uid,
-                    href=cyc.sink.href_for(create.href_name),
-                    activity_id=create.activity_id,
-                    kind="precondition",
-                    reason="object exists but could not be adopted",
-                )
-            )
-        result.exists = []
 
