@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import select
 import signal
 import socket
@@ -43,6 +44,7 @@ from types import FrameType
 from typing import Any
 
 import structlog
+from prometheus_client import Gauge
 
 from apexcal.clock import utcnow
 from apexcal.config import Config, load_config
@@ -142,12 +144,19 @@ class Daemon:
         self._log_level = log_level
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
+        self._failures = Gauge(
+            "apexcal_job_consecutive_failures",
+            "Consecutive failed runs of a daemon job (target:<name> or feed:<name>); 0 when healthy.",
+            ["job"],
+            registry=self.metrics.registry,
+        )
         self.server_url: str | None = None
         self.clean_exit = True
         self._store: Store | None = None
         self._scheduler: Any = None
         self._stack = ExitStack()
         self._stopping = threading.Event()
+        self._primed = threading.Event()
         self._inflight = _InFlight()
         self._lock = threading.Lock()
         self._health: dict[str, JobHealth] = {}
@@ -187,6 +196,8 @@ class Daemon:
             self._start_scheduler(config)
         except BaseException:
             self._stack.close()
+            for sock in (self._wake_r, self._wake_w):
+                sock.close()
             raise
         log.info(
             "daemon.ready",
@@ -253,6 +264,13 @@ class Daemon:
         )
         self._scheduler.add_listener(self._overlap_skipped, EVENT_JOB_MAX_INSTANCES)
         _quiet_overlap_warnings()
+        specs = job_specs(config)
+        if specs:
+            threading.Thread(
+                target=self._prime, args=(config,), name="apexcal-initial-pull", daemon=True
+            ).start()
+        else:
+            self._primed.set()
         self._schedule(config, first=True)
         self._scheduler.start()
         self._stack.callback(self._shutdown_scheduler)
@@ -274,7 +292,12 @@ class Daemon:
         return IntervalTrigger(seconds=seconds, jitter=jitter or None, timezone=UTC)
 
     def _schedule(self, config: Config, *, first: bool) -> None:
-        """Make the scheduler's jobs those of ``config`` (new jobs run at once)."""
+        """Make the scheduler's jobs those of ``config``.
+
+        New jobs run at once — spread over ``sync.jitter`` so that many
+        targets do not start together; jobs whose interval or jitter changed
+        get the new trigger; others keep their place in the schedule.
+        """
         wanted = {spec.id: spec for spec in job_specs(config)}
         scheduler = self._scheduler
         for job in scheduler.get_jobs():
@@ -284,33 +307,59 @@ class Daemon:
         now = datetime.now(UTC)
         for spec in wanted.values():
             trigger = self._trigger(config, spec.interval)
+            timing = (spec.interval, config.sync.jitter)
             existing = scheduler.get_job(spec.id)
             grace = max(1, int(spec.interval.total_seconds()))
             if existing is not None:
-                if existing.kwargs.get("interval") != spec.interval:
-                    scheduler.modify_job(spec.id, kwargs={"spec": spec, "interval": spec.interval},
+                if existing.kwargs.get("timing") != timing:
+                    scheduler.modify_job(spec.id, kwargs={"spec": spec, "timing": timing},
                                          misfire_grace_time=grace)
                     scheduler.reschedule_job(spec.id, trigger=trigger)
                     log.info("job.rescheduled", job=spec.id,
                              interval_seconds=spec.interval.total_seconds())
                 continue
+            spread = min(config.sync.jitter.total_seconds(), spec.interval.total_seconds() / 2)
             scheduler.add_job(
                 self._run_job,
                 trigger=trigger,
-                kwargs={"spec": spec, "interval": spec.interval},
+                kwargs={"spec": spec, "timing": timing},
                 id=spec.id,
                 name=spec.id,
-                next_run_time=now,
+                next_run_time=now + timedelta(seconds=random.uniform(0, spread)),
                 misfire_grace_time=grace,
                 replace_existing=True,
             )
             if not first:
                 log.info("job.added", job=spec.id, interval_seconds=spec.interval.total_seconds())
 
+    def _prime(self, config: Config) -> None:
+        """Pull the CRM once before the first cycles, so they do not all pull everything at once."""
+        from apexcal.daemon.jobs import api_client
+        from apexcal.errors import ApexcalError
+        from apexcal.sync.pull import pull
+
+        try:
+            with self._inflight.track():
+                seconds = min(s.interval for s in job_specs(config)).total_seconds()
+                with api_client(config, self.metrics, seconds) as client:
+                    result = pull(config, self.store, client, now=utcnow())
+                log.info("daemon.initial_pull", changed=result.changed, listed=result.listed)
+        except ApexcalError as exc:
+            # The jobs pull for themselves, and back off if the API stays away.
+            log.warning("daemon.initial_pull_failed", kind=type(exc).__name__, error=str(exc))
+        except Exception:
+            log.exception("daemon.initial_pull_crashed")
+        finally:
+            self._primed.set()
+
     # --- jobs -------------------------------------------------------------------
 
-    def _run_job(self, spec: JobSpec, interval: timedelta) -> None:
+    def _run_job(self, spec: JobSpec, timing: tuple[timedelta, timedelta]) -> None:
         """Run one firing of a job (in a scheduler thread): backoff, run, remember, report."""
+        interval = timing[0]
+        while not self._primed.wait(0.2):
+            if self._stopping.is_set():
+                return
         if self._stopping.is_set():
             return
         with self._inflight.track():
@@ -361,6 +410,7 @@ class Daemon:
         with self._lock:
             self._health[spec.id] = after
             self._last = outcome.summary
+        self._failures.labels(job=spec.id).set(after.failures)
         if not self._stopping.is_set():
             self.notifier.status(self._status_line())
 
