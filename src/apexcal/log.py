@@ -45,6 +45,10 @@ NOISY_LOGGERS = ("httpx", "caldav", "urllib3", "niquests", "uvicorn", "uvicorn.e
 # result rows, socket events): WARNING at every level.
 TRACE_LOGGERS = ("sqlalchemy", "httpcore", "hpack", "asyncio", "h11")
 
+# Loggers that libraries configure with handlers of their own (uvicorn's default
+# log config): their lines must reach our handler, and so our redaction, instead.
+_OWN_HANDLER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -166,6 +170,11 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         logging.getLogger(name).setLevel(third_party)
     for name in TRACE_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    for name in _OWN_HANDLER_LOGGERS:
+        logger = logging.getLogger(name)
+        for own in list(logger.handlers):
+            logger.removeHandler(own)
+        logger.propagate = True
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -21,15 +21,22 @@ API_TOKEN = "api-token-0123456789"
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """A stream the process's logging writes to; logging is restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "sqlalchemy"]
+    saved = {
+        name: (list(lg.handlers), lg.level, lg.propagate)
+        for name in names
+        for lg in [logging.getLogger(name)]
+    }
     stream = io.StringIO()
     yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
     structlog.reset_defaults()
 
 
