@@ -24,7 +24,7 @@ def run_command(
     ],
     log_level: Annotated[
         str | None,
-        typer.Option("--log-level", help="debug, info, warning, error or critical (default: [log] level)."),
+        typer.Option("--log-level", help="debug, info, warning, error or critical (default: the config's log.level)."),
     ] = None,
 ) -> None:
     """Run the sync daemon: every target and feed on its schedule, and the feed server."""
