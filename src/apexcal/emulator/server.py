@@ -55,8 +55,10 @@ class _Server(uvicorn.Server):
 
 
 def _config(app: ASGIApp) -> uvicorn.Config:
+    # log_config/log_level None: uvicorn must not reconfigure the process's logging
+    # (the emulator often runs inside a test process or beside the daemon).
     return uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        app, log_config=None, log_level=None, lifespan="off", timeout_graceful_shutdown=2
     )
 
 
