@@ -58,6 +58,9 @@ def config_dict(state_url: str, feed_path: Path) -> dict[str, Any]:
             "timezone": "Europe/Berlin",
         },
         "state": {"url": state_url},
+        # The feed machinery, not the geocoder: loading the offline gazetteer is a fixed
+        # cost (seconds, ~80 MiB) whatever the size of the feed.
+        "mapping": {"geocoder": "none"},
         "feeds": [
             {
                 "name": "team",

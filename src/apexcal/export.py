@@ -32,7 +32,7 @@ from typing import IO, Any, BinaryIO, Literal
 
 import structlog
 
-from apexcal.apex.models import Activity, ActivityType, type_key
+from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
 from apexcal.errors import UsageError
 from apexcal.ical.feed import CalendarProps, write_calendar
 from apexcal.ical.mapping import MappingOptions, Unmappable, map_activity, uid_for
@@ -303,11 +303,13 @@ def spool_activities(
     options: MappingOptions,
     group_of: GroupOf = whole,
     on_activity: Callable[[], None] | None = None,
+    geocode: Callable[[Activity], GeoPoint | None] | None = None,
 ) -> SpoolCounts:
     """Map each activity once and add it to every group ``group_of`` assigns it to.
 
     Activities that cannot become the requested component (an event without
-    a start date) are skipped and counted.
+    a start date) are skipped and counted.  ``geocode`` supplies a point for
+    an activity the API left without one (see :func:`map_activity`).
     """
     read = skipped = 0
     for activity in activities:
@@ -318,7 +320,8 @@ def spool_activities(
         if not groups:
             continue
         try:
-            component = map_activity(activity, types, options)
+            point = geocode(activity) if geocode is not None else None
+            component = map_activity(activity, types, options, geocode=point)
         except Unmappable as exc:
             skipped += 1
             log.debug("export.skipped", activity_id=activity.id, reason=exc.reason)

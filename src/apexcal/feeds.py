@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from apexcal import __version__
-from apexcal.apex.models import Activity, ActivityType
+from apexcal.apex.models import Activity, ActivityType, GeoPoint
 from apexcal.clock import Clock, utcnow
 from apexcal.errors import ApexcalError
 from apexcal.export import ComponentSpool, spool_activities, write_spooled
@@ -238,6 +238,61 @@ class _FeedJob:
         return groups
 
 
+class _Geocoding:
+    """A point for an activity the API left without one, as sync targets get it, so feeds match them.
+
+    Physical locations only (not online ones, not meeting links).  Answers
+    come from the store's geocode cache, which sync cycles fill; with the
+    ``offline`` geocoder a miss is looked up in the bundled gazetteer (loaded
+    on the first miss) and cached.  A feed build never goes to the network
+    (``nominatim`` answers are read from the cache only) and never fails
+    for a geocoding problem.
+    """
+
+    def __init__(self, kind: str, store: Store) -> None:
+        from apexcal.geocode import CachedGeocoder, normalize_query
+        from apexcal.state import StoreGeocodeCache
+
+        self._kind = kind
+        self._cache = StoreGeocodeCache(store)
+        self._key = normalize_query
+        self._offline: CachedGeocoder | None = None
+        self._seen: dict[str, GeoPoint | None] = {}
+
+    def point(self, activity: Activity) -> GeoPoint | None:
+        from apexcal.ical.location import is_online, meeting_url
+
+        text = (activity.location or "").strip()
+        if (
+            self._kind == "none"
+            or activity.location_geocoded is not None
+            or not text
+            or is_online(text)
+            or meeting_url(text)
+        ):
+            return None
+        key = self._key(text)
+        if key not in self._seen:
+            self._seen[key] = self._lookup(text, key)
+        return self._seen[key]
+
+    def _lookup(self, text: str, key: str) -> GeoPoint | None:
+        try:
+            entry = self._cache.get(key)
+            if entry is not None:
+                return entry.point
+            if self._kind != "offline":
+                return None
+            if self._offline is None:
+                from apexcal.geocode import CachedGeocoder, OfflineGeocoder
+
+                self._offline = CachedGeocoder(OfflineGeocoder(), self._cache)
+            return self._offline.lookup(text)
+        except Exception as exc:  # geocoding is a nicety: it never fails a feed
+            log.warning("feed.geocode_failed", error=type(exc).__name__)
+            return None
+
+
 def _props(config: Config, feed: FeedConfig, user_label: str | None = None) -> CalendarProps:
     name = feed.calendar_name or feed.name
     if user_label is not None:
@@ -302,6 +357,7 @@ def _signature(
         "window": [d.isoformat() for d in window],
         "feed": feed.model_dump(mode="json"),
         "options": repr(feed_options(config, feed)),
+        "geocoder": config.mapping.geocoder,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -416,6 +472,7 @@ def _build(
                 )
             )
         if jobs:
+            geocoding = _Geocoding(config.mapping.geocoder, store)
             for activity in store.iter_activities(org):
                 for job in jobs:
                     spool_activities(
@@ -424,6 +481,7 @@ def _build(
                         types=types,
                         options=job.options,
                         group_of=job.groups_of,
+                        geocode=geocoding.point,
                     )
         for job in jobs:
             try:

@@ -81,7 +81,11 @@ class Site:
 
 
 def make_site(
-    emulator: EmulatorHandle, tmp_path: Path, feeds: list[dict[str, Any]], **source: Any
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    feeds: list[dict[str, Any]],
+    geocoder: str = "none",
+    **source: Any,
 ) -> Iterator[Site]:
     feed_dir = tmp_path / "feeds"
     for feed in feeds:
@@ -96,6 +100,8 @@ def make_site(
                 **source,
             },
             "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+            # No geocoding unless a test is about it: the offline gazetteer takes seconds to load.
+            "mapping": {"geocoder": geocoder},
             "feeds": feeds,
         }
     )
@@ -354,6 +360,34 @@ class TestFeedCalendar:
             assert data.endswith(b"END:VCALENDAR\r\n")
             IcsCalendarStream.calendar_from_ics(data.decode())
             assert Calendar.from_ical(data).walk("VEVENT") == []
+
+
+class TestFeedGeocoding:
+    def test_physical_location_without_geocode_gets_geo_like_sync_targets(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """A place the API left without a point gets GEO from the offline gazetteer (cached); online places get none."""
+        emulator.state.insert_activity(activity(1, location="Client Office, Berlin"))
+        emulator.state.insert_activity(activity(2, location="Online - Zoom"))
+        for s in make_site(emulator, tmp_path, [{"name": "geo"}], geocoder="offline"):
+            s.pull()
+            s.build()
+            blocks = events(s.feed("geo"))
+            assert b"\r\nGEO:52.5" in blocks["apexcal-27-1@example.com"]
+            assert b"X-APPLE-STRUCTURED-LOCATION" in blocks["apexcal-27-1@example.com"]
+            assert b"GEO" not in blocks["apexcal-27-2@example.com"]
+            hit, point = s.store.geocode_get("client office, berlin", datetime.now(UTC))
+            assert hit
+            assert point is not None
+
+    def test_no_geocoder_means_no_geo(self, emulator: EmulatorHandle, tmp_path: Path) -> None:
+        """With ``geocoder = "none"`` a place without a point stays without GEO."""
+        emulator.state.insert_activity(activity(1, location="Client Office, Berlin"))
+        for s in make_site(emulator, tmp_path, [{"name": "geo"}], geocoder="none"):
+            s.pull()
+            s.build()
+            assert b"GEO" not in s.feed("geo")
+            assert b"LOCATION:Client Office\\, Berlin" in s.feed("geo")
 
 
 class TestFeedSelection:
