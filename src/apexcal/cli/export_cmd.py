@@ -13,6 +13,11 @@ Operator errors (bad credentials, wrong organization, unreachable API, bad
 date, unknown type) print one line on stderr and exit 2; nothing matching is
 not an error: the output is a valid empty calendar.  Without ``--config``,
 dates and times are read as UTC and UIDs use the host of ``--base-url``.
+
+Places get GEO only from the API's own ``location_geocoded``: unlike sync
+targets and feeds, a one-shot export does not fall back to the geocoder (the
+offline gazetteer alone takes seconds and ~80 MiB to load, and there is no
+state store to cache answers in).
 """
 
 from __future__ import annotations
