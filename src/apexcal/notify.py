@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 
 # STATUS= is shown by `systemctl status`; keep it to one readable line.
 MAX_STATUS_CHARS = 400
+# A datagram send blocks while the receiver's queue is full (a busy or stuck
+# manager): give up after this long rather than stall the daemon's main loop.
+SEND_TIMEOUT_S = 1.0
 
 
 def _address(raw: str) -> str | None:
@@ -56,6 +59,7 @@ class Notifier:
         if self._address is not None:
             try:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._socket.settimeout(SEND_TIMEOUT_S)
             except OSError as exc:
                 log.warning("notify.unavailable", error=type(exc).__name__)
         self.watchdog_interval = watchdog_interval(env)

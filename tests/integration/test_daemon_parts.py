@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,25 @@ class TestNotifier:
         assert notifier.enabled
         assert not notifier.status("x")
         notifier.close()
+
+    def test_a_receiver_that_never_reads_does_not_stall_the_sender(
+        self, listener: tuple[socket.socket, str]
+    ) -> None:
+        """Once the receiver's queue is full, a send gives up after the send timeout and says so."""
+        from apexcal.notify import SEND_TIMEOUT_S
+
+        _, path = listener
+        notifier = Notifier({"NOTIFY_SOCKET": path})
+        try:
+            for _ in range(5000):
+                started = time.monotonic()
+                if not notifier.watchdog():
+                    break
+            else:
+                pytest.fail("the receiver's queue never filled")
+            assert time.monotonic() - started < SEND_TIMEOUT_S + 1.0
+        finally:
+            notifier.close()
 
     def test_watchdog_interval_is_half_the_period_for_this_process(self) -> None:
         """WATCHDOG_USEC=2s → ping every second; another WATCHDOG_PID → no pings."""

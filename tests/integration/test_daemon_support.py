@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,28 +55,39 @@ def free_port() -> int:
 
 
 class NotifySocket:
-    """A unix datagram socket in the abstract namespace, standing in for systemd's notify socket."""
+    """A unix datagram socket in the abstract namespace, standing in for systemd's notify socket.
+
+    A thread drains it as messages arrive, as systemd does: a datagram socket
+    whose queue fills up makes the sender wait.
+    """
 
     def __init__(self) -> None:
         self.name = f"@apexcal-test-{uuid.uuid4().hex}"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind("\0" + self.name[1:])
-        self._sock.setblocking(False)
+        self._sock.settimeout(0.2)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
         self.messages: list[dict[str, str]] = []
+        self._thread = threading.Thread(target=self._read, name="notify-reader", daemon=True)
+        self._thread.start()
 
     def _read(self) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
                 data = self._sock.recv(4096)
-            except BlockingIOError:
+            except TimeoutError:
+                continue
+            except OSError:
                 return
             fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            self.messages.append(fields)
+            with self._lock:
+                self.messages.append(fields)
 
     def received(self) -> list[dict[str, str]]:
         """Every message so far, oldest first."""
-        self._read()
-        return list(self.messages)
+        with self._lock:
+            return list(self.messages)
 
     def wait_for(self, key: str, value: str = "1", *, after: int = 0, timeout: float = 20.0) -> int:
         """Wait for a message with ``key=value`` at index ≥ ``after``; return its index."""
@@ -89,6 +101,8 @@ class NotifySocket:
         return eventually(find, timeout, f"notify {key}={value}") - 1
 
     def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
         self._sock.close()
 
 
