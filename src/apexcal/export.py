@@ -26,13 +26,14 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from itertools import groupby
+from itertools import groupby, islice
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal, Protocol
 
 import structlog
 
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
+from apexcal.apex.query import normalize_filters, split_in
 from apexcal.errors import UsageError
 from apexcal.ical.feed import CalendarProps, write_calendar
 from apexcal.ical.mapping import MappingOptions, Unmappable, map_activity, uid_for
@@ -234,6 +235,46 @@ class ExportFilters:
         if self.done is not None:
             query["done"] = self.done
         return query
+
+
+class ActivityLister(Protocol):
+    """What a paged listing needs of the API client (:class:`apexcal.apex.client.ApexClient`)."""
+
+    def list_activities(self, **filters: Any) -> Iterator[Activity]:
+        """Every activity matching ``filters``, ordered by id."""
+        ...
+
+
+def list_by_id(
+    client: ActivityLister, query: Mapping[str, Any], *, page_size: int
+) -> Iterator[Activity]:
+    """Every activity matching ``query``, read in rounds of ``page_size`` by id (``id > last``).
+
+    A long listing read by offset (``$skip``) repeats or misses records when
+    others are created or deleted meanwhile; each round here starts after the
+    last id seen, so nothing that exists throughout is missed or repeated.
+    The listing ends with one empty round.  A query the client must split
+    into several (an ``$in`` list longer than the API parses) is read as a
+    plain listing, each part in id order.
+    """
+    if "id" in query or len(split_in(normalize_filters(query))) != 1:
+        yield from client.list_activities(**query)
+        return
+    last = 0
+    while True:
+        page = client.list_activities(**query, id={"$gt": last})
+        got = 0
+        try:
+            for activity in islice(page, page_size):
+                got += 1
+                last = activity.id
+                yield activity
+        finally:
+            close = getattr(page, "close", None)
+            if close is not None:
+                close()
+        if got == 0:
+            return
 
 
 def resolve_type_keys(requested: Iterable[str], types: Iterable[ActivityType]) -> tuple[str, ...]:

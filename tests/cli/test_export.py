@@ -233,6 +233,53 @@ password_file = "{tmp_path / "missing-password"}"
         assert "type-customer_training.ics" in types
         assert sum(len(v) for v in types.values()) == sum(len(v) for v in users.values())
 
+    def test_deletions_during_the_listing_make_it_miss_nothing(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """Activities deleted between two pages shift no later record out of the export (paging by id, not offset)."""
+        ids = emulator.state.seed(ORG, 300, anchor=ANCHOR)
+        emulator.admin.reset_counters()
+        emulator.admin.fault("delay", count=10, seconds=0.4, path="/activities", method="GET")
+        out = tmp_path / "moving.ics"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APEXCAL_")}
+        env["APEXCAL_TOKEN"] = emulator.token
+        proc = subprocess.Popen(
+            [
+                APEXCAL,
+                "export",
+                "--base-url",
+                emulator.base_url,
+                "--org",
+                "27",
+                "--tasks-as",
+                "todos",
+                "-o",
+                str(out),
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            # The second page is asked for (and held by the delay) once two requests arrived.
+            while emulator.admin.counters()["by_route"].get("GET /activities", 0) < 2:
+                assert time.monotonic() < deadline, "the export never asked for a second page"
+                assert proc.poll() is None, "the export ended too early"
+                time.sleep(0.01)  # polling interval of a condition with a deadline
+            for activity_id in ids[:50]:
+                emulator.state.delete_activity(activity_id)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, stderr
+        found = uids(out.read_bytes())
+        assert len(found) == len(set(found))
+        assert {f"apexcal-{ORG}-{i}@127.0.0.1" for i in ids[50:]} <= set(found)
+        queries = emulator.admin.queries("/activities")
+        assert [q["id"]["$gt"] for q in queries] == ["0", "100", "200", "300"]
+
     def test_nothing_matching_gives_an_empty_calendar(self, emulator: EmulatorHandle) -> None:
         """No matching activity is not an error: a valid empty calendar and exit 0."""
         result = run(emulator, "--from", "2040-01-01")

@@ -346,6 +346,7 @@ def _run_export(
     from apexcal.export import (
         ComponentSpool,
         ExportFilters,
+        list_by_id,
         resolve_type_keys,
         split_group,
         spool_activities,
@@ -379,7 +380,7 @@ def _run_export(
         if _needs_joins(options):
             query["fastJoinForActivityList"] = True
         counts = spool_activities(
-            client.list_activities(**query),
+            list_by_id(client, query, page_size=page_size),
             spool,
             types=types_by_key(types),
             options=options,
