@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apexcal.config import Config, config_from_dict, env_value, load_config
+from apexcal.config import SUMMARY_PLACEHOLDERS, Config, config_from_dict, env_value, load_config
 from apexcal.errors import ConfigError, Problem
+from apexcal.ical.mapping import MappingOptions, map_activity
+from tests.unit.ical.factories import TYPES, activity
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -710,3 +712,33 @@ class TestArbitraryInput:
 def test_config_module_exposes_the_models() -> None:
     """The Config model is importable from apexcal.config (the contract others build on)."""
     assert "targets" in Config.model_fields
+
+
+class TestSummaryPlaceholders:
+    @pytest.mark.parametrize("name", sorted(SUMMARY_PLACEHOLDERS))
+    def test_every_accepted_placeholder_maps(self, name: str) -> None:
+        """Every placeholder the config accepts in mapping.summary fills in when an activity is mapped."""
+        config = config_from_dict(
+            {"source": {"organization_id": 27}, "mapping": {"summary": f"[{{{name}}}]"}}
+        )
+        options = MappingOptions(summary_template=config.mapping.summary)
+        event = map_activity(
+            activity(
+                deal={"id": 1, "name": "Big deal"},
+                contact={"id": 2, "full_name": "Ann Contact"},
+                company={"id": 3, "name": "Acme"},
+                assigned_to_user={"id": 46, "full_name": "John Doe"},
+            ),
+            TYPES,
+            options,
+        )
+        expected = {
+            "subject": "Quarterly review",
+            "type": "Meeting",
+            "deal": "Big deal",
+            "contact": "Ann Contact",
+            "company": "Acme",
+            "assigned_to": "John Doe",
+            "assignee": "John Doe",
+        }
+        assert str(event["SUMMARY"]) == f"[{expected[name]}]"

@@ -27,6 +27,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from apexcal.apex.models import type_key
+from apexcal.ical.fields import SUMMARY_FIELDS, URL_FIELDS
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 """Target and feed names: they appear in URLs and file names."""
@@ -40,8 +41,10 @@ def credential_password(target_name: str) -> str:
     return f"{target_name}-dav"
 
 
-SUMMARY_PLACEHOLDERS = frozenset({"subject", "type", "deal", "contact", "company", "assigned_to"})
-ACTIVITY_URL_PLACEHOLDERS = frozenset({"id", "organization_id"})
+SUMMARY_PLACEHOLDERS = SUMMARY_FIELDS
+"""Placeholders a summary template may use (shared with the mapping)."""
+ACTIVITY_URL_PLACEHOLDERS = URL_FIELDS
+"""Placeholders an activity URL template may use (shared with the mapping)."""
 
 
 # --- single values ------------------------------------------------------------

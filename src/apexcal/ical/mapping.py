@@ -55,6 +55,7 @@ from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
 from apexcal.errors import ICalError
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
+from apexcal.ical.fields import SUMMARY_ALIASES, SUMMARY_FIELDS, URL_FIELDS
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
 from apexcal.ical.text import clean_line, clean_text, truncate_utf8
 from apexcal.ical.timezones import vtimezone_bytes, zone_for
@@ -65,8 +66,6 @@ ComponentKind = Literal["event", "todo"]
 
 SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 SEQUENCE_MAX = 2**31 - 1
-SUMMARY_FIELDS = frozenset({"subject", "type", "deal", "contact", "company", "assignee"})
-URL_FIELDS = frozenset({"id", "organization_id"})
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"})
 PRODID = "-//apexcal//apexcal {}//EN".format(".".join(__version__.split(".")[:2]))
 
@@ -132,7 +131,8 @@ class MappingOptions:
     """How activities become calendar components for one target or feed.
 
     ``summary_template`` may use ``{subject}``, ``{type}``, ``{deal}``,
-    ``{contact}``, ``{company}``, ``{assignee}``; ``activity_url_template``
+    ``{contact}``, ``{company}``, ``{assigned_to}`` (alias ``{assignee}``);
+    ``activity_url_template``
     ``{id}`` and ``{organization_id}`` (``None``: no link).  Bad templates
     raise :class:`TemplateError` (a ``ValueError``) at construction.
     ``max_note_bytes`` bounds each free-text field (note, public description)
@@ -263,14 +263,17 @@ def sequence_for(updated_at: datetime) -> int:
 
 
 def _names(activity: Activity, type_name: str | None) -> dict[str, str]:
-    return {
+    names = {
         "subject": clean_line(activity.subject),
         "type": clean_line(type_name),
         "deal": clean_line(activity.deal.name if activity.deal else None),
         "contact": clean_line(activity.contact.full_name if activity.contact else None),
         "company": clean_line(activity.company.name if activity.company else None),
-        "assignee": clean_line(activity.assigned_to_user.full_name if activity.assigned_to_user else None),
+        "assigned_to": clean_line(activity.assigned_to_user.full_name if activity.assigned_to_user else None),
     }
+    for alias, canonical in SUMMARY_ALIASES.items():
+        names[alias] = names[canonical]
+    return names
 
 
 def _description(

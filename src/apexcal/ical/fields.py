@@ -1,0 +1,18 @@
+"""Placeholder names of the summary and activity-URL templates.
+
+One definition shared by the mapping (which fills the placeholders) and the
+config (which rejects templates naming anything else), so a template the
+config accepts always maps.  ``{assignee}`` is accepted as an alias of
+``{assigned_to}`` (the assigned user's full name).
+"""
+
+from __future__ import annotations
+
+SUMMARY_FIELDS = frozenset({"subject", "type", "deal", "contact", "company", "assigned_to", "assignee"})
+"""Placeholders of ``mapping.summary``: the canonical names plus aliases."""
+
+SUMMARY_ALIASES = {"assignee": "assigned_to"}
+"""Alias → canonical placeholder name."""
+
+URL_FIELDS = frozenset({"id", "organization_id"})
+"""Placeholders of ``mapping.activity_url``."""
