@@ -537,7 +537,14 @@ class Daemon:
         idle = self._inflight.wait_idle(bound - _SHUTDOWN_RESERVE_S)
         if not idle:
             log.warning("daemon.shutdown_timeout", running_jobs=self._inflight.count)
-        self._stack.close()
+        # Stopping the server waits for responses in flight (a slow client
+        # downloading a feed): bound that by what is left of the shutdown time.
+        closer = threading.Thread(target=self._stack.close, name="apexcal-close", daemon=True)
+        closer.start()
+        closer.join(max(bound - (time.monotonic() - started), 0.5))
+        if closer.is_alive():
+            log.warning("daemon.close_timeout")
+            idle = False
         log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
         self.notifier.close()
         for sock in (self._wake_r, self._wake_w):
