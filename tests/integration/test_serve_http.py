@@ -703,3 +703,52 @@ class TestServerThread:
 class _NoTokens:
     def feed_for_token_hash(self, token_hash: str) -> str | None:
         return None
+
+
+class TestSourceProperty:
+    """With a public URL, each subscriber's copy names its own URL in SOURCE."""
+
+    def test_each_token_gets_its_own_source_and_etag(self, tmp_path: Path) -> None:
+        """Two device URLs of one feed: SOURCE names each one's URL, ETags hash each body, 304 works."""
+        body = (
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//apexcal//apexcal 0.1//EN\r\n"
+            b"END:VCALENDAR\r\n"
+        )
+        path = tmp_path / "team.ics"
+        path.write_bytes(body)
+        public = "https://cal.example.com/with/a/rather/long/prefix/that/forces/folding"
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            table = TokenTable(store)
+            phone, laptop = table.issue("team"), table.issue("team")
+            metrics = Metrics()
+            app = create_app(
+                feeds=lambda: {"team": path},
+                tokens=store,
+                health=SettableHealth(_healthy(datetime.now(UTC))),
+                metrics_registry=metrics.registry,
+                public_url=public + "/",
+            )
+            with serve_in_thread(app) as base:
+                answers = {}
+                for token in (phone, laptop):
+                    status, headers, got = raw_request(base, "GET", feed_path(token, "team"))
+                    assert status == 200
+                    answers[token] = (headers["ETag"], got)
+                    unfolded = got.replace(b"\r\n ", b"").decode()
+                    assert f"SOURCE;VALUE=URI:{public}{feed_path(token, 'team')}\r\n" in unfolded
+                    assert all(len(line) <= 75 for line in got.split(b"\r\n"))
+                    assert headers["ETag"] == sha_etag(got)
+                    other = laptop if token == phone else phone
+                    assert other.encode() not in got
+                    status, _, _ = raw_request(
+                        base, "GET", feed_path(token, "team"), {"If-None-Match": headers["ETag"]}
+                    )
+                    assert status == 304
+                assert answers[phone][0] != answers[laptop][0]
+                assert path.read_bytes() == body
+
+    def test_without_public_url_the_file_is_served_as_is(self, server: Server, team_token: str) -> None:
+        """No public URL configured: the body is the file, byte for byte, with no SOURCE."""
+        status, _, body = raw_request(server.base, "GET", feed_path(team_token, "team"))
+        assert (status, body) == (200, TEAM_BODY)
+        assert b"SOURCE" not in body

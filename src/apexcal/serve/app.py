@@ -88,11 +88,17 @@ class FeedEndpoint:
     """The ASGI endpoint under ``/feeds/``."""
 
     def __init__(
-        self, *, feeds: FeedsSource, tokens: FeedTokenLookup, metrics: Metrics | None
+        self,
+        *,
+        feeds: FeedsSource,
+        tokens: FeedTokenLookup,
+        metrics: Metrics | None,
+        public_url: str | None = None,
     ) -> None:
         self._feeds = feeds
         self._tokens = tokens
         self._metrics = metrics
+        self._public_url = public_url.rstrip("/") if public_url else None
         self._cache = FeedFileCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -133,15 +139,19 @@ class FeedEndpoint:
             return found.name, PlainTextResponse(
                 "feed not built yet", status_code=503, headers={"Retry-After": "60"}
             )
+        source = f"{self._public_url}{match[0]}" if self._public_url else None
         return found.name, await run_in_threadpool(
-            _feed_response, request, found.name, found.version, found.max_age
+            _feed_response, request, found.name, found.version, found.max_age, source
         )
 
 
-def _feed_response(request: Request, name: str, version: FeedVersion, max_age: int) -> Response:
+def _feed_response(
+    request: Request, name: str, version: FeedVersion, max_age: int, source: str | None
+) -> Response:
     """The 200 or 304 answer for one feed version (may compress: run in a thread)."""
+    served = version.for_source(source)
     use_gzip = wants_gzip(request.headers.get("accept-encoding"))
-    etag = version.gzip_etag if use_gzip else version.etag
+    etag = served.gzip_etag if use_gzip else served.etag
     headers = {
         "Cache-Control": f"private, max-age={max_age}",
         "Last-Modified": http_date(version.last_modified),
@@ -151,7 +161,7 @@ def _feed_response(request: Request, name: str, version: FeedVersion, max_age: i
     if if_none_match is not None:
         # Either variant's tag proves the client holds this content; answer
         # with the tag it holds so its cache freshens the right entry.
-        matched = none_match(if_none_match, (etag, version.etag, version.gzip_etag))
+        matched = none_match(if_none_match, (etag, served.etag, served.gzip_etag))
         if matched is not None:
             return Response(status_code=304, headers={**headers, "ETag": matched})
     else:
@@ -160,7 +170,7 @@ def _feed_response(request: Request, name: str, version: FeedVersion, max_age: i
             if_modified_since, version.last_modified
         ):
             return Response(status_code=304, headers={**headers, "ETag": etag})
-    body = version.gzip_body() if use_gzip else version.body
+    body = served.gzip_body() if use_gzip else served.body
     headers.update(
         {
             "ETag": etag,
@@ -184,6 +194,7 @@ def create_app(
     health: HealthSource,
     metrics_registry: CollectorRegistry,
     metrics: Metrics | None = None,
+    public_url: str | None = None,
 ) -> Starlette:
     """The feed server application.
 
@@ -192,6 +203,8 @@ def create_app(
     lifetime (:class:`ServedFeed`).  ``tokens`` resolves token hashes,
     ``health`` feeds ``/healthz``, ``metrics_registry`` is exposed on
     ``/metrics``; when ``metrics`` is given, feed requests are counted in it.
+    With ``public_url``, each feed is served with a ``SOURCE`` property naming
+    the very URL (and so the very token) the subscriber used.
     """
 
     async def healthz(request: Request) -> Response:
@@ -224,7 +237,9 @@ def create_app(
             Route("/robots.txt", robots, methods=["GET"]),
             Route(
                 "/feeds/{rest:path}",
-                FeedEndpoint(feeds=feeds, tokens=tokens, metrics=metrics),
+                FeedEndpoint(
+                    feeds=feeds, tokens=tokens, metrics=metrics, public_url=public_url
+                ),
             ),
         ],
         exception_handlers={404: http_error, 405: http_error},

@@ -45,6 +45,53 @@ class FileIdentity:
     ctime_ns: int
 
 
+_CALENDAR_START = b"BEGIN:VCALENDAR\r\n"
+# Per-URL variants kept per version: one per device URL of a feed is typical.
+_MAX_VARIANTS = 64
+
+
+def fold_line(line: str) -> bytes:
+    """``line`` as an RFC 5545 content line folded at 75 octets (ASCII content), CRLF-ended."""
+    data = line.encode("ascii")
+    parts = [data[:75]]
+    parts.extend(b" " + data[i : i + 74] for i in range(75, len(data), 74))
+    return b"\r\n".join(parts) + b"\r\n"
+
+
+def with_source(body: bytes, url: str) -> bytes:
+    """``body`` with a ``SOURCE`` calendar property (RFC 7986) naming ``url``.
+
+    The feed file on disk carries no SOURCE: its URL holds a secret token and a
+    feed has one URL per device, so each subscriber gets the URL it used.
+    """
+    if not body.startswith(_CALENDAR_START):
+        return body
+    line = fold_line(f"SOURCE;VALUE=URI:{url}")
+    return _CALENDAR_START + line + body[len(_CALENDAR_START) :]
+
+
+@dataclass(kw_only=True)
+class BodyVariant:
+    """The body served for one URL, with its own strong ETag and gzip form."""
+
+    body: bytes
+    etag: str
+    _gzip: bytes | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def gzip_etag(self) -> str:
+        """The ETag of the gzip variant."""
+        return gzip_etag(self.etag)
+
+    def gzip_body(self) -> bytes:
+        """The gzip-compressed body, compressed once (deterministic: no timestamp)."""
+        with self._lock:
+            if self._gzip is None:
+                self._gzip = gzip.compress(self.body, compresslevel=6, mtime=0)
+            return self._gzip
+
+
 @dataclass(kw_only=True)
 class FeedVersion:
     """One version of a feed file: its bytes, tags and modification time."""
@@ -55,6 +102,22 @@ class FeedVersion:
     last_modified: datetime
     _gzip: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _variants: dict[str, BodyVariant] = field(default_factory=dict, repr=False)
+
+    def for_source(self, url: str | None) -> BodyVariant:
+        """The body served at ``url`` (with its SOURCE property), built once per URL."""
+        if url is None:
+            return BodyVariant(body=self.body, etag=self.etag, _gzip=self._gzip)
+        with self._lock:
+            variant = self._variants.get(url)
+        if variant is None:
+            body = with_source(self.body, url)
+            variant = BodyVariant(body=body, etag=body_etag(body))
+            with self._lock:
+                if len(self._variants) >= _MAX_VARIANTS:
+                    self._variants.pop(next(iter(self._variants)))
+                variant = self._variants.setdefault(url, variant)
+        return variant
 
     @property
     def gzip_etag(self) -> str:
