@@ -17,10 +17,14 @@ Decisions worth knowing:
   means its first occurrence — both as ``zoneinfo`` does with ``fold=0``.
   No start time → all-day, with an exclusive ``DTEND;VALUE=DATE`` (the day
   after the end date, at least the day after the start).  The end comes from
-  end date/time; an end time earlier than the start time on the same (or no)
-  end date crosses midnight into the next day; an end that is still not after
-  the start falls back to ``duration`` minutes, then to
-  ``options.default_duration``.  In UTC, times are written as UTC (``Z``);
+  end date/time when that is after the start; otherwise (missing, or before
+  the start) from ``duration`` minutes, then ``options.default_duration``.
+  A midnight crossing (an end time earlier than the start time meaning the
+  next day) is inferred only when there is no end date, or when the end date
+  equals the start date *and* ``duration`` agrees with the crossing
+  (23:30–00:30 with duration 60); 14:30–14:00 on one explicit date is an end
+  before the start, so the duration decides (15:00 with duration 30).  In
+  UTC, times are written as UTC (``Z``);
   otherwise with TZID and a VTIMEZONE in the object.
 - **Change.** ``SEQUENCE`` is the number of seconds from 2020-01-01 to
   ``updated_at``: it rises with every change and never falls, with no stored
@@ -226,6 +230,25 @@ def _later(instant: datetime, by: timedelta) -> datetime:
     return (instant.astimezone(UTC) + by).astimezone(tz)
 
 
+def _minutes(at: time) -> int:
+    return at.hour * 60 + at.minute
+
+
+def _crosses_midnight(activity: Activity, start_time: time, end_time: time) -> bool:
+    """Whether an end time earlier than the start time means the next day.
+
+    Inferred when there is no end date; with an end date equal to the start
+    date only when ``duration`` says so (23:30–00:30 with duration 60), since
+    an explicit same-day date with an earlier end time is more likely a slip.
+    """
+    start, end = _minutes(start_time), _minutes(end_time)
+    if end >= start:
+        return False
+    if activity.end_date is None:
+        return True
+    return activity.duration == end + 24 * 60 - start
+
+
 def _times(activity: Activity, options: MappingOptions) -> tuple[date, date] | tuple[datetime, datetime] | None:
     start_day = activity.start_date
     if start_day is None:
@@ -238,8 +261,8 @@ def _times(activity: Activity, options: MappingOptions) -> tuple[date, date] | t
     end: datetime | None = None
     if activity.end_time is not None:
         end_day = activity.end_date or start_day
-        if end_day == start_day and activity.end_time.replace(tzinfo=None) < activity.start_time.replace(tzinfo=None):
-            end_day += timedelta(days=1)  # crosses midnight
+        if end_day == start_day and _crosses_midnight(activity, activity.start_time, activity.end_time):
+            end_day += timedelta(days=1)
         candidate = _wall(end_day, activity.end_time, zone)
         if candidate.astimezone(UTC) > start.astimezone(UTC):
             end = candidate

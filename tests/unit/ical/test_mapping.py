@@ -145,11 +145,29 @@ class TestTime:
         [
             # timed, ordinary
             ({}, datetime(2025, 6, 12, 10, 0, tzinfo=BERLIN), datetime(2025, 6, 12, 11, 0, tzinfo=BERLIN)),
-            # end before start on the same day crosses midnight
+            # end time before start time and no end date: crosses midnight
+            (
+                {"start_time": "22:00:00", "end_time": "01:30:00", "end_date": None},
+                datetime(2025, 6, 12, 22, 0, tzinfo=BERLIN),
+                datetime(2025, 6, 13, 1, 30, tzinfo=BERLIN),
+            ),
+            # same explicit end date, duration agrees with the crossing: crosses midnight
+            (
+                {"start_time": "23:30:00", "end_time": "00:30:00", "duration": 60},
+                datetime(2025, 6, 12, 23, 30, tzinfo=BERLIN),
+                datetime(2025, 6, 13, 0, 30, tzinfo=BERLIN),
+            ),
+            # same explicit end date, end before start: the duration decides
+            (
+                {"start_time": "14:30:00", "end_time": "14:00:00", "duration": 30},
+                datetime(2025, 6, 12, 14, 30, tzinfo=BERLIN),
+                datetime(2025, 6, 12, 15, 0, tzinfo=BERLIN),
+            ),
+            # same explicit end date, end before start, no duration: the default
             (
                 {"start_time": "22:00:00", "end_time": "01:30:00"},
                 datetime(2025, 6, 12, 22, 0, tzinfo=BERLIN),
-                datetime(2025, 6, 13, 1, 30, tzinfo=BERLIN),
+                datetime(2025, 6, 12, 22, 30, tzinfo=BERLIN),
             ),
             # no end: duration
             (
