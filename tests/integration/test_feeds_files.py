@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -80,6 +81,22 @@ class TestAtomicWrite:
             write_atomic(path, half)
         assert path.read_bytes() == b"previous"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["feed.ics"]
+
+    def test_leftovers_of_a_killed_writer_are_swept_when_old(self, tmp_path: Path) -> None:
+        """Temporary files of the same destination older than an hour are removed by the next write; young ones and others stay."""
+        path = tmp_path / "feed.ics"
+        old = tmp_path / ".feed.ics.abc123.tmp"
+        young = tmp_path / ".feed.ics.def456.tmp"
+        other = tmp_path / ".other.ics.abc123.tmp"
+        for leftover in (old, young, other):
+            leftover.write_bytes(b"half a calendar")
+        two_hours_ago = time.time() - 7200
+        os.utime(old, (two_hours_ago, two_hours_ago))
+        os.utime(other, (two_hours_ago, two_hours_ago))
+        write_atomic(path, writer(b"whole"))
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["feed.ics", young.name, other.name]
+        )
 
     def test_reader_never_sees_a_partial_file(self, tmp_path: Path) -> None:
         """While two large bodies replace each other, every read returns one of them whole."""

@@ -7,6 +7,10 @@ rename itself survives a power cut.  Any failure before the rename —
 including ``KeyboardInterrupt`` — removes the temporary file, so an
 interrupted write leaves the destination as it was (or absent).
 
+A process killed outright (SIGKILL, power cut) cannot remove its temporary
+file; the next write of the same destination removes such leftovers once
+they are an hour old (old enough that no live writer still owns them).
+
 With ``only_if_changed`` a write whose bytes equal the destination's is
 dropped: the file, its mtime and therefore the feed server's
 ``Last-Modified`` stay as they were.  The SHA-256 of the body is computed
@@ -20,6 +24,7 @@ import io
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _COPY_CHUNK = 1 << 20
+#: Age after which a temporary file left beside a destination is a crash's leftover.
+STALE_TEMP_SECONDS = 3600
 _DEFAULT_UMASK = 0o022
 
 
@@ -92,6 +99,34 @@ def _file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: Path, *, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Remove temporary files of writes to ``path`` left by killed processes; how many."""
+    prefix = _temp_prefix(path)
+    limit = time.time() - older_than
+    removed = 0
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        try:
+            if entry.lstat().st_mtime < limit:
+                entry.unlink()
+                removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("file.stale_temps_removed", path=str(path), count=removed)
+    return removed
+
+
 def fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
     try:
@@ -120,7 +155,8 @@ def write_atomic(
     """
     path = Path(path)
     directory = path.parent
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path)
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=".tmp")
     temp = Path(temp_name)
     try:
         raw = _HashingRaw(fd)
