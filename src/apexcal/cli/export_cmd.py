@@ -231,47 +231,72 @@ def _to_file(
 @app.command("export")
 def export_command(
     config_path: Annotated[
-        Path | None, typer.Option("--config", "-c", help="A config file (source, mapping).")
+        Path | None,
+        typer.Option("--config", "-c", metavar="FILE", help="A config file (source, mapping)."),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option("--base-url", help="The API's base URL (overrides the config).")
+        str | None,
+        typer.Option(
+            "--base-url", metavar="URL", help="The API's base URL (overrides the config)."
+        ),
     ] = None,
     org: Annotated[
-        str | None, typer.Option("--org", help="The organization id (overrides the config).")
+        str | None,
+        typer.Option("--org", metavar="ID", help="The organization id (overrides the config)."),
     ] = None,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="The output file, or - for standard output.")
+        str,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="The output file, or - for standard output."
+        ),
     ] = "-",
     user: Annotated[
-        list[str] | None, typer.Option("--user", help="Only activities assigned to this user id.")
+        list[str] | None,
+        typer.Option("--user", metavar="ID", help="Only activities assigned to this user id."),
     ] = None,
     type_: Annotated[
         list[str] | None,
-        typer.Option("--type", help="Only this activity type (key or name; repeatable)."),
+        typer.Option(
+            "--type", metavar="NAME", help="Only this activity type (key or name; repeatable)."
+        ),
     ] = None,
     from_: Annotated[
-        str | None, typer.Option("--from", help="Only activities starting on or after this date.")
+        str | None,
+        typer.Option(
+            "--from", metavar="DATE", help="Only activities starting on or after this date."
+        ),
     ] = None,
     to: Annotated[
-        str | None, typer.Option("--to", help="Only activities starting on or before this date.")
+        str | None,
+        typer.Option(
+            "--to", metavar="DATE", help="Only activities starting on or before this date."
+        ),
     ] = None,
     done: Annotated[
         bool | None, typer.Option("--done/--not-done", help="Only done, or only open, activities.")
     ] = None,
     privacy: Annotated[
-        str, typer.Option("--privacy", help="full, public (no private notes) or busy.")
+        str,
+        typer.Option(
+            "--privacy", metavar="full|public|busy", help="full, public (no private notes) or busy."
+        ),
     ] = "public",
     tasks_as: Annotated[
-        str, typer.Option("--tasks-as", help="events (default) or todos.")
+        str, typer.Option("--tasks-as", metavar="events|todos", help="events (default) or todos.")
     ] = "events",
     split_by: Annotated[
-        str | None, typer.Option("--split-by", help="One file per user or per type.")
+        str | None,
+        typer.Option("--split-by", metavar="user|type", help="One file per user or per type."),
     ] = None,
     output_dir: Annotated[
-        Path | None, typer.Option("--output-dir", help="Where --split-by writes its files.")
+        Path | None,
+        typer.Option("--output-dir", metavar="DIR", help="Where --split-by writes its files."),
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="debug, info, warning or error (default).")
+        str | None,
+        typer.Option(
+            "--log-level", metavar="LEVEL", help="debug, info, warning or error (default)."
+        ),
     ] = None,
 ) -> None:
     """Export activities from the API to an .ics calendar (standard output by default)."""
