@@ -30,6 +30,11 @@ Decisions worth knowing:
   ``updated_at``: it rises with every change and never falls, with no stored
   state.  ``DTSTAMP`` = ``LAST-MODIFIED`` = ``updated_at``; ``CREATED`` =
   ``created_at``.
+- **All-day VTODO.** ``DUE;VALUE=DATE`` is the last day itself (the end
+  date, or the start date), not the exclusive next day a VEVENT's DTEND
+  uses: task apps show DUE as the day the task is due.  RFC 5545 wants DUE
+  after DTSTART, so a one-day to-do carries ``DUE`` alone; a multi-day one
+  keeps ``DTSTART`` on its first day.
 - **Done.** A done VTODO has ``STATUS:COMPLETED``, ``COMPLETED`` (at
   ``updated_at``) and ``PERCENT-COMPLETE:100``; an open one
   ``STATUS:NEEDS-ACTION``.  A VEVENT carries no completion properties and no
@@ -352,6 +357,12 @@ def map_activity(
         raise Unmappable(activity.id, "dates out of range") from None
     if times is None and kind == "event":
         raise Unmappable(activity.id, "no start date: an event needs one")
+    start, end = times if times else (None, None)
+    if kind == "todo" and start is not None and not isinstance(start, datetime):
+        # All-day to-do: DUE is the last day itself (task apps read DUE as "due that day").
+        end = end - timedelta(days=1) if isinstance(end, date) else None
+        if end == start:
+            start = None  # DUE must be after DTSTART: a one-day to-do has DUE alone
     activity_type = _type_for(activity, types)
     type_name = activity_type.name if activity_type else activity.activity_type
     names = _names(activity, type_name)
@@ -379,8 +390,8 @@ def map_activity(
         "last_modified": updated,
         "created": _utc(activity.created_at),
         "sequence": sequence_for(activity.updated_at),
-        "start": times[0] if times else None,
-        "end": times[1] if times else None,
+        "start": start,
+        "end": end,
         "classification": "PRIVATE" if busy else ("PUBLIC" if options.privacy == "public" else None),
         "categories": [clean_line(type_name)] if type_name and clean_line(type_name) and not busy else (),
         "color": nearest_css3_name(hex_color) if hex_color else None,

@@ -60,6 +60,14 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"activity_type": "task", "subject": "Send proposal", "done": True},
         {"tasks_as": "events"},
     ),
+    "task-all-day-todo": (
+        {"activity_type": "task", "subject": "Renew licence", "start_time": None, "end_time": None},
+        {"timezone": "Europe/Berlin"},
+    ),
+    "task-multi-day-todo": (
+        {"activity_type": "task", "subject": "Prepare audit", "start_time": None, "end_time": None, "end_date": "2025-06-14"},
+        {},
+    ),
     "task-undated-todo": (
         {"activity_type": "task", "start_date": None, "start_time": None, "end_date": None, "end_time": None},
         {},

@@ -255,6 +255,23 @@ class TestTime:
         assert info.value.activity_id == 101
         assert isinstance(info.value, ICalError)
 
+    @pytest.mark.parametrize(
+        ("fields", "start", "due"),
+        [
+            ({}, None, date(2025, 6, 12)),
+            ({"end_date": None}, None, date(2025, 6, 12)),
+            ({"end_date": "2025-06-01"}, None, date(2025, 6, 12)),
+            ({"end_date": "2025-06-14"}, date(2025, 6, 12), date(2025, 6, 14)),
+        ],
+    )
+    def test_all_day_todo_is_due_on_its_last_day(self, fields: dict[str, Any], start: date | None, due: date) -> None:
+        """An all-day VTODO's DUE is the inclusive last day; a one-day to-do has no DTSTART."""
+        component = _map(activity_type="task", start_time=None, end_time=None, **fields)
+        assert isinstance(component, Todo)
+        assert component.get("DUE").dt == due
+        assert (component.get("DTSTART").dt if "DTSTART" in component else None) == start
+        assert f"DUE;VALUE=DATE:{due:%Y%m%d}" in component.to_ical().decode()
+
     def test_todo_without_start_date_has_no_dates(self) -> None:
         """A VTODO without a start date has neither DTSTART nor DUE."""
         component = _map(activity_type="task", start_date=None)
