@@ -161,9 +161,9 @@ class TestListing:
     def test_malformed_record_is_logged_and_skipped(
         self, emulator: EmulatorHandle, client: ApexClient
     ) -> None:
-        """A record that fails validation is counted, logged with its id, and skipped."""
+        """A record with a malformed timestamp is counted, logged with its id, and skipped."""
         seeded = emulator.state.seed(emulator.org_id, 30)
-        emulator.state.put_raw(seeded[3], start_date="the day after tomorrow")
+        emulator.state.put_raw(seeded[3], created_at="the day before yesterday")
         with capture_logs() as logs:
             ids = [a.id for a in client.list_activities()]
         assert sorted(ids) == sorted(set(seeded) - {seeded[3]})
@@ -171,7 +171,21 @@ class TestListing:
         (warning,) = [e for e in logs if e["event"] == "apex.invalid_record"]
         assert warning["id"] == seeded[3]
         assert warning["kind"] == "activity"
-        assert "start_date" in warning["reason"]
+        assert "created_at" in warning["reason"]
+
+    def test_malformed_optional_field_is_dropped_not_the_record(
+        self, emulator: EmulatorHandle, client: ApexClient
+    ) -> None:
+        """A bad optional value is nulled and logged; the activity itself still arrives."""
+        seeded = emulator.state.seed(emulator.org_id, 30)
+        emulator.state.put_raw(seeded[3], start_date="the day after tomorrow", subject="Kept")
+        with capture_logs() as logs:
+            found = {a.id: a for a in client.list_activities()}
+        assert sorted(found) == sorted(seeded)
+        assert client.skipped_records == 0
+        assert (found[seeded[3]].start_date, found[seeded[3]].subject) == (None, "Kept")
+        (warning,) = [e for e in logs if e["event"] == "apex.field_dropped"]
+        assert (warning["id"], warning["field"]) == (seeded[3], "start_date")
 
 
 class TestChangeFeed:

@@ -2,9 +2,11 @@
 
 Tolerant where the API is loose (unknown fields are ignored, most fields may be
 null) and strict where correctness depends on it: ids must be positive
-integers and timestamps must be ISO 8601 instants.  A record that fails is
-reported as :class:`~apexcal.errors.InvalidRecord` with its id, so one bad
-record never stops a run.
+integers and timestamps must be ISO 8601 instants.  A record whose id,
+organization or timestamps fail is reported as
+:class:`~apexcal.errors.InvalidRecord` with its id, so one bad record never
+stops a run; any other malformed field is set to null (and logged as
+``apex.field_dropped``), so the rest of the record still reaches calendars.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -189,17 +191,57 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_activity(raw: object) -> Activity:
-    """Validate one activity record, or raise :class:`InvalidRecord` naming its id."""
+_R = TypeVar("_R", bound=_Record)
+
+STRICT_FIELDS = frozenset({"id", "organization_id", "created_at", "updated_at", "deleted_at"})
+"""Fields a record cannot do without: a bad value here makes the whole record invalid."""
+
+
+def _parse(model: type[_R], kind: str, raw: object) -> _R:
+    """Validate ``raw``; a bad optional field is nulled (and logged), a bad strict one rejects the record.
+
+    One bad optional value (a latitude of 95, a numeric subject) must not hide
+    the whole activity: the calendar would silently keep a stale copy.  The
+    record is validated once more with the offending fields set to null; if
+    that still fails (a required field such as a type's ``name``), it is
+    invalid after all.
+    """
     try:
-        return Activity.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidRecord("activity", _record_id(raw), _reason(exc)) from None
+        first = exc
+    errors = first.errors(include_url=False)
+    fields = {str(err["loc"][0]) for err in errors if err["loc"]}
+    if not isinstance(raw, Mapping) or fields & STRICT_FIELDS or any(not err["loc"] for err in errors):
+        raise InvalidRecord(kind, _record_id(raw), _reason(first)) from None
+    cleaned = {key: (None if key in fields else value) for key, value in raw.items()}
+    try:
+        record = model.model_validate(cleaned)
+    except ValidationError as exc:
+        raise InvalidRecord(kind, _record_id(raw), _reason(first) + "; then " + _reason(exc)) from None
+    import structlog  # noqa: PLC0415  (here, so the pure iCalendar layer that imports models stays free of it)
+
+    log = structlog.get_logger()
+    for name in sorted(fields):
+        reasons = [
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or name}: {err['msg']}"
+            for err in errors
+            if err["loc"] and str(err["loc"][0]) == name
+        ]
+        log.warning("apex.field_dropped", kind=kind, id=_record_id(raw), field=name, reason="; ".join(reasons))
+    return record
+
+
+def parse_activity(raw: object) -> Activity:
+    """Validate one activity record; see :func:`_parse` for bad fields.
+
+    Raises :class:`InvalidRecord` naming the id when a strict field
+    (:data:`STRICT_FIELDS`) is missing or malformed; any other malformed field
+    is set to null with an ``apex.field_dropped`` warning.
+    """
+    return _parse(Activity, "activity", raw)
 
 
 def parse_activity_type(raw: object) -> ActivityType:
-    """Validate one activity type record, or raise :class:`InvalidRecord` naming its id."""
-    try:
-        return ActivityType.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidRecord("activity type", _record_id(raw), _reason(exc)) from None
+    """Validate one activity type record, as :func:`parse_activity` does (``name`` is required too)."""
+    return _parse(ActivityType, "activity type", raw)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("mapping", "feed", "remote", "timezones", "location", "colors", "text")
+MODULES = ("fields", "mapping", "feed", "remote", "timezones", "location", "colors", "text")
 FORBIDDEN = ("httpx", "caldav", "sqlalchemy", "apscheduler", "structlog")
 
 
