@@ -219,7 +219,8 @@ def _parse(model: type[_R], kind: str, raw: object) -> _R:
         record = model.model_validate(cleaned)
     except ValidationError as exc:
         raise InvalidRecord(kind, _record_id(raw), _reason(first) + "; then " + _reason(exc)) from None
-    import structlog  # noqa: PLC0415  (here, so the pure iCalendar layer that imports models stays free of it)
+    # Imported here so the pure iCalendar layer, which imports these models, stays free of it.
+    import structlog
 
     log = structlog.get_logger()
     for name in sorted(fields):
