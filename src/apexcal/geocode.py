@@ -255,16 +255,23 @@ class NominatimGeocoder:
         """Close the HTTP connection pool."""
         self._client.close()
 
-    def _wait_turn(self) -> None:
+    def lookup(self, query: str) -> GeoPoint | None:
+        """The first Nominatim result for ``query``, or ``None``.
+
+        One request at a time; the rate-limit clock is stamped when a request
+        has finished, so the next one starts at least ``min_interval`` after
+        the previous answer, however slow that answer was.
+        """
         with self._lock:
             delay = self._last + self._min_interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)  # the usage policy's rate limit, not synchronisation
-            self._last = time.monotonic()
+            try:
+                return self._request(query)
+            finally:
+                self._last = time.monotonic()
 
-    def lookup(self, query: str) -> GeoPoint | None:
-        """The first Nominatim result for ``query``, or ``None``."""
-        self._wait_turn()
+    def _request(self, query: str) -> GeoPoint | None:
         try:
             response = self._client.get(self._url, params={"q": query, "format": "jsonv2", "limit": "1"})
             response.raise_for_status()

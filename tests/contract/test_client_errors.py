@@ -284,7 +284,10 @@ class TestRetries:
             with pytest.raises(ServerError):
                 api.get_activity(1)
             elapsed = time.monotonic() - started
-        assert 0.6 <= elapsed <= 0.6 + 0.5  # the budget plus one attempt and scheduling slack
+        # A bound, not a speed test: the budget plus one attempt and a loaded
+        # machine's scheduling slack.  A client ignoring the budget would go on
+        # for thousands of attempts (minutes), far past it.
+        assert 0.6 <= elapsed <= 0.6 + 1.0
 
     def test_retry_after_beyond_the_budget_gives_up_at_once(self, emu: EmulatorHandle) -> None:
         """A Retry-After longer than the time left is not waited for: RateLimited comes now."""

@@ -175,6 +175,8 @@ class _Nominatim(BaseHTTPRequestHandler):
         q = query.get("q", [""])[0]
         if q == "slow":
             time.sleep(0.6)
+        if q == "pause":
+            time.sleep(0.3)
         if q == "broken":
             body, status = b"<html>oops", 502
         elif q == "nothing":
@@ -251,6 +253,33 @@ class TestNominatimGeocoder:
             client.close()
         assert len(stamps) == 3
         assert all(later - earlier >= 0.249 for earlier, later in itertools.pairwise(stamps))
+
+    def test_interval_counts_from_the_end_of_a_slow_request(self, nominatim: ThreadingHTTPServer) -> None:
+        """After an answer that took longer than min_interval, the next request still waits min_interval."""
+        spans: list[tuple[float, float]] = []
+
+        class _Timing(httpx.HTTPTransport):
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                sent = time.monotonic()
+                response = super().handle_request(request)
+                response.read()
+                spans.append((sent, time.monotonic()))
+                return response
+
+        host, port = nominatim.server_address[:2]
+        client = NominatimGeocoder(
+            contact="ops@example.com",
+            base_url=f"http://{host!s}:{port}/search",
+            min_interval=0.25,
+            transport=_Timing(),
+        )
+        try:
+            for query in ("pause", "b"):
+                client.lookup(query)
+        finally:
+            client.close()
+        (_, first_done), (second_sent, _) = spans
+        assert second_sent - first_done >= 0.249
 
     @pytest.mark.parametrize("query", ["broken", "nothing", "slow"])
     def test_failures_are_none(self, nominatim: ThreadingHTTPServer, query: str) -> None:
