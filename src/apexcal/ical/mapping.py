@@ -347,7 +347,8 @@ def map_activity(
 
     ``types`` is keyed by ``type_key(type.name)``.  ``geocode`` is used when
     the activity has no ``location_geocoded`` of its own (the caller resolves
-    it; mapping does no I/O).  Raises :class:`Unmappable` for a VEVENT without
+    it; mapping does no I/O); being a guess, it adds GEO and the structured
+    location but leaves the LOCATION text as written.  Raises :class:`Unmappable` for a VEVENT without
     a start date or with dates out of range.
     """
     kind = component_kind(activity, options)
@@ -378,7 +379,10 @@ def map_activity(
         place = Place()
         summary = "Busy"
     else:
-        place = place_for(activity.location, activity.location_geocoded or geocode)
+        if activity.location_geocoded is not None:
+            place = place_for(activity.location, activity.location_geocoded)
+        else:
+            place = place_for(activity.location, geocode, guessed=geocode is not None)
         summary = clean_line(_render(options.summary_template, SUMMARY_FIELDS, names))
         summary = summary or names["type"] or "Activity"
     updated = _utc(activity.updated_at)

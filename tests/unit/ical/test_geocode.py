@@ -37,7 +37,10 @@ class TestOfflineGeocoder:
     @pytest.mark.parametrize(
         ("query", "address", "lat"),
         [
-            ("Berlin", "Berlin, Germany", 52.5),
+            ("Berlin, Germany", "Berlin, Germany", 52.5),
+            ("Berlin, DE", "Berlin, Germany", 52.5),
+            ("Orange, CA", "Orange, CA", 33.8),
+            ("Phoenix, Arizona", "Phoenix, AZ", 33.4),
             ("Paris, France", "Paris, France", 48.9),
             ("Paris, TX", "Paris, TX", 33.7),
             ("Springfield, IL", "Springfield, IL", 39.8),
@@ -55,9 +58,23 @@ class TestOfflineGeocoder:
         assert point.address == address
         assert point.lat == pytest.approx(lat, abs=0.1)
 
-    @pytest.mark.parametrize("query", ["", "Room 4, 5th floor", "Nowhere-in-particular", ",,,"])
-    def test_unknown_places(self, offline: OfflineGeocoder, query: str) -> None:
-        """Texts naming no city give None."""
+    @pytest.mark.parametrize(
+        "query",
+        [
+            "",
+            "Room 4, 5th floor",
+            "Nowhere-in-particular",
+            ",,,",
+            "Berlin",
+            "Orange",
+            "Santa Clara",
+            "Phoenix",
+            "Client Office, Austin",
+            "Springfield, Atlantis",
+        ],
+    )
+    def test_unknown_or_unqualified_places(self, offline: OfflineGeocoder, query: str) -> None:
+        """Texts naming no city, or a city without its state or country, give None."""
         assert offline.lookup(query) is None
 
 

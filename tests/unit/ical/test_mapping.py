@@ -412,8 +412,33 @@ class TestLocation:
         component = map_activity(
             activity(location="Austin office"), TYPES, MappingOptions(), geocode=GeoPoint(lat=30.27, lng=-97.74, address="Austin, TX")
         )
-        assert component.location == "Austin office, Austin, TX"
-        assert "GEO" in component
+        assert component.location == "Austin office"
+        assert "GEO:30.27;-97.74" in _lines(component)
+        apple = component["X-APPLE-STRUCTURED-LOCATION"]
+        assert apple.params["X-TITLE"] == "Austin office"
+        assert apple.params["X-ADDRESS"] == "Austin, TX"
+
+    def test_geocode_passed_in_never_replaces_the_text(self) -> None:
+        """A guessed geocode whose address contains the text still leaves LOCATION as written."""
+        from apexcal.apex.models import GeoPoint
+
+        component = map_activity(
+            activity(location="Orange"), TYPES, MappingOptions(), geocode=GeoPoint(lat=33.8, lng=-117.9, address="Orange, CA")
+        )
+        assert component.location == "Orange"
+
+    def test_api_geocode_wins_over_the_one_passed_in(self) -> None:
+        """With location_geocoded from the API, LOCATION adds its address and the passed geocode is unused."""
+        from apexcal.apex.models import GeoPoint
+
+        component = map_activity(
+            activity(location="Client Office", location_geocoded=self.GEOCODE),
+            TYPES,
+            MappingOptions(),
+            geocode=GeoPoint(lat=1.0, lng=2.0, address="Elsewhere"),
+        )
+        assert component.location == "Client Office, New York, NY"
+        assert "GEO:40.7128;-74.006" in _lines(component)
 
     @pytest.mark.parametrize(
         "url",
