@@ -19,7 +19,9 @@ Rules (pure; the geocode is data, filled in before mapping):
   geocode exists.  Only the location is searched for links: notes are private
   and descriptions are free text.
 - An online location without a link ("Online - Zoom", "Teams call"): the text
-  stays in ``LOCATION``; neither ``CONFERENCE`` nor ``GEO``.
+  stays in ``LOCATION``; neither ``CONFERENCE`` nor ``GEO``.  "Online" is
+  decided narrowly (see :func:`is_online`): "Teams room B" or "Zoom Café"
+  are physical places and keep their GEO.
 - Any other URL in the location is not a place either: no ``GEO``.
 """
 
@@ -39,8 +41,11 @@ _MEETING_HOSTS = re.compile(
     r"|teams\.live\.com|webex\.com)$",
     re.IGNORECASE,
 )
-_ONLINE_WORDS = re.compile(
-    r"\b(?:online|virtual|zoom|google meet|meet\.google|teams|webex|skype|video ?call|web ?conference)\b",
+_ONLINE_START = re.compile(r"^(?:online|virtual meeting)\b", re.IGNORECASE)
+_ONLINE_PHRASES = re.compile(
+    r"\b(?:(?:zoom|teams|webex|skype) (?:meeting|call)|google meet|video ?call|conference call"
+    r"|web ?conference)\b"
+    r"|\b(?:zoom\.us|zoomgov\.com|meet\.google\.com|teams\.microsoft\.com|teams\.live\.com|webex\.com)/",
     re.IGNORECASE,
 )
 
@@ -66,8 +71,16 @@ def meeting_url(text: str) -> str | None:
 
 
 def is_online(text: str) -> bool:
-    """Whether the text names an online place (a URL or words such as "Online", "Zoom")."""
-    return bool(_URL.search(text) or _ONLINE_WORDS.search(text))
+    """Whether the text names an online place rather than a physical one.
+
+    Deliberately narrow, since an online place loses its GEO: a URL; text
+    starting with "Online" or "Virtual meeting"; or a clear phrase ("Zoom
+    meeting", "Teams call", "Google Meet", "Webex meeting", "video call",
+    "conference call", a bare meeting host such as ``meet.google.com/…``).
+    "Teams room B", "Virtual reality lab" and "Zoom Café" are places.
+    """
+    text = " ".join(text.split())
+    return bool(_URL.search(text) or _ONLINE_START.match(text) or _ONLINE_PHRASES.search(text))
 
 
 def _adds_information(text: str, address: str) -> bool:

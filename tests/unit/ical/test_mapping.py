@@ -10,6 +10,7 @@ import pytest
 from icalendar import Event, Todo
 
 from apexcal.errors import ICalError
+from apexcal.ical.location import is_online
 from apexcal.ical.mapping import (
     MappingOptions,
     TemplateError,
@@ -460,6 +461,37 @@ class TestLocation:
         assert f"Join: {url}" in str(component.description)
         assert "GEO" not in component
         assert "X-APPLE-STRUCTURED-LOCATION" not in component
+
+    @pytest.mark.parametrize(
+        ("text", "online"),
+        [
+            ("Online - Zoom", True),
+            ("online", True),
+            ("Online meeting", True),
+            ("Virtual meeting (details to follow)", True),
+            ("Zoom meeting", True),
+            ("Weekly Teams meeting", True),
+            ("Teams call", True),
+            ("Google Meet", True),
+            ("Webex meeting", True),
+            ("Video call with Jo", True),
+            ("Conference call", True),
+            ("https://example.com/room/42", True),
+            ("See meet.google.com/abc-defg-hij", True),
+            ("Teams room B", False),
+            ("Virtual reality lab", False),
+            ("Zoom Café", False),
+            ("Client Office", False),
+            ("Conference room 3", False),
+            ("The Online Store, Main St", False),
+            ("Skyline Tower", False),
+        ],
+    )
+    def test_online_is_decided_narrowly(self, text: str, online: bool) -> None:
+        """Only URLs, a leading "Online"/"Virtual meeting" or clear meeting phrases make a location online."""
+        assert is_online(text) is online
+        component = _map(location=text, location_geocoded=self.GEOCODE)
+        assert ("GEO" in component) is not online
 
     def test_online_without_link_keeps_text_only(self) -> None:
         """"Online - Zoom" keeps LOCATION, gets no CONFERENCE and no GEO even when geocoded."""
