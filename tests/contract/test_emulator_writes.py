@@ -247,20 +247,35 @@ class TestSoftDelete:
 
 
 class TestBulkPatch:
-    def test_unknown_deleted_and_foreign_ids_are_skipped(
+    def test_unknown_and_deleted_ids_are_skipped(
         self, emulator: EmulatorHandle, client: httpx.Client
     ) -> None:
-        """Only live activities of the caller's organizations are changed and listed; the rest are skipped."""
+        """Only live activities are changed and listed; unknown and deleted ids are skipped."""
         mine, deleted = _create(client)["id"], _create(client)["id"]
         client.delete(f"/activities/{deleted}")
+        response = client.patch(
+            "/activities", json={"ids": [mine, 99999, deleted, mine], "done": True}
+        )
+        assert response.json() == {"updated": 1, "ids": [mine]}
+        assert emulator.state.get(deleted)["done"] is False
+
+    def test_foreign_id_is_forbidden_and_changes_nothing(
+        self, emulator: EmulatorHandle, client: httpx.Client
+    ) -> None:
+        """An id of another organization answers 403 Forbidden and no row, not even the caller's, changes."""
+        mine = _create(client)["id"]
         foreign = emulator.state.insert_activity(
             {"organization_id": 28, "subject": "x", "activity_type": "call"}
         )["id"]
-        response = client.patch(
-            "/activities", json={"ids": [foreign, mine, 99999, deleted, mine], "done": True}
+        before = emulator.state.get(mine)["updated_at"]
+        response = client.patch("/activities", json={"ids": [mine, foreign], "done": True})
+        assert (
+            _assert_error(response, 403, "Forbidden", "forbidden")
+            == "You are not authorized to access organization 28"
         )
-        assert response.json() == {"updated": 1, "ids": [mine]}
         assert emulator.state.get(foreign)["done"] is False
+        assert emulator.state.get(mine)["done"] is False
+        assert emulator.state.get(mine)["updated_at"] == before
 
     @pytest.mark.parametrize(
         "body",

@@ -9,10 +9,12 @@ tokens per user, Feathers error JSON, soft delete and ``updated_at`` stamps.
 
 Behaviour worth knowing:
 
-- a bulk patch applies only to live activities of organizations the caller belongs
-  to; unknown, deleted and foreign ids are skipped silently and left out of
-  ``ids`` in the answer (``updated`` counts only what was changed), all changed rows
-  share one ``updated_at``;
+- a bulk patch naming a live activity of an organization the caller is not a
+  member of is refused as a whole with 403 Forbidden (nothing changes); unknown
+  and deleted ids are skipped silently and left out of ``ids`` in the answer
+  (``updated`` counts only what was changed; deleted records are invisible, so
+  they cannot be told from unknown ones); all changed rows share one
+  ``updated_at``;
 - POST/PATCH ignore server-written fields (``id``, timestamps, ``created_by_user_id``,
   joined objects), refuse unknown fields, wrong types, an ``activity_type`` that is
   not a live type key of the organization, and an end before the start (400);

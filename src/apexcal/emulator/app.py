@@ -211,7 +211,14 @@ class _Services:
             raise HTTPFailure(400, "organization_id cannot be changed")
         if not fields:
             raise HTTPFailure(400, "A bulk patch needs at least one field to change")
-        updated = self.state.bulk_patch(ids, fields, organizations=user["organizations"])
+        with self.state.lock:
+            # A foreign live record refuses the whole patch (as a single-record patch
+            # would); unknown and deleted ids are invisible and simply skipped.
+            for activity_id in ids:
+                record = self.state.activity_record(activity_id)
+                if record is not None and record["deleted_at"] is None:
+                    self.member(user, record["organization_id"])
+            updated = self.state.bulk_patch(ids, fields, organizations=user["organizations"])
         return json_response({"updated": len(updated), "ids": updated})
 
     async def delete_activity(self, request: Request) -> Response:
