@@ -39,7 +39,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -152,14 +152,21 @@ def feed_window(feed: FeedConfig, today: date) -> tuple[date, date]:
     )
 
 
+def _minutes(at: time) -> int:
+    return at.hour * 60 + at.minute
+
+
 def last_day(activity: Activity, default_duration: timedelta = DEFAULT_DURATION) -> date | None:
     """The last calendar day an activity occupies, by the mapping's rules (``None`` without a start date).
 
     All-day: the end date (when not before the start), else the start date.
-    Timed: the end from end date and time (an end time before the start time
-    on the same day crosses midnight), else from ``duration`` minutes, else
-    ``default_duration``; an end exactly at midnight does not occupy the next
-    day.  Wall-clock arithmetic: a DST shift moves an end by an hour, not a day.
+    Timed: the end from end date and time, else from ``duration`` minutes,
+    else ``default_duration``.  An end time before the start time means the
+    next day when there is no end date, or when the end date is the start
+    date and ``duration`` agrees (23:30–00:30 with 60 minutes); an end
+    exactly at midnight does not occupy the next day.  Wall-clock arithmetic:
+    a DST shift moves an end by an hour, not a day.  The property tests hold
+    this to :func:`apexcal.ical.mapping.map_activity`'s DTSTART/DTEND.
     """
     start = activity.start_date
     if start is None:
@@ -167,13 +174,18 @@ def last_day(activity: Activity, default_duration: timedelta = DEFAULT_DURATION)
     if activity.start_time is None:
         end_date = activity.end_date
         return end_date if end_date is not None and end_date >= start else start
-    start_time = activity.start_time.replace(tzinfo=None)
+    start_time = activity.start_time.replace(tzinfo=None, microsecond=0)
     begin = datetime.combine(start, start_time)
     end: datetime | None = None
     if activity.end_time is not None:
-        end_time = activity.end_time.replace(tzinfo=None)
+        end_time = activity.end_time.replace(tzinfo=None, microsecond=0)
         end_day = activity.end_date or start
-        if end_day == start and end_time < start_time:
+        early = _minutes(end_time) < _minutes(start_time)
+        crosses = early and (
+            activity.end_date is None
+            or activity.duration == _minutes(end_time) + 24 * 60 - _minutes(start_time)
+        )
+        if end_day == start and crosses:
             end_day += timedelta(days=1)
         candidate = datetime.combine(end_day, end_time)
         if candidate > begin:

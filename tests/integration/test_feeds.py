@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 from icalendar import Calendar
@@ -367,7 +367,7 @@ class TestFeedGeocoding:
         self, emulator: EmulatorHandle, tmp_path: Path
     ) -> None:
         """A place the API left without a point gets GEO from the offline gazetteer (cached); online places get none."""
-        emulator.state.insert_activity(activity(1, location="Client Office, Berlin"))
+        emulator.state.insert_activity(activity(1, location="Client Office, Berlin, Germany"))
         emulator.state.insert_activity(activity(2, location="Online - Zoom"))
         for s in make_site(emulator, tmp_path, [{"name": "geo"}], geocoder="offline"):
             s.pull()
@@ -376,7 +376,7 @@ class TestFeedGeocoding:
             assert b"\r\nGEO:52.5" in blocks["apexcal-27-1@example.com"]
             assert b"X-APPLE-STRUCTURED-LOCATION" in blocks["apexcal-27-1@example.com"]
             assert b"GEO" not in blocks["apexcal-27-2@example.com"]
-            hit, point = s.store.geocode_get("client office, berlin", datetime.now(UTC))
+            hit, point = s.store.geocode_get("client office, berlin, germany", datetime.now(UTC))
             assert hit
             assert point is not None
 
@@ -545,6 +545,22 @@ class TestFeedServed:
 
 class TestWindowProperty:
     @settings(max_examples=150, deadline=None)
+    @example(  # an end time past midnight on the same end date, with the duration to match
+        start=date(2026, 6, 14),
+        end_offset=0,
+        start_time=time(23, 30),
+        end_time=time(0, 30),
+        duration=60,
+        window=(1, 0),
+    )
+    @example(  # the same without a duration: a slip, not a night, so the day after is not reached
+        start=date(2026, 6, 14),
+        end_offset=0,
+        start_time=time(23, 30),
+        end_time=time(0, 30),
+        duration=None,
+        window=(0, 0),
+    )
     @given(
         start=st.dates(min_value=date(2026, 5, 1), max_value=date(2026, 7, 31)),
         end_offset=st.none() | st.integers(min_value=-3, max_value=10),
