@@ -499,6 +499,22 @@ class TestPerUserFeeds:
         assert "team-47" in feed_paths(cfg)
 
 
+class TestFeedFailures:
+    def test_unwritable_feed_does_not_stop_the_others(self, site: Site) -> None:
+        """A feed whose file cannot be written is reported, with the other feeds written and returned."""
+        from apexcal.feeds import FeedBuildError
+
+        broken = site.config.feeds[1].model_copy(update={"path": Path("/proc/apexcal-feed.ics")})
+        cfg = site.config.model_copy(update={"feeds": [broken, site.config.feeds[0]]})
+        site.pull()
+        with pytest.raises(FeedBuildError) as failed:
+            build_all_feeds(cfg, site.store, today=TODAY)
+        assert set(failed.value.failures) == {"full"}
+        assert [r.name for r in failed.value.results] == ["team"]
+        assert site.config.feeds[0].path.read_bytes().startswith(b"BEGIN:VCALENDAR")
+        assert site.store.feed_status("full") is None
+
+
 class TestFeedServed:
     def test_feed_server_serves_built_files_with_the_builders_etag(self, site: Site) -> None:
         """The feed server, given ``feed_paths``, serves each built file (per-user ones too) with the build's ETag and 304s it."""
