@@ -129,3 +129,17 @@ class TestSyncCommand:
         assert done.returncode == 0, done.stderr
         assert any(line.startswith("feed team:") for line in done.stdout.splitlines())
         assert b"Quarterly review" in feed.read_bytes()
+
+    def test_refused_token_is_an_operator_error(self, rad: Harness) -> None:
+        """A token the API refuses: one stderr line, exit 2, no cycle run, the token never shown."""
+        new_activity(rad.emulator)
+        rad.add_target("a")
+        config = rad.config_file()
+        (rad.tmp / "token.secret").write_text("not-a-valid-token-123")
+        done = sync(config)
+        assert done.returncode == 2
+        err = done.stderr.strip().splitlines()
+        assert len(err) == 1, err
+        assert "401" in err[0]
+        assert "not-a-valid-token-123" not in done.stderr
+        assert rad.remote("a") == {}

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from apexcal.cli.app import app
+
+if TYPE_CHECKING:
+    from apexcal.apex.client import ApexClient
 
 
 @app.command("sync")
@@ -52,15 +55,16 @@ def sync_command(
             names = ", ".join(t.name for t in config.targets) or "none"
             raise UsageError(f"--target {target}: no such target (configured: {names})")
     failed = False
-    with Store.open(config.state.url) as store:
-        source = config.source
-        with ApexClient(
-            source.base_url,
-            source.require_token(),
-            source.organization_id,
-            page_size=source.page_size,
-            timeout=source.timeout.total_seconds(),
-        ) as client:
+    source = config.source
+    with ApexClient(
+        source.base_url,
+        source.require_token(),
+        source.organization_id,
+        page_size=source.page_size,
+        timeout=source.timeout.total_seconds(),
+    ) as client:
+        _check_access(client)
+        with Store.open(config.state.url) as store:
             for t in targets:
                 try:
                     summary = run_target_cycle(config, t, store, client=client, force=force)
@@ -76,6 +80,21 @@ def sync_command(
                 failed = _build_feeds(config, store) or failed
     if failed:
         raise typer.Exit(1)
+
+
+def _check_access(client: ApexClient) -> None:
+    """One request before any cycle, so a refused token or an unreachable API is one line, exit 2.
+
+    Other API failures are left to the cycles, which report them per target.
+    """
+    from apexcal.errors import ApiError, ApiTransportError, Forbidden, NotAuthenticated
+
+    try:
+        next(iter(client.list_activity_types()), None)
+    except (NotAuthenticated, Forbidden, ApiTransportError):
+        raise
+    except ApiError:
+        return
 
 
 def _build_feeds(config: object, store: object) -> bool:
