@@ -188,14 +188,14 @@ def _options(config: Config | None, base_url: str, privacy: str, tasks_as: str) 
 
 def _needs_joins(options: MappingOptions) -> bool:
     """Whether the mapping shows joined names (deal, contact, company, assignee)."""
+    from apexcal.ical.fields import SUMMARY_FIELDS
+
     if options.privacy == "busy":
         return False
     if options.privacy == "full":
         return True
-    return any(
-        f"{{{name}}}" in options.summary_template
-        for name in ("deal", "contact", "company", "assignee")
-    )
+    joined = SUMMARY_FIELDS - {"subject", "type"}
+    return any(f"{{{name}}}" in options.summary_template for name in joined)
 
 
 def _write_stdout(write: Callable[[Any], None]) -> None:
