@@ -112,8 +112,8 @@ def user_feed_path(path: Path, user_id: int) -> Path:
     return path.with_name(f"{path.stem}-{user_id}{path.suffix}")
 
 
-def _built_users(path: Path) -> set[int]:
-    """User ids whose per-user file of the feed at ``path`` exists."""
+def built_users(path: Path) -> set[int]:
+    """User ids whose per-user file of the feed at ``path`` exists (one directory listing)."""
     pattern = re.compile(re.escape(path.stem) + r"-([0-9]+)" + re.escape(path.suffix))
     try:
         names = [entry.name for entry in path.parent.iterdir()]
@@ -132,7 +132,7 @@ def feed_paths(config: Config) -> dict[str, Path]:
     for feed in config.feeds:
         paths[feed.name] = feed.path
         if feed.per_user:
-            for user in sorted(_built_users(feed.path)):
+            for user in sorted(built_users(feed.path)):
                 paths[user_feed_name(feed.name, user)] = user_feed_path(feed.path, user)
     return paths
 
@@ -400,7 +400,7 @@ def _unchanged(feed: FeedConfig, signature: str) -> list[FeedResult] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if feed.per_user and {r.name for r in results} != {feed.name} | {
-        user_feed_name(feed.name, u) for u in _built_users(feed.path)
+        user_feed_name(feed.name, u) for u in built_users(feed.path)
     }:
         return None
     return results
@@ -517,7 +517,7 @@ def _write_job(config: Config, job: _FeedJob) -> list[FeedResult]:
     feed, spool = job.feed, job.spool
     spool.touch(_BASE)
     if feed.per_user:
-        for user in job.users | _built_users(feed.path):
+        for user in job.users | built_users(feed.path):
             spool.touch(str(user))
     feed.path.parent.mkdir(parents=True, exist_ok=True)
     results: list[FeedResult] = []

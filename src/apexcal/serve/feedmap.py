@@ -10,12 +10,12 @@ ever becomes part of a path.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
+from apexcal.feeds import built_users, user_feed_name, user_feed_path
 from apexcal.serve.app import DEFAULT_MAX_AGE, ServedFeed
 
 
@@ -34,7 +34,7 @@ class FeedSettings(Protocol):
 
 def per_user_path(path: Path, user_id: int) -> Path:
     """The file of user ``user_id``'s copy of a per-user feed configured at ``path``."""
-    return path.with_name(f"{path.stem}-{user_id}{path.suffix}")
+    return user_feed_path(path, user_id)
 
 
 def _max_age(refresh: timedelta) -> int:
@@ -53,15 +53,10 @@ def served_feeds(feeds: Iterable[FeedSettings]) -> dict[str, ServedFeed]:
         served[feed.name] = ServedFeed(path=feed.path, max_age=max_age)
         if not feed.per_user:
             continue
-        pattern = re.compile(re.escape(feed.path.stem) + r"-([0-9]+)" + re.escape(feed.path.suffix))
-        try:
-            entries = list(feed.path.parent.iterdir())
-        except OSError:
-            continue
-        for entry in entries:
-            match = pattern.fullmatch(entry.name)
-            if match is not None:
-                served[f"{feed.name}-{match[1]}"] = ServedFeed(path=entry, max_age=max_age)
+        for user in sorted(built_users(feed.path)):
+            served[user_feed_name(feed.name, user)] = ServedFeed(
+                path=user_feed_path(feed.path, user), max_age=max_age
+            )
     return served
 
 
