@@ -347,6 +347,15 @@ class TestExportErrors:
         line = _one_line(result)
         assert f"cannot reach the API at {url}" in line
 
+    def test_url_that_is_not_the_api_is_one_line_and_exit_2(self, emulator: EmulatorHandle) -> None:
+        """A base URL that answers but is not the API (404 on /activities) gives one line, exit 2."""
+        url = emulator.base_url + "/not-the-api"
+        result = run(emulator, "--base-url", url, "--org", "27", source=False)
+        assert result.returncode == 2
+        line = _one_line(result)
+        assert f"the API at {url} answered" in line
+        assert "404" in line
+
     def test_missing_token_is_one_line_and_exit_2(self, emulator: EmulatorHandle) -> None:
         """Without a token in the environment or a config, the command says where to put one."""
         result = run(emulator, token="")

@@ -35,7 +35,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from apexcal.cli.app import app
-from apexcal.errors import ApiTransportError, UsageError
+from apexcal.errors import (
+    ApiHTTPError,
+    ApiProtocolError,
+    ApiTransportError,
+    Forbidden,
+    NotAuthenticated,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from apexcal.config import Config
@@ -346,6 +353,12 @@ def export_command(
     except ApiTransportError as exc:
         # Name the host: the error itself knows only the request's path.
         raise UsageError(f"cannot reach the API at {url}: {exc}") from None
+    except (NotAuthenticated, Forbidden):
+        raise
+    except (ApiHTTPError, ApiProtocolError) as exc:
+        # A wrong --base-url (404, HTML), a proxy error or a server that keeps
+        # failing after the retries: the operator's to look at, in one line.
+        raise UsageError(f"the API at {url} answered: {exc}") from None
 
 
 def _run_export(
