@@ -37,9 +37,20 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except typer.TyperException as exc:
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
+        # A bad option or argument is an operator error: one line, exit 2,
+        # pointing at --help (bare `apexcal` or a bare group still shows help).
+        context = getattr(exc, "ctx", None)
+        format_message = getattr(exc, "format_message", None)
+        if type(exc).__name__ != "NoArgsIsHelpError" and callable(format_message):
+            where = f"{context.command_path} " if context is not None else "apexcal "
+            print(
+                f"error: {format_message()} (see '{where.strip()} --help')",
+                file=sys.stderr,
+            )
+        else:
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
         raise SystemExit(getattr(exc, "exit_code", 2)) from None
     except OPERATOR_ERRORS as exc:
         print(operator_message(exc), file=sys.stderr)
