@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apexcal.emulator import EmulatorState, create_app, parse_query
+from apexcal.emulator.query import first, order
 from tests.fixtures.emulator import EmulatorHandle
 
 
@@ -408,6 +409,45 @@ _operations = st.lists(
     ),
     max_size=40,
 )
+
+
+def _rows(min_size: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    return st.lists(
+        st.fixed_dictionaries(
+            {
+                "a": st.none() | st.integers(min_value=0, max_value=6),
+                "b": st.none() | st.sampled_from(["", "x", "y", "Z", "é"]),
+                "c": st.booleans(),
+            }
+        ),
+        min_size=min_size,
+        max_size=120,
+    ).map(lambda rows: [{**row, "id": 1000 - 7 * i} for i, row in enumerate(rows)])
+
+
+_sorts = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c", "id"]), st.sampled_from([1, -1])),
+    max_size=3,
+    unique_by=lambda pair: pair[0],
+)
+
+
+class TestFirstPage:
+    @settings(max_examples=200, deadline=None)
+    @given(_rows(0), _sorts, st.integers(min_value=0, max_value=40))
+    def test_first_equals_the_head_of_the_full_order(
+        self, rows: list[dict[str, Any]], sort: list[tuple[str, int]], count: int
+    ) -> None:
+        """The page found with a heap is exactly the head of the full ordering, nulls and ties included."""
+        assert first(rows, sort, count) == order(rows, sort)[:count]
+
+    @settings(max_examples=300, deadline=None)
+    @given(_rows(40), _sorts, st.integers(min_value=1, max_value=10))
+    def test_small_pages_of_many_rows_equal_the_full_order(
+        self, rows: list[dict[str, Any]], sort: list[tuple[str, int]], count: int
+    ) -> None:
+        """A page much smaller than the matches (the heap path) is the head of the full ordering."""
+        assert first(rows, sort, count) == order(rows, sort)[:count]
 
 
 class TestRobustness:

@@ -21,7 +21,7 @@ from typing import Any
 from apexcal.apex.models import format_timestamp, parse_timestamp, type_key
 from apexcal.clock import Clock, utcnow
 from apexcal.emulator.faults import FaultQueue, RequestLog
-from apexcal.emulator.query import FindQuery, QueryError, Record, order
+from apexcal.emulator.query import FindQuery, QueryError, Record, first, order
 from apexcal.emulator.records import ACTIVITY_FIELDS, check_dates
 from apexcal.emulator.users import (
     DEFAULT_TYPES,
@@ -363,8 +363,10 @@ class EmulatorState:
         with self._lock:
             live = self._live.get(query.organization_id, {})
             in_feed_order = query.sort in _FEED_ORDERS
+            end = query.skip + query.limit
             if (query.updated_from is None and not in_feed_order) or len(live) < 256:
-                ordered = order(query.select_rows(live.values()), query.sort)
+                matched = query.select_rows(live.values())
+                ordered = first(matched, query.sort, end)
             else:
                 # Walk the (updated_at, id) order from the lower bound: the change
                 # feed's query then costs what lies after the watermark, unsorted.
@@ -375,8 +377,8 @@ class EmulatorState:
                     probe = (value,) if op == "$gte" else (value, float("inf"))
                     start = bisect_left(keys, probe) if op == "$gte" else bisect_right(keys, probe)
                 matched = query.select_rows(rows[start:])
-                ordered = matched if in_feed_order else order(matched, query.sort)
-        return len(ordered), ordered[query.skip : query.skip + query.limit]
+                ordered = matched if in_feed_order else first(matched, query.sort, end)
+        return len(matched), ordered[query.skip : end]
 
     def create_activity(self, fields: Mapping[str, Any], *, user_id: int) -> dict[str, Any]:
         """Create an activity from validated fields; the creator comes from the token."""
