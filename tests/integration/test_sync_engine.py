@@ -188,3 +188,20 @@ class TestIsolation:
             harness.cycle("a")
         assert harness.remote("a") == {}
         assert harness.store.target_state("a").consecutive_failures == 0
+
+
+class TestAdoption:
+    """Objects already on the server with our UIDs are taken over, not duplicated or rewritten."""
+
+    def test_lost_state_adopts_every_object_without_a_write(self, harness: Harness) -> None:
+        """After the target's records are lost, a cycle adopts what the server holds: no PUT, no duplicate."""
+        harness.emulator.state.seed(harness.emulator.org_id, 25, seed=11)
+        harness.add_target("a")
+        first = harness.cycle("a")
+        harness.store.forget_target("a")
+        summary = harness.cycle("a")
+        assert summary.adopted == first.created
+        assert harness.count("PUT") == 0
+        harness.assert_converged("a")
+        harness.cycle("a")
+        assert harness.count("PUT") == 0

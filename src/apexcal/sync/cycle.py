@@ -33,7 +33,7 @@ from apexcal.sync.apply import (
 )
 from apexcal.sync.caldav_sink import CalDAVSink
 from apexcal.sync.desired import Geocoding
-from apexcal.sync.detect import Detected, is_our_uid, seen_from
+from apexcal.sync.detect import Detected, is_our_uid, seen_from, semantic_hash
 from apexcal.sync.plan import (
     ConflictPolicy,
     DeleteGuard,
@@ -110,7 +110,7 @@ class CycleContext:
                     uid=obj.uid,
                     activity_id=activity.id,
                     href_name=obj.href_name,
-                    content_hash=obj.content_hash,
+                    content_hash=semantic_hash(obj.data),
                     data=obj.data,
                     kind="VTODO" if obj.component_kind == "todo" else "VEVENT",
                     done=activity.done,

@@ -15,6 +15,7 @@ a cycle with no remote change reads no records.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
@@ -70,6 +71,35 @@ def is_our_uid(uid: str, *, organization_id: int, domain: str) -> bool:
     return ids is not None and ids[0] == organization_id and uid.strip().endswith("@" + domain)
 
 
+_FOLD = re.compile(rb"\r?\n[ \t]")
+
+
+def semantic_hash(data: bytes) -> str:
+    """A hash of an object's content that survives a server's re-serialization.
+
+    Servers may store our bytes rewritten: Radicale re-serializes every object
+    (property order, line folding, parameter quoting) and cuts an
+    ``X-APPLE-STRUCTURED-LOCATION`` value at its comma.  The hash is taken over
+    the sorted, unfolded content lines with parameter quotes dropped and that
+    one value cut the same way, so an object we wrote compares equal to what
+    the server returns — which lets a crash-interrupted write, or a calendar
+    that already holds our objects, be adopted without rewriting it.  Any
+    change of the CRM's content still changes the hash (it changes
+    ``LAST-MODIFIED`` and ``SEQUENCE`` at least).
+    """
+    lines = []
+    for line in _FOLD.sub(b"", data).replace(b"\r\n", b"\n").split(b"\n"):
+        line = line.strip()
+        if not line:
+            continue
+        if line.upper().startswith(b"X-APPLE-STRUCTURED-LOCATION"):
+            head, _, value = line.rpartition(b":")
+            line = head + b":" + value.split(b",")[0]
+        name_params, sep, value = line.partition(b":")
+        lines.append(name_params.replace(b'"', b"") + sep + value)
+    return hashlib.sha256(b"\n".join(sorted(lines))).hexdigest()
+
+
 def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSeen | None:
     """The planner's view of one object read from the server; None when it is not ours."""
     try:
@@ -86,7 +116,7 @@ def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSe
         done=remote.done if remote.kind == "VTODO" else None,
         status=remote.status,
         modified=remote.completed or remote.last_modified,
-        content_hash=hashlib.sha256(obj.data).hexdigest(),
+        content_hash=semantic_hash(obj.data),
     )
 
 
