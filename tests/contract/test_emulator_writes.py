@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from tests.fixtures.emulator import EmulatorHandle
 
@@ -324,3 +327,27 @@ class TestActivityTypes:
         response = client.post("/activities", json={**BODY, "activity_type": "email"})
         _assert_error(response, 400, "BadRequest", "bad-request")
         assert client.get(f"/activities/{old['id']}").json()["activity_type"] == "email"
+
+
+class TestClientDisconnect:
+    def test_client_leaving_mid_body_is_logged_at_debug_not_as_an_error(
+        self, emulator: EmulatorHandle
+    ) -> None:
+        """A client that closes the connection before sending its whole body is a debug line, not a 500."""
+        url = httpx.URL(emulator.base_url)
+        with capture_logs() as logs:
+            with socket.create_connection((url.host, url.port), timeout=5) as sock:
+                sock.sendall(
+                    b"POST /activities HTTP/1.1\r\n"
+                    b"Host: 127.0.0.1\r\n"
+                    + f"Authorization: Bearer {emulator.token}\r\n".encode()
+                    + b"Content-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n"
+                    b'{"subject": '
+                )
+            deadline = time.monotonic() + 5
+            while not [e for e in logs if e["event"].startswith("emulator.")]:
+                assert time.monotonic() < deadline, "the emulator logged nothing about the request"
+                time.sleep(0.01)  # polling a condition with a deadline
+        events = [(e["event"], e["log_level"]) for e in logs if e["event"].startswith("emulator.")]
+        assert events == [("emulator.client_disconnected", "debug")]

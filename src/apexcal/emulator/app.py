@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -371,6 +371,11 @@ def _handler(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
             return error_response(exc.status, exc.message)
         except QueryError as exc:
             return error_response(400, str(exc))
+        except (ClientDisconnect, ConnectionError):
+            # The client went away mid-request (a timeout, a dropped test connection):
+            # nothing to answer and nothing wrong with the emulator.
+            log.debug("emulator.client_disconnected", method=request.method, path=request.url.path)
+            return Response(status_code=499)  # nginx's "client closed request"; never delivered
         except Exception:
             # A bug of the emulator: answered as the service would (GeneralError), logged in full.
             log.exception("emulator.error", method=request.method, path=request.url.path)
