@@ -2,7 +2,9 @@
 
 Runs until SIGTERM or SIGINT (exit 0 once in-flight cycles have stopped);
 SIGHUP reloads the config.  Operator errors at start (bad config, unreadable
-secret, unusable state store, a port in use) print one line and exit 2.
+secret, unusable state store, a token the API refuses, a port in use) print
+one line and exit 2; an API that is down at start is not one: the daemon
+starts and its jobs retry.
 """
 
 from __future__ import annotations

@@ -59,6 +59,8 @@ log = structlog.get_logger("apexcal.daemon")
 
 # Time kept back from the shutdown bound for stopping the server and closing the store.
 _SHUTDOWN_RESERVE_S = 2.0
+# The API retry budget of the access check at start.
+_ACCESS_CHECK_S = 5.0
 _HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -190,6 +192,7 @@ class Daemon:
         config = self._config
         try:
             self._store = self._stack.enter_context(Store.open(config.state.url))
+            self._check_access(config)
             if config.server is not None:
                 self._start_server(config)
             self._warn_about(config)
@@ -207,6 +210,26 @@ class Daemon:
             pid=os.getpid(),
         )
         self.notifier.ready(status=self._status_line())
+
+    def _check_access(self, config: Config) -> None:
+        """One API request at start: a refused token is an operator error; an absent API is not.
+
+        401/403 propagate (the CLI prints one line, exit 2).  Anything else —
+        the API down, slow or failing — is logged and left to the jobs, which
+        back off and recover on their own.
+        """
+        from apexcal.daemon.jobs import api_client
+        from apexcal.errors import ApexcalError, Forbidden, NotAuthenticated
+
+        if not job_specs(config):
+            return
+        try:
+            with api_client(config, self.metrics, _ACCESS_CHECK_S) as client:
+                next(iter(client.list_activity_types()), None)
+        except (NotAuthenticated, Forbidden):
+            raise
+        except ApexcalError as exc:
+            log.warning("daemon.api_unavailable_at_start", kind=type(exc).__name__, error=str(exc))
 
     def _start_server(self, config: Config) -> None:
         from apexcal.serve import StoreHealth, create_app, feeds_source, serve_in_thread
@@ -604,16 +627,16 @@ def run(config_path: Path, *, log_level: str | None = None,
     """``apexcal run``: read the config (secrets included), start the daemon, serve until a signal.
 
     Operator errors at start (bad config, unreadable secret, unusable state
-    store, a port in use) are raised before anything is logged, for the CLI
-    to print as one line with exit code 2.
+    store, a token the API refuses, a port in use) are raised before anything
+    is logged, for the CLI to print as one line with exit code 2.
     """
-    from apexcal.errors import UserError
+    from apexcal.errors import Forbidden, NotAuthenticated, UserError
     from apexcal.log import held_back
 
     config = load_config(config_path, resolve_secrets=True)
     setup_logging(config, log_level)
     daemon = Daemon(config, config_path=config_path, log_level=log_level)
-    with held_back(drop_on=(UserError,)):
+    with held_back(drop_on=(UserError, NotAuthenticated, Forbidden)):
         daemon.start()
     if on_ready is not None:
         on_ready(daemon)
