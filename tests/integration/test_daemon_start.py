@@ -82,15 +82,17 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Done | int]:
         # An API that is down at start is not an operator error: the daemon runs.
         down = procs["down"]
         deadline = time.monotonic() + 30
+        seen = ""
         while down.poll() is None and time.monotonic() < deadline:
             assert down.stderr is not None
             line = down.stderr.readline()
+            seen += line
             if '"daemon.ready"' in line:
                 break
         running = down.poll() is None
         down.send_signal(signal.SIGTERM)
         out, err = down.communicate(timeout=30)
-        found["down"] = Done(0 if running else down.returncode, out, err)
+        found["down"] = Done(0 if running else down.returncode, out, seen + err)
     found["taken"] = port
     return found
 
