@@ -362,7 +362,9 @@ class Daemon:
         from apexcal.sync.pull import pull
 
         try:
-            with self._inflight.track():
+            with self._inflight.track(), structlog.contextvars.bound_contextvars(
+                job="initial-pull", organization_id=config.source.organization_id
+            ):
                 seconds = min(s.interval for s in job_specs(config)).total_seconds()
                 with api_client(config, self.metrics, seconds) as client:
                     result = pull(config, self.store, client, now=utcnow())
@@ -385,7 +387,9 @@ class Daemon:
                 return
         if self._stopping.is_set():
             return
-        with self._inflight.track():
+        with self._inflight.track(), structlog.contextvars.bound_contextvars(
+            job=spec.id, organization_id=self._config.source.organization_id
+        ):
             config = self._config  # a reload during the run does not change this run
             now = utcnow()
             with self._lock:
