@@ -39,6 +39,10 @@ Decisions worth knowing:
   ``updated_at``) and ``PERCENT-COMPLETE:100``; an open one
   ``STATUS:NEEDS-ACTION``.  A VEVENT carries no completion properties and no
   STATUS (an event that took place is not "confirmed" or "cancelled").
+- **Summary.** The template is filled with cleaned one-line values; the
+  separators (``— – - | : ·``) and whitespace an empty field leaves behind
+  are trimmed at the ends and collapsed in the middle (see
+  :func:`render_summary`); an empty result falls back to the type name.
 - **Privacy.** ``full``: subject, note, public description, location, links,
   deal/contact/company names.  ``public``: subject, public description,
   location, links — never the note.  ``busy``: ``SUMMARY:Busy``,
@@ -120,6 +124,43 @@ def _render(template: str, allowed: frozenset[str], values: Mapping[str, str]) -
         literal + (values.get(name, "") if name is not None else "")
         for literal, name in _template(template, allowed)
     )
+
+
+_EMPTY = "\x00"  # stands for an empty field while tidying; clean_line would drop it anyway
+_SEPARATORS = "—–\\-|:·"
+_EMPTY_BRACKETS = re.compile(r"[(\[]\s*\x00\s*[)\]]")
+_GAP = re.compile(rf"[\s{_SEPARATORS}\x00]*\x00[\s{_SEPARATORS}\x00]*")
+_FIRST_SEPARATOR = re.compile(rf"(\s*)([{_SEPARATORS}])")
+
+
+def render_summary(template: str, values: Mapping[str, str]) -> str:
+    """The summary template filled in, with the separators of empty fields tidied away.
+
+    ``"{subject} — {deal}"`` without a deal is ``"subject"``, not
+    ``"subject —"``: separators (``— – - | : ·``) and whitespace left next to
+    empty fields are trimmed at the ends, collapsed to one between two
+    filled fields (``"a — {deal} — b"`` → ``"a — b"``), and brackets around
+    an empty field vanish.  Text next to filled fields is left alone.
+    """
+    text = "".join(
+        literal + ((values.get(name) or _EMPTY) if name is not None else "")
+        for literal, name in _template(template, SUMMARY_FIELDS)
+    )
+    if _EMPTY not in text:
+        return text
+    text = _EMPTY_BRACKETS.sub(_EMPTY, text)
+
+    def tidy(match: re.Match[str]) -> str:
+        if match.start() == 0 or match.end() == len(text):
+            return ""
+        run = match.group().replace(_EMPTY, "")
+        first = _FIRST_SEPARATOR.match(run)
+        if first is None:
+            return " " if run else ""
+        after = " " if any(c.isspace() for c in run[first.end() :]) else ""
+        return (" " if first.group(1) else "") + first.group(2) + after
+
+    return _GAP.sub(tidy, text)
 
 
 class _FrozenMap(dict[str, ComponentKind]):
@@ -383,7 +424,7 @@ def map_activity(
             place = place_for(activity.location, activity.location_geocoded)
         else:
             place = place_for(activity.location, geocode, guessed=geocode is not None)
-        summary = clean_line(_render(options.summary_template, SUMMARY_FIELDS, names))
+        summary = clean_line(render_summary(options.summary_template, names))
         summary = summary or names["type"] or "Activity"
     updated = _utc(activity.updated_at)
     hex_color = normalize_hex(activity_type.color) if activity_type and not busy else None

@@ -326,6 +326,29 @@ class TestText:
         """SUMMARY renders the template from cleaned, single-line values."""
         assert _map(MappingOptions(summary_template=template), **fields).summary == expected
 
+    @pytest.mark.parametrize(
+        ("template", "expected"),
+        [
+            ("{type} — {contact}", "Meeting"),
+            ("{subject} — {deal}", "Quarterly review"),
+            ("{deal} — {subject}", "Quarterly review"),
+            ("{subject} — {deal} — {company}", "Quarterly review — Acme Inc"),
+            ("{subject} | {contact} | {deal}", "Quarterly review"),
+            ("Call: {contact}", "Call"),
+            ("{type}: {subject} ({deal})", "Meeting: Quarterly review"),
+            ("{subject}-{deal}-{company}", "Quarterly review-Acme Inc"),
+            ("{subject} · {deal} · {assigned_to} · {company}", "Quarterly review · Acme Inc"),
+            ("{type} {deal} {subject}", "Meeting Quarterly review"),
+            ("{deal}{contact}", "Meeting"),
+            ("{subject} - {company}", "Quarterly review - Acme Inc"),
+            ("{subject} -- {company}", "Quarterly review -- Acme Inc"),
+        ],
+    )
+    def test_summary_tidies_separators_of_empty_fields(self, template: str, expected: str) -> None:
+        """Separators left next to an empty field are trimmed at the ends and collapsed in the middle."""
+        component = _map(MappingOptions(summary_template=template), company={"id": 3, "name": "Acme Inc"})
+        assert component.summary == expected
+
     def test_cr_lf_cannot_inject_a_property(self) -> None:
         """A subject or location with CR/LF produces no extra content line."""
         component = _map(subject="x\r\nATTENDEE:mailto:evil@example.com", location="a\nGEO:1;2")
