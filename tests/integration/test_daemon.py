@@ -148,6 +148,18 @@ class TestDaemonLife:
         eventually(lambda: subject.encode() in httpx.get(running.feed_url(), timeout=5).content,
                    max(bound - (time.monotonic() - changed), 0.5), "the changed event in the feed")
 
+    def test_cycle_lines_carry_target_organization_and_cycle(self, running: Running) -> None:
+        """Every sync.* line names its target, organization and cycle; one sync.cycle line per cycle."""
+        running.daemon.wait_event("sync.cycle", target="alice")
+        lines = [line for line in running.daemon.logs() if str(line.get("event", "")).startswith("sync.")]
+        assert lines
+        for line in lines:
+            assert (line.get("target"), line.get("organization_id")) == ("alice", 27), line
+            assert line.get("cycle_id"), line
+            assert line.get("job") == "target:alice", line
+        summaries = [line["cycle_id"] for line in lines if line["event"] == "sync.cycle"]
+        assert len(summaries) == len(set(summaries))
+
     def test_metrics_and_health_are_served(self, running: Running) -> None:
         """``/metrics`` has the per-target and request series; ``/healthz`` answers 200."""
         running.daemon.wait_event("sync.cycle", target="alice")
