@@ -7,8 +7,9 @@ embedding (``apexcal demo`` builds one from an in-memory config).
 from __future__ import annotations
 
 from apexcal.daemon.backoff import JobHealth, backoff_delay
-from apexcal.daemon.jobs import JobOutcome, retry_policy
-from apexcal.daemon.service import Daemon, JobSpec, exit_now, job_specs, run, setup_logging
+from apexcal.daemon.jobs import JobOutcome, JobSpec, job_specs, retry_policy
+from apexcal.daemon.process import exit_now
+from apexcal.daemon.service import Daemon, run, setup_logging
 
 __all__ = [
     "Daemon",

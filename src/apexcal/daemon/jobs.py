@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -51,6 +51,31 @@ class JobOutcome:
     def failed(self) -> bool:
         """Whether the job should back off."""
         return self.result == "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """One scheduled job: its id, what it runs, and how often."""
+
+    id: str
+    kind: str
+    name: str
+    interval: timedelta
+
+
+def job_specs(config: Config) -> list[JobSpec]:
+    """The jobs a config asks for: one per target, one per feed."""
+    specs = [
+        JobSpec(id=f"target:{t.name}", kind="target", name=t.name,
+                interval=t.interval or config.sync.interval)
+        for t in config.targets
+    ]
+    specs += [
+        JobSpec(id=f"feed:{f.name}", kind="feed", name=f.name,
+                interval=f.interval or config.sync.interval)
+        for f in config.feeds
+    ]
+    return specs
 
 
 def retry_policy(config: Config, interval_seconds: float) -> RetryPolicy:

@@ -5,9 +5,10 @@ from the config at start and on reload): ``target:<name>`` per target at its
 ``interval`` (default ``sync.interval``) and ``feed:<name>`` per feed at its
 ``interval`` (default ``sync.interval``), each with ``sync.jitter``,
 ``max_instances=1`` (a slow cycle never overlaps itself), ``coalesce=True``
-(missed runs collapse into one) and a misfire grace of one interval.  Every
-job runs once right at start.  See :mod:`apexcal.daemon.jobs` for what a job
-does and :mod:`apexcal.daemon.backoff` for how a failing job backs off.
+(missed runs collapse into one) and a misfire grace of one interval.  At
+start one pull fills the mirror, then every job runs once, spread over
+``sync.jitter``.  See :mod:`apexcal.daemon.jobs` for what a job does and
+:mod:`apexcal.daemon.backoff` for how a failing job backs off.
 
 Signals are turned into bytes on a socket pair (``signal.set_wakeup_fd``) and
 handled by :meth:`Daemon.serve` in the main thread, never inside a handler:
@@ -26,21 +27,17 @@ handled by :meth:`Daemon.serve` in the main thread, never inside a handler:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import random
 import select
 import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import structlog
@@ -49,7 +46,14 @@ from prometheus_client import Gauge
 from apexcal.clock import utcnow
 from apexcal.config import Config, load_config
 from apexcal.daemon.backoff import JobHealth
-from apexcal.daemon.jobs import JobOutcome, run_feed, run_target
+from apexcal.daemon.jobs import JobOutcome, JobSpec, job_specs, run_feed, run_target
+from apexcal.daemon.process import (
+    InFlight,
+    exit_now,
+    ignore_signal,
+    muted,
+    quiet_overlap_warnings,
+)
 from apexcal.errors import ConfigError, SecretError
 from apexcal.metrics import Metrics
 from apexcal.notify import Notifier
@@ -64,65 +68,12 @@ _ACCESS_CHECK_S = 5.0
 _HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-@dataclass(frozen=True, kw_only=True)
-class JobSpec:
-    """One scheduled job: its id, what it runs, and how often."""
-
-    id: str
-    kind: str
-    name: str
-    interval: timedelta
-
-
-def job_specs(config: Config) -> list[JobSpec]:
-    """The jobs a config asks for: one per target, one per feed."""
-    specs = [
-        JobSpec(id=f"target:{t.name}", kind="target", name=t.name,
-                interval=t.interval or config.sync.interval)
-        for t in config.targets
-    ]
-    specs += [
-        JobSpec(id=f"feed:{f.name}", kind="feed", name=f.name,
-                interval=f.interval or config.sync.interval)
-        for f in config.feeds
-    ]
-    return specs
-
-
 def setup_logging(config: Config, level: str | None = None) -> None:
     """Configure logging from ``[log]`` (``level`` from the command line wins)."""
     from apexcal.log import configure
 
     fmt = config.log.format
     configure(level or config.log.level, json=None if fmt == "auto" else fmt == "json")
-
-
-class _InFlight:
-    """Counts running jobs so shutdown can wait for them."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._cond = threading.Condition()
-
-    @contextmanager
-    def track(self) -> Iterator[None]:
-        with self._cond:
-            self._count += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify_all()
-
-    @property
-    def count(self) -> int:
-        with self._cond:
-            return self._count
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._count == 0, timeout=max(timeout, 0.0))
 
 
 class Daemon:
@@ -159,7 +110,7 @@ class Daemon:
         self._stack = ExitStack()
         self._stopping = threading.Event()
         self._primed = threading.Event()
-        self._inflight = _InFlight()
+        self._inflight = InFlight()
         self._lock = threading.Lock()
         self._health: dict[str, JobHealth] = {}
         self._last: str = ""
@@ -255,7 +206,7 @@ class Daemon:
         )
         # A port in use is an operator error reported as one line by the CLI;
         # uvicorn's own error line about it would be a second one.
-        with _muted("uvicorn.error"):
+        with muted("uvicorn.error"):
             self.server_url = self._stack.enter_context(
                 serve_in_thread(app, host=server.host, port=server.port)
             )
@@ -286,7 +237,7 @@ class Daemon:
             timezone=UTC,
         )
         self._scheduler.add_listener(self._overlap_skipped, EVENT_JOB_MAX_INSTANCES)
-        _quiet_overlap_warnings()
+        quiet_overlap_warnings()
         specs = job_specs(config)
         if specs:
             threading.Thread(
@@ -465,7 +416,7 @@ class Daemon:
 
         Must run in the main thread (it installs the signal handlers).
         """
-        previous = {sig: signal.signal(sig, _ignore) for sig in _HANDLED_SIGNALS}
+        previous = {sig: signal.signal(sig, ignore_signal) for sig in _HANDLED_SIGNALS}
         old_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         try:
             received = self._loop()
@@ -580,50 +531,6 @@ class Daemon:
         # they wrote is recorded, so the caller leaves with exit_now().
         self.clean_exit = idle
         return 0
-
-
-class _DropOverlapWarnings(logging.Filter):
-    """Drops APScheduler's warning for a firing skipped because the job still runs.
-
-    With ``max_instances=1`` that is the designed behaviour of a slow cycle;
-    the daemon logs it itself at debug level (``job.still_running``).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "maximum number of running instances reached" not in record.getMessage()
-
-
-def _quiet_overlap_warnings() -> None:
-    scheduler_log = logging.getLogger("apscheduler.scheduler")
-    if not any(isinstance(f, _DropOverlapWarnings) for f in scheduler_log.filters):
-        scheduler_log.addFilter(_DropOverlapWarnings())
-
-
-@contextmanager
-def _muted(name: str) -> Iterator[None]:
-    """Silence the stdlib logger ``name`` for the block."""
-    logger = logging.getLogger(name)
-    before = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = before
-
-
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    """A Python-level handler that does nothing: the wakeup fd carries the signal."""
-
-
-def exit_now(code: int) -> None:
-    """Flush logs and standard streams, then end the process without waiting for threads."""
-
-    for handler in logging.getLogger().handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def run(config_path: Path, *, log_level: str | None = None,
