@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 
 import httpx
 import icalendar
 import pytest
+import structlog
 
 from apexcal.errors import (
     CalDAVAuthError,
@@ -337,6 +339,29 @@ class TestApplyMany:
         assert isinstance(results[3], WriteResult)
         assert results[3].status == 404
         assert sorted(seen) == [0, 1, 2, 3]
+
+    def test_write_log_lines_carry_the_callers_bound_context(self, sink: CalDAVSink) -> None:
+        """Log lines from the write threads carry the context the cycle bound (target, cycle id)."""
+        events: list[dict[str, object]] = []
+
+        def keep(_logger: object, _method: str, event: dict[str, object]) -> dict[str, object]:
+            events.append(dict(event))
+            raise structlog.DropEvent
+
+        previous = structlog.get_config()
+        structlog.configure(
+            processors=[structlog.contextvars.merge_contextvars, keep],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+            cache_logger_on_first_use=False,
+        )
+        try:
+            with structlog.contextvars.bound_contextvars(target="jane", cycle_id="c-1"):
+                sink.apply_many([CreateOp(name=f"ctx{i}.ics", data=make_object(f"uid-ctx{i}")) for i in range(3)])
+        finally:
+            structlog.configure(**previous)
+        writes = [e for e in events if e.get("event") == "caldav.write"]
+        assert len(writes) == 3
+        assert all(e.get("target") == "jane" and e.get("cycle_id") == "c-1" for e in writes)
 
     def test_concurrent_updates_all_land(
         self, sink: CalDAVSink, caldav_server: CalDAVServerHandle

@@ -41,6 +41,7 @@ name into one.
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -549,8 +550,11 @@ class CalDAVSink:
         with ThreadPoolExecutor(
             max_workers=min(self.concurrency, len(ops)), thread_name_prefix="caldav-write"
         ) as pool:
+            # Each write runs in a copy of the caller's context, so its log
+            # lines carry the cycle's bound target, organization and cycle id.
             futures: dict[Future[WriteResult], int] = {
-                pool.submit(self._apply_one, op): i for i, op in enumerate(ops)
+                pool.submit(contextvars.copy_context().run, self._apply_one, op): i
+                for i, op in enumerate(ops)
             }
             try:
                 for fut in as_completed(futures):
