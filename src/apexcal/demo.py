@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +139,7 @@ def radicale(root: Path) -> Iterator[str]:
             [sys.executable, "-m", "radicale", "--config", str(conf)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root,
             start_new_session=True,  # a terminal's Ctrl-C reaches the demo, which stops it
+            preexec_fn=_parent_death_signal(),
         )
     try:
         _wait_for(base, proc, root / "radicale.log")
@@ -151,6 +152,32 @@ def radicale(root: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child sent SIGTERM when the demo dies, however it dies.
+
+    The demo stops Radicale itself on a clean exit; this covers SIGKILL and
+    crashes, which would otherwise leave an orphaned server.  Linux only; the
+    libc function is looked up before the fork, so the child only makes the
+    system call.
+    """
+    if sys.platform != "linux":
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigterm = int(signal.SIGTERM)
+
+    def set_parent_death_signal() -> None:
+        prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
+
+    return set_parent_death_signal
 
 
 def _wait_for(base: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:

@@ -114,3 +114,21 @@ class TestDemo:
         assert list(demo.tmp.iterdir()) == []
         with pytest.raises(httpx.TransportError):
             httpx.get(url, auth=auth, timeout=2)
+
+    def test_killed_demo_leaves_no_calendar_server_running(self, demo: Demo) -> None:
+        """SIGKILL of the demo also ends its Radicale: nothing keeps serving the calendars."""
+        _, _, url, user, password = demo.field("caldav", "john")[0]
+        auth = (user.removeprefix("username="), password.removeprefix("password="))
+        # Serving before the kill (the calendar itself may not be created yet).
+        assert httpx.request("PROPFIND", url, auth=auth, headers={"Depth": "0"}, timeout=5).status_code in (207, 404)
+        demo.proc.kill()
+        demo.proc.wait(timeout=15)
+
+        def gone() -> bool:
+            try:
+                httpx.request("PROPFIND", url, auth=auth, headers={"Depth": "0"}, timeout=2)
+            except httpx.TransportError:
+                return True
+            return False
+
+        eventually(gone, 15, "the demo's Radicale to stop")
