@@ -321,13 +321,15 @@ def _run(
                 )
             )
         if sent.sent:
-            pull_changes(config, store, client)
+            listed, changed = pull_changes(config, store, client)
+            log.debug("sync.repulled", listed=listed, changed=changed)
             mirror_top, activities, records = scope(
                 cyc, state.mirror_seq_seen, detected, full_replan, extra=activities
             )
             total = store.count_records(target.name)
             the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
             the_plan, remote = refresh(cyc, the_plan, activities, records, remote, total)
+            log.debug("sync.replanned", activities=len(activities), **the_plan.counts())
     cyc.check_stop()
 
     # 5. Apply.
