@@ -135,6 +135,25 @@ class TestEnsureCalendar:
             info = s.ensure_calendar(create=True)
         assert (info.supports_vevent, info.supports_vtodo) == (True, False)
 
+    def test_discovery_and_creation_requests_are_counted(
+        self, caldav_server: CalDAVServerHandle
+    ) -> None:
+        """The requests made to find and create the calendar reach on_request, all authenticated."""
+        url = caldav_server.make_calendar_url("counted")
+        seen: list[tuple[str, int]] = []
+        with CalDAVSink(
+            url,
+            username=caldav_server.username,
+            password=caldav_server.password,
+            on_request=lambda m, s: seen.append((m, s)),
+        ) as s:
+            s.ensure_calendar(create=True, display_name="CRM")
+            assert s.request_count == len(seen)
+        assert seen[0][0] == "PROPFIND"
+        assert ("MKCALENDAR", 201) in seen
+        assert seen[-1] == ("PROPFIND", 207)
+        assert all(status not in (0, 401) for _, status in seen)
+
 
 class TestConditionalWrites:
     def test_create_update_delete_follow_the_etags(self, sink: CalDAVSink) -> None:
@@ -356,7 +375,12 @@ class TestApplyMany:
         )
         try:
             with structlog.contextvars.bound_contextvars(target="jane", cycle_id="c-1"):
-                sink.apply_many([CreateOp(name=f"ctx{i}.ics", data=make_object(f"uid-ctx{i}")) for i in range(3)])
+                sink.apply_many(
+                    [
+                        CreateOp(name=f"ctx{i}.ics", data=make_object(f"uid-ctx{i}"))
+                        for i in range(3)
+                    ]
+                )
         finally:
             structlog.configure(**previous)
         writes = [e for e in events if e.get("event") == "caldav.write"]
@@ -402,6 +426,28 @@ class TestFaults:
             caldav_server.start()
         assert sink.changes(token).changed == {}
 
+    def test_stopped_server_during_discovery_is_a_counted_transport_error(
+        self, sink: CalDAVSink, caldav_server: CalDAVServerHandle
+    ) -> None:
+        """ensure_calendar against a stopped server raises CalDAVTransportError and counts status 0."""
+        seen: list[tuple[str, int]] = []
+        caldav_server.stop()
+        try:
+            with CalDAVSink(
+                sink.url,
+                username=caldav_server.username,
+                password=caldav_server.password,
+                on_request=lambda m, s: seen.append((m, s)),
+            ) as s:
+                with pytest.raises(CalDAVTransportError) as info:
+                    s.ensure_calendar(create=True)
+                assert s.request_count == 1
+        finally:
+            caldav_server.start()
+        assert seen == [("PROPFIND", 0)]
+        assert sink.url in str(info.value)
+        assert sink.ensure_calendar().supports_vevent
+
     def test_bad_credentials_are_an_auth_error_without_the_password(
         self, radicale_server: CalDAVServerHandle
     ) -> None:
@@ -423,6 +469,13 @@ class TestFaults:
         own = radicale_server.make_calendar(user="bob")
         with CalDAVSink(own, username="bob", password=radicale_server.users["bob"]) as s:
             assert s.ensure_calendar().supports_vtodo
+        with (
+            CalDAVSink(url, username="bob", password=radicale_server.users["bob"]) as s,
+            pytest.raises(CalDAVAuthError) as refused,
+        ):
+            s.ensure_calendar()
+        assert refused.value.status == 403
+        assert radicale_server.users["bob"] not in str(refused.value)
         with (
             CalDAVSink(url, username="bob", password=radicale_server.users["bob"]) as s,
             pytest.raises(CalDAVAuthError) as info,

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apexcal.errors import CalDAVError, CalDAVTransportError
+from apexcal.errors import CalDAVAuthError, CalDAVError, CalDAVTransportError
 from apexcal.sync.caldav.davxml import normalise_href, quote_href
 from apexcal.sync.caldav_sink import (
     MAX_OBJECT_BYTES,
@@ -207,6 +207,46 @@ class TestMalformedAnswers:
                 sink.changes(None)
             assert sink.url in str(info.value)
         assert not isinstance(info.value, CalDAVTransportError)
+
+    @pytest.mark.parametrize("body", [b"not xml at all", b"<html>oops</html>"])
+    def test_malformed_calendar_description_is_a_caldav_error(
+        self, peer: Peer, body: bytes
+    ) -> None:
+        """Broken XML in the collection's PROPFIND answer raises CalDAVError naming the URL."""
+        peer.handler = lambda req: (207, body)
+        with CalDAVSink(peer.url, username=None, password=None) as sink:
+            with pytest.raises(CalDAVError) as info:
+                sink.ensure_calendar()
+            assert sink.url in str(info.value)
+        assert not isinstance(info.value, CalDAVTransportError)
+
+
+class TestDiscoveryStatuses:
+    @pytest.mark.parametrize("status", [429, 503])
+    def test_busy_server_is_reported_at_once_without_retrying(
+        self, peer: Peer, status: int
+    ) -> None:
+        """429/503 on the collection's PROPFIND is one CalDAVError with the status, sent once."""
+        peer.handler = lambda req: (status, b"")
+        with CalDAVSink(peer.url, username="alice", password="pw") as sink:
+            with pytest.raises(CalDAVError) as info:
+                sink.ensure_calendar()
+            assert sink.request_count == 1
+        assert info.value.status == status
+        assert [r.method for r in peer.requests] == ["PROPFIND"]
+
+    def test_refused_mkcalendar_is_an_auth_error(self, peer: Peer) -> None:
+        """A 403 on MKCALENDAR (no right to create) raises CalDAVAuthError with the status."""
+        peer.handler = lambda req: (404 if req.method == "PROPFIND" else 403, b"")
+        with (
+            CalDAVSink(peer.url, username="alice", password="pw-9") as sink,
+            pytest.raises(CalDAVAuthError) as info,
+        ):
+            sink.ensure_calendar(create=True)
+        assert info.value.status == 403
+        assert "pw-9" not in str(info.value)
+        assert [r.method for r in peer.requests] == ["PROPFIND", "MKCALENDAR"]
+        assert peer.requests[1].path == "/cal/"
 
 
 class TestCredentials:

@@ -11,16 +11,33 @@
   ``If-Match``), and :meth:`~CalDAVSink.apply_many` to run many with bounded
   concurrency.
 
-It speaks the protocol with httpx rather than through python-caldav's
-``DAVClient``: that client turns every 403 into an authorization error before
-the body can be read (Radicale answers an invalid sync token with a 403 carrying
-``DAV:valid-sync-token``), retries 429/503 by sleeping inside the call, makes an
-unauthenticated round trip to negotiate auth, and its object helpers rewrite
-the data (SEQUENCE).  Here our bytes go out unchanged, every status is seen, and
-every request is counted (``on_request``, ``request_count``).
+Two HTTP clients share the work, each where it fits:
 
-Library errors are translated here into :mod:`apexcal.errors`; passwords never
-appear in exception text or logs.
+* **python-caldav** (``DAVClient``/``Calendar``, in
+  :mod:`apexcal.sync.caldav.discovery`) finds the collection and creates it:
+  one PROPFIND for its resource type, display name, component set and
+  reports, and MKCALENDAR through ``make_calendar`` when it is missing (the
+  library follows it with a PROPPATCH of the display name, when one is
+  given, for servers that ignore it in MKCALENDAR).  This runs once per cycle, is what the library's calendar API is for, and gains
+  nothing from hand-written XML.  It is set up to send Basic credentials up
+  front (no unauthenticated probe), never to sleep on 429/503, and to do no
+  DNS discovery; its exceptions are translated at that boundary, and every
+  request it sends is counted through a response hook.
+* **httpx** (:mod:`apexcal.sync.caldav.session`) carries the hot paths: PUT,
+  DELETE, calendar-multiget and sync-collection.  These run many times per
+  cycle, concurrently from :meth:`~CalDAVSink.apply_many` over one bounded,
+  thread-safe connection pool (python-caldav's client is not documented as
+  safe to share between threads and changes its own auth state while
+  running).  They need exact control of the wire: our bytes go out unchanged
+  with ``If-Match``/``If-None-Match`` (the library's object helpers parse what
+  they save and bump SEQUENCE by default), every status is seen as it came
+  (an invalid sync token is a 403 on Radicale and a 412 on Xandikos, where
+  the library raises an authorisation error for the former), 423 is retried
+  with our own back-off, and a failed attempt is counted like any other.
+
+Either way every request is counted (``on_request``, ``request_count``), and
+library errors (httpx, python-caldav, niquests) are translated into
+:mod:`apexcal.errors`; passwords never appear in exception text or logs.
 
 A cycle uses it like this (``store`` being the caller's records)::
 
@@ -45,6 +62,7 @@ import contextvars
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -59,6 +77,7 @@ from apexcal.errors import (
 )
 from apexcal.sync.caldav import davxml
 from apexcal.sync.caldav.davxml import CALDAV, DAV
+from apexcal.sync.caldav.discovery import CalendarCollection
 from apexcal.sync.caldav.records import (
     CalendarInfo,
     CalendarNotFound,
@@ -106,13 +125,6 @@ _XML_TYPE = "application/xml; charset=utf-8"
 _ICS_TYPE = "text/calendar; charset=utf-8"
 _UID_RE = re.compile(rb"^UID[;:](?:[^:\r\n]*:)?([^\r\n]*)", re.MULTILINE)
 _FOLD_RE = re.compile(rb"\r?\n[ \t]")
-
-_CALENDAR_PROPS = (
-    (DAV, "resourcetype"),
-    (DAV, "displayname"),
-    (CALDAV, "supported-calendar-component-set"),
-    (DAV, "supported-report-set"),
-)
 
 
 class _SyncUnsupported(Exception):
@@ -172,6 +184,7 @@ class CalDAVSink:
         self.url = self._dav.url
         self.concurrency = concurrency
         self._sync_supported: bool | None = None
+        self._calendar: CalendarCollection | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -186,6 +199,8 @@ class CalDAVSink:
 
     def close(self) -> None:
         """Close the connections."""
+        if self._calendar is not None:
+            self._calendar.close()
         self._dav.close()
 
     @property
@@ -220,74 +235,25 @@ class CalDAVSink:
         Reads ``supported-calendar-component-set`` so the caller can fall back to
         events when the calendar cannot hold tasks.
         """
-        info = self._propfind_calendar()
-        if info is not None:
-            return info
-        if not create:
-            raise CalendarNotFound(self.url)
-        body = davxml.mkcalendar_body(display_name, ("VEVENT", "VTODO"))
-        resp = self._dav.request(
-            "MKCALENDAR", self._dav.path, content=body, headers={"Content-Type": _XML_TYPE}
-        )
-        if resp.status_code not in (200, 201):
-            raise self._dav.failure(resp, "MKCALENDAR", "could not create the calendar")
-        log.info("caldav.calendar_created", url=self.url)
-        info = self._propfind_calendar()
+        coll = self._collection()
+        info = coll.read()
         if info is None:
-            raise CalDAVError("calendar still missing after MKCALENDAR", url=self.url)
-        return CalendarInfo(
-            url=info.url,
-            display_name=info.display_name,
-            supports_vevent=info.supports_vevent,
-            supports_vtodo=info.supports_vtodo,
-            supports_sync=info.supports_sync,
-            created=True,
-        )
+            if not create:
+                raise CalendarNotFound(self.url)
+            coll.create(display_name)
+            log.info("caldav.calendar_created", url=self.url)
+            made = coll.read()
+            if made is None:
+                raise CalDAVError("calendar still missing after MKCALENDAR", url=self.url)
+            info = replace(made, created=True)
+        if info.supports_sync is False:
+            self._sync_supported = False
+        return info
 
-    def _propfind_calendar(self) -> CalendarInfo | None:
-        resp = self._dav.request(
-            "PROPFIND",
-            self._dav.path,
-            content=davxml.propfind_body(_CALENDAR_PROPS),
-            headers={"Depth": "0", "Content-Type": _XML_TYPE},
-        )
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 207:
-            raise self._dav.failure(resp, "PROPFIND")
-        ms = davxml.parse_multistatus(resp.content, url=self.url)
-        mine = [r for r in ms.responses if r.href.rstrip("/") == self._dav.path.rstrip("/")]
-        if not mine:
-            raise CalDAVError("PROPFIND answer does not describe the collection", url=self.url)
-        if mine[0].status == 404:
-            return None  # Xandikos answers a PROPFIND on a missing path with 207 + 404 inside
-        props = mine[0].props
-        rtype = props.get(davxml.clark(DAV, "resourcetype"))
-        if rtype is None or rtype.find(davxml.clark(CALDAV, "calendar")) is None:
-            raise CalDAVError("not a calendar collection", url=self.url)
-        comps_el = props.get(davxml.clark(CALDAV, "supported-calendar-component-set"))
-        if comps_el is None:
-            comps = {"VEVENT", "VTODO"}
-        else:
-            comps = {
-                (c.get("name") or "").upper() for c in comps_el.iter(davxml.clark(CALDAV, "comp"))
-            }
-        reports_el = props.get(davxml.clark(DAV, "supported-report-set"))
-        supports_sync: bool | None = None
-        if reports_el is not None:
-            supports_sync = (
-                reports_el.find(f".//{davxml.clark(DAV, 'sync-collection')}") is not None
-            )
-            if not supports_sync:
-                self._sync_supported = False
-        name = props.get(davxml.clark(DAV, "displayname"))
-        return CalendarInfo(
-            url=self.url,
-            display_name=(name.text or None) if name is not None else None,
-            supports_vevent="VEVENT" in comps,
-            supports_vtodo="VTODO" in comps,
-            supports_sync=supports_sync,
-        )
+    def _collection(self) -> CalendarCollection:
+        if self._calendar is None:
+            self._calendar = CalendarCollection(self._dav)
+        return self._calendar
 
     # --- remote changes -------------------------------------------------------
 

@@ -60,6 +60,8 @@ class DavSession:
         self.path = davxml.normalise_href(path)
         self.url = self.url_for(self.path)
         self.username = username
+        self.timeout = timeout
+        self._password = password
         self._on_request = on_request
         self._lock = threading.Lock()
         self._request_count = 0
@@ -83,6 +85,10 @@ class DavSession:
         with self._lock:
             return self._request_count
 
+    def credentials(self) -> tuple[str, str] | None:
+        """The Basic credentials in use (for a second client on the same server), or None."""
+        return None if self.username is None else (self.username, self._password or "")
+
     def url_for(self, href: str) -> str:
         """The absolute URL of a canonical href on this server."""
         return self.origin + davxml.quote_href(href)
@@ -101,14 +107,14 @@ class DavSession:
         try:
             resp = self._client.request(method, url, content=content, headers=headers)
         except httpx.TimeoutException as exc:
-            self._count(method, 0)
+            self.count(method, 0)
             raise CalDAVTransportError(
                 f"{method} timed out ({type(exc).__name__})", url=url
             ) from exc
         except httpx.TransportError as exc:
-            self._count(method, 0)
+            self.count(method, 0)
             raise CalDAVTransportError(f"{method} failed: {exc}", url=url) from exc
-        self._count(method, resp.status_code)
+        self.count(method, resp.status_code)
         log.debug(
             "caldav.request",
             method=method,
@@ -151,7 +157,12 @@ class DavSession:
             f"{method} answered {status} {reason}{detail}".rstrip(), url=url, status=status
         )
 
-    def _count(self, method: str, status: int) -> None:
+    def count(self, method: str, status: int) -> None:
+        """Record one request sent to this server (status 0 when no HTTP answer came).
+
+        Public so that requests made through another client (python-caldav's,
+        for the collection itself) are counted alike.
+        """
         with self._lock:
             self._request_count += 1
         if self._on_request is not None:
