@@ -122,7 +122,6 @@ class CycleSummary:
     errors: tuple[ObjectError, ...]
     seconds: float
     cycle_id: str = ""
-    api_requests: int = 0
     caldav_requests: int = 0
     warnings: tuple[str, ...] = field(default=())
 
