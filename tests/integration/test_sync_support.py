@@ -72,6 +72,8 @@ class Harness:
     sync: dict[str, Any] = field(default_factory=lambda: {"reconcile_interval": "1h"})
     mapping: dict[str, Any] = field(default_factory=lambda: {"geocoder": "none"})
     feeds: list[dict[str, Any]] = field(default_factory=list)
+    state_url: str | None = None
+    """The state store's URL (default: SQLite in ``tmp``)."""
     requests: list[tuple[str, int]] = field(default_factory=list)
     hooks: list[Hook] = field(default_factory=list)
     api_requests: list[str] = field(default_factory=list)
@@ -99,7 +101,7 @@ class Harness:
                     "token": self.emulator.token,
                     "organization_id": self.emulator.org_id,
                 },
-                "state": {"url": f"sqlite:///{self.tmp / 'state.db'}"},
+                "state": {"url": self.database_url},
                 "sync": self.sync,
                 "mapping": self.mapping,
                 "targets": list(self.targets.values()),
@@ -118,7 +120,7 @@ class Harness:
             f'token_file = "{self._secret("token", self.emulator.token)}"',
             f"organization_id = {self.emulator.org_id}",
             "[state]",
-            f'url = "sqlite:///{self.tmp / "state.db"}"',
+            f"url = {_toml(self.database_url)}",
             "[sync]",
             *(f"{k} = {_toml(v)}" for k, v in self.sync.items()),
             "[mapping]",
@@ -150,10 +152,15 @@ class Harness:
         return path
 
     @property
+    def database_url(self) -> str:
+        """The state store's URL."""
+        return self.state_url or f"sqlite:///{self.tmp / 'state.db'}"
+
+    @property
     def store(self) -> Store:
         """The state store (opened on first use)."""
         if self._store is None:
-            self._store = Store.open(f"sqlite:///{self.tmp / 'state.db'}")
+            self._store = Store.open(self.database_url)
         return self._store
 
     @property
