@@ -130,6 +130,25 @@ class TestSyncCommand:
         assert any(line.startswith("feed team:") for line in done.stdout.splitlines())
         assert b"Quarterly review" in feed.read_bytes()
 
+    def test_feeds_without_targets_are_built_from_a_fresh_pull(self, rad: Harness) -> None:
+        """With feeds and no targets, the command still pulls the CRM before writing the feeds."""
+        new_activity(rad.emulator, subject="Feed-only review")
+        feed = rad.tmp / "feeds" / "team.ics"
+        rad.feeds = [{"name": "team", "path": str(feed)}]
+        done = sync(rad.config_file())
+        assert done.returncode == 0, done.stderr
+        assert b"Feed-only review" in feed.read_bytes()
+
+    def test_feeds_without_targets_and_an_unreachable_api_fail(self, rad: Harness) -> None:
+        """A pull that fails leaves the feeds as they were and exits non-zero, never 0 with stale feeds."""
+        feed = rad.tmp / "feeds" / "team.ics"
+        rad.feeds = [{"name": "team", "path": str(feed)}]
+        config = rad.config_file()
+        rad.emulator.admin.fault("status", count=50, status=503)
+        done = sync(config)
+        assert done.returncode != 0
+        assert not feed.exists()
+
     def test_refused_token_is_an_operator_error(self, rad: Harness) -> None:
         """A token the API refuses: one stderr line, exit 2, no cycle run, the token never shown."""
         new_activity(rad.emulator)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from apexcal.apex.client import ApexClient
-from apexcal.apex.models import Activity, parse_activity, parse_activity_type, type_key
+from apexcal.apex.models import Activity, parse_activity_type, type_key
 from apexcal.apex.retry import RetryPolicy
 from apexcal.config import Config, TargetConfig, config_from_dict
 from apexcal.ical.mapping import Unmappable, object_for
@@ -252,8 +252,10 @@ class Harness:
         org = self.emulator.org_id
         types = {type_key(t["name"]): parse_activity_type(t) for t in self.emulator.state.activity_types(org)}
         out: dict[str, bytes] = {}
-        for raw in self.emulator.state.activities(org):
-            activity: Activity = parse_activity(raw)
+        # As the engine pulls them: with the joined names (users, deal, contact, company).
+        with ApexClient(self.emulator.base_url, self.emulator.token, org) as client:
+            activities: list[Activity] = list(client.list_activities(fastJoinForActivityList=True))
+        for activity in activities:
             if not _matches(activity, target.filter):
                 continue
             try:

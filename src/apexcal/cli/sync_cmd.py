@@ -37,11 +37,13 @@ def sync_command(
 ) -> None:
     """Run exactly one sync cycle of every (or the named) target, then rebuild the feeds."""
     from apexcal.apex.client import ApexClient
+    from apexcal.clock import utcnow
     from apexcal.config import load_config
     from apexcal.errors import ApexcalError, Forbidden, NotAuthenticated, UsageError
     from apexcal.log import configure
     from apexcal.state import Store, StoreUnavailable
     from apexcal.sync.engine import run_target_cycle
+    from apexcal.sync.pull import pull
 
     config = load_config(config_path, resolve_secrets=True)
     fmt = config.log.format
@@ -65,6 +67,7 @@ def sync_command(
     ) as client:
         _check_access(client)
         with Store.open(config.state.url) as store:
+            pulled = False
             for t in targets:
                 try:
                     summary = run_target_cycle(config, t, store, client=client, force=force)
@@ -74,9 +77,20 @@ def sync_command(
                     failed = True
                     print(f"{t.name}: failed: {exc}".replace("\n", " "), flush=True)
                     continue
+                pulled = True
                 failed = failed or not summary.ok
                 print(summary.line(), flush=True)
             if config.feeds and importlib.util.find_spec("apexcal.feeds") is not None:
+                # Feeds are built from the mirror: bring it up to date first when no
+                # target cycle did, and never rebuild from a mirror a pull could not refresh.
+                if not pulled:
+                    try:
+                        pull(config, store, client, now=utcnow(), force=force)
+                    except (NotAuthenticated, Forbidden, StoreUnavailable):
+                        raise
+                    except ApexcalError as exc:
+                        print(f"feeds: pull failed: {exc}".replace("\n", " "), flush=True)
+                        raise typer.Exit(1) from None
                 failed = _build_feeds(config, store) or failed
     if failed:
         raise typer.Exit(1)

@@ -101,7 +101,12 @@ def pull_changes(config: Config, store: Store, client: ApexClient) -> tuple[int,
     listed = 0
     changed = 0
     batch: list[Activity] = []
-    for activity in client.changes_since(watermark, overlap=config.source.overlap):
+    # Joined names (users, deal, contact, company) feed `full` descriptions
+    # and summary templates of every target and feed the mirror serves.
+    changes = client.changes_since(
+        watermark, overlap=config.source.overlap, fastJoinForActivityList=True
+    )
+    for activity in changes:
         batch.append(activity)
         if len(batch) >= PULL_BATCH:
             changed += _store_batch(store, org, batch)
