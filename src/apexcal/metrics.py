@@ -142,6 +142,28 @@ class Metrics:
         self.target_last_success.labels(target=target).set(when.timestamp())
         self.cycle_duration.labels(target=target).observe(seconds)
         self.cycles.labels(target=target, outcome="ok").inc()
+        self._count_work(target, summary)
+
+    def cycle_failed(
+        self,
+        target: str,
+        kind: str,
+        seconds: float,
+        *,
+        summary: Mapping[str, Any] | object | None = None,
+    ) -> None:
+        """Record a failed cycle of ``target`` (its duration and the error kind).
+
+        A cycle that failed only for some objects still wrote the others: pass
+        its ``summary`` so they are counted too.
+        """
+        self.cycle_duration.labels(target=target).observe(seconds)
+        self.cycles.labels(target=target, outcome="failed").inc()
+        self.error(target, kind)
+        if summary is not None:
+            self._count_work(target, summary)
+
+    def _count_work(self, target: str, summary: Mapping[str, Any] | object) -> None:
         for action in ACTIONS:
             count = _summary_count(summary, action)
             if count:
@@ -149,12 +171,6 @@ class Metrics:
         written = _summary_count(summary, "written_back", "writebacks")
         if written:
             self.writebacks.labels(target=target).inc(written)
-
-    def cycle_failed(self, target: str, kind: str, seconds: float) -> None:
-        """Record a failed cycle of ``target`` (its duration and the error kind)."""
-        self.cycle_duration.labels(target=target).observe(seconds)
-        self.cycles.labels(target=target, outcome="failed").inc()
-        self.error(target, kind)
 
     def error(self, target: str, kind: str) -> None:
         """Count one error of ``kind`` for ``target``."""

@@ -193,6 +193,16 @@ class TestMetrics:
         assert s[("apexcal_errors_total", (("kind", "caldav_auth"), ("target", "jane")))] == 1
         assert ("apexcal_target_last_success_timestamp_seconds", (("target", "jane"),)) not in s
 
+    def test_cycle_with_object_errors_still_counts_what_it_wrote(self) -> None:
+        """A cycle that failed for some objects counts as failed and still counts the objects it wrote."""
+        m = Metrics()
+        m.cycle_failed("jane", "object_errors", 1.0, summary={"created": 5, "written_back": 2})
+        s = _samples(m)
+        assert s[("apexcal_cycles_total", (("outcome", "failed"), ("target", "jane")))] == 1
+        assert s[("apexcal_objects_total", (("action", "created"), ("target", "jane")))] == 5
+        assert s[("apexcal_writebacks_total", (("target", "jane"),))] == 2
+        assert ("apexcal_target_last_success_timestamp_seconds", (("target", "jane"),)) not in s
+
     def test_api_request_labels_drop_ids_and_queries(self) -> None:
         """Activity ids and query strings do not become label values."""
         m = Metrics()

@@ -225,7 +225,9 @@ def run_target_cycle(
             if summary.ok:
                 metrics.cycle_finished(target.name, summary, summary.seconds)
             else:
-                metrics.cycle_failed(target.name, "object_errors", summary.seconds)
+                metrics.cycle_failed(
+                    target.name, "object_errors", summary.seconds, summary=summary
+                )
         return summary
 
 
