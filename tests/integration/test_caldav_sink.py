@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -358,6 +360,23 @@ class TestApplyMany:
         assert isinstance(results[3], WriteResult)
         assert results[3].status == 404
         assert sorted(seen) == [0, 1, 2, 3]
+
+    def test_stop_sends_no_further_op(self, sink: CalDAVSink) -> None:
+        """Once ``stop`` answers true, ops not yet started are not sent; those in flight finish."""
+        finished: list[int] = []
+        asked = itertools.count(1)
+        lock = threading.Lock()
+
+        def stop() -> bool:
+            # Asked once before each op starts: answer "stop" from the fourth on.
+            with lock:
+                return next(asked) > 3
+
+        ops = [CreateOp(name=f"s{i}.ics", data=make_object(f"uid-s{i}")) for i in range(16)]
+        results = sink.apply_many(ops, on_result=lambda i, op, outcome: finished.append(i), stop=stop)
+        stored = sink.changes(None).changed
+        assert len(finished) == len(results) == len(stored) == 3
+        assert all(isinstance(r, WriteResult) for r in results)
 
     def test_write_log_lines_carry_the_callers_bound_context(self, sink: CalDAVSink) -> None:
         """Log lines from the write threads carry the context the cycle bound (target, cycle id)."""

@@ -156,7 +156,9 @@ def apply_writes(
         if should_stop is not None and should_stop():
             raise CycleCancelled("stop requested")
 
-    sink.apply_many(ops, on_result=on_result)
+    sink.apply_many(ops, on_result=on_result, stop=should_stop)
+    if should_stop is not None and should_stop():
+        raise CycleCancelled("stop requested")
     return result
 
 

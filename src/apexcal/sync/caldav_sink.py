@@ -93,6 +93,11 @@ from apexcal.sync.caldav.records import (
 )
 from apexcal.sync.caldav.session import DavSession
 
+
+class _NotStarted(Exception):
+    """An op of :meth:`CalDAVSink.apply_many` that was not sent because a stop was asked."""
+
+
 __all__ = [
     "MAX_OBJECT_BYTES",
     "MULTIGET_BATCH",
@@ -499,6 +504,7 @@ class CalDAVSink:
         ops: Sequence[WriteOp],
         *,
         on_result: Callable[[int, WriteOp, Outcome], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> list[Outcome]:
         """Run many writes, ``concurrency`` at a time; one result per op, in order.
 
@@ -508,7 +514,9 @@ class CalDAVSink:
         finishes (completion order), so the caller can record each success right
         away with its own database session.  If ``on_result`` raises, ops not yet
         started are cancelled and the exception propagates once the running ones
-        end.
+        end.  ``stop`` is asked before each op starts: once it answers true, no
+        further op is sent (ops in flight finish), and those not sent have no
+        result and no ``on_result`` call.
         """
         results: list[Outcome | None] = [None] * len(ops)
         if not ops:
@@ -518,8 +526,13 @@ class CalDAVSink:
         ) as pool:
             # Each write runs in a copy of the caller's context, so its log
             # lines carry the cycle's bound target, organization and cycle id.
+            def run(op: WriteOp) -> WriteResult:
+                if stop is not None and stop():
+                    raise _NotStarted
+                return self._apply_one(op)
+
             futures: dict[Future[WriteResult], int] = {
-                pool.submit(contextvars.copy_context().run, self._apply_one, op): i
+                pool.submit(contextvars.copy_context().run, run, op): i
                 for i, op in enumerate(ops)
             }
             try:
@@ -528,6 +541,8 @@ class CalDAVSink:
                     outcome: Outcome
                     try:
                         outcome = fut.result()
+                    except _NotStarted:
+                        continue
                     except CalDAVError as exc:
                         outcome = exc
                     results[i] = outcome
