@@ -283,3 +283,19 @@ class TestServedFeeds:
         assert served["team-7"].max_age == 7200
         assert served["office"].max_age == 3600
         assert served["office"].path == tmp_path / "office.ics"
+
+
+class TestFeedFileCache:
+    def test_a_version_is_read_and_compressed_once(self, tmp_path: Path) -> None:
+        """Loading an unchanged file returns the same version; its gzip body is compressed once."""
+        from apexcal.serve.files import FeedFileCache
+
+        path = tmp_path / "team.ics"
+        path.write_bytes(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n" * 50)
+        cache = FeedFileCache()
+        first = cache.load(path)
+        assert first is not None
+        assert cache.load(path) is first
+        assert first.for_source(None) is first.for_source(None)
+        assert first.gzip_body() is first.gzip_body()
+        assert first.for_source("https://x.example/a") is first.for_source("https://x.example/a")

@@ -100,15 +100,17 @@ class FeedVersion:
     body: bytes
     etag: str
     last_modified: datetime
-    _gzip: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _plain: BodyVariant | None = field(default=None, repr=False)
     _variants: dict[str, BodyVariant] = field(default_factory=dict, repr=False)
 
     def for_source(self, url: str | None) -> BodyVariant:
-        """The body served at ``url`` (with its SOURCE property), built once per URL."""
-        if url is None:
-            return BodyVariant(body=self.body, etag=self.etag, _gzip=self._gzip)
+        """The body served at ``url`` (with its SOURCE property; the file as is for ``None``), built once."""
         with self._lock:
+            if url is None:
+                if self._plain is None:
+                    self._plain = BodyVariant(body=self.body, etag=self.etag)
+                return self._plain
             variant = self._variants.get(url)
         if variant is None:
             body = with_source(self.body, url)
@@ -121,15 +123,12 @@ class FeedVersion:
 
     @property
     def gzip_etag(self) -> str:
-        """The ETag of the gzip variant."""
-        return gzip_etag(self.etag)
+        """The ETag of the file's gzip variant."""
+        return self.for_source(None).gzip_etag
 
     def gzip_body(self) -> bytes:
-        """The gzip-compressed body, compressed once (deterministic: no timestamp)."""
-        with self._lock:
-            if self._gzip is None:
-                self._gzip = gzip.compress(self.body, compresslevel=6, mtime=0)
-            return self._gzip
+        """The file gzip-compressed, compressed once (deterministic: no timestamp)."""
+        return self.for_source(None).gzip_body()
 
 
 class FeedFileCache:
