@@ -272,16 +272,10 @@ class _Geocoding:
         self._seen: dict[str, GeoPoint | None] = {}
 
     def point(self, activity: Activity) -> GeoPoint | None:
-        from apexcal.ical.location import is_online, meeting_url
+        from apexcal.geocode import place_to_geocode
 
-        text = (activity.location or "").strip()
-        if (
-            self._kind == "none"
-            or activity.location_geocoded is not None
-            or not text
-            or is_online(text)
-            or meeting_url(text)
-        ):
+        text = place_to_geocode(activity)
+        if self._kind == "none" or text is None:
             return None
         key = self._key(text)
         if key not in self._seen:

@@ -35,7 +35,7 @@ import httpx
 import structlog
 
 from apexcal import USER_AGENT
-from apexcal.apex.models import GeoPoint
+from apexcal.apex.models import Activity, GeoPoint
 
 log = structlog.get_logger(__name__)
 
@@ -285,3 +285,17 @@ class NominatimGeocoder:
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("geocode.nominatim_failed", error=type(exc).__name__)
             return None
+
+
+def place_to_geocode(activity: Activity) -> str | None:
+    """The location text to look up for ``activity``, or ``None`` when it needs no lookup.
+
+    Only physical places the API left without a point: not empty, not an
+    online meeting, not a meeting link.
+    """
+    from apexcal.ical.location import is_online, meeting_url
+
+    text = (activity.location or "").strip()
+    if activity.location_geocoded is not None or not text or is_online(text) or meeting_url(text):
+        return None
+    return text

@@ -18,7 +18,7 @@ import structlog
 
 from apexcal.apex.models import Activity, GeoPoint
 from apexcal.config import Config, TargetConfig
-from apexcal.ical.location import is_online, meeting_url
+from apexcal.geocode import place_to_geocode
 from apexcal.ical.mapping import MappingOptions
 from apexcal.state import Store
 
@@ -69,14 +69,8 @@ class Geocoding:
         self._budget = _ONLINE_GEOCODE_BUDGET
 
     def point(self, activity: Activity) -> GeoPoint | None:
-        text = (activity.location or "").strip()
-        if (
-            self._kind == "none"
-            or activity.location_geocoded is not None
-            or not text
-            or is_online(text)
-            or meeting_url(text)
-        ):
+        text = place_to_geocode(activity)
+        if self._kind == "none" or text is None:
             return None
         try:
             return self._resolve(text)
