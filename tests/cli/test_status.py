@@ -82,6 +82,7 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
         store.record_failure("joe", now - timedelta(hours=2), "ApiTransportError", "cannot reach the API\nat all")
         store.set_feed_built("team", '"x"', now - timedelta(minutes=2), 1234)
         store.set_feed_built("team-46", '"y"', now - timedelta(minutes=2), 99)
+        store.record_failure("feed:team", now - timedelta(minutes=1), "OSError", "disk full")
     done = run_status(path)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -105,6 +106,11 @@ class TestStatus:
         joe = row(out, "joe")
         assert "ApiTransportError: cannot reach the API at all" in joe
         assert joe.rstrip(" │").endswith("due")
+
+    def test_failing_feed_shows_its_error(self, output: str) -> None:
+        """A feed whose job failed after its last build shows the error, on its per-user rows too."""
+        assert "OSError: disk full" in row(output, "team")
+        assert "OSError: disk full" in row(output, "team-46")
 
     def test_next_run_is_last_run_plus_interval(self, output: str) -> None:
         """jane ran a minute ago every 5 minutes: next run in about 4 minutes, as a local time."""

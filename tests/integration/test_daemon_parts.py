@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apexcal.config import config_from_dict
+from apexcal.config import Config, config_from_dict
 from apexcal.daemon import JobHealth, backoff_delay, job_specs, retry_policy
 from apexcal.notify import Notifier, watchdog_interval
+from tests.fixtures.emulator import EmulatorHandle
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 seconds = st.integers(min_value=1, max_value=86_400).map(lambda s: timedelta(seconds=s))
@@ -155,3 +156,39 @@ class TestNotifier:
         assert watchdog_interval({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}) is None
         assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
         assert watchdog_interval({}) is None
+
+
+class TestFeedJob:
+    def test_failed_and_recovered_feed_job_is_kept_for_status(
+        self, tmp_path: Path, emulator: EmulatorHandle
+    ) -> None:
+        """A feed job that cannot pull records its error; the next good run records a success after it."""
+        from apexcal.daemon.jobs import run_feed
+        from apexcal.metrics import Metrics
+        from apexcal.state import Store
+
+        def config(base_url: str) -> Config:
+            return config_from_dict({
+                "source": {"organization_id": 27, "base_url": base_url, "token": emulator.token},
+                "state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+                "sync": {"shutdown_timeout": "3s"},
+                "mapping": {"geocoder": "none"},
+                "feeds": [{"name": "team", "path": str(tmp_path / "team.ics")}],
+            })
+
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            failed = run_feed(config(closed), "team", store, Metrics(), interval_seconds=1)
+            assert failed.result == "failed"
+            state = store.target_state("feed:team")
+            assert state.last_error_kind == "ApiTransportError"
+            assert state.last_success_at is None
+
+            ok = run_feed(config(emulator.base_url), "team", store, Metrics(), interval_seconds=1)
+            assert ok.result == "ok"
+            state = store.target_state("feed:team")
+            assert state.last_success_at is not None
+            assert state.last_error_at is not None
+            assert state.last_success_at > state.last_error_at

@@ -21,7 +21,7 @@ from apexcal.cli.app import app
 
 if TYPE_CHECKING:
     from apexcal.config import Config
-    from apexcal.state import Store
+    from apexcal.state import Store, TargetState
 
 _MAX_ERROR_CHARS = 80
 
@@ -56,19 +56,24 @@ def _latest(*moments: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
+def _current_error(state: TargetState) -> str | None:
+    """The last error of ``state`` when no success came after it, as one short line."""
+    if state.last_error_at is None or (
+        state.last_success_at is not None and state.last_error_at <= state.last_success_at
+    ):
+        return None
+    text = " ".join((state.last_error or "").split())
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 1] + "…"
+    return f"{_when(state.last_error_at)}: {state.last_error_kind or 'error'}: {text}"
+
+
 def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
     """The rows of the status table for ``config``'s targets and feeds."""
     rows: list[StatusRow] = []
     for target in config.targets:
         state = store.target_state(target.name)
-        error = None
-        if state.last_error_at is not None and (
-            state.last_success_at is None or state.last_error_at > state.last_success_at
-        ):
-            text = " ".join((state.last_error or "").split())
-            if len(text) > _MAX_ERROR_CHARS:
-                text = text[: _MAX_ERROR_CHARS - 1] + "…"
-            error = f"{_when(state.last_error_at)}: {state.last_error_kind or 'error'}: {text}"
+        error = _current_error(state)
         rows.append(
             StatusRow(
                 kind="target",
@@ -92,6 +97,8 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
                 n for n in built
                 if n.startswith(feed.name + "-") and n[len(feed.name) + 1 :].isdigit()
             )
+        # Feed jobs record their failures under "feed:<name>" (per-user files share them).
+        feed_state = store.target_state(f"feed:{feed.name}")
         for name in names:
             status = built.get(name)
             rows.append(
@@ -99,7 +106,7 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
                     kind="feed",
                     name=name,
                     last_success=status.built_at if status else None,
-                    last_error=None,
+                    last_error=_current_error(feed_state),
                     objects=f"{status.length} bytes" if status else "-",
                     pending="-",
                     next_run=next_run(
