@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import stamina
@@ -52,6 +52,9 @@ from apexcal.errors import (
     ServerError,
 )
 from apexcal.log import redactor
+
+if TYPE_CHECKING:
+    from apexcal.config import SourceConfig
 
 log = structlog.get_logger(__name__)
 
@@ -131,6 +134,25 @@ class ApexClient:
         )
 
     # --- life cycle -------------------------------------------------------------
+
+    @classmethod
+    def for_source(
+        cls,
+        source: SourceConfig,
+        *,
+        retry: RetryPolicy | None = None,
+        on_request: Callable[[str, int], None] | None = None,
+    ) -> ApexClient:
+        """A client for the ``[source]`` of a loaded config (its secrets resolved)."""
+        return cls(
+            source.base_url,
+            source.require_token(),
+            source.organization_id,
+            page_size=source.page_size,
+            timeout=source.timeout.total_seconds(),
+            retry=retry,
+            on_request=on_request,
+        )
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -57,14 +57,7 @@ def sync_command(
             names = ", ".join(t.name for t in config.targets) or "none"
             raise UsageError(f"--target {target}: no such target (configured: {names})")
     failed = False
-    source = config.source
-    with ApexClient(
-        source.base_url,
-        source.require_token(),
-        source.organization_id,
-        page_size=source.page_size,
-        timeout=source.timeout.total_seconds(),
-    ) as client:
+    with ApexClient.for_source(config.source) as client:
         _check_access(client)
         with Store.open(config.state.url) as store:
             pulled = False

@@ -94,13 +94,8 @@ def retry_policy(config: Config, interval_seconds: float) -> RetryPolicy:
 
 def api_client(config: Config, metrics: Metrics, interval_seconds: float) -> ApexClient:
     """A fresh API client for one job run (no state shared between jobs or runs)."""
-    source = config.source
-    return ApexClient(
-        source.base_url,
-        source.require_token(),
-        source.organization_id,
-        page_size=source.page_size,
-        timeout=source.timeout.total_seconds(),
+    return ApexClient.for_source(
+        config.source,
         retry=retry_policy(config, interval_seconds),
         on_request=metrics.api_request,
     )
