@@ -307,7 +307,11 @@ def big(handle: CalDAVServerHandle, root: Path, count: int, concurrency: int, *,
                 )
             else:
                 print("  vdirsyncer not installed: .venv/bin/pip install vdirsyncer")
-            first_id = state.activities(DEMO_ORG_ID)[0]["id"]
+            live = state.activities(DEMO_ORG_ID)
+            if not live:
+                print("  one-change cycle: skipped (no activities: --big 0)")
+                return
+            first_id = live[0]["id"]
             state.patch_activity(first_id, {"subject": "Benchmark change"})
             one = _cycle(config, store, api, counter)
             put = _raw_rewrite_time(url, handle, store)
