@@ -24,7 +24,7 @@ from apexcal.sync.caldav import davxml
 log = structlog.get_logger("apexcal.sync.caldav_sink")
 
 # Back-off (seconds, jittered) before each retry of a write refused with 423 Locked.
-LOCKED_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+LOCKED_BACKOFF_S = (0.03, 0.05, 0.05, 0.1, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
 class DavSession:
