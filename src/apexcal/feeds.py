@@ -48,11 +48,12 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from apexcal import __version__
-from apexcal.apex.models import Activity, ActivityType, GeoPoint
+from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.errors import ApexcalError
 from apexcal.export import ComponentSpool, spool_activities, write_spooled
 from apexcal.filters import matches
+from apexcal.geocode.policy import Geocoding
 from apexcal.ical.feed import CalendarProps
 from apexcal.ical.mapping import MappingOptions
 from apexcal.sync.file_sink import write_atomic
@@ -250,55 +251,6 @@ class _FeedJob:
         return groups
 
 
-class _Geocoding:
-    """A point for an activity the API left without one, as sync targets get it, so feeds match them.
-
-    Physical locations only (not online ones, not meeting links).  Answers
-    come from the store's geocode cache, which sync cycles fill; with the
-    ``offline`` geocoder a miss is looked up in the bundled gazetteer (loaded
-    on the first miss) and cached.  A feed build never goes to the network
-    (``nominatim`` answers are read from the cache only) and never fails
-    for a geocoding problem.
-    """
-
-    def __init__(self, kind: str, store: Store) -> None:
-        from apexcal.geocode import CachedGeocoder, normalize_query
-        from apexcal.state import StoreGeocodeCache
-
-        self._kind = kind
-        self._cache = StoreGeocodeCache(store)
-        self._key = normalize_query
-        self._offline: CachedGeocoder | None = None
-        self._seen: dict[str, GeoPoint | None] = {}
-
-    def point(self, activity: Activity) -> GeoPoint | None:
-        from apexcal.geocode import place_to_geocode
-
-        text = place_to_geocode(activity)
-        if self._kind == "none" or text is None:
-            return None
-        key = self._key(text)
-        if key not in self._seen:
-            self._seen[key] = self._lookup(text, key)
-        return self._seen[key]
-
-    def _lookup(self, text: str, key: str) -> GeoPoint | None:
-        try:
-            entry = self._cache.get(key)
-            if entry is not None:
-                return entry.point
-            if self._kind != "offline":
-                return None
-            if self._offline is None:
-                from apexcal.geocode import CachedGeocoder, OfflineGeocoder
-
-                self._offline = CachedGeocoder(OfflineGeocoder(), self._cache)
-            return self._offline.lookup(text)
-        except Exception as exc:  # geocoding is a nicety: it never fails a feed
-            log.warning("feed.geocode_failed", error=type(exc).__name__)
-            return None
-
-
 def _props(config: Config, feed: FeedConfig, user_label: str | None = None) -> CalendarProps:
     name = feed.calendar_name or feed.name
     if user_label is not None:
@@ -478,7 +430,7 @@ def _build(
                 )
             )
         if jobs:
-            geocoding = _Geocoding(config.mapping.geocoder, store)
+            geocoding = Geocoding.for_config(config, store, network=False)
             for activity in store.iter_activities(org):
                 for job in jobs:
                     spool_activities(

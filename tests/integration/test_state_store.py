@@ -20,12 +20,11 @@ from sqlalchemy.engine import make_url
 
 from apexcal.apex.models import Activity, ActivityType, GeoPoint
 from apexcal.errors import StateError, UserError
-from apexcal.geocode import CachedGeocoder, GeocodeCache
+from apexcal.geocode.cache import CachedGeocoder, GeocodeCache, StoreGeocodeCache
 from apexcal.state import (
     ObjectRecord,
     Store,
     StoreFailure,
-    StoreGeocodeCache,
     StoreUnavailable,
     TargetBusy,
 )

@@ -8,7 +8,6 @@ records of :mod:`apexcal.state.records`; nothing else here is public.
 from __future__ import annotations
 
 from apexcal.state.database import StoreFailure, StoreUnavailable, TargetBusy
-from apexcal.state.geocache import StoreGeocodeCache
 from apexcal.state.records import (
     FeedStatus,
     FeedToken,
@@ -28,7 +27,6 @@ __all__ = [
     "ObjectRecord",
     "Store",
     "StoreFailure",
-    "StoreGeocodeCache",
     "StoreUnavailable",
     "TargetBusy",
     "TargetState",

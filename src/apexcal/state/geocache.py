@@ -1,5 +1,8 @@
 """The geocode cache: answers (and misses) of a geocoding provider, with an expiry.
 
+:class:`GeocachePart` implements :class:`apexcal.geocode.cache.GeocodeStore`
+(the TTLs are decided there, not here).
+
 A miss is cached too (a row without coordinates), so an address the
 provider cannot place is not asked for again before it expires.
 """
@@ -7,13 +10,11 @@ provider cannot place is not asked for again before it expires.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, select
 
 from apexcal.apex.models import GeoPoint
-from apexcal.clock import Clock, utcnow
-from apexcal.geocode import CacheEntry
 from apexcal.state._sql import upsert
 from apexcal.state.mirror import StorePart
 from apexcal.state.tables import GeocodeRow, table_of
@@ -65,30 +66,3 @@ class GeocachePart(StorePart):
         """Drop expired entries; return how many."""
         with self._db.write("purge geocode cache") as conn:
             return conn.execute(delete(_G).where(_G.c.expires_at <= now)).rowcount
-
-
-class StoreGeocodeCache:
-    """The store as a :class:`apexcal.geocode.GeocodeCache`: persistent, with TTLs for hits and misses."""
-
-    def __init__(
-        self,
-        store: GeocachePart,
-        *,
-        ttl: timedelta = timedelta(days=30),
-        negative_ttl: timedelta = timedelta(days=1),
-        clock: Clock = utcnow,
-    ) -> None:
-        self._store = store
-        self._ttl = ttl
-        self._negative_ttl = negative_ttl
-        self._clock = clock
-
-    def get(self, key: str) -> CacheEntry | None:
-        """The live entry for ``key``, or ``None`` when absent or expired."""
-        hit, point = self._store.geocode_get(key, self._clock())
-        return CacheEntry(point=point) if hit else None
-
-    def put(self, key: str, point: GeoPoint | None) -> None:
-        """Remember ``point`` (or a miss) for the hit or the miss TTL."""
-        ttl = self._ttl if point is not None else self._negative_ttl
-        self._store.geocode_put(key, point, self._clock() + ttl)

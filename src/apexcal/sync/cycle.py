@@ -21,6 +21,7 @@ from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, ActivityType
 from apexcal.config import Config, TargetConfig
 from apexcal.filters import matches
+from apexcal.geocode.policy import Geocoding
 from apexcal.ical.mapping import MappingOptions, Unmappable, object_for, parse_uid
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import (
@@ -32,7 +33,6 @@ from apexcal.sync.apply import (
     apply_writes,
 )
 from apexcal.sync.caldav_sink import CalDAVSink
-from apexcal.sync.desired import Geocoding
 from apexcal.sync.detect import Detected, is_our_uid, seen_from, semantic_hash
 from apexcal.sync.plan import (
     ConflictPolicy,

@@ -44,6 +44,7 @@ from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
 from apexcal.errors import ApexcalError
+from apexcal.geocode.policy import Geocoding
 from apexcal.metrics import Metrics
 from apexcal.state import Store, TargetBusy
 from apexcal.sync.apply import (
@@ -55,7 +56,7 @@ from apexcal.sync.apply import (
 )
 from apexcal.sync.caldav_sink import CalDAVSink
 from apexcal.sync.cycle import CycleContext, adopt_existing, ownership, refresh, scope
-from apexcal.sync.desired import Geocoding, mapping_options, settings_hash
+from apexcal.sync.desired import mapping_options, settings_hash
 from apexcal.sync.detect import detect
 from apexcal.sync.pull import PullResult, pull, pull_changes
 from apexcal.sync.writeback import journal, send_pending
@@ -272,7 +273,11 @@ def _run(
         options=options,
         should_stop=should_stop,
         types=store.types(org),
-        geocoding=Geocoding(config, store) if config.mapping.geocoder != "none" else None,
+        geocoding=(
+            Geocoding.for_config(config, store, network=True)
+            if config.mapping.geocoder != "none"
+            else None
+        ),
     )
     full_replan = (
         state.mirror_seq_seen == 0

@@ -15,14 +15,9 @@ import httpx
 import pytest
 
 from apexcal.apex.models import GeoPoint
-from apexcal.geocode import (
-    CachedGeocoder,
-    GeocodeCache,
-    Geocoder,
-    MemoryGeocodeCache,
-    NominatimGeocoder,
-    OfflineGeocoder,
-)
+from apexcal.geocode.cache import CachedGeocoder, GeocodeCache, Geocoder, MemoryGeocodeCache
+from apexcal.geocode.nominatim import NominatimGeocoder
+from apexcal.geocode.offline import OfflineGeocoder
 
 
 @pytest.fixture(scope="module")
