@@ -1,9 +1,10 @@
-"""``apexcal config check FILE [--secrets]``: validate a config file and list every problem."""
+"""``apexcal config check FILE|DIR [--secrets]``: validate a config file (or directory) and list every problem."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,7 +25,13 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("check")
 def check_command(
-    file: Annotated[str, typer.Argument(help="The config file to validate.", show_default=False)],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="The config file, or a config directory (every file in it), to validate.",
+            show_default=False,
+        ),
+    ],
     secrets: Annotated[
         bool,
         typer.Option(
@@ -33,9 +40,14 @@ def check_command(
         ),
     ] = False,
 ) -> None:
-    """Validate FILE: print every problem to stderr (exit 2), or ``ok`` (exit 0)."""
+    """Validate FILE (or every file of a directory): print every problem to stderr (exit 2), or ``ok`` (exit 0)."""
+    from apexcal.config.directory import load_config_dir
+
     try:
-        load_config(file, env=os.environ, resolve_secrets=secrets)
+        if Path(file).is_dir():
+            load_config_dir(file, env=os.environ, resolve_secrets=secrets)
+        else:
+            load_config(file, env=os.environ, resolve_secrets=secrets)
     except ConfigError as exc:
         _report(exc.problems)
     except UnreadableSecrets as exc:

@@ -26,6 +26,7 @@ from apexcal.config.models import (
     SyncConfig,
     TargetConfig,
     WindowConfig,
+    WorkerConfig,
     default_state_url,
 )
 from apexcal.config.secrets import TOKEN_ENV, UnreadableSecrets, read_secret_file, resolve_secrets
@@ -60,6 +61,7 @@ __all__ = [
     "TargetConfig",
     "UnreadableSecrets",
     "WindowConfig",
+    "WorkerConfig",
     "config_from_dict",
     "credential_password",
     "default_state_url",

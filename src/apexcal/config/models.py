@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -223,6 +224,61 @@ class ServerConfig(_Table):
         return int(self.listen.rpartition(":")[2])
 
 
+def _tick(value: timedelta) -> timedelta:
+    seconds = value.total_seconds()
+    if seconds != int(seconds) or not (
+        (seconds < 60 and 60 % seconds == 0)
+        or (seconds % 60 == 0 and seconds <= 3600 and 3600 % seconds == 0)
+    ):
+        raise ValueError(
+            "must divide a minute or an hour evenly (e.g. \"10s\", \"30s\", \"1m\", \"5m\")"
+        )
+    return value
+
+
+class WorkerConfig(_Table):
+    """``[worker]``: the processes of ``apexcal worker`` (procrastinate on PostgreSQL)."""
+
+    tick: Annotated[Duration, AfterValidator(_tick)] = Field(
+        default=timedelta(seconds=30),
+        description="How often the schedule is checked for due targets and feeds "
+        "(deferred once however many workers run); divides a minute or an hour.",
+    )
+    concurrency: Annotated[int, Field(strict=True, ge=1, le=64)] = Field(
+        default=4, description="Jobs one worker process runs at once."
+    )
+    max_job_duration: Duration = Field(
+        default=timedelta(minutes=30),
+        description="A job running longer is asked to stop; at twice this it is "
+        "finished as failed by the reaper and the next tick runs it again.",
+    )
+    heartbeat: Duration = Field(
+        default=timedelta(seconds=10),
+        description="How often a worker tells PostgreSQL it is alive.",
+    )
+    stalled_after: Duration = Field(
+        default=timedelta(seconds=30),
+        description="A worker silent for this long is dead: the reaper finishes its "
+        "jobs as failed. Keep it at least three heartbeats.",
+    )
+    reaper_interval: Annotated[Duration, AfterValidator(_tick)] = Field(
+        default=timedelta(minutes=1),
+        description="How often the reaper looks for jobs of dead workers and jobs "
+        "past max_job_duration; divides a minute or an hour.",
+    )
+    metrics_listen: Listen | None = Field(
+        default=None,
+        description="host:port of a worker's /metrics and /healthz; off when unset. "
+        "Never [server] listen: workers on one machine need a port each.",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_below_stall(self) -> WorkerConfig:
+        if self.stalled_after < 2 * self.heartbeat:
+            raise ValueError("stalled_after must be at least twice heartbeat")
+        return self
+
+
 class LogConfig(_Table):
     """``[log]``: how much to log and in which form."""
 
@@ -243,6 +299,7 @@ class Config(_Table):
     feeds: list[FeedConfig] = Field(default_factory=list)
     server: ServerConfig | None = None
     log: LogConfig = Field(default_factory=LogConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
     _path: Path | None = PrivateAttr(default=None)
 
