@@ -39,7 +39,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -50,12 +50,14 @@ import structlog
 from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
+from apexcal.config.mapping import mapping_options
 from apexcal.errors import ApexcalError
 from apexcal.export import ComponentSpool, spool_activities, write_spooled
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
-from apexcal.ical.feed import CalendarProps
+from apexcal.ical.feed import CalendarProps, etag_from_sha256
 from apexcal.ical.mapping import MappingOptions
+from apexcal.ical.times import DEFAULT_DURATION, last_day
 from apexcal.sync.file_sink import write_atomic
 
 if TYPE_CHECKING:
@@ -68,8 +70,6 @@ log = structlog.get_logger(__name__)
 # The group of a feed's own file in the spool; per-user groups are user ids.
 _BASE = ""
 _USER_GROUP = re.compile(r"[0-9]+")
-#: The mapping's default length of a timed activity with no end and no duration.
-DEFAULT_DURATION = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,51 +153,6 @@ def feed_window(feed: FeedConfig, today: date) -> tuple[date, date]:
     )
 
 
-def _minutes(at: time) -> int:
-    return at.hour * 60 + at.minute
-
-
-def last_day(activity: Activity, default_duration: timedelta = DEFAULT_DURATION) -> date | None:
-    """The last calendar day an activity occupies, by the mapping's rules (``None`` without a start date).
-
-    All-day: the end date (when not before the start), else the start date.
-    Timed: the end from end date and time, else from ``duration`` minutes,
-    else ``default_duration``.  An end time before the start time means the
-    next day when there is no end date, or when the end date is the start
-    date and ``duration`` agrees (23:30–00:30 with 60 minutes); an end
-    exactly at midnight does not occupy the next day.  Wall-clock arithmetic:
-    a DST shift moves an end by an hour, not a day.  The property tests hold
-    this to :func:`apexcal.ical.mapping.map_activity`'s DTSTART/DTEND.
-    """
-    start = activity.start_date
-    if start is None:
-        return None
-    if activity.start_time is None:
-        end_date = activity.end_date
-        return end_date if end_date is not None and end_date >= start else start
-    start_time = activity.start_time.replace(tzinfo=None, microsecond=0)
-    begin = datetime.combine(start, start_time)
-    end: datetime | None = None
-    if activity.end_time is not None:
-        end_time = activity.end_time.replace(tzinfo=None, microsecond=0)
-        end_day = activity.end_date or start
-        early = _minutes(end_time) < _minutes(start_time)
-        crosses = early and (
-            activity.end_date is None
-            or activity.duration == _minutes(end_time) + 24 * 60 - _minutes(start_time)
-        )
-        if end_day == start and crosses:
-            end_day += timedelta(days=1)
-        candidate = datetime.combine(end_day, end_time)
-        if candidate > begin:
-            end = candidate
-    if end is None and activity.duration:
-        end = begin + timedelta(minutes=activity.duration)
-    if end is None:
-        end = begin + default_duration
-    return (end - timedelta(microseconds=1)).date()
-
-
 def in_window(
     activity: Activity, first: date, last: date, default_duration: timedelta = DEFAULT_DURATION
 ) -> bool:
@@ -209,18 +164,7 @@ def in_window(
 
 def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
     """The mapping options of a feed: its privacy and tasks, the config's mapping table."""
-    m = config.mapping
-    return MappingOptions(
-        timezone=config.source.timezone,
-        uid_domain=config.source.effective_uid_domain,
-        privacy=feed.privacy,
-        tasks_as=feed.tasks_as,
-        components=dict(m.components),
-        summary_template=m.summary,
-        activity_url_template=m.activity_url,
-        default_duration=m.default_duration,
-        max_note_bytes=m.max_note_bytes,
-    )
+    return mapping_options(config, privacy=feed.privacy, tasks_as=feed.tasks_as)
 
 
 # --- building -------------------------------------------------------------------------
@@ -488,7 +432,7 @@ def _write_job(config: Config, job: _FeedJob) -> list[FeedResult]:
                 name=name,
                 path=path,
                 changed=written.changed,
-                etag=f'"{written.sha256}"',  # = etag_for(body), hashed while writing
+                etag=etag_from_sha256(written.sha256),  # hashed while writing
                 count=spool.counts.get(group, 0),
                 length=written.length,
             )

@@ -599,8 +599,8 @@ class TestWindowProperty:
     ) -> None:
         """An activity is in the window exactly when the days of its mapped DTSTART..DTEND overlap it."""
         from apexcal.apex.models import parse_activity
-        from apexcal.feeds import last_day
         from apexcal.ical.mapping import MappingOptions, map_activity
+        from apexcal.ical.times import last_day
 
         record = activity(
             1,

@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from apexcal.config import Config
     from apexcal.export import SplitBy
     from apexcal.ical.feed import CalendarProps
-    from apexcal.ical.mapping import MappingOptions, Privacy, TasksAs
+    from apexcal.ical.fields import Privacy, TasksAs
+    from apexcal.ical.mapping import MappingOptions
 
 CALENDAR_NAME = "AchieveApex activities"
 PRIVACY_CHOICES = ("full", "public", "busy")
@@ -171,6 +172,7 @@ def _source(
 def _options(config: Config | None, base_url: str, privacy: str, tasks_as: str) -> MappingOptions:
     from urllib.parse import urlsplit
 
+    from apexcal.config.mapping import mapping_options
     from apexcal.ical.mapping import MappingOptions
 
     mode: Privacy = "full" if privacy == "full" else "busy" if privacy == "busy" else "public"
@@ -179,18 +181,7 @@ def _options(config: Config | None, base_url: str, privacy: str, tasks_as: str) 
         return MappingOptions(
             uid_domain=urlsplit(base_url).hostname or "localhost", privacy=mode, tasks_as=tasks
         )
-    m = config.mapping
-    return MappingOptions(
-        timezone=config.source.timezone,
-        uid_domain=config.source.effective_uid_domain,
-        privacy=mode,
-        tasks_as=tasks,
-        components=dict(m.components),
-        summary_template=m.summary,
-        activity_url_template=m.activity_url,
-        default_duration=m.default_duration,
-        max_note_bytes=m.max_note_bytes,
-    )
+    return mapping_options(config, privacy=mode, tasks_as=tasks)
 
 
 def _needs_joins(options: MappingOptions) -> bool:

@@ -40,16 +40,15 @@ from apexcal.config.values import (
     Name,
     NonEmptyStr,
     PositiveInt,
-    Privacy,
     StateUrl,
     SummaryTemplate,
-    TasksAs,
     TypeKey,
     ZoneName,
     credential_password,
     lower,
 )
 from apexcal.errors import SecretError
+from apexcal.ical.fields import Privacy, TasksAs
 
 # --- tables -------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import re
 import string
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -190,8 +190,6 @@ ActivityUrlTemplate = Annotated[
 ]
 FilePath = Annotated[Path, BeforeValidator(_file_path)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
-Privacy = Literal["full", "public", "busy"]
-TasksAs = Literal["todos", "events"]
 
 
 # --- filters ------------------------------------------------------------------

@@ -23,8 +23,9 @@ from typing import BinaryIO
 from icalendar import Calendar, Component, vDuration, vText, vUri
 
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
-from apexcal.ical.mapping import PRODID, UTC_NAMES
+from apexcal.ical.mapping import PRODID
 from apexcal.ical.text import clean_line, clean_text
+from apexcal.ical.times import UTC_NAMES
 from apexcal.ical.timezones import vtimezone_bytes
 
 _FOOTER = b"END:VCALENDAR\r\n"
@@ -104,4 +105,9 @@ def write_calendar(
 
 def etag_for(body: bytes) -> str:
     """A strong ETag for a body: the quoted sha256 hex digest."""
-    return '"' + hashlib.sha256(body).hexdigest() + '"'
+    return etag_from_sha256(hashlib.sha256(body).hexdigest())
+
+
+def etag_from_sha256(hexdigest: str) -> str:
+    """The ETag of a body whose SHA-256 was computed while writing it (the one formula)."""
+    return f'"{hexdigest}"'

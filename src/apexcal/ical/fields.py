@@ -1,4 +1,4 @@
-"""Placeholder names of the summary and activity-URL templates.
+"""The vocabulary the config and the mapping share: template placeholders and option values.
 
 One definition shared by the mapping (which fills the placeholders) and the
 config (which rejects templates naming anything else), so a template the
@@ -7,6 +7,17 @@ config accepts always maps.  ``{assignee}`` is accepted as an alias of
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+Privacy = Literal["full", "public", "busy"]
+"""What a calendar shows: everything, all but the private note, or only busy time."""
+
+TasksAs = Literal["todos", "events"]
+"""Whether task types become VTODOs (per ``components``) or everything a VEVENT."""
+
+ComponentKind = Literal["event", "todo"]
+"""The component an activity type maps to under ``tasks_as = "todos"``."""
 
 SUMMARY_FIELDS = frozenset({"subject", "type", "deal", "contact", "company", "assigned_to", "assignee"})
 """Placeholders of ``mapping.summary``: the canonical names plus aliases."""

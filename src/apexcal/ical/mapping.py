@@ -11,20 +11,9 @@ Decisions worth knowing:
 - **No start date.** A VTODO is written without DTSTART and DUE (a to-do
   without a date is still a to-do); a VEVENT cannot exist without DTSTART, so
   :func:`map_activity` raises :class:`Unmappable` and the caller skips it.
-- **Time.** Dates and times are wall times in ``options.timezone``.  A wall
-  time that does not exist (the DST gap) moves forward by the gap (02:30 on a
-  spring-forward night becomes 03:30); an ambiguous one (the DST overlap)
-  means its first occurrence — both as ``zoneinfo`` does with ``fold=0``.
-  No start time → all-day, with an exclusive ``DTEND;VALUE=DATE`` (the day
-  after the end date, at least the day after the start).  The end comes from
-  end date/time when that is after the start; otherwise (missing, or before
-  the start) from ``duration`` minutes, then ``options.default_duration``.
-  A midnight crossing (an end time earlier than the start time meaning the
-  next day) is inferred only when there is no end date, or when the end date
-  equals the start date *and* ``duration`` agrees with the crossing
-  (23:30–00:30 with duration 60); 14:30–14:00 on one explicit date is an end
-  before the start, so the duration decides (15:00 with duration 30).  In
-  UTC, times are written as UTC (``Z``);
+- **Time.** Dates and times are wall times in ``options.timezone``; the
+  span (all-day, DST gaps and overlaps, ends, midnight crossings) follows
+  :mod:`apexcal.ical.times`.  In UTC, times are written as UTC (``Z``);
   otherwise with TZID and a VTIMEZONE in the object.
 - **Change.** ``SEQUENCE`` is the number of seconds from 2020-01-01 to
   ``updated_at``: it rises with every change and never falls, with no stored
@@ -39,10 +28,9 @@ Decisions worth knowing:
   ``updated_at``) and ``PERCENT-COMPLETE:100``; an open one
   ``STATUS:NEEDS-ACTION``.  A VEVENT carries no completion properties and no
   STATUS (an event that took place is not "confirmed" or "cancelled").
-- **Summary.** The template is filled with cleaned one-line values; the
-  separators (``— – - | : ·``) and whitespace an empty field leaves behind
-  are trimmed at the ends and collapsed in the middle (see
-  :func:`render_summary`); an empty result falls back to the type name.
+- **Summary.** The template is filled with cleaned one-line values, the
+  separators of empty fields tidied away (:mod:`apexcal.ical.summary`); an
+  empty result falls back to the type name.
 - **Privacy.** ``full``: subject, note, public description, location, links,
   deal/contact/company names.  ``public``: subject, public description,
   location, links — never the note.  ``busy``: ``SUMMARY:Busy``,
@@ -55,12 +43,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Literal
 
 from icalendar import Conference, Event, Todo, vGeo, vUri
 
@@ -68,18 +54,15 @@ from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
 from apexcal.errors import ICalError
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
-from apexcal.ical.fields import SUMMARY_ALIASES, SUMMARY_FIELDS, URL_FIELDS
+from apexcal.ical.fields import SUMMARY_FIELDS, URL_FIELDS, ComponentKind, Privacy, TasksAs
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
+from apexcal.ical.summary import parse_template, render_summary, render_template, summary_values
 from apexcal.ical.text import clean_line, clean_text, truncate_utf8
+from apexcal.ical.times import DEFAULT_DURATION, is_utc, span
 from apexcal.ical.timezones import vtimezone_bytes, zone_for
-
-Privacy = Literal["full", "public", "busy"]
-TasksAs = Literal["todos", "events"]
-ComponentKind = Literal["event", "todo"]
 
 SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 SEQUENCE_MAX = 2**31 - 1
-UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu", "UCT", "Universal", "Zulu"})
 PRODID = "-//apexcal//apexcal {}//EN".format(".".join(__version__.split(".")[:2]))
 
 _UID = re.compile(r"^apexcal-([1-9][0-9]*)-([1-9][0-9]*)@(.+)$")
@@ -93,74 +76,6 @@ class Unmappable(ICalError):
         self.activity_id = activity_id
         self.reason = reason
         super().__init__(f"activity {activity_id}: {reason}")
-
-
-class TemplateError(ICalError, ValueError):
-    """A summary or URL template that names an unknown field or is malformed."""
-
-    def __init__(self, template: str, reason: str) -> None:
-        self.template = template
-        self.reason = reason
-        super().__init__(f"template {template!r}: {reason}")
-
-
-@cache
-def _template(template: str, allowed: frozenset[str]) -> tuple[tuple[str, str | None], ...]:
-    """Literal text and field names of a ``{field}`` template; only plain names are allowed."""
-    try:
-        parts = tuple(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise TemplateError(template, str(exc)) from None
-    pieces: list[tuple[str, str | None]] = []
-    for literal, name, spec, conversion in parts:
-        if name is not None and (name not in allowed or spec or conversion):
-            raise TemplateError(template, f"unknown field {{{name}}}; known: {sorted(allowed)}")
-        pieces.append((literal, name))
-    return tuple(pieces)
-
-
-def _render(template: str, allowed: frozenset[str], values: Mapping[str, str]) -> str:
-    return "".join(
-        literal + (values.get(name, "") if name is not None else "")
-        for literal, name in _template(template, allowed)
-    )
-
-
-_EMPTY = "\x00"  # stands for an empty field while tidying; clean_line would drop it anyway
-_SEPARATORS = "—–\\-|:·"
-_EMPTY_BRACKETS = re.compile(r"[(\[]\s*\x00\s*[)\]]")
-_GAP = re.compile(rf"[\s{_SEPARATORS}\x00]*\x00[\s{_SEPARATORS}\x00]*")
-_FIRST_SEPARATOR = re.compile(rf"(\s*)([{_SEPARATORS}])")
-
-
-def render_summary(template: str, values: Mapping[str, str]) -> str:
-    """The summary template filled in, with the separators of empty fields tidied away.
-
-    ``"{subject} — {deal}"`` without a deal is ``"subject"``, not
-    ``"subject —"``: separators (``— – - | : ·``) and whitespace left next to
-    empty fields are trimmed at the ends, collapsed to one between two
-    filled fields (``"a — {deal} — b"`` → ``"a — b"``), and brackets around
-    an empty field vanish.  Text next to filled fields is left alone.
-    """
-    text = "".join(
-        literal + ((values.get(name) or _EMPTY) if name is not None else "")
-        for literal, name in _template(template, SUMMARY_FIELDS)
-    )
-    if _EMPTY not in text:
-        return text
-    text = _EMPTY_BRACKETS.sub(_EMPTY, text)
-
-    def tidy(match: re.Match[str]) -> str:
-        if match.start() == 0 or match.end() == len(text):
-            return ""
-        run = match.group().replace(_EMPTY, "")
-        first = _FIRST_SEPARATOR.match(run)
-        if first is None:
-            return " " if run else ""
-        after = " " if any(c.isspace() for c in run[first.end() :]) else ""
-        return (" " if first.group(1) else "") + first.group(2) + after
-
-    return _GAP.sub(tidy, text)
 
 
 class _FrozenMap(dict[str, ComponentKind]):
@@ -198,7 +113,7 @@ class MappingOptions:
     components: Mapping[str, ComponentKind] = field(default_factory=lambda: {"task": "todo"})
     summary_template: str = "{subject}"
     activity_url_template: str | None = "https://app.achieveapex.com/activities/{id}"
-    default_duration: timedelta = timedelta(minutes=30)
+    default_duration: timedelta = DEFAULT_DURATION
     max_note_bytes: int = 65536
 
     def __post_init__(self) -> None:
@@ -207,9 +122,9 @@ class MappingOptions:
         object.__setattr__(
             self, "components", _FrozenMap({type_key(k): v for k, v in self.components.items()})
         )
-        _template(self.summary_template, SUMMARY_FIELDS)
+        parse_template(self.summary_template, SUMMARY_FIELDS)
         if self.activity_url_template is not None:
-            _template(self.activity_url_template, URL_FIELDS)
+            parse_template(self.activity_url_template, URL_FIELDS)
         zone_for(self.timezone)
         if self.default_duration <= timedelta(0):
             raise ValueError("default_duration must be positive")
@@ -253,72 +168,6 @@ def component_kind(activity: Activity, options: MappingOptions) -> ComponentKind
     return options.components.get(type_key(activity.activity_type), "event")
 
 
-def _is_utc(tzid: str) -> bool:
-    return tzid in UTC_NAMES
-
-
-def _zone(tzid: str) -> tzinfo:
-    return UTC if _is_utc(tzid) else zone_for(tzid)
-
-
-def _wall(day: date, at: time, zone: tzinfo) -> datetime:
-    naive = datetime.combine(day, at.replace(tzinfo=None, microsecond=0, fold=0))
-    if zone is UTC:
-        return naive.replace(tzinfo=UTC)
-    # Round trip through UTC: a gap time moves forward by the gap, an overlap time keeps fold=0.
-    return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
-
-
-def _later(instant: datetime, by: timedelta) -> datetime:
-    """``instant + by`` in absolute time, expressed back in the instant's zone."""
-    tz = instant.tzinfo
-    assert tz is not None
-    return (instant.astimezone(UTC) + by).astimezone(tz)
-
-
-def _minutes(at: time) -> int:
-    return at.hour * 60 + at.minute
-
-
-def _crosses_midnight(activity: Activity, start_time: time, end_time: time) -> bool:
-    """Whether an end time earlier than the start time means the next day.
-
-    Inferred when there is no end date; with an end date equal to the start
-    date only when ``duration`` says so (23:30–00:30 with duration 60), since
-    an explicit same-day date with an earlier end time is more likely a slip.
-    """
-    start, end = _minutes(start_time), _minutes(end_time)
-    if end >= start:
-        return False
-    if activity.end_date is None:
-        return True
-    return activity.duration == end + 24 * 60 - start
-
-
-def _times(activity: Activity, options: MappingOptions) -> tuple[date, date] | tuple[datetime, datetime] | None:
-    start_day = activity.start_date
-    if start_day is None:
-        return None
-    if activity.start_time is None:
-        last_day = activity.end_date if activity.end_date and activity.end_date >= start_day else start_day
-        return start_day, last_day + timedelta(days=1)
-    zone = _zone(options.timezone)
-    start = _wall(start_day, activity.start_time, zone)
-    end: datetime | None = None
-    if activity.end_time is not None:
-        end_day = activity.end_date or start_day
-        if end_day == start_day and _crosses_midnight(activity, activity.start_time, activity.end_time):
-            end_day += timedelta(days=1)
-        candidate = _wall(end_day, activity.end_time, zone)
-        if candidate.astimezone(UTC) > start.astimezone(UTC):
-            end = candidate
-    if end is None and activity.duration:
-        end = _later(start, timedelta(minutes=activity.duration))
-    if end is None:
-        end = _later(start, options.default_duration)
-    return start, end
-
-
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
@@ -329,20 +178,6 @@ def sequence_for(updated_at: datetime) -> int:
     Clamped to RFC 5545's integer range: 0 before 2020, 2**31 - 1 from 2088 on.
     """
     return min(SEQUENCE_MAX, max(0, int((updated_at - SEQUENCE_EPOCH).total_seconds())))
-
-
-def _names(activity: Activity, type_name: str | None) -> dict[str, str]:
-    names = {
-        "subject": clean_line(activity.subject),
-        "type": clean_line(type_name),
-        "deal": clean_line(activity.deal.name if activity.deal else None),
-        "contact": clean_line(activity.contact.full_name if activity.contact else None),
-        "company": clean_line(activity.company.name if activity.company else None),
-        "assigned_to": clean_line(activity.assigned_to_user.full_name if activity.assigned_to_user else None),
-    }
-    for alias, canonical in SUMMARY_ALIASES.items():
-        names[alias] = names[canonical]
-    return names
 
 
 def _description(
@@ -394,7 +229,7 @@ def map_activity(
     """
     kind = component_kind(activity, options)
     try:
-        times = _times(activity, options)
+        times = span(activity, options.timezone, options.default_duration)
     except OverflowError:
         raise Unmappable(activity.id, "dates out of range") from None
     if times is None and kind == "event":
@@ -407,11 +242,11 @@ def map_activity(
             start = None  # DUE must be after DTSTART: a one-day to-do has DUE alone
     activity_type = _type_for(activity, types)
     type_name = activity_type.name if activity_type else activity.activity_type
-    names = _names(activity, type_name)
+    names = summary_values(activity, type_name)
     busy = options.privacy == "busy"
     url = None
     if not busy and options.activity_url_template is not None:
-        url = _render(
+        url = render_template(
             options.activity_url_template,
             URL_FIELDS,
             {"id": str(activity.id), "organization_id": str(activity.organization_id)},
@@ -486,7 +321,7 @@ def calendar_bytes(component: Event | Todo, timezone: str) -> bytes:
     """A complete VCALENDAR around one component, with the VTIMEZONE its TZID needs."""
     body: bytes = component.to_ical()
     tz = b""
-    if not _is_utc(timezone) and b";TZID=" in body:
+    if not is_utc(timezone) and b";TZID=" in body:
         tz = vtimezone_bytes(timezone)
     return _header() + tz + body + b"END:VCALENDAR\r\n"
 

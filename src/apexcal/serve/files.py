@@ -11,21 +11,13 @@ gzip body is compressed once, on first demand.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-
-def body_etag(body: bytes) -> str:
-    """The strong ETag of ``body``: its quoted SHA-256 hex digest.
-
-    The same formula as the feed builder's (``apexcal.ical.feed.etag_for``),
-    so the ETag recorded in the feed build status is the one served.
-    """
-    return '"' + hashlib.sha256(body).hexdigest() + '"'
+from apexcal.ical.feed import etag_for
 
 
 def gzip_etag(plain_etag: str) -> str:
@@ -114,7 +106,7 @@ class FeedVersion:
             variant = self._variants.get(url)
         if variant is None:
             body = with_source(self.body, url)
-            variant = BodyVariant(body=body, etag=body_etag(body))
+            variant = BodyVariant(body=body, etag=etag_for(body))
             with self._lock:
                 if len(self._variants) >= _MAX_VARIANTS:
                     self._variants.pop(next(iter(self._variants)))
@@ -174,7 +166,7 @@ class FeedFileCache:
         version = FeedVersion(
             identity=identity,
             body=body,
-            etag=body_etag(body),
+            etag=etag_for(body),
             last_modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
         )
         with self._lock:

@@ -13,23 +13,15 @@ import hashlib
 import json
 
 from apexcal.config import Config, TargetConfig
+from apexcal.config.mapping import mapping_options as config_mapping_options
+from apexcal.ical.fields import TasksAs
 from apexcal.ical.mapping import MappingOptions
 
 
 def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | None = None) -> MappingOptions:
     """The mapping options of a target (its privacy and tasks, the config's mapping table)."""
-    m = config.mapping
-    return MappingOptions(
-        timezone=config.source.timezone,
-        uid_domain=config.source.effective_uid_domain,
-        privacy=target.privacy,
-        tasks_as="events" if (tasks_as or target.tasks_as) == "events" else "todos",
-        components=dict(m.components),
-        summary_template=m.summary,
-        activity_url_template=m.activity_url,
-        default_duration=m.default_duration,
-        max_note_bytes=m.max_note_bytes,
-    )
+    tasks: TasksAs = "events" if (tasks_as or target.tasks_as) == "events" else "todos"
+    return config_mapping_options(config, privacy=target.privacy, tasks_as=tasks)
 
 
 def settings_hash(options: MappingOptions, target: TargetConfig) -> str:

@@ -13,7 +13,6 @@ from apexcal.errors import ICalError
 from apexcal.ical.location import is_online
 from apexcal.ical.mapping import (
     MappingOptions,
-    TemplateError,
     Unmappable,
     href_name,
     map_activity,
@@ -22,6 +21,7 @@ from apexcal.ical.mapping import (
     sequence_for,
     uid_for,
 )
+from apexcal.ical.summary import TemplateError
 from tests.unit.ical.factories import TYPES, activity
 from tests.unit.ical.parsers import parse_both
 
