@@ -39,7 +39,13 @@ class FeedsPart(StorePart):
         with self._db.write("add feed token") as conn:
             new_id = conn.execute(
                 _F.insert()
-                .values(feed=feed, token_hash=token_hash, label=label, created_at=at)
+                .values(
+                    organization=self._org,
+                    feed=feed,
+                    token_hash=token_hash,
+                    label=label,
+                    created_at=at,
+                )
                 .returning(_F.c.id)
             ).scalar_one()
         return int(new_id)
@@ -48,14 +54,20 @@ class FeedsPart(StorePart):
         """The feed a non-revoked token hash opens, or ``None``."""
         with self._db.read("look up feed token") as conn:
             return conn.execute(
-                select(_F.c.feed).where(_F.c.token_hash == token_hash, _F.c.revoked_at.is_(None))
+                select(_F.c.feed).where(
+                    _F.c.organization == self._org,
+                    _F.c.token_hash == token_hash,
+                    _F.c.revoked_at.is_(None),
+                )
             ).scalar_one_or_none()
 
     def revoke_feed_tokens(
         self, feed: str, token_id: int | None = None, *, at: datetime | None = None
     ) -> int:
         """Revoke one token of ``feed`` (or all of them); return how many were revoked."""
-        query = update(_F).where(_F.c.feed == feed, _F.c.revoked_at.is_(None))
+        query = update(_F).where(
+            _F.c.organization == self._org, _F.c.feed == feed, _F.c.revoked_at.is_(None)
+        )
         if token_id is not None:
             query = query.where(_F.c.id == token_id)
         with self._db.write("revoke feed tokens") as conn:
@@ -64,7 +76,9 @@ class FeedsPart(StorePart):
     def feed_tokens(self, feed: str) -> list[FeedToken]:
         """Every token of ``feed``, revoked ones included, by id."""
         with self._db.read("list feed tokens") as conn:
-            rows = conn.execute(select(_F).where(_F.c.feed == feed).order_by(_F.c.id))
+            rows = conn.execute(select(_F)
+                .where(_F.c.organization == self._org, _F.c.feed == feed)
+                .order_by(_F.c.id))
             return [_token(r) for r in rows]
 
     def set_feed_built(self, feed: str, etag: str, built_at: datetime, length: int) -> None:
@@ -73,17 +87,23 @@ class FeedsPart(StorePart):
             upsert(
                 conn,
                 _B,
-                {"feed": feed, "etag": etag, "built_at": built_at, "length": length},
-                keys=("feed",),
+                {
+                    "organization": self._org,
+                    "feed": feed,
+                    "etag": etag,
+                    "built_at": built_at,
+                    "length": length,
+                },
+                keys=("organization", "feed"),
             )
 
     def feed_status(self, feed: str) -> FeedStatus | None:
         """The last build of ``feed``, or ``None`` if never built."""
         with self._db.read("read feed status") as conn:
-            row = conn.execute(select(_B).where(_B.c.feed == feed)).first()
+            row = conn.execute(select(_B).where(_B.c.organization == self._org, _B.c.feed == feed)).first()
         return None if row is None else _status(row)
 
     def all_feed_status(self) -> list[FeedStatus]:
         """The last build of every feed, by name."""
         with self._db.read("read feed status") as conn:
-            return [_status(r) for r in conn.execute(select(_B).order_by(_B.c.feed))]
+            return [_status(r) for r in conn.execute(select(_B).where(_B.c.organization == self._org).order_by(_B.c.feed))]

@@ -55,6 +55,7 @@ class JournalPart(StorePart):
                 conn.execute(
                     update(_W)
                     .where(
+                        _W.c.organization == self._org,
                         _W.c.target == target,
                         _W.c.activity_id == activity_id,
                         _W.c.status == "pending",
@@ -64,6 +65,7 @@ class JournalPart(StorePart):
                 new_id = conn.execute(
                     _W.insert()
                     .values(
+                        organization=self._org,
                         target=target,
                         activity_id=activity_id,
                         done=done,
@@ -78,7 +80,11 @@ class JournalPart(StorePart):
 
     def pending_writebacks(self, target: str | None = None) -> list[WritebackEntry]:
         """Pending entries (of one target, or all), oldest first."""
-        query = select(_W).where(_W.c.status == "pending").order_by(_W.c.id)
+        query = (
+            select(_W)
+            .where(_W.c.organization == self._org, _W.c.status == "pending")
+            .order_by(_W.c.id)
+        )
         if target is not None:
             query = query.where(_W.c.target == target)
         with self._db.read("read pending writebacks") as conn:
@@ -89,7 +95,7 @@ class JournalPart(StorePart):
         found: list[WritebackEntry] = []
         with self._db.read("read writebacks") as conn:
             for chunk in chunks(sorted(set(ids))):
-                found.extend(_entry(r) for r in conn.execute(select(_W).where(_W.c.id.in_(chunk))))
+                found.extend(_entry(r) for r in conn.execute(select(_W).where(_W.c.organization == self._org, _W.c.id.in_(chunk))))
         return sorted(found, key=lambda e: e.id)
 
     def mark_writebacks_sent(self, ids: Iterable[int], at: datetime) -> int:
@@ -99,7 +105,7 @@ class JournalPart(StorePart):
             for chunk in chunks(sorted(set(ids))):
                 result = conn.execute(
                     update(_W)
-                    .where(_W.c.id.in_(chunk), _W.c.status == "pending")
+                    .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
                     .values(status="sent", sent_at=at, attempts=_W.c.attempts + 1)
                 )
                 count += result.rowcount
@@ -112,7 +118,7 @@ class JournalPart(StorePart):
             for chunk in chunks(sorted(set(ids))):
                 result = conn.execute(
                     update(_W)
-                    .where(_W.c.id.in_(chunk), _W.c.status == "pending")
+                    .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
                     .values(last_error=error[:MAX_ERROR_TEXT], attempts=_W.c.attempts + 1)
                 )
                 count += result.rowcount
@@ -120,7 +126,11 @@ class JournalPart(StorePart):
 
     def count_pending_writebacks(self, target: str | None = None) -> int:
         """How many entries wait to be sent (of one target, or all)."""
-        query = select(func.count()).select_from(_W).where(_W.c.status == "pending")
+        query = (
+            select(func.count())
+            .select_from(_W)
+            .where(_W.c.organization == self._org, _W.c.status == "pending")
+        )
         if target is not None:
             query = query.where(_W.c.target == target)
         with self._db.read("count pending writebacks") as conn:

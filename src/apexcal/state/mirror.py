@@ -41,7 +41,14 @@ class _Locked:
 
 
 class StorePart:
-    """What every part of the store shares: the database and the clock."""
+    """What every part of the store shares: the database, the clock and the organization key.
+
+    ``_org`` scopes targets, records, the journal and feeds (``''``: the
+    single organization of a ``--config FILE`` setup); the mirror is keyed by
+    the API's ``organization_id`` instead.
+    """
+
+    _org: str = ""
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db

@@ -10,6 +10,7 @@ is made of live in their own modules: :mod:`~apexcal.state.mirror`,
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,24 @@ class Store(MirrorPart, TargetsPart, JournalPart, GeocachePart, FeedsPart):
         self._lock_dir = lock_dir
         self._local_locks = {}
         self._local_locks_guard = threading.Lock()
+        self._owner = True
+
+    def for_organization(self, key: str) -> Store:
+        """This store seen by organization ``key``: its targets, records, journal and feeds.
+
+        The view shares this store's connections (closing it closes nothing);
+        the mirror stays keyed by the API's organization id.  ``''`` is the
+        organization of a single config file, and the default.
+        """
+        view = copy.copy(self)
+        view._org = key
+        view._owner = False
+        return view
+
+    @property
+    def organization(self) -> str:
+        """The organization key this store reads and writes (``''``: a single config file)."""
+        return self._org
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, clock: Clock = utcnow) -> Store:
@@ -75,8 +94,9 @@ class Store(MirrorPart, TargetsPart, JournalPart, GeocachePart, FeedsPart):
         return migrate.current_revision(self._db)
 
     def close(self) -> None:
-        """Release every database connection."""
-        self._db.dispose()
+        """Release every database connection (a view from :meth:`for_organization`: nothing)."""
+        if self._owner:
+            self._db.dispose()
 
     def __enter__(self) -> Store:
         return self

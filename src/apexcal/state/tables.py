@@ -6,7 +6,9 @@ They never leave :mod:`apexcal.state`: the store's methods take and return
 frozen dataclasses or the API models instead.
 
 Everything is keyed so that many organizations and many targets can share one
-PostgreSQL database, and so that a no-change cycle touches only a handful of
+PostgreSQL database: the mirror by the API's ``organization_id``, targets,
+records, the journal and feeds by ``organization`` (the key of a config
+directory's file; ``''`` for a single config file), and so that a no-change cycle touches only a handful of
 rows (``change_seq`` on the mirror, ``mirror_seq_seen`` per target).
 """
 
@@ -142,10 +144,13 @@ class ObjectRow(Base):
 
     __tablename__ = "objects"
     __table_args__ = (
-        Index(None, "target", "activity_id"),
-        Index(None, "target", "href"),
+        Index(None, "organization", "target", "activity_id"),
+        Index(None, "organization", "target", "href"),
     )
 
+    organization: Mapped[str] = mapped_column(
+        String(100), primary_key=True, server_default=text("''")
+    )
     target: Mapped[str] = mapped_column(String(200), primary_key=True)
     uid: Mapped[str] = mapped_column(String(500), primary_key=True)
     activity_id: Mapped[int] = mapped_column(BigInteger)
@@ -163,6 +168,9 @@ class TargetStateRow(Base):
 
     __tablename__ = "target_state"
 
+    organization: Mapped[str] = mapped_column(
+        String(100), primary_key=True, server_default=text("''")
+    )
     target: Mapped[str] = mapped_column(String(200), primary_key=True)
     sync_token: Mapped[str | None] = mapped_column(Text)
     mirror_seq_seen: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
@@ -180,11 +188,12 @@ class WritebackRow(Base):
     __tablename__ = "writebacks"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'sent', 'superseded')", name="status_known"),
-        Index(None, "status", "target"),
-        Index(None, "target", "activity_id"),
+        Index(None, "organization", "status", "target"),
+        Index(None, "organization", "target", "activity_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(100), server_default=text("''"))
     target: Mapped[str] = mapped_column(String(200))
     activity_id: Mapped[int] = mapped_column(BigInteger)
     done: Mapped[bool]
@@ -212,9 +221,10 @@ class FeedTokenRow(Base):
     """A secret feed URL token, stored only as its sha256 hex digest."""
 
     __tablename__ = "feed_tokens"
-    __table_args__ = (Index(None, "feed"),)
+    __table_args__ = (Index(None, "organization", "feed"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(100), server_default=text("''"))
     feed: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str | None] = mapped_column(Text)
@@ -227,6 +237,9 @@ class FeedStatusRow(Base):
 
     __tablename__ = "feed_status"
 
+    organization: Mapped[str] = mapped_column(
+        String(100), primary_key=True, server_default=text("''")
+    )
     feed: Mapped[str] = mapped_column(String(200), primary_key=True)
     etag: Mapped[str] = mapped_column(Text)
     built_at: Mapped[datetime]

@@ -66,13 +66,15 @@ class TargetsPart(StorePart):
     def records(self, target: str) -> dict[str, ObjectRecord]:
         """Every record of ``target``, by UID (a full listing diff needs them all)."""
         with self._db.read("read object records") as conn:
-            rows = conn.execute(select(_O).where(_O.c.target == target))
+            rows = conn.execute(select(_O).where(_O.c.organization == self._org, _O.c.target == target))
             return {r.uid: _record(r) for r in rows}
 
     def record(self, target: str, uid: str) -> ObjectRecord | None:
         """The record of one object, or ``None``."""
         with self._db.read("read object record") as conn:
-            row = conn.execute(select(_O).where(_O.c.target == target, _O.c.uid == uid)).first()
+            row = conn.execute(select(_O).where(
+                    _O.c.organization == self._org, _O.c.target == target, _O.c.uid == uid
+                )).first()
         return None if row is None else _record(row)
 
     def records_for_activities(
@@ -83,7 +85,11 @@ class TargetsPart(StorePart):
         with self._db.read("read object records") as conn:
             for chunk in chunks(sorted(set(activity_ids))):
                 rows = conn.execute(
-                    select(_O).where(_O.c.target == target, _O.c.activity_id.in_(chunk))
+                    select(_O).where(
+                        _O.c.organization == self._org,
+                        _O.c.target == target,
+                        _O.c.activity_id.in_(chunk),
+                    )
                 )
                 found.extend(_record(r) for r in rows)
         return found
@@ -93,13 +99,16 @@ class TargetsPart(StorePart):
         found: dict[str, ObjectRecord] = {}
         with self._db.read("read object records") as conn:
             for chunk in chunks(sorted(set(hrefs))):
-                rows = conn.execute(select(_O).where(_O.c.target == target, _O.c.href.in_(chunk)))
+                rows = conn.execute(select(_O).where(
+                        _O.c.organization == self._org, _O.c.target == target, _O.c.href.in_(chunk)
+                    ))
                 found.update((r.href, _record(r)) for r in rows)
         return found
 
     def put_record(self, rec: ObjectRecord) -> None:
         """Insert or replace the record of one object, committed at once."""
         values = {
+            "organization": self._org,
             "target": rec.target,
             "uid": rec.uid,
             "activity_id": rec.activity_id,
@@ -112,12 +121,14 @@ class TargetsPart(StorePart):
             "updated_at": rec.updated_at or self._clock(),
         }
         with self._db.write("write object record") as conn:
-            upsert(conn, _O, values, keys=("target", "uid"))
+            upsert(conn, _O, values, keys=("organization", "target", "uid"))
 
     def delete_record(self, target: str, uid: str) -> bool:
         """Forget one object (after its remote deletion); return whether a record existed."""
         with self._db.write("delete object record") as conn:
-            result = conn.execute(delete(_O).where(_O.c.target == target, _O.c.uid == uid))
+            result = conn.execute(delete(_O).where(
+                    _O.c.organization == self._org, _O.c.target == target, _O.c.uid == uid
+                ))
         return result.rowcount > 0
 
     def count_records(self, target: str) -> int:
@@ -125,7 +136,9 @@ class TargetsPart(StorePart):
         with self._db.read("count object records") as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(_O).where(_O.c.target == target)
+                    select(func.count())
+                    .select_from(_O)
+                    .where(_O.c.organization == self._org, _O.c.target == target)
                 ).scalar_one()
             )
 
@@ -134,13 +147,13 @@ class TargetsPart(StorePart):
     def target_state(self, target: str) -> TargetState:
         """The state of ``target`` (defaults when it never ran)."""
         with self._db.read("read target state") as conn:
-            row = conn.execute(select(_S).where(_S.c.target == target)).first()
+            row = conn.execute(select(_S).where(_S.c.organization == self._org, _S.c.target == target)).first()
         return TargetState(target=target) if row is None else _state(row)
 
     def all_target_states(self) -> list[TargetState]:
         """The state of every target that ever ran, by name."""
         with self._db.read("read target states") as conn:
-            return [_state(r) for r in conn.execute(select(_S).order_by(_S.c.target))]
+            return [_state(r) for r in conn.execute(select(_S).where(_S.c.organization == self._org).order_by(_S.c.target))]
 
     def set_sync_token(self, target: str, token: str | None) -> None:
         """Store the server's sync token (``None`` forgets it: the next cycle lists in full)."""
@@ -167,10 +180,10 @@ class TargetsPart(StorePart):
     def record_failure(self, target: str, at: datetime, kind: str, message: str) -> None:
         """A cycle failed: keep its error kind, text and time, count consecutive failures."""
         with self._db.write("record cycle failure") as conn:
-            insert_ignore(conn, _S, {"target": target})
+            insert_ignore(conn, _S, {"organization": self._org, "target": target})
             conn.execute(
                 update(_S)
-                .where(_S.c.target == target)
+                .where(_S.c.organization == self._org, _S.c.target == target)
                 .values(
                     last_error=message[:MAX_ERROR_TEXT],
                     last_error_kind=kind,
@@ -182,13 +195,15 @@ class TargetsPart(StorePart):
     def forget_target(self, target: str) -> None:
         """Drop every record and the state of a target no longer configured."""
         with self._db.write("forget target") as conn:
-            conn.execute(delete(_O).where(_O.c.target == target))
-            conn.execute(delete(_S).where(_S.c.target == target))
+            conn.execute(delete(_O).where(_O.c.organization == self._org, _O.c.target == target))
+            conn.execute(delete(_S).where(_S.c.organization == self._org, _S.c.target == target))
 
     def _update_state(self, target: str, operation: str, **values: Any) -> None:
         with self._db.write(operation) as conn:
-            insert_ignore(conn, _S, {"target": target})
-            conn.execute(update(_S).where(_S.c.target == target).values(**values))
+            insert_ignore(conn, _S, {"organization": self._org, "target": target})
+            conn.execute(update(_S)
+                .where(_S.c.organization == self._org, _S.c.target == target)
+                .values(**values))
 
     # --- locking --------------------------------------------------------------------
 
@@ -225,7 +240,10 @@ class TargetsPart(StorePart):
                 # the schema too, so that installations sharing a database (one
                 # schema each) do not exclude each other's targets.
                 schema = conn.execute(select(func.current_schema())).scalar_one()
-                key = lock_key(f"{schema}\0{target}")
+                # The single organization keeps the key it always had, so processes
+                # of either version exclude each other during an upgrade.
+                scope = f"{schema}\0{self._org}\0" if self._org else f"{schema}\0"
+                key = lock_key(scope + target)
                 got = conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one()
             except SQLAlchemyError as exc:
                 raise StoreFailure("take target lock", describe(exc)) from exc
@@ -243,7 +261,8 @@ class TargetsPart(StorePart):
     @contextmanager
     def _file_lock(self, target: str) -> Iterator[None]:
         assert self._lock_dir is not None
-        name = hashlib.sha256(target.encode()).hexdigest()[:32] + ".lock"
+        scoped = f"{self._org}\0{target}" if self._org else target
+        name = hashlib.sha256(scoped.encode()).hexdigest()[:32] + ".lock"
         try:
             self._lock_dir.mkdir(exist_ok=True)
             fd = os.open(self._lock_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
@@ -266,7 +285,7 @@ class TargetsPart(StorePart):
     @contextmanager
     def _thread_lock(self, target: str) -> Iterator[None]:
         with self._local_locks_guard:
-            lock = self._local_locks.setdefault(target, threading.Lock())
+            lock = self._local_locks.setdefault(f"{self._org}\0{target}", threading.Lock())
         if not lock.acquire(blocking=False):
             raise TargetBusy(target)
         try:
