@@ -59,7 +59,7 @@ def _pg_schema() -> Iterator[str]:
         yield url
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}", "{schema}_procrastinate" CASCADE'))
         admin.dispose()
 
 

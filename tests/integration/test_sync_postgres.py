@@ -40,7 +40,7 @@ def pg(emulator: EmulatorHandle, radicale_server: CalDAVServerHandle, tmp_path: 
     finally:
         h.close()
         with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}", "{schema}_procrastinate" CASCADE'))
         admin.dispose()
 
 
