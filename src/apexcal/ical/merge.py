@@ -46,7 +46,7 @@ from __future__ import annotations
 from icalendar import Component
 
 from apexcal.ical.contentlines import Block, Line, parse, to_bytes
-from apexcal.ical.mapping import PRODID, UTC_NAMES
+from apexcal.ical.mapping import PRODID
 from apexcal.ical.ownership import (
     MAIN_COMPONENTS,
     MARKED,
@@ -58,6 +58,7 @@ from apexcal.ical.ownership import (
     is_owned_line,
     main_component,
 )
+from apexcal.ical.times import UTC_NAMES
 from apexcal.ical.timezones import vtimezone_bytes
 
 Desired = bytes | str | Component
