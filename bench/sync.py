@@ -56,7 +56,7 @@ from apexcal.emulator import DEMO_ORG_ID, EmulatorState, create_app, serve_in_th
 from apexcal.emulator.state import DEMO_TOKEN  # noqa: E402
 from apexcal.ical.mapping import Unmappable, object_for  # noqa: E402
 from apexcal.state import Store  # noqa: E402
-from apexcal.sync.caldav_sink import CalDAVSink  # noqa: E402
+from apexcal.sync.caldav import CalDAVSink  # noqa: E402
 from apexcal.sync.engine import CycleSummary, mapping_options, run_target_cycle  # noqa: E402
 from apexcal.sync.pull import pull_changes  # noqa: E402
 

@@ -30,10 +30,13 @@ not travel further.
     │   ├── CalDAVAuthError          401/403 from the server
     │   ├── PreconditionFailed       412 on If-Match / If-None-Match (carries href, etag)
     │   ├── UidConflict              the server refuses a duplicate UID (409 / 412 no-uid-conflict)
-    │   └── InvalidSyncToken         DAV:valid-sync-token precondition
+    │   ├── InvalidSyncToken         DAV:valid-sync-token precondition
+    │   ├── CalendarNotFound         the target's collection is missing and create is off
+    │   └── ObjectTooLarge           an object over the sink's size limit (nothing sent)
     ├── StateError                   the state store (database) failed
     └── SyncError                    a cycle could not complete
-        └── MassDeleteRefused        a cycle would delete too much without --force
+        ├── MassDeleteRefused        a cycle would delete too much without --force
+        └── CycleCancelled           a stop was requested; what was written is recorded
 
 ``UserError`` and the operator-facing subclasses of ``ApiHTTPError`` (401/403)
 and transport errors are what the CLI turns into one line and exit code 2.
@@ -267,3 +270,29 @@ class MassDeleteRefused(SyncError):
             f"target {target!r}: refusing to delete {would_delete} of {total} objects "
             f"(more than {max_share:.0%}); run again with --force if this is intended"
         )
+
+
+# --- raised by the sync layer (sinks and the cycle) ----------------------------
+
+
+class CalendarNotFound(CalDAVError):
+    """The target's calendar collection does not exist and creating it was not asked for."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            "calendar does not exist; set create = true to create it", url=url, status=404
+        )
+
+
+class ObjectTooLarge(CalDAVError):
+    """A calendar object larger than a sink will send (see ``MAX_OBJECT_BYTES``)."""
+
+    def __init__(self, href: str, size: int, limit: int) -> None:
+        self.href = href
+        self.size = size
+        self.limit = limit
+        super().__init__(f"object of {size} bytes exceeds the {limit}-byte limit", url=href)
+
+
+class CycleCancelled(SyncError):
+    """The cycle was asked to stop; what was written so far is recorded."""

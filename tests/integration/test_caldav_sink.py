@@ -20,14 +20,9 @@ from apexcal.errors import (
     PreconditionFailed,
     UidConflict,
 )
-from apexcal.sync.caldav_sink import (
-    CalDAVSink,
-    CalendarNotFound,
-    CreateOp,
-    DeleteOp,
-    UpdateOp,
-    WriteResult,
-)
+from apexcal.sync.caldav import CalDAVSink, CalendarNotFound
+from apexcal.sync.plan import Create, Delete, Update
+from apexcal.sync.sink import WriteResult, uid_of
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 
 pytestmark = pytest.mark.caldav
@@ -51,6 +46,25 @@ def make_object(uid: str, summary: str = "Call Jane", *, todo: bool = True) -> b
     )
     cal.add_component(comp)
     return cal.to_ical()
+
+
+def create_write(name: str, data: bytes) -> Create:
+    """A planned create of member ``name`` (the sink needs only the name and the bytes)."""
+    return Create(
+        uid=uid_of(data), activity_id=0, href_name=name, data=data, content_hash="", kind="VEVENT", done=False
+    )
+
+
+def update_write(href: str, data: bytes, etag: str) -> Update:
+    """A planned update of ``href`` with ``If-Match: etag``."""
+    return Update(
+        uid=uid_of(data), activity_id=0, href=href, etag=etag, data=data, content_hash="", kind="VEVENT", done=False
+    )
+
+
+def delete_write(href: str, etag: str | None = None) -> Delete:
+    """A planned delete of ``href``."""
+    return Delete(uid="", href=href, etag=etag)
 
 
 def unfold(data: bytes) -> list[bytes]:
@@ -347,10 +361,10 @@ class TestApplyMany:
         stale = sink.multiget([first.href])[first.href].etag
         other_put(other_client, sink, first.href, make_object("uid-x", "Edited in the app"))
         ops = [
-            CreateOp(name="n1.ics", data=make_object("uid-n1")),
-            UpdateOp(href=first.href, data=make_object("uid-x", "Ours"), etag=stale),
-            CreateOp(name="n2.ics", data=make_object("uid-n2")),
-            DeleteOp(href=sink.href_for("nothing.ics")),
+            create_write("n1.ics", make_object("uid-n1")),
+            update_write(first.href, make_object("uid-x", "Ours"), stale),
+            create_write("n2.ics", make_object("uid-n2")),
+            delete_write(sink.href_for("nothing.ics")),
         ]
         seen: list[int] = []
         results = sink.apply_many(ops, on_result=lambda i, op, outcome: seen.append(i))
@@ -372,7 +386,7 @@ class TestApplyMany:
             with lock:
                 return next(asked) > 3
 
-        ops = [CreateOp(name=f"s{i}.ics", data=make_object(f"uid-s{i}")) for i in range(16)]
+        ops = [create_write(f"s{i}.ics", make_object(f"uid-s{i}")) for i in range(16)]
         results = sink.apply_many(ops, on_result=lambda i, op, outcome: finished.append(i), stop=stop)
         stored = sink.changes(None).changed
         assert len(finished) == len(results) == len(stored) == 3
@@ -396,7 +410,7 @@ class TestApplyMany:
             with structlog.contextvars.bound_contextvars(target="jane", cycle_id="c-1"):
                 sink.apply_many(
                     [
-                        CreateOp(name=f"ctx{i}.ics", data=make_object(f"uid-ctx{i}"))
+                        create_write(f"ctx{i}.ics", make_object(f"uid-ctx{i}"))
                         for i in range(3)
                     ]
                 )
@@ -414,10 +428,10 @@ class TestApplyMany:
         first = sink.changes(None)
         fetched = sink.multiget(first.changed)
         ops = [
-            UpdateOp(
-                href=o.href,
-                data=make_object("uid-" + o.href.rsplit("/", 1)[1].removesuffix(".ics"), "New"),
-                etag=o.etag,
+            update_write(
+                o.href,
+                make_object("uid-" + o.href.rsplit("/", 1)[1].removesuffix(".ics"), "New"),
+                o.etag,
             )
             for o in fetched.values()
         ]
@@ -438,7 +452,7 @@ class TestFaults:
             with pytest.raises(CalDAVTransportError):
                 sink.changes(token)
             outcomes = sink.apply_many(
-                [CreateOp(name=f"b{i}.ics", data=make_object(f"uid-b{i}")) for i in range(3)]
+                [create_write(f"b{i}.ics", make_object(f"uid-b{i}")) for i in range(3)]
             )
             assert all(isinstance(o, CalDAVTransportError) for o in outcomes)
         finally:

@@ -19,14 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apexcal.errors import CalDAVAuthError, CalDAVError, CalDAVTransportError
+from apexcal.sync.caldav import MAX_OBJECT_BYTES, CalDAVSink, ObjectTooLarge
 from apexcal.sync.caldav.davxml import normalise_href, quote_href
-from apexcal.sync.caldav_sink import (
-    MAX_OBJECT_BYTES,
-    CalDAVSink,
-    CreateOp,
-    ObjectTooLarge,
-    WriteResult,
-)
+from apexcal.sync.sink import WriteResult
+from tests.integration.test_caldav_sink import create_write
 
 MS_HEAD = '<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">'
 
@@ -289,7 +285,7 @@ class TestBoundedConcurrency:
         peer.handler = handler
         threads: set[int] = set()
         ops = [
-            CreateOp(name=f"o{i}.ics", data=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+            create_write(f"o{i}.ics", b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
             for i in range(total)
         ]
         with CalDAVSink(peer.url, username=None, password=None, concurrency=4) as sink:
@@ -307,7 +303,7 @@ class TestBoundedConcurrency:
         """on_request sees each method and status, and request_count agrees."""
         peer.handler = lambda req: (412 if req.path.endswith("o1.ics") else 201, b"")
         seen: list[tuple[str, int]] = []
-        ops = [CreateOp(name=f"o{i}.ics", data=b"x") for i in range(3)]
+        ops = [create_write(f"o{i}.ics", b"x") for i in range(3)]
         with CalDAVSink(
             peer.url, username=None, password=None, on_request=lambda m, s: seen.append((m, s))
         ) as sink:
@@ -369,7 +365,7 @@ class TestObjectSize:
         big = b"X" * (MAX_OBJECT_BYTES + 1)
         with CalDAVSink(peer.url, username=None, password=None) as sink:
             outcomes = sink.apply_many(
-                [CreateOp(name="big.ics", data=big), CreateOp(name="small.ics", data=b"x")]
+                [create_write("big.ics", big), create_write("small.ics", b"x")]
             )
         assert isinstance(outcomes[0], ObjectTooLarge)
         assert isinstance(outcomes[1], WriteResult)

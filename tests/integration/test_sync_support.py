@@ -27,8 +27,9 @@ from apexcal.config import Config, TargetConfig, config_from_dict
 from apexcal.ical.mapping import Unmappable, object_for
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
-from apexcal.sync.caldav_sink import CalDAVSink, FetchedObject
+from apexcal.sync.caldav import CalDAVSink
 from apexcal.sync.engine import CycleSummary, mapping_options, run_target_cycle
+from apexcal.sync.sink import FetchedObject
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.fixtures.emulator import EmulatorHandle
 

@@ -28,19 +28,15 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from apexcal.errors import CalDAVError, PreconditionFailed, SyncError, UidConflict
+from apexcal.errors import CalDAVError, CycleCancelled, PreconditionFailed, UidConflict
 from apexcal.state import ObjectRecord, Store
-from apexcal.sync.caldav_sink import CalDAVSink, CreateOp, DeleteOp, Outcome, UpdateOp, WriteOp
-from apexcal.sync.plan import Create, Delete, Plan, Update
+from apexcal.sync.plan import Create, Delete, Plan, Update, Write
+from apexcal.sync.sink import Outcome, Sink
 
 log = structlog.get_logger(__name__)
 
 TOMBSTONE_KIND = "GONE"
 """``ObjectRecord.kind`` of a tombstone: the user deleted the object and it is not re-created."""
-
-
-class CycleCancelled(SyncError):
-    """The cycle was asked to stop; what was written so far is recorded."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +125,7 @@ def apply_records(
 
 def apply_writes(
     plan: Plan,
-    sink: CalDAVSink,
+    sink: Sink,
     store: Store,
     target: str,
     records: Mapping[str, ObjectRecord],
@@ -139,24 +135,15 @@ def apply_writes(
 ) -> ApplyResult:
     """Run the plan's writes (bounded concurrency), recording each accepted one at once."""
     result = result or ApplyResult()
-    actions: list[Create | Update | Delete] = list(plan.writes)
-    if not actions:
+    if not plan.writes:
         return result
-    ops: list[WriteOp] = []
-    for action in actions:
-        if isinstance(action, Create):
-            ops.append(CreateOp(name=action.href_name, data=action.data))
-        elif isinstance(action, Update):
-            ops.append(UpdateOp(href=action.href, data=action.data, etag=action.etag))
-        else:
-            ops.append(DeleteOp(href=action.href, etag=action.etag))
 
-    def on_result(index: int, _op: WriteOp, outcome: Outcome) -> None:
-        _record_outcome(actions[index], outcome, sink, store, target, records, result)
+    def on_result(_index: int, action: Write, outcome: Outcome) -> None:
+        _record_outcome(action, outcome, sink, store, target, records, result)
         if should_stop is not None and should_stop():
             raise CycleCancelled("stop requested")
 
-    sink.apply_many(ops, on_result=on_result, stop=should_stop)
+    sink.apply_many(plan.writes, on_result=on_result, stop=should_stop)
     if should_stop is not None and should_stop():
         raise CycleCancelled("stop requested")
     return result
@@ -165,7 +152,7 @@ def apply_writes(
 def _record_outcome(
     action: Create | Update | Delete,
     outcome: Outcome,
-    sink: CalDAVSink,
+    sink: Sink,
     store: Store,
     target: str,
     records: Mapping[str, ObjectRecord],
@@ -191,7 +178,7 @@ def _record_outcome(
 
 
 def _failed(
-    action: Create | Update | Delete, exc: CalDAVError, sink: CalDAVSink, result: ApplyResult
+    action: Create | Update | Delete, exc: CalDAVError, sink: Sink, result: ApplyResult
 ) -> None:
     href = sink.href_for(action.href_name) if isinstance(action, Create) else action.href
     activity_id = None if isinstance(action, Delete) else action.activity_id
@@ -210,7 +197,7 @@ def _failed(
     )
 
 
-def record_etags(sink: CalDAVSink, store: Store, written: Mapping[str, ObjectRecord]) -> int:
+def record_etags(sink: Sink, store: Store, written: Mapping[str, ObjectRecord]) -> int:
     """Read back the etags of written objects (calendar-multiget, batched) and record them."""
     if not written:
         return 0

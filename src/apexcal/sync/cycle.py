@@ -20,6 +20,7 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, ActivityType
 from apexcal.config import Config, TargetConfig
+from apexcal.errors import CycleCancelled
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
 from apexcal.ical.mapping import MappingOptions, Unmappable, object_for, parse_uid
@@ -27,12 +28,10 @@ from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import (
     TOMBSTONE_KIND,
     ApplyResult,
-    CycleCancelled,
     ObjectError,
     apply_records,
     apply_writes,
 )
-from apexcal.sync.caldav_sink import CalDAVSink
 from apexcal.sync.detect import Detected, is_our_uid, seen_from, semantic_hash
 from apexcal.sync.plan import (
     ConflictPolicy,
@@ -44,6 +43,7 @@ from apexcal.sync.plan import (
     RemoteState,
     plan,
 )
+from apexcal.sync.sink import Sink
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +73,7 @@ class CycleContext:
     target: TargetConfig
     store: Store
     client: ApexClient
-    sink: CalDAVSink
+    sink: Sink
     now: datetime
     force: bool
     options: MappingOptions

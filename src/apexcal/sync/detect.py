@@ -25,8 +25,8 @@ from apexcal.errors import RemoteParseError
 from apexcal.ical.mapping import parse_uid
 from apexcal.ical.remote import read_remote
 from apexcal.state import ObjectRecord, Store
-from apexcal.sync.caldav_sink import CalDAVSink, FetchedObject
 from apexcal.sync.plan import RemoteSeen, RemoteState
+from apexcal.sync.sink import FetchedObject, Sink
 
 log = structlog.get_logger(__name__)
 
@@ -121,7 +121,7 @@ def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSe
 
 
 def detect(
-    sink: CalDAVSink,
+    sink: Sink,
     store: Store,
     target: str,
     token: str | None,

@@ -43,22 +43,22 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
-from apexcal.errors import ApexcalError
+from apexcal.errors import ApexcalError, CycleCancelled
 from apexcal.geocode.policy import Geocoding
 from apexcal.metrics import Metrics
 from apexcal.state import Store, TargetBusy
 from apexcal.sync.apply import (
-    CycleCancelled,
     ObjectError,
     apply_records,
     apply_writes,
     record_etags,
 )
-from apexcal.sync.caldav_sink import CalDAVSink
+from apexcal.sync.caldav import CalDAVSink
 from apexcal.sync.cycle import CycleContext, adopt_existing, ownership, refresh, scope
 from apexcal.sync.desired import mapping_options, settings_hash
 from apexcal.sync.detect import detect
 from apexcal.sync.pull import PullResult, pull, pull_changes
+from apexcal.sync.sink import Sink
 from apexcal.sync.writeback import journal, send_pending
 
 __all__ = [
@@ -86,7 +86,7 @@ class SinkFactory(Protocol):
         concurrency: int,
         timeout: float,
         on_request: Callable[[str, int], None] | None,
-    ) -> CalDAVSink: ...
+    ) -> Sink: ...
 
 
 def default_sink_factory(
@@ -237,7 +237,7 @@ def _run(
     target: TargetConfig,
     store: Store,
     client: ApexClient,
-    sink: CalDAVSink,
+    sink: Sink,
     now: datetime,
     force: bool,
     should_stop: Callable[[], bool] | None,

@@ -131,7 +131,8 @@ class Delete:
 
     uid: str
     href: str
-    etag: str
+    etag: str | None = None
+    """Sent as ``If-Match``; the planner always knows it (None: unconditional)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -177,20 +177,6 @@ def propfind_body(props: Iterable[tuple[str, str]]) -> bytes:
     )
 
 
-def mkcalendar_body(display_name: str | None, components: Iterable[str]) -> bytes:
-    """An MKCALENDAR body setting the display name and supported component set."""
-    comps = "".join(f'<C:comp name="{escape(c)}"/>' for c in components)
-    name = f"<D:displayname>{escape(display_name)}</D:displayname>" if display_name else ""
-    return (
-        _XML_DECL
-        + (
-            f'<C:mkcalendar xmlns:D="DAV:" xmlns:C="{CALDAV}"><D:set><D:prop>{name}'
-            f"<C:supported-calendar-component-set>{comps}</C:supported-calendar-component-set>"
-            "</D:prop></D:set></C:mkcalendar>"
-        ).encode()
-    )
-
-
 def sync_collection_body(token: str | None) -> bytes:
     """An RFC 6578 sync-collection REPORT (sync-level 1, etags only, never a DAV:limit)."""
     tok = f"<D:sync-token>{escape(token)}</D:sync-token>" if token else "<D:sync-token/>"

@@ -3,7 +3,7 @@
 Discovery and creation happen once per cycle and are what python-caldav's
 ``DAVClient``/``Calendar`` API is made for, so they go through it (the hot
 paths — writes, multiget, sync-collection — stay on httpx in
-:mod:`apexcal.sync.caldav_sink`).  This module is the boundary: every
+:mod:`apexcal.sync.caldav.sink`).  This module is the boundary: every
 python-caldav or niquests exception is translated here into
 :mod:`apexcal.errors`, with messages we write ourselves, so neither library's
 exceptions nor a password can leak out.  Each request the library sends is
@@ -26,8 +26,8 @@ from apexcal import USER_AGENT
 from apexcal.errors import CalDAVAuthError, CalDAVError, CalDAVTransportError
 from apexcal.sync.caldav import davxml
 from apexcal.sync.caldav.davxml import CALDAV, DAV
-from apexcal.sync.caldav.records import CalendarInfo
 from apexcal.sync.caldav.session import DavSession
+from apexcal.sync.sink import CalendarInfo
 
 log = structlog.get_logger("apexcal.sync.caldav_sink")
 

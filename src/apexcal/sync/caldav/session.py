@@ -1,6 +1,6 @@
 """The HTTP session under the CalDAV adapter: one collection URL, counted requests, error mapping.
 
-Kept apart from the protocol logic in :mod:`apexcal.sync.caldav_sink` so that
+Kept apart from the protocol logic in :mod:`apexcal.sync.caldav.sink` so that
 URL handling, credentials, request counting and the translation of transport
 and HTTP failures into :mod:`apexcal.errors` live in one place.  Credentials
 never appear in URLs, log events or exception text.

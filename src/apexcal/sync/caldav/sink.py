@@ -1,6 +1,7 @@
 """The CalDAV adapter: one calendar collection, conditional writes, sync tokens, multiget.
 
-:class:`CalDAVSink` is everything the sync engine needs from a CalDAV server:
+:class:`CalDAVSink` implements the :class:`~apexcal.sync.sink.Sink` protocol over
+a CalDAV server:
 
 * :meth:`~CalDAVSink.ensure_calendar` — check (or MKCALENDAR) the collection;
 * :meth:`~CalDAVSink.changes` — what changed since a sync token (RFC 6578),
@@ -9,7 +10,8 @@
 * :meth:`~CalDAVSink.create` / :meth:`~CalDAVSink.update` /
   :meth:`~CalDAVSink.delete` — conditional writes (``If-None-Match: *`` /
   ``If-Match``), and :meth:`~CalDAVSink.apply_many` to run many with bounded
-  concurrency.
+  concurrency;
+* :meth:`~CalDAVSink.listing` — every href and etag (PROPFIND).
 
 Two HTTP clients share the work, each where it fits:
 
@@ -18,13 +20,15 @@ Two HTTP clients share the work, each where it fits:
   one PROPFIND for its resource type, display name, component set and
   reports, and MKCALENDAR through ``make_calendar`` when it is missing (the
   library follows it with a PROPPATCH of the display name, when one is
-  given, for servers that ignore it in MKCALENDAR).  This runs once per cycle, is what the library's calendar API is for, and gains
-  nothing from hand-written XML.  It is set up to send Basic credentials up
+  given, for servers that ignore it in MKCALENDAR).  This runs once per
+  cycle, is what the library's calendar API is for, and gains nothing from
+  hand-written XML.  It is set up to send Basic credentials up
   front (no unauthenticated probe), never to sleep on 429/503, and to do no
   DNS discovery; its exceptions are translated at that boundary, and every
   request it sends is counted through a response hook.
 * **httpx** (:mod:`apexcal.sync.caldav.session`) carries the hot paths: PUT,
-  DELETE, calendar-multiget and sync-collection.  These run many times per
+  DELETE, calendar-multiget and sync-collection
+  (:mod:`apexcal.sync.caldav.changes`).  These run many times per
   cycle, concurrently from :meth:`~CalDAVSink.apply_many` over one bounded,
   thread-safe connection pool (python-caldav's client is not documented as
   safe to share between threads and changes its own auth state while
@@ -47,21 +51,18 @@ A cycle uses it like this (``store`` being the caller's records)::
         moved = [h for h, etag in remote.changed.items() if store.etag(h) != etag]
         objects = sink.multiget(moved)      # read, then keep only UIDs we own
         ...                                  # plan
-        sink.apply_many(ops, on_result=record_each)   # record as each lands
+        sink.apply_many(writes, on_result=record_each)   # record as each lands
         fresh = sink.multiget(written_hrefs)          # etags to store
         store.token = remote.token                    # only after processing
 
 Hrefs are canonical (decoded absolute paths, see
-:mod:`apexcal.sync.caldav.records`); :meth:`CalDAVSink.href_for` turns a member
+:func:`apexcal.sync.caldav.davxml.normalise_href`); :meth:`CalDAVSink.href_for` turns a member
 name into one.
 """
 
 from __future__ import annotations
 
-import contextvars
-import re
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -71,51 +72,31 @@ import structlog
 
 from apexcal.errors import (
     CalDAVError,
+    CalendarNotFound,
     InvalidSyncToken,
+    ObjectTooLarge,
     PreconditionFailed,
     UidConflict,
 )
 from apexcal.sync.caldav import davxml
+from apexcal.sync.caldav.changes import XML_TYPE, SyncUnsupported, list_members, sync_collection
 from apexcal.sync.caldav.davxml import CALDAV, DAV
 from apexcal.sync.caldav.discovery import CalendarCollection
-from apexcal.sync.caldav.records import (
+from apexcal.sync.caldav.session import DavSession
+from apexcal.sync.sink import (
     CalendarInfo,
-    CalendarNotFound,
-    CreateOp,
-    DeleteOp,
     FetchedObject,
-    ObjectTooLarge,
     Outcome,
     RemoteChanges,
-    UpdateOp,
-    WriteOp,
+    Write,
     WriteResult,
+    check_member_name,
+    run_writes,
+    uid_of,
+    write_one,
 )
-from apexcal.sync.caldav.session import DavSession
 
-
-class _NotStarted(Exception):
-    """An op of :meth:`CalDAVSink.apply_many` that was not sent because a stop was asked."""
-
-
-__all__ = [
-    "MAX_OBJECT_BYTES",
-    "MULTIGET_BATCH",
-    "CalDAVSink",
-    "CalendarInfo",
-    "CalendarNotFound",
-    "CreateOp",
-    "DeleteOp",
-    "FetchedObject",
-    "ObjectTooLarge",
-    "Outcome",
-    "RemoteChanges",
-    "UpdateOp",
-    "WriteOp",
-    "WriteResult",
-]
-
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("apexcal.sync.caldav_sink")
 
 MULTIGET_BATCH = 100
 """Hrefs per calendar-multiget REPORT."""
@@ -125,21 +106,7 @@ MAX_OBJECT_BYTES = 8 * 1024 * 1024
 its limit (10 MiB by default), indistinguishable from a conflict; refusing
 bigger bodies here keeps a 412 meaning "someone else changed it"."""
 
-_MAX_SYNC_PAGES = 10_000
-_XML_TYPE = "application/xml; charset=utf-8"
 _ICS_TYPE = "text/calendar; charset=utf-8"
-_UID_RE = re.compile(rb"^UID[;:](?:[^:\r\n]*:)?([^\r\n]*)", re.MULTILINE)
-_FOLD_RE = re.compile(rb"\r?\n[ \t]")
-
-
-class _SyncUnsupported(Exception):
-    """The server does not do sync-collection on this collection."""
-
-
-def _uid_of(data: bytes) -> str:
-    """The first UID in an iCalendar body (for error reports only)."""
-    m = _UID_RE.search(_FOLD_RE.sub(b"", data))
-    return m.group(1).decode("utf-8", "replace").strip() if m else ""
 
 
 def _check_size(href: str, data: bytes) -> None:
@@ -213,16 +180,9 @@ class CalDAVSink:
         """How many HTTP requests this sink has sent (answered or not)."""
         return self._dav.request_count
 
-    @property
-    def collection_path(self) -> str:
-        """The canonical href of the collection itself (decoded path, trailing ``/``)."""
-        return self._dav.path
-
     def href_for(self, name: str) -> str:
         """The canonical href a member called ``name`` has (or will have) in the collection."""
-        if not name or "/" in name or name in (".", ".."):
-            raise ValueError(f"not a member name: {name!r}")
-        return self._dav.path + name
+        return self._dav.path + check_member_name(name)
 
     def url_for(self, href: str) -> str:
         """The absolute URL of a canonical href on this server."""
@@ -278,89 +238,22 @@ class CalDAVSink:
             try:
                 if sync_token is not None:
                     try:
-                        return self._sync(sync_token, full=False, known_hrefs=known_hrefs)
+                        return sync_collection(
+                            self._dav, sync_token, full=False, known_hrefs=known_hrefs
+                        )
                     except InvalidSyncToken:
                         log.warning("caldav.sync_token_invalid", url=self.url)
-                return self._sync(None, full=True, known_hrefs=known_hrefs)
-            except _SyncUnsupported:
+                return sync_collection(self._dav, None, full=True, known_hrefs=known_hrefs)
+            except SyncUnsupported:
                 log.info("caldav.sync_unsupported", url=self.url)
                 self._sync_supported = False
-        return self._list_all(known_hrefs)
+        members = list_members(self._dav)
+        deleted = frozenset(h for h in known_hrefs if h not in members)
+        return RemoteChanges(token=None, changed=members, deleted=deleted, full=True)
 
-    def _sync(
-        self, token: str | None, *, full: bool, known_hrefs: Collection[str]
-    ) -> RemoteChanges:
-        changed: dict[str, str] = {}
-        deleted: set[str] = set()
-        current = token
-        for _ in range(_MAX_SYNC_PAGES):
-            resp = self._dav.request(
-                "REPORT",
-                self._dav.path,
-                content=davxml.sync_collection_body(current),
-                headers={"Depth": "0", "Content-Type": _XML_TYPE},
-            )
-            if resp.status_code != 207:
-                err = davxml.parse_error_body(resp.content)
-                if err.has("valid-sync-token"):
-                    raise InvalidSyncToken(
-                        "sync token rejected", url=self.url, status=resp.status_code
-                    )
-                if err.has("supported-report") or resp.status_code in (405, 501):
-                    raise _SyncUnsupported
-                raise self._dav.failure(resp, "REPORT sync-collection")
-            ms = davxml.parse_multistatus(resp.content, url=self.url)
-            truncated = False
-            for r in ms.responses:
-                if r.href.rstrip("/") == self._dav.path.rstrip("/"):
-                    truncated = truncated or r.status == 507
-                    continue
-                if r.href.endswith("/"):
-                    continue  # a sub-collection, not a calendar object
-                if r.status == 404:
-                    deleted.add(r.href)
-                    changed.pop(r.href, None)
-                else:
-                    changed[r.href] = r.text(DAV, "getetag") or ""
-                    deleted.discard(r.href)
-            if not truncated:
-                if ms.sync_token is None:
-                    log.info("caldav.sync_without_token", url=self.url)
-                if full:
-                    deleted = {h for h in known_hrefs if h not in changed}
-                return RemoteChanges(
-                    token=ms.sync_token, changed=changed, deleted=frozenset(deleted), full=full
-                )
-            if ms.sync_token is None or ms.sync_token == current:
-                raise CalDAVError(
-                    "truncated sync-collection answer without a new token", url=self.url, status=507
-                )
-            log.debug("caldav.sync_truncated", url=self.url, so_far=len(changed))
-            current = ms.sync_token
-        raise CalDAVError(
-            f"sync-collection still truncated after {_MAX_SYNC_PAGES} pages", url=self.url
-        )
-
-    def _list_all(self, known_hrefs: Collection[str]) -> RemoteChanges:
-        resp = self._dav.request(
-            "PROPFIND",
-            self._dav.path,
-            content=davxml.propfind_body(((DAV, "resourcetype"), (DAV, "getetag"))),
-            headers={"Depth": "1", "Content-Type": _XML_TYPE},
-        )
-        if resp.status_code != 207:
-            raise self._dav.failure(resp, "PROPFIND")
-        ms = davxml.parse_multistatus(resp.content, url=self.url)
-        changed: dict[str, str] = {}
-        for r in ms.responses:
-            if r.href.endswith("/") or r.href.rstrip("/") == self._dav.path.rstrip("/"):
-                continue
-            rtype = r.props.get(davxml.clark(DAV, "resourcetype"))
-            if rtype is not None and rtype.find(davxml.clark(DAV, "collection")) is not None:
-                continue
-            changed[r.href] = r.text(DAV, "getetag") or ""
-        deleted = frozenset(h for h in known_hrefs if h not in changed)
-        return RemoteChanges(token=None, changed=changed, deleted=deleted, full=True)
+    def listing(self) -> dict[str, str]:
+        """Every calendar object in the collection, href → etag (PROPFIND, Depth 1)."""
+        return list_members(self._dav)
 
     # --- reading --------------------------------------------------------------
 
@@ -377,7 +270,7 @@ class CalDAVSink:
                 "REPORT",
                 self._dav.path,
                 content=davxml.multiget_body(batch),
-                headers={"Depth": "1", "Content-Type": _XML_TYPE},
+                headers={"Depth": "1", "Content-Type": XML_TYPE},
             )
             if resp.status_code != 207:
                 raise self._dav.failure(resp, "REPORT calendar-multiget")
@@ -402,7 +295,7 @@ class CalDAVSink:
                 "REPORT",
                 self._dav.path,
                 content=davxml.uid_query_body(uid, component),
-                headers={"Depth": "1", "Content-Type": _XML_TYPE},
+                headers={"Depth": "1", "Content-Type": XML_TYPE},
             )
             if resp.status_code != 207:
                 raise self._dav.failure(resp, "REPORT calendar-query")
@@ -473,7 +366,7 @@ class CalDAVSink:
             return WriteResult(href=href, etag=resp.headers.get("ETag"), status=status)
         err = davxml.parse_error_body(resp.content)
         if err.has("no-uid-conflict"):
-            uid = _uid_of(data)
+            uid = uid_of(data)
             existing = err.hrefs.get("no-uid-conflict", ())
             raise UidConflict(
                 href,
@@ -501,62 +394,16 @@ class CalDAVSink:
 
     def apply_many(
         self,
-        ops: Sequence[WriteOp],
+        writes: Sequence[Write],
         *,
-        on_result: Callable[[int, WriteOp, Outcome], None] | None = None,
+        on_result: Callable[[int, Write, Outcome], None] | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> list[Outcome]:
-        """Run many writes, ``concurrency`` at a time; one result per op, in order.
-
-        Each result is a :class:`WriteResult` or the :class:`CalDAVError` that
-        op met, so one failing object never blocks the rest.  ``on_result(index,
-        op, outcome)`` is called in the calling thread as soon as each op
-        finishes (completion order), so the caller can record each success right
-        away with its own database session.  If ``on_result`` raises, ops not yet
-        started are cancelled and the exception propagates once the running ones
-        end.  ``stop`` is asked before each op starts: once it answers true, no
-        further op is sent (ops in flight finish), and those not sent have no
-        result and no ``on_result`` call.
-        """
-        results: list[Outcome | None] = [None] * len(ops)
-        if not ops:
-            return []
-        with ThreadPoolExecutor(
-            max_workers=min(self.concurrency, len(ops)), thread_name_prefix="caldav-write"
-        ) as pool:
-            # Each write runs in a copy of the caller's context, so its log
-            # lines carry the cycle's bound target, organization and cycle id.
-            def run(op: WriteOp) -> WriteResult:
-                if stop is not None and stop():
-                    raise _NotStarted
-                return self._apply_one(op)
-
-            futures: dict[Future[WriteResult], int] = {
-                pool.submit(contextvars.copy_context().run, run, op): i
-                for i, op in enumerate(ops)
-            }
-            try:
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    outcome: Outcome
-                    try:
-                        outcome = fut.result()
-                    except _NotStarted:
-                        continue
-                    except CalDAVError as exc:
-                        outcome = exc
-                    results[i] = outcome
-                    if on_result is not None:
-                        on_result(i, ops[i], outcome)
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-        return [r for r in results if r is not None]
-
-    def _apply_one(self, op: WriteOp) -> WriteResult:
-        if isinstance(op, CreateOp):
-            return self.create(op.name, op.data)
-        if isinstance(op, UpdateOp):
-            return self.update(op.href, op.data, op.etag)
-        return self.delete(op.href, op.etag)
+        """Run many writes, ``concurrency`` at a time (:func:`~apexcal.sync.sink.run_writes`)."""
+        return run_writes(
+            lambda w: write_one(self, w),
+            writes,
+            concurrency=self.concurrency,
+            on_result=on_result,
+            stop=stop,
+        )

@@ -1,0 +1,106 @@
+"""Listing a collection's members: RFC 6578 sync-collection (with 507 truncation) and PROPFIND.
+
+Functions over a :class:`~apexcal.sync.caldav.session.DavSession`, used by
+:class:`~apexcal.sync.caldav.CalDAVSink`.  An invalid token is recognised by
+the ``DAV:valid-sync-token`` element whatever the status (Radicale 403,
+Xandikos 412); ``DAV:limit`` is never sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import structlog
+
+from apexcal.errors import CalDAVError, InvalidSyncToken
+from apexcal.sync.caldav import davxml
+from apexcal.sync.caldav.davxml import DAV
+from apexcal.sync.caldav.session import DavSession
+from apexcal.sync.sink import RemoteChanges
+
+log = structlog.get_logger("apexcal.sync.caldav_sink")
+
+XML_TYPE = "application/xml; charset=utf-8"
+_MAX_SYNC_PAGES = 10_000
+
+
+class SyncUnsupported(Exception):
+    """The server does not do sync-collection on this collection."""
+
+
+def sync_collection(
+    dav: DavSession, token: str | None, *, full: bool, known_hrefs: Collection[str]
+) -> RemoteChanges:
+    """One sync-collection exchange from ``token`` (None: everything), following 507 truncation.
+
+    Raises :class:`InvalidSyncToken` when the server rejects the token and
+    :class:`SyncUnsupported` when it has no sync-collection.
+    """
+    changed: dict[str, str] = {}
+    deleted: set[str] = set()
+    current = token
+    for _ in range(_MAX_SYNC_PAGES):
+        resp = dav.request(
+            "REPORT",
+            dav.path,
+            content=davxml.sync_collection_body(current),
+            headers={"Depth": "0", "Content-Type": XML_TYPE},
+        )
+        if resp.status_code != 207:
+            err = davxml.parse_error_body(resp.content)
+            if err.has("valid-sync-token"):
+                raise InvalidSyncToken("sync token rejected", url=dav.url, status=resp.status_code)
+            if err.has("supported-report") or resp.status_code in (405, 501):
+                raise SyncUnsupported
+            raise dav.failure(resp, "REPORT sync-collection")
+        ms = davxml.parse_multistatus(resp.content, url=dav.url)
+        truncated = False
+        for r in ms.responses:
+            if r.href.rstrip("/") == dav.path.rstrip("/"):
+                truncated = truncated or r.status == 507
+                continue
+            if r.href.endswith("/"):
+                continue  # a sub-collection, not a calendar object
+            if r.status == 404:
+                deleted.add(r.href)
+                changed.pop(r.href, None)
+            else:
+                changed[r.href] = r.text(DAV, "getetag") or ""
+                deleted.discard(r.href)
+        if not truncated:
+            if ms.sync_token is None:
+                log.info("caldav.sync_without_token", url=dav.url)
+            if full:
+                deleted = {h for h in known_hrefs if h not in changed}
+            return RemoteChanges(
+                token=ms.sync_token, changed=changed, deleted=frozenset(deleted), full=full
+            )
+        if ms.sync_token is None or ms.sync_token == current:
+            raise CalDAVError(
+                "truncated sync-collection answer without a new token", url=dav.url, status=507
+            )
+        log.debug("caldav.sync_truncated", url=dav.url, so_far=len(changed))
+        current = ms.sync_token
+    raise CalDAVError(f"sync-collection still truncated after {_MAX_SYNC_PAGES} pages", url=dav.url)
+
+
+def list_members(dav: DavSession) -> dict[str, str]:
+    """Every calendar object of the collection, href → etag (PROPFIND, Depth 1)."""
+    resp = dav.request(
+        "PROPFIND",
+        dav.path,
+        content=davxml.propfind_body(((DAV, "resourcetype"), (DAV, "getetag"))),
+        headers={"Depth": "1", "Content-Type": XML_TYPE},
+    )
+    if resp.status_code != 207:
+        raise dav.failure(resp, "PROPFIND")
+    ms = davxml.parse_multistatus(resp.content, url=dav.url)
+    members: dict[str, str] = {}
+    for r in ms.responses:
+        if r.href.endswith("/") or r.href.rstrip("/") == dav.path.rstrip("/"):
+            continue
+        rtype = r.props.get(davxml.clark(DAV, "resourcetype"))
+        if rtype is not None and rtype.find(davxml.clark(DAV, "collection")) is not None:
+            continue
+        members[r.href] = r.text(DAV, "getetag") or ""
+    return members
