@@ -415,9 +415,9 @@ def test_dates_in_the_past_are_kept_too() -> None:
 
 
 def test_merge_modules_import_no_io_library() -> None:
-    """The ownership, merge and content-line modules stay pure (no network, database or scheduler)."""
+    """The ownership, merge, alarm and content-line modules stay pure (no network, database or scheduler)."""
     code = (
-        "import sys, apexcal.ical.contentlines, apexcal.ical.ownership, apexcal.ical.merge; "
+        "import sys, apexcal.ical.contentlines, apexcal.ical.ownership, apexcal.ical.merge, apexcal.ical.alarms; "
         "print(','.join(m for m in ('httpx', 'caldav', 'sqlalchemy', 'apscheduler', 'structlog') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
