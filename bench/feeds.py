@@ -313,7 +313,7 @@ def main() -> None:
 
     from apexcal.apex.models import parse_activity, parse_activity_type
     from apexcal.emulator import EmulatorState
-    from apexcal.feedtokens import feed_path, hash_token, new_token
+    from apexcal.feeds.tokens import feed_path, hash_token, new_token
     from apexcal.state import Store
 
     for tool in ("wrk", "nginx"):

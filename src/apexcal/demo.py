@@ -233,7 +233,7 @@ def demo_config(root: Path, *, emulator_url: str, token: str, dav_url: str) -> d
 def _issue_tokens(state_url: str, feeds: list[str]) -> dict[str, str]:
     """A fresh secret token for each feed, stored (hashed) in the demo's state store."""
     from apexcal.clock import utcnow
-    from apexcal.feedtokens import hash_token, new_token
+    from apexcal.feeds.tokens import hash_token, new_token
     from apexcal.log import redactor
     from apexcal.state import Store
 
@@ -252,7 +252,7 @@ def run_demo(*, log_level: str = "info", out: TextIO | None = None,
     from apexcal.daemon import Daemon, exit_now, setup_logging
     from apexcal.emulator import EmulatorState, create_app, serve_in_thread
     from apexcal.emulator.state import DEMO_TOKEN
-    from apexcal.feedtokens import feed_urls
+    from apexcal.feeds.tokens import feed_urls
     from apexcal.log import configure, redactor
 
     out = out or sys.stdout

@@ -34,7 +34,7 @@ _SECRET_KEYS = frozenset(
     {"token", "password", "authorization", "feed_token", "secret", "api_token", "bearer"}
 )
 
-# The token segment of a feed URL path (apexcal.feedtokens.TOKEN_PATTERN).
+# The token segment of a feed URL path (apexcal.feeds.tokens.TOKEN_PATTERN).
 _FEED_TOKEN_PATH = re.compile(r"(/feeds/)[A-Za-z0-9_-]{22,128}(?=/|\b)")
 
 # Third-party loggers that chatter at INFO: they log at WARNING unless the

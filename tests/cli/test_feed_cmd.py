@@ -16,7 +16,7 @@ import pytest
 from apexcal.cli.feed_cmd import resolve_feed_name
 from apexcal.config import load_config
 from apexcal.errors import UsageError
-from apexcal.feedtokens import hash_token
+from apexcal.feeds.tokens import hash_token
 from apexcal.metrics import Metrics
 from apexcal.serve import StoreHealth, create_app, serve_in_thread
 from apexcal.state import Store

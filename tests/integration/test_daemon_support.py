@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 import httpx
 
 from apexcal.clock import utcnow
-from apexcal.feedtokens import hash_token, new_token
+from apexcal.feeds.tokens import hash_token, new_token
 from apexcal.state import Store
 
 APEXCAL = str(Path(sys.executable).parent / "apexcal")

@@ -522,7 +522,7 @@ class TestFeedServed:
         import httpx
         from prometheus_client import CollectorRegistry
 
-        from apexcal.feedtokens import feed_path, hash_token, new_token
+        from apexcal.feeds.tokens import feed_path, hash_token, new_token
         from apexcal.serve import HealthSnapshot, create_app, serve_in_thread
 
         cfg = site.config.model_copy(

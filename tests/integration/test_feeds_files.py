@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apexcal.export import ComponentSpool
-from apexcal.sync.file_sink import write_atomic
+from apexcal.feeds.atomic import write_atomic
+from apexcal.feeds.spool import ComponentSpool
 
 
 def writer(body: bytes, chunk: int = 4096):  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from apexcal.errors import UserError
-from apexcal.feedtokens import feed_path, hash_token, new_token
+from apexcal.feeds.tokens import feed_path, hash_token, new_token
 from apexcal.ical.feed import etag_for
 from apexcal.log import configure
 from apexcal.metrics import Metrics

@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apexcal.config import config_from_dict
-from apexcal.feedtokens import GOOGLE_URL_LIMIT, feed_urls, hash_token, is_token_shaped, new_token
+from apexcal.feeds.tokens import GOOGLE_URL_LIMIT, feed_urls, hash_token, is_token_shaped, new_token
 from apexcal.metrics import Metrics
 from apexcal.serve import HealthSnapshot, health_report, per_user_path, served_feeds
 from apexcal.serve.conditional import (

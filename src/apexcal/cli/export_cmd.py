@@ -216,7 +216,7 @@ def _to_file(
     mkdir: bool = False,
 ) -> None:
     """Write one calendar file atomically; a file system refusal is the operator's to fix."""
-    from apexcal.export import write_file
+    from apexcal.feeds.spool import write_file
 
     try:
         if mkdir:
@@ -373,16 +373,13 @@ def _run_export(
     from apexcal.apex.client import ApexClient
     from apexcal.apex.retry import RetryPolicy
     from apexcal.export import (
-        ComponentSpool,
         ExportFilters,
         list_by_id,
         resolve_type_keys,
         split_group,
-        spool_activities,
         types_by_key,
-        whole,
-        write_spooled,
     )
+    from apexcal.feeds.spool import ComponentSpool, spool_activities, whole, write_spooled
     from apexcal.ical.feed import CalendarProps
 
     log = structlog.get_logger("apexcal.export")

@@ -21,7 +21,7 @@ import typer
 from apexcal.cli.app import app
 from apexcal.clock import utcnow
 from apexcal.errors import UsageError
-from apexcal.feedtokens import FeedUrls, feed_urls, hash_token, new_token
+from apexcal.feeds.tokens import FeedUrls, feed_urls, hash_token, new_token
 
 if TYPE_CHECKING:
     from apexcal.config import Config

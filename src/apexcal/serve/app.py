@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from apexcal.feedtokens import hash_token
+from apexcal.feeds.tokens import hash_token
 from apexcal.metrics import Metrics
 from apexcal.serve.conditional import http_date, none_match, not_modified_since, wants_gzip
 from apexcal.serve.files import FeedFileCache, FeedVersion

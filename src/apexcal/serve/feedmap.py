@@ -1,11 +1,9 @@
 """Which files the feed server may serve, derived from the ``[[feeds]]`` config.
 
-A feed is served from its configured ``path``.  A per-user feed
-(``per_user = true``) is written as one file per user beside that path, named
-``<stem>-<user id><suffix>`` (``team.ics`` → ``team-46.ics``) and served as
-feed ``<name>-<user id>``.  The mapping is rebuilt from the config and a
-directory listing matched against that fixed pattern; nothing in a request
-ever becomes part of a path.
+The names and files are those of :func:`apexcal.feeds.naming.feed_files`
+(per-user files included); this module adds each feed's cache lifetime.
+The mapping is rebuilt from the config and a directory listing; nothing in a
+request ever becomes part of a path.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from apexcal.feeds import built_users, user_feed_name, user_feed_path
+from apexcal.feeds.naming import feed_files, user_feed_path
 from apexcal.serve.app import DEFAULT_MAX_AGE, ServedFeed
 
 
@@ -50,13 +48,8 @@ def served_feeds(feeds: Iterable[FeedSettings]) -> dict[str, ServedFeed]:
     served: dict[str, ServedFeed] = {}
     for feed in feeds:
         max_age = _max_age(feed.refresh_interval)
-        served[feed.name] = ServedFeed(path=feed.path, max_age=max_age)
-        if not feed.per_user:
-            continue
-        for user in sorted(built_users(feed.path)):
-            served[user_feed_name(feed.name, user)] = ServedFeed(
-                path=user_feed_path(feed.path, user), max_age=max_age
-            )
+        for name, path in feed_files(feed):
+            served[name] = ServedFeed(path=path, max_age=max_age)
     return served
 
 

@@ -1,35 +1,28 @@
 """Feed files: the ``[[feeds]]`` of the config written as .ics files from the state store's mirror.
 
 Each feed selects the organization's live activities with its ``filter``
-(the API's query parameters, matched locally) *and* its window — activities
-overlapping ``[today − past_days, today + future_days]``, multi-day ones
-included when any of their days falls inside — and maps them with the
-feed's ``privacy`` and ``tasks_as`` (feeds default to ``public`` and
-``events``: most subscribing clients ignore VTODO).
+(the API's query parameters, matched locally) *and* its window
+(:mod:`apexcal.feeds.window`), and maps them with the feed's ``privacy`` and
+``tasks_as`` (feeds default to ``public`` and ``events``: most subscribing
+clients ignore VTODO).  Per-user feeds also write one file per user
+(:mod:`apexcal.feeds.naming`).
 
 Determinism: components are sorted by UID (through the disk-backed spool of
-:mod:`apexcal.export`, so a 10,000-event feed is never held in memory), every
-value comes from the data, and ``today`` only selects the window; unchanged
-data gives byte-identical files.  Files are written atomically and only when
-the bytes changed, so the file's mtime (the server's ``Last-Modified``) and
-its ETag stay put.  A build whose inputs did not change since the last one is
-skipped outright (see :func:`build_all_feeds`).
+:mod:`apexcal.feeds.spool`, so a 10,000-event feed is never held in memory),
+every value comes from the data, and ``today`` only selects the window;
+unchanged data gives byte-identical files.  Files are written atomically
+(:mod:`apexcal.feeds.atomic`) and only when the bytes changed, so the file's
+mtime (the server's ``Last-Modified``) and its ETag stay put.  A build whose
+inputs did not change since the last one is skipped outright (see
+:func:`build_all_feeds`).
 
 Calendar properties: ``NAME``/``X-WR-CALNAME`` (``calendar_name``),
 ``DESCRIPTION``/``X-WR-CALDESC``, ``REFRESH-INTERVAL``/``X-PUBLISHED-TTL``,
 ``COLOR``/``X-APPLE-CALENDAR-COLOR``, ``X-WR-TIMEZONE`` and a VTIMEZONE for
 the source's zone when a component uses it; no ``METHOD``.  There is no
-``SOURCE``: a feed's only working URL carries its secret token, which must
-not be written into a file that is handed around, and a token-free URL would
-point at nothing.
-
-Per-user feeds (``per_user = true``): besides the feed's own file (every
-user's activities), one file per user found among the organization's
-activities — feed name ``<name>-<user id>``, file ``<path stem>-<user
-id><suffix>`` beside the feed's path.  A user whose feed was built once keeps
-getting it (empty when they have nothing left), so a subscribed URL never
-turns into a 404.  :func:`feed_paths` maps every feed name, per-user ones
-included, to its file for the feed server.
+``SOURCE`` in the file: a feed's only working URL carries its secret token,
+which must not be written into a file that is handed around (the server
+adds it per request).
 """
 
 from __future__ import annotations
@@ -39,11 +32,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -52,13 +44,14 @@ from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.config.mapping import mapping_options
 from apexcal.errors import ApexcalError
-from apexcal.export import ComponentSpool, spool_activities, write_spooled
+from apexcal.feeds.atomic import write_atomic
+from apexcal.feeds.naming import built_users, user_feed_name, user_feed_path
+from apexcal.feeds.spool import ComponentSpool, spool_activities, write_spooled
+from apexcal.feeds.window import feed_today, feed_window, in_window
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
 from apexcal.ical.feed import CalendarProps, etag_from_sha256
 from apexcal.ical.mapping import MappingOptions
-from apexcal.ical.times import DEFAULT_DURATION, last_day
-from apexcal.sync.file_sink import write_atomic
 
 if TYPE_CHECKING:
     from apexcal.config import Config, FeedConfig
@@ -98,68 +91,6 @@ class FeedBuildError(ApexcalError):
         first, reason = next(iter(self.failures.items()))
         more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
         super().__init__(f"feed {first}: {reason}{more}")
-
-
-# --- names and paths ---------------------------------------------------------------
-
-
-def user_feed_name(feed_name: str, user_id: int) -> str:
-    """The name of a per-user feed: ``<feed>-<user id>``."""
-    return f"{feed_name}-{user_id}"
-
-
-def user_feed_path(path: Path, user_id: int) -> Path:
-    """The file of a per-user feed: ``<stem>-<user id><suffix>`` beside the feed's file."""
-    return path.with_name(f"{path.stem}-{user_id}{path.suffix}")
-
-
-def built_users(path: Path) -> set[int]:
-    """User ids whose per-user file of the feed at ``path`` exists (one directory listing)."""
-    pattern = re.compile(re.escape(path.stem) + r"-([0-9]+)" + re.escape(path.suffix))
-    try:
-        names = [entry.name for entry in path.parent.iterdir()]
-    except OSError:
-        return set()
-    return {int(m.group(1)) for n in names if (m := pattern.fullmatch(n)) is not None}
-
-
-def feed_paths(config: Config) -> dict[str, Path]:
-    """Every feed name → its file: the configured feeds and the per-user files built so far.
-
-    Called by the feed server on each request (cheap: one directory listing
-    per per-user feed), so new per-user files are served as soon as written.
-    """
-    paths: dict[str, Path] = {}
-    for feed in config.feeds:
-        paths[feed.name] = feed.path
-        if feed.per_user:
-            for user in sorted(built_users(feed.path)):
-                paths[user_feed_name(feed.name, user)] = user_feed_path(feed.path, user)
-    return paths
-
-
-# --- selection -----------------------------------------------------------------------
-
-
-def feed_today(config: Config, clock: Clock = utcnow) -> date:
-    """Today in the source's time zone: the day feed windows are centred on."""
-    return clock().astimezone(ZoneInfo(config.source.timezone)).date()
-
-
-def feed_window(feed: FeedConfig, today: date) -> tuple[date, date]:
-    """``(first, last)`` day of the feed's window, both inclusive."""
-    return today - timedelta(days=feed.window.past_days), today + timedelta(
-        days=feed.window.future_days
-    )
-
-
-def in_window(
-    activity: Activity, first: date, last: date, default_duration: timedelta = DEFAULT_DURATION
-) -> bool:
-    """Whether ``activity`` overlaps the days ``[first, last]``; undated activities never do."""
-    start = activity.start_date
-    end = last_day(activity, default_duration)
-    return start is not None and end is not None and start <= last and end >= first
 
 
 def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
@@ -438,19 +369,3 @@ def _write_job(config: Config, job: _FeedJob) -> list[FeedResult]:
             )
         )
     return results
-
-
-__all__ = [
-    "FeedBuildError",
-    "FeedResult",
-    "build_all_feeds",
-    "build_feed",
-    "feed_options",
-    "feed_paths",
-    "feed_today",
-    "feed_window",
-    "in_window",
-    "last_day",
-    "user_feed_name",
-    "user_feed_path",
-]
