@@ -13,8 +13,6 @@ merge does not bring them back.
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -72,7 +70,7 @@ def _user_lines(data: bytes) -> list[Line]:
 
 
 def _canonical(lines: list[Line]) -> list[str]:
-    return sorted(json.dumps(canonical_line(line)) for line in lines)
+    return sorted(repr(canonical_line(line)) for line in lines)
 
 
 class _Client:

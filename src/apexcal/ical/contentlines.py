@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from apexcal.errors import ICalError
 
-_BREAK = re.compile(r"\r\n|\n|\r")
 _NAME = re.compile(r"[A-Za-z0-9-]+")
 CRLF = "\r\n"
 
@@ -124,6 +123,8 @@ def split_line(text: str) -> tuple[str, list[tuple[str, list[str]]], str]:
     """
     name = _name_of(text)
     i = len(name)
+    if text[i : i + 1] == ":":
+        return name, [], text[i + 1 :]
     params: list[tuple[str, list[str]]] = []
     n = len(text)
     while i < n and text[i] == ";":
@@ -167,27 +168,32 @@ def parse(data: bytes | str) -> Block:
     """
     text = data.decode("utf-8", errors="surrogateescape") if isinstance(data, bytes) else data
     text = text.removeprefix("\ufeff")
+    physicals = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     logical: list[tuple[int, list[str]]] = []
-    for number, physical in enumerate(_BREAK.split(text), start=1):
+    for number, physical in enumerate(physicals, start=1):
         if physical[:1] in (" ", "\t") and logical:
             logical[-1][1].append(physical)
-        elif physical.strip():
+        elif physical and not physical.isspace():
             logical.append((number, [physical]))
     stack: list[Block] = []
     root: Block | None = None
     for number, parts in logical:
-        unfolded = parts[0] + "".join(p[1:] for p in parts[1:])
-        line = Line(raw=CRLF.join(parts), text=unfolded, name=_name_of(unfolded))
-        if line.name in ("BEGIN", "END"):
-            component = line.value.strip().upper()
+        if len(parts) == 1:
+            raw = unfolded = parts[0]
+        else:
+            raw = CRLF.join(parts)
+            unfolded = parts[0] + "".join(p[1:] for p in parts[1:])
+        name = _name_of(unfolded)
+        if name == "BEGIN" or name == "END":
+            component = unfolded.partition(":")[2].strip().upper()
             if not component:
-                raise ContentLineError(number, f"{line.name} without a component name")
-            if line.name == "BEGIN":
+                raise ContentLineError(number, f"{name} without a component name")
+            if name == "BEGIN":
                 if root is not None and not stack:
                     raise ContentLineError(number, "more than one VCALENDAR")
                 if not stack and component != "VCALENDAR":
                     raise ContentLineError(number, f"BEGIN:{component} outside a VCALENDAR")
-                block = Block(name=component, begin=line.raw, end="")
+                block = Block(name=component, begin=raw, end="")
                 if stack:
                     stack[-1].items.append(block)
                 else:
@@ -197,15 +203,15 @@ def parse(data: bytes | str) -> Block:
             if not stack or stack[-1].name != component:
                 open_name = stack[-1].name if stack else "nothing"
                 raise ContentLineError(number, f"END:{component} closes {open_name}")
-            stack.pop().end = line.raw
+            stack.pop().end = raw
             continue
         if not stack:
             raise ContentLineError(number, "content outside BEGIN:VCALENDAR … END:VCALENDAR")
-        stack[-1].items.append(line)
+        stack[-1].items.append(Line(raw=raw, text=unfolded, name=name))
     if root is None:
         raise ContentLineError(1, "no BEGIN:VCALENDAR")
     if stack:
-        raise ContentLineError(len(_BREAK.split(text)), f"BEGIN:{stack[-1].name} is never closed")
+        raise ContentLineError(len(physicals), f"BEGIN:{stack[-1].name} is never closed")
     return root
 
 
