@@ -1,41 +1,59 @@
 """The ``apexcal`` command line.
 
 Each command lives in a module of its own that registers itself on
-:data:`apexcal.cli.app.app`; this package imports them all.
+:data:`apexcal.cli.app.app` when imported.  The console script starts in
+:func:`main`, which imports only the standard library until it knows what
+it has to run: the top-level help and a plain ``config check`` are answered
+by :mod:`apexcal.cli.front` without typer, and any other command line
+imports typer and the one command module it names (all of them when it names
+none it knows, so that typer's errors and suggestions stay whole).
 """
 
 from __future__ import annotations
 
 import sys
 
-import typer
-
-from apexcal.cli import app as _app
-from apexcal.cli import (  # noqa: F401  (imported for their command registration)
-    config_cmd,
-    db_cmd,
-    demo_cmd,
-    emulator_cmd,
-    export_cmd,
-    feed_cmd,
-    run_cmd,
-    status_cmd,
-    sync_cmd,
-)
-from apexcal.cli.app import OPERATOR_ERRORS, operator_message
-
-app = _app.app
+from apexcal.cli.front import command_modules, fast_path, sort_commands
 
 
 def main() -> None:
     """Entry point of the ``apexcal`` console script."""
+    argv = sys.argv[1:]
     try:
-        code = app(standalone_mode=False)
+        code = fast_path(argv)
+        if code is None:
+            code = _run_typer(argv)
     except SystemExit:
         raise
-    except typer.Abort:
+    except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as exc:
+        from apexcal.cli.app import OPERATOR_ERRORS, operator_message
+
+        if not isinstance(exc, OPERATOR_ERRORS):
+            raise
+        print(operator_message(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)
+
+
+def _run_typer(argv: list[str]) -> int:
+    """Run ``argv`` through the typer application with the modules it needs; the exit code."""
+    import importlib
+
+    import typer
+
+    from apexcal.cli.app import app
+
+    for module in command_modules(argv):
+        importlib.import_module(f"apexcal.cli.{module}")
+    sort_commands(app)
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        return 130
     except typer.TyperException as exc:
         # A bad option or argument is an operator error: one line, exit 2,
         # pointing at --help (bare `apexcal` or a bare group still shows help).
@@ -51,11 +69,5 @@ def main() -> None:
             show = getattr(exc, "show", None)
             if callable(show):
                 show()
-        raise SystemExit(getattr(exc, "exit_code", 2)) from None
-    except OPERATOR_ERRORS as exc:
-        print(operator_message(exc), file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    raise SystemExit(code if isinstance(code, int) else 0)
+        return int(getattr(exc, "exit_code", 2))
+    return code if isinstance(code, int) else 0

@@ -1,4 +1,8 @@
-"""The typer application every command module registers on, and its error boundary."""
+"""The typer application every command module registers on, and its error boundary.
+
+The console script starts in :mod:`apexcal.cli.front`, which imports this
+module (and typer) only for a command line it cannot answer itself.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: no rich import, and the light front prints the same top-level help.
+    rich_markup_mode=None,
 )
 
 

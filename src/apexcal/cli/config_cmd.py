@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from apexcal.cli.app import app
-from apexcal.config import UnreadableSecrets, load_config
-from apexcal.errors import ConfigError, Problem, SecretError
 
 config_app = typer.Typer(
     name="config",
@@ -41,23 +36,8 @@ def check_command(
     ] = False,
 ) -> None:
     """Validate FILE (or every file of a directory): print every problem to stderr (exit 2), or ``ok`` (exit 0)."""
-    from apexcal.config.directory import load_config_dir
+    from apexcal.cli.config_check import check_config
 
-    try:
-        if Path(file).is_dir():
-            load_config_dir(file, env=os.environ, resolve_secrets=secrets)
-        else:
-            load_config(file, env=os.environ, resolve_secrets=secrets)
-    except ConfigError as exc:
-        _report(exc.problems)
-    except UnreadableSecrets as exc:
-        _report(exc.problems)
-    except SecretError as exc:
-        _report([Problem(file=file, path=exc.key, message=exc.reason)])
-    print("ok")
-
-
-def _report(problems: tuple[Problem, ...] | list[Problem]) -> None:
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    raise typer.Exit(code=2)
+    code = check_config(file, secrets)
+    if code:
+        raise typer.Exit(code=code)

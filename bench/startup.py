@@ -1,0 +1,115 @@
+"""Benchmark: command-line start-up against ``python -c pass`` in the same run.
+
+Runs, interleaved round by round so that load drifting on a shared machine
+weighs on all alike, each as a fresh process with output to a pipe:
+
+* ``python -c pass`` — the interpreter's own start-up, the baseline;
+* ``apexcal --help`` — the console script printing the top-level help;
+* ``apexcal config check config.example.toml`` — loading and validating the
+  documented example configuration.
+
+Prints the median and the fastest wall time of each, the CPU time (user +
+system, from the children's resource usage) and each command's ratio to the
+baseline.  ``--imports`` also lists, for each command, the slowest imports
+(cumulative, from ``python -X importtime``) and the number of modules loaded.
+
+Run: ``.venv/bin/python bench/startup.py [--rounds 20] [--imports]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def commands() -> dict[str, list[str]]:
+    """Name → argv of each measured process (the apexcal script next to this interpreter)."""
+    script = str(Path(sys.executable).with_name("apexcal"))
+    return {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "apexcal --help": [script, "--help"],
+        "apexcal config check": [script, "config", "check", str(ROOT / "config.example.toml")],
+    }
+
+
+def run_once(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of ``argv``; fails if it does not exit 0."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def imports(argv: list[str], top: int) -> tuple[int, list[tuple[int, str]]]:
+    """Modules imported by ``argv`` and its ``top`` slowest imports (cumulative µs, name)."""
+    python, *rest = argv
+    if python != sys.executable:  # the console script: run its entry point under this interpreter
+        rest = ["-c", "from apexcal.cli import main; main()", *rest]
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *rest], capture_output=True, text=True, check=False
+    )
+    rows: list[tuple[int, str]] = []
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.split("|")
+        rows.append((int(cumulative), name.strip()))
+    return len(rows), sorted(rows, reverse=True)[:top]
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--imports", action="store_true", help="list each command's slowest imports")
+    args = parser.parse_args()
+    runs = commands()
+    for argv in runs.values():  # warm the file cache and the .pyc files
+        run_once(argv)
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    load = os.getloadavg()
+    for _ in range(args.rounds):
+        for name, argv in runs.items():
+            wall, cpu = run_once(argv)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    load_after = os.getloadavg()
+    print(
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, {args.rounds} interleaved rounds, "
+        f"load average {load[0]:.1f} → {load_after[0]:.1f}"
+    )
+    base_wall = statistics.median(walls["python -c pass"])
+    base_cpu = statistics.median(cpus["python -c pass"])
+    print(f"{'command':<24} {'median ms':>10} {'min ms':>8} {'CPU ms':>8} {'× pass (wall)':>14} {'× pass (CPU)':>13}")
+    for name in runs:
+        wall = statistics.median(walls[name])
+        cpu = statistics.median(cpus[name])
+        print(
+            f"{name:<24} {wall * 1e3:>10.1f} {min(walls[name]) * 1e3:>8.1f} {cpu * 1e3:>8.1f} "
+            f"{wall / base_wall:>13.2f}× {cpu / base_cpu:>12.2f}×"
+        )
+    if args.imports:
+        for name, argv in runs.items():
+            count, slowest = imports(argv, 12)
+            print(f"\n{name}: {count} modules imported; slowest (cumulative ms):")
+            for micros, module in slowest:
+                print(f"  {micros / 1e3:8.1f}  {module}")
+
+
+if __name__ == "__main__":
+    main()
