@@ -82,7 +82,7 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
         store.record_failure("joe", now - timedelta(hours=2), "ApiTransportError", "cannot reach the API\nat all")
         store.set_feed_built("team", '"x"', now - timedelta(minutes=2), 1234)
         store.set_feed_built("team-46", '"y"', now - timedelta(minutes=2), 99)
-        store.record_failure("feed:team", now - timedelta(minutes=1), "OSError", "disk full")
+        store.record_feed_failure("team", now - timedelta(minutes=1), "OSError", "disk full")
     done = run_status(path)
     assert done.returncode == 0, done.stderr
     return done.stdout

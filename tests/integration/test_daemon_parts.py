@@ -182,13 +182,15 @@ class TestFeedJob:
                 closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
             failed = run_feed(config(closed), "team", store, Metrics(), interval_seconds=1)
             assert failed.result == "failed"
-            state = store.target_state("feed:team")
+            state = store.feed_status("team")
+            assert state is not None
             assert state.last_error_kind == "ApiTransportError"
             assert state.last_success_at is None
 
             ok = run_feed(config(emulator.base_url), "team", store, Metrics(), interval_seconds=1)
             assert ok.result == "ok"
-            state = store.target_state("feed:team")
+            state = store.feed_status("team")
+            assert state is not None
             assert state.last_success_at is not None
             assert state.last_error_at is not None
             assert state.last_success_at > state.last_error_at

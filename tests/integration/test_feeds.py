@@ -188,6 +188,23 @@ class TestFeedDeterminism:
         assert (results["team"].rebuilt, results["team"].changed) == (True, False)
         assert path.stat().st_mtime_ns == before.st_mtime_ns
 
+    def test_freshness_is_read_from_the_store_alone(self, site: Site) -> None:
+        """No build record beside the feed: the store's feed status decides; without it the feed is rebuilt."""
+        site.pull()
+        site.build()
+        path = site.config.feed("team").path
+        assert [p.name for p in path.parent.iterdir() if p.name.endswith(".json")] == []
+        status = site.store.feed_status("team")
+        assert status is not None
+        assert (status.parent, status.events) == ("team", 4)
+        assert status.signature is not None
+        assert site.build()["team"].rebuilt is False
+        assert status.etag is not None
+        assert status.built_at is not None
+        assert status.length is not None
+        site.store.set_feed_built("team", status.etag, status.built_at, status.length)  # no inputs
+        assert site.build()["team"].rebuilt is True
+
     def test_file_touched_behind_its_back_is_rebuilt(self, site: Site) -> None:
         """A feed file edited or removed since the last build is written again, even with no data change."""
         site.pull()

@@ -710,6 +710,26 @@ class TestFeeds:
         )
         assert [s.feed for s in store.all_feed_status()] == ["jane", "team"]
 
+    def test_feed_failure_and_build_keep_each_other(self, store: Store) -> None:
+        """A feed job's failure is stored beside the last build, and a build keeps the last failure."""
+        store.record_feed_failure("new", T0, "OSError", "disk full")
+        failed = store.feed_status("new")
+        assert failed is not None
+        assert (failed.built_at, failed.last_error_kind, failed.last_error) == (None, "OSError", "disk full")
+        store.set_feed_built("team", '"abc"', T0, 1234, parent="team", signature="s1", events=3, mtime_ns=7)
+        store.record_feed_failure("team", T0 + timedelta(hours=1), "ApiTransportError", "unreachable")
+        status = store.feed_status("team")
+        assert status is not None
+        assert (status.etag, status.signature, status.events, status.mtime_ns) == ('"abc"', "s1", 3, 7)
+        assert status.last_error_at == T0 + timedelta(hours=1)
+        store.set_feed_built("team", '"def"', T0 + timedelta(hours=2), 10, parent="team")
+        status = store.feed_status("team")
+        assert status is not None
+        assert (status.etag, status.last_error_kind) == ('"def"', "ApiTransportError")
+        assert status.last_success_at == T0 + timedelta(hours=2)
+        assert [s.feed for s in store.feed_files_status("team")] == ["team"]
+        assert store.feed_files_status("new") == []
+
 
 # --- locking and concurrency ---------------------------------------------------------
 

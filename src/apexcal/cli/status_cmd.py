@@ -21,7 +21,7 @@ from apexcal.cli.app import app
 
 if TYPE_CHECKING:
     from apexcal.config import Config
-    from apexcal.state import Store, TargetState
+    from apexcal.state import FeedStatus, Store, TargetState
 
 _MAX_ERROR_CHARS = 80
 
@@ -56,7 +56,7 @@ def _latest(*moments: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
-def _current_error(state: TargetState) -> str | None:
+def _current_error(state: TargetState | FeedStatus) -> str | None:
     """The last error of ``state`` when no success came after it, as one short line."""
     if state.last_error_at is None or (
         state.last_success_at is not None and state.last_error_at <= state.last_success_at
@@ -97,8 +97,8 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
                 n for n in built
                 if n.startswith(feed.name + "-") and n[len(feed.name) + 1 :].isdigit()
             )
-        # Feed jobs record their failures under "feed:<name>" (per-user files share them).
-        feed_state = store.target_state(f"feed:{feed.name}")
+        # Feed jobs record their failures in the feed's status (per-user files share them).
+        feed_state = built.get(feed.name)
         for name in names:
             status = built.get(name)
             rows.append(
@@ -106,8 +106,8 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
                     kind="feed",
                     name=name,
                     last_success=status.built_at if status else None,
-                    last_error=_current_error(feed_state),
-                    objects=f"{status.length} bytes" if status else "-",
+                    last_error=_current_error(feed_state) if feed_state else None,
+                    objects=f"{status.length} bytes" if status and status.length is not None else "-",
                     pending="-",
                     next_run=next_run(
                         status.built_at if status else None,

@@ -183,7 +183,7 @@ def run_feed(
             log.error("feed.job_failed", kind=kind, error=_error_text(exc))
             # Kept for `apexcal status`; a store that cannot take it is already the error.
             with contextlib.suppress(ApexcalError):
-                store.record_failure(label, utcnow(), kind, _error_text(exc))
+                store.record_feed_failure(name, utcnow(), kind, _error_text(exc))
             return JobOutcome(
                 kind="feed", name=name, result="failed",
                 summary=f"feed {name}: failed ({kind})", error=_error_text(exc),
@@ -200,8 +200,6 @@ def run_feed(
         metrics.feed_built(result.name, utcnow(), changed=result.changed)
         changed += result.changed
     events = sum(r.count for r in results if r.name == name)
-    with contextlib.suppress(ApexcalError):
-        store.record_success(label, utcnow(), {"files": len(results), "changed": changed, "events": events})
     return JobOutcome(
         kind="feed", name=name, result="ok",
         summary=f"feed {name}: ok pulled={pulled.changed} files={len(results)} changed={changed} events={events}",

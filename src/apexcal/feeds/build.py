@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -45,7 +45,7 @@ from apexcal.clock import Clock, utcnow
 from apexcal.config.mapping import mapping_options
 from apexcal.errors import ApexcalError
 from apexcal.feeds.atomic import write_atomic
-from apexcal.feeds.naming import built_users, user_feed_name, user_feed_path
+from apexcal.feeds.naming import built_users, feed_files, user_feed_name, user_feed_path
 from apexcal.feeds.spool import ComponentSpool, spool_activities, write_spooled
 from apexcal.feeds.window import feed_today, feed_window, in_window
 from apexcal.filters import matches
@@ -159,19 +159,14 @@ def build_all_feeds(
     feed's settings — are those of its last build, and whose files are
     untouched since, is not rebuilt at all (``rebuilt=False``): a cycle that
     changed nothing costs a few reads, not a mapping of every activity.  The
-    record of the last build is a small JSON file beside the feed's file.
-    Every build is recorded in the store (``set_feed_built``), changed or
-    not, so health checks see fresh feeds.  A feed that cannot be written
+    record of each build — and so the one answer to "is this feed fresh" —
+    is the store's feed status (``set_feed_built``), written for every build,
+    changed or not, so health checks see fresh feeds too.  A feed that cannot be written
     does not stop the others: :class:`FeedBuildError` is raised at the end,
     carrying both the failures and the results.
     """
     day = today if today is not None else feed_today(config, clock)
     return _build(config, list(config.feeds), store, today=day, clock=clock, metrics=metrics)
-
-
-def _state_path(feed: FeedConfig) -> Path:
-    """The record of a feed's last build, hidden beside its file (never served: not a feed name)."""
-    return feed.path.with_name(f".{feed.path.name}.build.json")
 
 
 def _signature(
@@ -195,66 +190,65 @@ def _signature(
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _unchanged(feed: FeedConfig, signature: str) -> list[FeedResult] | None:
-    """The files of the last build when it had this signature and they are untouched since, else None."""
-    try:
-        record = json.loads(_state_path(feed).read_text("utf-8"))
-        if record.get("signature") != signature:
+def _unchanged(store: Store, feed: FeedConfig, signature: str) -> list[FeedResult] | None:
+    """The files of the last build when it had this signature and they are untouched since, else None.
+
+    The store's feed status is the record: every file of the feed on disk
+    (its own, and each per-user one) must have been built from these inputs
+    and still have the size and mtime it had after that build.
+    """
+    recorded = {status.feed: status for status in store.feed_files_status(feed.name)}
+    results = []
+    for name, path in feed_files(feed):
+        status = recorded.get(name)
+        if status is None or status.signature != signature or status.etag is None:
             return None
-        results = []
-        for f in record["files"]:
-            path = Path(f["path"])
+        try:
             st = path.stat()
-            if (st.st_size, st.st_mtime_ns) != (f["length"], f["mtime_ns"]):
-                return None
-            results.append(
-                FeedResult(
-                    name=f["name"],
-                    path=path,
-                    changed=False,
-                    etag=f["etag"],
-                    count=f["count"],
-                    length=f["length"],
-                    rebuilt=False,
-                )
+        except OSError:
+            return None
+        if (st.st_size, st.st_mtime_ns) != (status.length, status.mtime_ns):
+            return None
+        results.append(
+            FeedResult(
+                name=name,
+                path=path,
+                changed=False,
+                etag=status.etag,
+                count=status.events or 0,
+                length=st.st_size,
+                rebuilt=False,
             )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if feed.per_user and {r.name for r in results} != {feed.name} | {
-        user_feed_name(feed.name, u) for u in built_users(feed.path)
-    }:
-        return None
+        )
     return results
 
 
-def _remember(feed: FeedConfig, signature: str, results: list[FeedResult]) -> None:
-    files = []
-    for r in results:
-        st = r.path.stat()
-        files.append(
-            {
-                "name": r.name,
-                "path": str(r.path),
-                "etag": r.etag,
-                "count": r.count,
-                "length": r.length,
-                "mtime_ns": st.st_mtime_ns,
-            }
-        )
-    body = json.dumps({"signature": signature, "files": files}, indent=1, sort_keys=True).encode()
-    write_atomic(_state_path(feed), partial(_write_bytes, body), only_if_changed=True, mode=0o600)
-
-
-def _write_bytes(body: bytes, out: BinaryIO) -> None:
-    out.write(body)
-
-
 def _record(
-    store: Store, results: list[FeedResult], *, clock: Clock, metrics: Metrics | None
+    store: Store,
+    feed: FeedConfig,
+    signature: str,
+    results: list[FeedResult],
+    *,
+    clock: Clock,
+    metrics: Metrics | None,
 ) -> None:
+    """Record each file's build (changed or not, so health checks see fresh feeds) and its inputs."""
     for r in results:
         at = clock()
-        store.set_feed_built(r.name, r.etag, at, r.length)
+        try:
+            mtime_ns: int | None = r.path.stat().st_mtime_ns
+        except OSError:  # gone already: the next build rebuilds it
+            mtime_ns = None
+        store.set_feed_built(
+            r.name,
+            r.etag,
+            at,
+            r.length,
+            parent=feed.name,
+            signature=signature,
+            events=r.count,
+            mtime_ns=mtime_ns,
+        )
         if metrics is not None:
             metrics.feed_built(r.name, at, changed=r.changed)
         log.info(
@@ -289,9 +283,9 @@ def _build(
         for feed in feeds:
             first, last = feed_window(feed, today)
             signature = _signature(config, feed, seq, types, (first, last))
-            kept = _unchanged(feed, signature)
+            kept = _unchanged(store, feed, signature)
             if kept is not None:
-                _record(store, kept, clock=clock, metrics=metrics)
+                _record(store, feed, signature, kept, clock=clock, metrics=metrics)
                 results.extend(kept)
                 continue
             signatures[feed.name] = signature
@@ -319,12 +313,11 @@ def _build(
         for job in jobs:
             try:
                 written = _write_job(config, job)
-                _remember(job.feed, signatures[job.feed.name], written)
             except OSError as exc:
                 failures[job.feed.name] = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
                 log.error("feed.failed", feed=job.feed.name, error=failures[job.feed.name])
                 continue
-            _record(store, written, clock=clock, metrics=metrics)
+            _record(store, job.feed, signatures[job.feed.name], written, clock=clock, metrics=metrics)
             results.extend(written)
     finally:
         for job in jobs:

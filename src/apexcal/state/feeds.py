@@ -1,4 +1,4 @@
-"""Feed URL tokens (stored as sha256 hex digests only) and feed build status."""
+"""Feed URL tokens (stored as sha256 hex digests only) and feed status (last build, last failure)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,19 @@ def _token(row: Row[Any]) -> FeedToken:
 
 
 def _status(row: Row[Any]) -> FeedStatus:
-    return FeedStatus(feed=row.feed, etag=row.etag, built_at=row.built_at, length=row.length)
+    return FeedStatus(
+        feed=row.feed,
+        etag=row.etag,
+        built_at=row.built_at,
+        length=row.length,
+        parent=row.parent,
+        signature=row.signature,
+        events=row.events,
+        mtime_ns=row.mtime_ns,
+        last_error_at=row.last_error_at,
+        last_error_kind=row.last_error_kind,
+        last_error=row.last_error,
+    )
 
 
 class FeedsPart(StorePart):
@@ -81,8 +93,19 @@ class FeedsPart(StorePart):
                 .order_by(_F.c.id))
             return [_token(r) for r in rows]
 
-    def set_feed_built(self, feed: str, etag: str, built_at: datetime, length: int) -> None:
-        """Record a build of ``feed``'s file."""
+    def set_feed_built(
+        self,
+        feed: str,
+        etag: str,
+        built_at: datetime,
+        length: int,
+        *,
+        parent: str | None = None,
+        signature: str | None = None,
+        events: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        """Record a build of ``feed``'s file (its last failure, if any, is kept)."""
         with self._db.write("record feed build") as conn:
             upsert(
                 conn,
@@ -93,17 +116,56 @@ class FeedsPart(StorePart):
                     "etag": etag,
                     "built_at": built_at,
                     "length": length,
+                    "parent": parent,
+                    "signature": signature,
+                    "events": events,
+                    "mtime_ns": mtime_ns,
+                },
+                keys=("organization", "feed"),
+            )
+
+    def record_feed_failure(self, feed: str, at: datetime, kind: str, message: str) -> None:
+        """Record that ``feed``'s job failed (its last build, if any, is kept)."""
+        with self._db.write("record feed failure") as conn:
+            upsert(
+                conn,
+                _B,
+                {
+                    "organization": self._org,
+                    "feed": feed,
+                    "last_error_at": at,
+                    "last_error_kind": kind,
+                    "last_error": message,
                 },
                 keys=("organization", "feed"),
             )
 
     def feed_status(self, feed: str) -> FeedStatus | None:
-        """The last build of ``feed``, or ``None`` if never built."""
+        """The status of ``feed``, or ``None`` if it was never built nor failed."""
         with self._db.read("read feed status") as conn:
-            row = conn.execute(select(_B).where(_B.c.organization == self._org, _B.c.feed == feed)).first()
+            row = conn.execute(
+                select(_B).where(_B.c.organization == self._org, _B.c.feed == feed)
+            ).first()
         return None if row is None else _status(row)
 
     def all_feed_status(self) -> list[FeedStatus]:
-        """The last build of every feed, by name."""
+        """The status of every feed file, by name."""
         with self._db.read("read feed status") as conn:
-            return [_status(r) for r in conn.execute(select(_B).where(_B.c.organization == self._org).order_by(_B.c.feed))]
+            rows = conn.execute(
+                select(_B).where(_B.c.organization == self._org).order_by(_B.c.feed)
+            )
+            return [_status(r) for r in rows]
+
+    def feed_files_status(self, parent: str) -> list[FeedStatus]:
+        """The built files of configured feed ``parent`` (its own and its per-user ones), by name."""
+        with self._db.read("read feed status") as conn:
+            rows = conn.execute(
+                select(_B)
+                .where(
+                    _B.c.organization == self._org,
+                    _B.c.parent == parent,
+                    _B.c.built_at.is_not(None),
+                )
+                .order_by(_B.c.feed)
+            )
+            return [_status(r) for r in rows]

@@ -121,9 +121,28 @@ class FeedToken:
 
 @dataclass(frozen=True, kw_only=True)
 class FeedStatus:
-    """The last build of a feed file: its ETag, when, and how many bytes."""
+    """A feed file's last build (ETag, when, bytes, events, inputs) and its feed job's last failure.
+
+    Build fields are ``None`` for a feed whose job failed before it was ever
+    built.  ``parent`` is the configured feed a per-user file belongs to (the
+    feed itself for its own file); ``signature`` hashes what the build was
+    made from and ``mtime_ns`` is the file's after it, so an unchanged feed is
+    not built again.
+    """
 
     feed: str
-    etag: str
-    built_at: datetime
-    length: int
+    etag: str | None = None
+    built_at: datetime | None = None
+    length: int | None = None
+    parent: str | None = None
+    signature: str | None = None
+    events: int | None = None
+    mtime_ns: int | None = None
+    last_error_at: datetime | None = None
+    last_error_kind: str | None = None
+    last_error: str | None = None
+
+    @property
+    def last_success_at(self) -> datetime | None:
+        """The last build: a feed job's success (named as for targets, so status reads both alike)."""
+        return self.built_at

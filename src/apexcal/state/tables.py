@@ -233,7 +233,7 @@ class FeedTokenRow(Base):
 
 
 class FeedStatusRow(Base):
-    """The last build of a feed file."""
+    """A feed file's last build (and what it was built from), and its feed job's last failure."""
 
     __tablename__ = "feed_status"
 
@@ -241,9 +241,16 @@ class FeedStatusRow(Base):
         String(100), primary_key=True, server_default=text("''")
     )
     feed: Mapped[str] = mapped_column(String(200), primary_key=True)
-    etag: Mapped[str] = mapped_column(Text)
-    built_at: Mapped[datetime]
-    length: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str | None] = mapped_column(Text)
+    built_at: Mapped[datetime | None]
+    length: Mapped[int | None] = mapped_column(BigInteger)
+    parent: Mapped[str | None] = mapped_column(String(200))
+    signature: Mapped[str | None] = mapped_column(String(64))
+    events: Mapped[int | None] = mapped_column(Integer)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    last_error_at: Mapped[datetime | None]
+    last_error_kind: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 def table_of(model: type[Base]) -> Table:
