@@ -57,7 +57,8 @@ from apexcal.apex.client import ApexClient  # noqa: E402
 from apexcal.config import Config, config_from_dict  # noqa: E402
 from apexcal.emulator import DEMO_ORG_ID, EmulatorState, create_app, serve_in_thread  # noqa: E402
 from apexcal.emulator.state import DEMO_TOKEN  # noqa: E402
-from apexcal.ical.mapping import Unmappable, object_for  # noqa: E402
+from apexcal.errors import Unmappable  # noqa: E402
+from apexcal.ical.mapping import object_for  # noqa: E402
 from apexcal.state import Store  # noqa: E402
 from apexcal.sync.caldav import CalDAVSink  # noqa: E402
 from apexcal.sync.engine import CycleSummary, mapping_options, run_target_cycle  # noqa: E402

@@ -36,7 +36,7 @@ from typing import Any, TextIO
 import httpx
 import structlog
 
-from apexcal.errors import UserError
+from apexcal.errors import DemoError
 
 log = structlog.get_logger("apexcal.demo")
 
@@ -50,9 +50,6 @@ DEMO_CALENDAR_USERS: dict[str, tuple[int, str]] = {
 }
 _RADICALE_START_S = 30.0
 
-
-class DemoError(UserError):
-    """The demo could not start (Radicale missing or not starting, no free port)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,20 +11,30 @@ not travel further.
     ├── UserError                    operator mistake: one line on stderr, exit 2
     │   ├── ConfigError              bad config file or value (carries problems)
     │   ├── SecretError              a secret file/env/credential is unreadable
-    │   └── UsageError               bad command-line argument (date, type name…)
+    │   │   └── UnreadableSecrets    every unreadable secret at once (carries problems)
+    │   ├── UsageError               bad command-line argument (date, type name…)
+    │   │   └── UnknownActivityType  --type names no type of the organization
+    │   ├── QueryError               a filter the API's query parser would misread
+    │   ├── StoreUnavailable         the state store cannot be opened (also a StoreFailure)
+    │   ├── ServerStartError         the feed server cannot listen (address in use…)
+    │   └── DemoError                the demo cannot start (Radicale missing, no port)
     ├── ApiError                     the AchieveApex API side
-    │   ├── ApiTransportError        connect/read failure, timeout (no HTTP answer)
-    │   ├── ApiProtocolError         an answer we cannot read (malformed JSON, shape)
+    │   ├── ApiTransportError        connect/read failure, timeout (no HTTP answer)  [exit 2]
+    │   ├── ApiProtocolError         an answer we cannot read (malformed JSON, shape)  [exit 2]
     │   └── ApiHTTPError             an HTTP error answer (carries status, name, message)
     │       ├── BadRequest           400
-    │       ├── NotAuthenticated     401
-    │       ├── Forbidden            403
+    │       ├── NotAuthenticated     401  [exit 2]
+    │       ├── Forbidden            403  [exit 2]
     │       ├── NotFound             404
     │       ├── RateLimited          429 (carries retry_after)
     │       └── ServerError          5xx
     ├── InvalidRecord                a malformed API record (carries record id)
     ├── ICalError                    the iCalendar side
-    │   └── RemoteParseError         a remote object we cannot read (carries href)
+    │   ├── RemoteParseError         a remote object we cannot read (carries href)
+    │   ├── ContentLineError         data that is not an iCalendar object (carries line)
+    │   ├── Unmappable               an activity that cannot become the component (carries id)
+    │   ├── TemplateError            a bad summary/URL template (also a ValueError)
+    │   └── UnknownTimezone          a zone name tzdata does not know
     ├── CalDAVError                  the CalDAV side (carries url/href, status)
     │   ├── CalDAVTransportError     no HTTP answer
     │   ├── CalDAVAuthError          401/403 from the server
@@ -33,23 +43,42 @@ not travel further.
     │   ├── InvalidSyncToken         DAV:valid-sync-token precondition
     │   ├── CalendarNotFound         the target's collection is missing and create is off
     │   └── ObjectTooLarge           an object over the sink's size limit (nothing sent)
+    ├── FeedBuildError               some feeds could not be written (carries failures, results)
+    ├── EmulatorHTTPError            an error answer of the API emulator, a test peer (carries status)
+    │   └── EmulatorQueryError       a query or body the emulated service refuses (400)
     ├── StateError                   the state store (database) failed
+    │   ├── StoreFailure             an operation failed (carries operation, reason)
+    │   └── TargetBusy               another cycle holds the target's lock
     └── SyncError                    a cycle could not complete
         ├── MassDeleteRefused        a cycle would delete too much without --force
         └── CycleCancelled           a stop was requested; what was written is recorded
 
-``UserError`` and the operator-facing subclasses of ``ApiHTTPError`` (401/403)
-and transport errors are what the CLI turns into one line and exit code 2.
+Exit codes: each class says in ``exit_code`` what the CLI does when it ends a
+command.  ``UserError`` and the classes marked ``[exit 2]`` above (a refused
+token, an unreachable or unreadable API) are the operator's to fix: one line on
+stderr, exit code 2.  Every other error has ``exit_code = None``: it is a bug
+or a failure the command reports itself, and an unhandled one shows its
+traceback.  :func:`is_operator_error` is the one test the CLI and the daemon use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 
 class ApexcalError(Exception):
     """Root of every error apexcal raises on purpose."""
+
+    #: The CLI's exit code when this error ends a command: 2 for what the operator
+    #: must fix; ``None`` when it is not the operator's (a traceback if unhandled).
+    exit_code: ClassVar[int | None] = None
+
+
+def is_operator_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the operator's to fix: one line on stderr, exit code 2."""
+    return isinstance(exc, ApexcalError) and exc.exit_code == 2
 
 
 # --- operator mistakes --------------------------------------------------------
@@ -57,6 +86,8 @@ class ApexcalError(Exception):
 
 class UserError(ApexcalError):
     """An operator mistake: reported as one line on stderr with exit code 2."""
+
+    exit_code: ClassVar[int | None] = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +120,47 @@ class SecretError(UserError):
         super().__init__(f"{key}: {reason}")
 
 
+class UnreadableSecrets(SecretError):
+    """One or more secrets could not be read; ``problems`` lists them all (key, file)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        suffix = f" (and {more} more unreadable secret{'s' if more > 1 else ''})" if more else ""
+        super().__init__(first.path, first.message + suffix)
+
+
 class UsageError(UserError):
     """A bad command-line argument."""
+
+
+class _NamedType(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class UnknownActivityType(UsageError):
+    """``--type`` named no activity type of the organization."""
+
+    def __init__(self, requested: str, known: Sequence[_NamedType]) -> None:
+        self.requested = requested
+        listing = ", ".join(f"{t.key} ({t.name})" for t in known) or "none"
+        super().__init__(f"unknown activity type {requested!r}; known types: {listing}")
+
+
+class QueryError(UserError, ValueError):
+    """A query that the API's query-string parser would silently misread."""
+
+
+class ServerStartError(UserError):
+    """The server could not listen (address in use, permission denied)."""
+
+
+class DemoError(UserError):
+    """The demo could not start (Radicale missing or not starting, no free port)."""
 
 
 # --- the API side -------------------------------------------------------------
@@ -103,6 +173,8 @@ class ApiError(ApexcalError):
 class ApiTransportError(ApiError):
     """No HTTP answer: connection refused or dropped, DNS failure, timeout."""
 
+    exit_code: ClassVar[int | None] = 2
+
     def __init__(self, message: str, *, method: str, url: str) -> None:
         self.method = method
         self.url = url
@@ -111,6 +183,8 @@ class ApiTransportError(ApiError):
 
 class ApiProtocolError(ApiError):
     """An answer that is not what the API documents (malformed JSON, wrong shape)."""
+
+    exit_code: ClassVar[int | None] = 2
 
     def __init__(self, message: str, *, method: str, url: str, status: int | None = None) -> None:
         self.method = method
@@ -150,10 +224,12 @@ class BadRequest(ApiHTTPError):
 
 class NotAuthenticated(ApiHTTPError):
     status = 401
+    exit_code: ClassVar[int | None] = 2
 
 
 class Forbidden(ApiHTTPError):
     status = 403
+    exit_code: ClassVar[int | None] = 2
 
 
 class NotFound(ApiHTTPError):
@@ -196,6 +272,41 @@ class RemoteParseError(ICalError):
         self.href = href
         self.reason = reason
         super().__init__(f"{href}: {reason}")
+
+
+class ContentLineError(ICalError):
+    """Data that is not an iCalendar object: names the line (1-based) and what is wrong."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        self.line = line
+        self.reason = reason
+        super().__init__(f"line {line}: {reason}")
+
+
+class Unmappable(ICalError):
+    """An activity that cannot become the requested component (e.g. an event with no start date)."""
+
+    def __init__(self, activity_id: int, reason: str) -> None:
+        self.activity_id = activity_id
+        self.reason = reason
+        super().__init__(f"activity {activity_id}: {reason}")
+
+
+class TemplateError(ICalError, ValueError):
+    """A summary or URL template that names an unknown field or is malformed."""
+
+    def __init__(self, template: str, reason: str) -> None:
+        self.template = template
+        self.reason = reason
+        super().__init__(f"template {template!r}: {reason}")
+
+
+class UnknownTimezone(ICalError):
+    """The name is not an IANA time zone known to tzdata."""
+
+    def __init__(self, tzid: str) -> None:
+        self.tzid = tzid
+        super().__init__(f"unknown time zone {tzid!r}")
 
 
 # --- the CalDAV side ----------------------------------------------------------
@@ -247,11 +358,65 @@ class InvalidSyncToken(CalDAVError):
     """The server no longer accepts our sync token (DAV:valid-sync-token)."""
 
 
+# --- feeds ----------------------------------------------------------------------
+
+
+class FeedBuildError(ApexcalError):
+    """Some feeds could not be written; ``results`` holds the feeds that were."""
+
+    def __init__(self, failures: Mapping[str, str], results: Sequence[Any]) -> None:
+        self.failures = dict(failures)
+        self.results = list(results)
+        first, reason = next(iter(self.failures.items()))
+        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        super().__init__(f"feed {first}: {reason}{more}")
+
+
+# --- the API emulator (a test peer) -------------------------------------------
+
+
+class EmulatorHTTPError(ApexcalError):
+    """An error answer of the emulated API: ``status`` and the Feathers ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+class EmulatorQueryError(EmulatorHTTPError):
+    """A query or record body the emulated service refuses (answered 400 BadRequest)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
+
+
 # --- state and sync -----------------------------------------------------------
 
 
 class StateError(ApexcalError):
     """The state store failed."""
+
+
+class StoreFailure(StateError):
+    """A state store operation failed; ``operation`` names it, ``reason`` says why."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"state store: {operation}: {reason}")
+
+
+class StoreUnavailable(StoreFailure, UserError):
+    """The store cannot be opened (bad URL, unreachable server, unwritable path): an operator error."""
+
+
+class TargetBusy(StateError):
+    """Another cycle of the same target holds its lock."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        super().__init__(f"target {target!r} is already being synced by another worker")
 
 
 class SyncError(ApexcalError):

@@ -19,7 +19,7 @@ import structlog
 
 from apexcal.apex.models import Activity, ActivityType, type_key
 from apexcal.apex.query import normalize_filters, split_in
-from apexcal.errors import UsageError
+from apexcal.errors import UnknownActivityType
 from apexcal.feeds.spool import GroupOf
 
 log = structlog.get_logger(__name__)
@@ -28,15 +28,6 @@ log = structlog.get_logger(__name__)
 _FILE_UNSAFE = re.compile(r"[^\w.-]")
 
 SplitBy = Literal["user", "type"]
-
-
-class UnknownActivityType(UsageError):
-    """``--type`` named no activity type of the organization."""
-
-    def __init__(self, requested: str, known: Sequence[ActivityType]) -> None:
-        self.requested = requested
-        listing = ", ".join(f"{t.key} ({t.name})" for t in known) or "none"
-        super().__init__(f"unknown activity type {requested!r}; known types: {listing}")
 
 
 # --- what to export ---------------------------------------------------------------

@@ -14,9 +14,8 @@ from structlog.testing import capture_logs
 from apexcal import USER_AGENT
 from apexcal.apex.client import BULK_CHUNK, ApexClient, BulkResult
 from apexcal.apex.models import parse_timestamp
-from apexcal.apex.query import QueryError
 from apexcal.apex.retry import NO_RETRY
-from apexcal.errors import BadRequest, NotFound
+from apexcal.errors import BadRequest, NotFound, QueryError
 from tests.fixtures.emulator import EmulatorHandle
 
 Hook = Callable[[str, int], None]

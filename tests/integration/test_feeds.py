@@ -520,7 +520,7 @@ class TestPerUserFeeds:
 class TestFeedFailures:
     def test_unwritable_feed_does_not_stop_the_others(self, site: Site) -> None:
         """A feed whose file cannot be written is reported, with the other feeds written and returned."""
-        from apexcal.feeds import FeedBuildError
+        from apexcal.errors import FeedBuildError
 
         broken = site.config.feeds[1].model_copy(update={"path": Path("/proc/apexcal-feed.ics")})
         cfg = site.config.model_copy(update={"feeds": [broken, site.config.feeds[0]]})

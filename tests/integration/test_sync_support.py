@@ -24,7 +24,8 @@ from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, parse_activity_type, type_key
 from apexcal.apex.retry import RetryPolicy
 from apexcal.config import Config, TargetConfig, config_from_dict
-from apexcal.ical.mapping import Unmappable, object_for
+from apexcal.errors import Unmappable
+from apexcal.ical.mapping import object_for
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
 from apexcal.sync.caldav import CalDAVSink

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from apexcal.apex.query import (
     MAX_ARRAY_ITEMS,
     MAX_DEPTH,
-    QueryError,
     encode_query,
     encode_value,
     normalize_filters,
     split_in,
 )
 from apexcal.emulator.qs import parse_query as emulator_parse_query
+from apexcal.errors import QueryError
 
 # --- a small decoder with the parsing rules of Node's qs (depth 5, arrayLimit 20) --------
 

@@ -36,7 +36,7 @@ from apexcal.apex.models import (
     parse_activity_type,
     parse_timestamp,
 )
-from apexcal.apex.query import QueryError, encode_query, normalize_filters, split_in
+from apexcal.apex.query import encode_query, normalize_filters, split_in
 from apexcal.apex.retry import RetryPolicy, parse_retry_after, retry_delay
 from apexcal.clock import utcnow
 from apexcal.errors import (
@@ -48,6 +48,7 @@ from apexcal.errors import (
     InvalidRecord,
     NotAuthenticated,
     NotFound,
+    QueryError,
     RateLimited,
     ServerError,
 )

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote
 
 from apexcal.apex.models import format_timestamp
-from apexcal.errors import UserError
+from apexcal.errors import QueryError
 
 #: The most items ``qs`` parses as an array (its ``arrayLimit``).
 MAX_ARRAY_ITEMS = 20
@@ -42,9 +42,6 @@ _KEY_SAFE = "$[]"
 # Characters left readable in values: ISO dates and times read as they are.
 _VALUE_SAFE = ":"
 
-
-class QueryError(UserError, ValueError):
-    """A query that the API's query-string parser would silently misread."""
 
 
 def encode_value(value: object) -> str:

@@ -29,9 +29,10 @@ def main() -> None:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as exc:
-        from apexcal.cli.app import OPERATOR_ERRORS, operator_message
+        from apexcal.cli.app import operator_message
+        from apexcal.errors import is_operator_error
 
-        if not isinstance(exc, OPERATOR_ERRORS):
+        if not is_operator_error(exc):
             raise
         print(operator_message(exc), file=sys.stderr)
         raise SystemExit(2) from None

@@ -13,12 +13,12 @@ from typing import NoReturn
 import typer
 
 from apexcal.errors import (
-    ApiProtocolError,
+    ApexcalError,
     ApiTransportError,
     ConfigError,
     Forbidden,
     NotAuthenticated,
-    UserError,
+    is_operator_error,
 )
 
 app = typer.Typer(
@@ -35,17 +35,6 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Calendar sync and export for the AchieveApex CRM."""
-
-# Errors that are the operator's to fix (credentials, organization, reachability):
-# one line on stderr and exit code 2, never a traceback.
-OPERATOR_ERRORS: tuple[type[BaseException], ...] = (
-    UserError,
-    NotAuthenticated,
-    Forbidden,
-    ApiTransportError,
-    ApiProtocolError,
-)
-
 
 def operator_message(exc: BaseException) -> str:
     """The one line an operator sees for ``exc``."""
@@ -70,7 +59,11 @@ def guarded(func: Callable[[], int | None]) -> int:
     """Run ``func`` turning operator errors into one stderr line and exit 2, SIGINT into 130."""
     try:
         return func() or 0
-    except OPERATOR_ERRORS as exc:
+    except ApexcalError as exc:
+        # The tree in apexcal.errors says which errors are the operator's to fix
+        # (one line, exit 2); any other is a bug and keeps its traceback.
+        if not is_operator_error(exc):
+            raise
         print(operator_message(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,7 +1,12 @@
-"""``apexcal config check FILE|DIR [--secrets]``: validate a config file (or directory) and list every problem."""
+"""``apexcal config check FILE|DIR [--secrets]``: validate a config file (or directory) and list every problem.
+
+``apexcal config schema`` prints a complete, commented example config generated
+from the schema: every key with its help text and its default (or an example).
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -41,3 +46,11 @@ def check_command(
     code = check_config(file, secrets)
     if code:
         raise typer.Exit(code=code)
+
+
+@config_app.command("schema")
+def schema_command() -> None:
+    """Print an example config documenting every key, generated from the schema."""
+    from apexcal.config.schema import example_toml
+
+    sys.stdout.write(example_toml())

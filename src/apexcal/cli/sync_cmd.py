@@ -39,9 +39,15 @@ def sync_command(
     from apexcal.apex.client import ApexClient
     from apexcal.clock import utcnow
     from apexcal.config import load_config
-    from apexcal.errors import ApexcalError, Forbidden, NotAuthenticated, UsageError
+    from apexcal.errors import (
+        ApexcalError,
+        Forbidden,
+        NotAuthenticated,
+        StoreUnavailable,
+        UsageError,
+    )
     from apexcal.log import configure
-    from apexcal.state import Store, StoreUnavailable
+    from apexcal.state import Store
     from apexcal.sync.engine import run_target_cycle
     from apexcal.sync.pull import pull
 

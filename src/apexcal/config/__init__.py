@@ -29,7 +29,7 @@ from apexcal.config.models import (
     WorkerConfig,
     default_state_url,
 )
-from apexcal.config.secrets import TOKEN_ENV, UnreadableSecrets, read_secret_file, resolve_secrets
+from apexcal.config.secrets import TOKEN_ENV, read_secret_file, resolve_secrets
 from apexcal.config.values import (
     ACTIVITY_URL_PLACEHOLDERS,
     CREDENTIAL_TOKEN,
@@ -39,6 +39,7 @@ from apexcal.config.values import (
     credential_password,
     template_fields,
 )
+from apexcal.errors import UnreadableSecrets
 
 __all__ = [
     "ACTIVITY_URL_PLACEHOLDERS",

@@ -21,21 +21,11 @@ from pydantic import SecretStr
 
 from apexcal.config.models import Config
 from apexcal.config.values import CREDENTIAL_TOKEN, credential_password
-from apexcal.errors import Problem, SecretError
+from apexcal.errors import Problem, UnreadableSecrets
 
 TOKEN_ENV = "APEXCAL_TOKEN"  # noqa: S105  (the name of a variable, not a secret)
 """The environment variable holding the API token."""
 
-
-class UnreadableSecrets(SecretError):
-    """One or more secrets could not be read; ``problems`` lists them all (key, file)."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = tuple(problems)
-        first = problems[0]
-        more = len(problems) - 1
-        suffix = f" (and {more} more unreadable secret{'s' if more > 1 else ''})" if more else ""
-        super().__init__(first.path, first.message + suffix)
 
 
 def read_secret_file(path: Path) -> str:

@@ -26,9 +26,9 @@ from apexcal.apex.client import ApexClient
 from apexcal.apex.retry import RetryPolicy
 from apexcal.clock import utcnow
 from apexcal.config import Config
-from apexcal.errors import ApexcalError
+from apexcal.errors import ApexcalError, TargetBusy
 from apexcal.metrics import Metrics
-from apexcal.state import Store, TargetBusy
+from apexcal.state import Store
 
 log = structlog.get_logger("apexcal.daemon")
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apexcal.emulator.faults import make_fault
 from apexcal.emulator.qs import parse_query
-from apexcal.emulator.query import QueryError, compile_find
+from apexcal.emulator.query import compile_find
 from apexcal.emulator.records import (
     ACTIVITY_SCHEMA,
     TYPE_SCHEMA,
@@ -34,6 +34,7 @@ from apexcal.emulator.records import (
     validate_type,
 )
 from apexcal.emulator.state import EmulatorState
+from apexcal.errors import EmulatorHTTPError
 
 PAGINATE_DEFAULT = 10
 
@@ -56,14 +57,6 @@ _ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-class HTTPFailure(Exception):
-    """An error answer of a service: status and message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(message)
-
 
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
@@ -81,8 +74,8 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
     )
 
 
-def _not_found(raw_id: object) -> HTTPFailure:
-    return HTTPFailure(404, f"No record found for id '{raw_id}'")
+def _not_found(raw_id: object) -> EmulatorHTTPError:
+    return EmulatorHTTPError(404, f"No record found for id '{raw_id}'")
 
 
 class _Services:
@@ -98,18 +91,18 @@ class _Services:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
-            raise HTTPFailure(401, "Not authenticated")
+            raise EmulatorHTTPError(401, "Not authenticated")
         if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPFailure(401, "Invalid authentication information (expected a Bearer token)")
+            raise EmulatorHTTPError(401, "Invalid authentication information (expected a Bearer token)")
         user = self.state.user_for_token(token.strip())
         if user is None:
-            raise HTTPFailure(401, "Invalid authentication information")
+            raise EmulatorHTTPError(401, "Invalid authentication information")
         return user
 
     @staticmethod
     def member(user: Mapping[str, Any], org_id: int) -> None:
         if org_id not in user["organizations"]:
-            raise HTTPFailure(403, f"You are not authorized to access organization {org_id}")
+            raise EmulatorHTTPError(403, f"You are not authorized to access organization {org_id}")
 
     @staticmethod
     async def body(request: Request) -> Any:
@@ -119,7 +112,7 @@ class _Services:
         try:
             return json.loads(raw)
         except ValueError:
-            raise HTTPFailure(400, "The request body is not valid JSON") from None
+            raise EmulatorHTTPError(400, "The request body is not valid JSON") from None
 
     async def query(self, request: Request) -> dict[str, Any]:
         """The URL query merged over a ``{"query": {...}}`` JSON body (as in the documents' curl)."""
@@ -128,7 +121,7 @@ class _Services:
         if body is not None:
             inner = body.get("query") if isinstance(body, dict) else None
             if not isinstance(inner, dict):
-                raise HTTPFailure(400, 'A request body on find must be {"query": {...}}')
+                raise EmulatorHTTPError(400, 'A request body on find must be {"query": {...}}')
             merged.update(inner)
         merged.update(parse_query(request.url.query))
         return merged
@@ -198,19 +191,19 @@ class _Services:
         user = self.user(request)
         body = await self.body(request)
         if not isinstance(body, dict) or "ids" not in body:
-            raise HTTPFailure(400, "A bulk patch needs 'ids': a non-empty array of activity ids")
+            raise EmulatorHTTPError(400, "A bulk patch needs 'ids': a non-empty array of activity ids")
         ids = body["ids"]
         if (
             not isinstance(ids, list)
             or not ids
             or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
         ):
-            raise HTTPFailure(400, "'ids' must be a non-empty array of integer activity ids")
+            raise EmulatorHTTPError(400, "'ids' must be a non-empty array of integer activity ids")
         fields = validate_activity({k: v for k, v in body.items() if k != "ids"}, creating=False)
         if "organization_id" in fields:
-            raise HTTPFailure(400, "organization_id cannot be changed")
+            raise EmulatorHTTPError(400, "organization_id cannot be changed")
         if not fields:
-            raise HTTPFailure(400, "A bulk patch needs at least one field to change")
+            raise EmulatorHTTPError(400, "A bulk patch needs at least one field to change")
         with self.state.lock:
             # A foreign live record refuses the whole patch (as a single-record patch
             # would); unknown and deleted ids are invisible and simply skipped.
@@ -313,7 +306,7 @@ class _Services:
             try:
                 self.state.faults.add(make_fault(await self.body(request)))
             except ValueError as exc:
-                raise HTTPFailure(400, str(exc)) from None
+                raise EmulatorHTTPError(400, str(exc)) from None
         elif request.method == "DELETE":
             self.state.faults.clear()
         return json_response({"pending": self.state.faults.pending()})
@@ -331,7 +324,7 @@ class _Services:
             seed = int(body.get("seed", 0))
             anchor = date.fromisoformat(body["anchor"]) if body.get("anchor") else None
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise HTTPFailure(
+            raise EmulatorHTTPError(
                 400,
                 'seed needs {"organization_id": int, "count": int, "seed"?: int, "anchor"?: "YYYY-MM-DD"}',
             ) from None
@@ -353,7 +346,7 @@ class _Services:
             try:
                 self.state.set_users(await self.body(request))
             except ValueError as exc:
-                raise HTTPFailure(400, f"bad users document: {exc}") from None
+                raise EmulatorHTTPError(400, f"bad users document: {exc}") from None
         users = [
             {k: (sorted(v) if k == "organizations" else v) for k, v in u.items() if k != "token"}
             for u in self.state.users.values()
@@ -367,10 +360,8 @@ def _handler(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         try:
             response: Response = await func(request)
-        except HTTPFailure as exc:
+        except EmulatorHTTPError as exc:
             return error_response(exc.status, exc.message)
-        except QueryError as exc:
-            return error_response(400, str(exc))
         except (ClientDisconnect, ConnectionError):
             # The client went away mid-request (a timeout, a dropped test connection):
             # nothing to answer and nothing wrong with the emulator.

@@ -26,14 +26,11 @@ from operator import itemgetter
 from typing import Any
 
 from apexcal.apex.models import format_timestamp, parse_timestamp
-from apexcal.errors import ApexcalError
+from apexcal.errors import EmulatorQueryError
 
 Record = Mapping[str, Any]
 Selector = Callable[[Iterable[Record]], list[Record]]
 
-
-class QueryError(ApexcalError):
-    """A query the service refuses (answered as 400 BadRequest with this message)."""
 
 
 class Kind(Enum):
@@ -106,7 +103,7 @@ def convert(field: str, kind: Kind, value: Any) -> Any:
             return _instant(str(value))
     except (ValueError, TypeError):
         pass
-    raise QueryError(f"Invalid value for '{field}': {value!r}")
+    raise EmulatorQueryError(f"Invalid value for '{field}': {value!r}")
 
 
 def _instant(text: str) -> str:
@@ -123,7 +120,7 @@ def _as_list(field: str, op: str, value: Any) -> list[Any]:
         return value
     if isinstance(value, Mapping):
         # qs turned a long array into an object: the server does not see a list.
-        raise QueryError(f"Invalid query: '{field}[{op}]' must be an array")
+        raise EmulatorQueryError(f"Invalid query: '{field}[{op}]' must be an array")
     return [value]
 
 
@@ -166,9 +163,9 @@ class _Compiler:
             parts: list[str] = []
             for op, operand in spec.items():
                 if op not in _OPERATORS:
-                    raise QueryError(f"Invalid query operator '{op}' on '{field}'")
+                    raise EmulatorQueryError(f"Invalid query operator '{op}' on '{field}'")
                 if kind is Kind.OBJECT and not (op == "$ne" and operand in (None, "null")):
-                    raise QueryError(f"'{field}' can only be compared with null")
+                    raise EmulatorQueryError(f"'{field}' can only be compared with null")
                 if op in ("$in", "$nin"):
                     items = [convert(field, kind, v) for v in _as_list(field, op, operand)]
                     parts.append(self.compare(field, op, items))
@@ -203,16 +200,16 @@ class _Compiler:
                 parts.append(_joined(branches, "or" if key == "$or" else "and"))
                 continue
             if key.startswith("$"):
-                raise QueryError(f"Invalid query parameter '{key}'")
+                raise EmulatorQueryError(f"Invalid query parameter '{key}'")
             if key not in self.schema.fields:
-                raise QueryError(f"Invalid query field '{key}'")
+                raise EmulatorQueryError(f"Invalid query field '{key}'")
             parts.append(self.field(key, spec))
         return _joined(parts, "and")
 
 
 def _null_only(field: str, spec: Any) -> None:
     if spec is not None and spec != "null":
-        raise QueryError(f"'{field}' can only be compared with null")
+        raise EmulatorQueryError(f"'{field}' can only be compared with null")
 
 
 def _joined(parts: Sequence[str], word: str) -> str:
@@ -242,7 +239,7 @@ def _branches(key: str, spec: Any) -> list[Mapping[str, Any]]:
         # Either qs turned a long array into an object, or a single branch was sent.
         spec = list(spec.values()) if all(k.isdigit() for k in spec) else [spec]
     if not isinstance(spec, list) or not all(isinstance(b, Mapping) for b in spec):
-        raise QueryError(f"Invalid query: '{key}' must be an array of queries")
+        raise EmulatorQueryError(f"Invalid query: '{key}' must be an array of queries")
     return spec
 
 
@@ -267,17 +264,17 @@ def _sort(schema: Schema, spec: Any) -> tuple[tuple[str, int], ...]:
     if spec is None:
         return ()
     if not isinstance(spec, Mapping):
-        raise QueryError("Invalid query: '$sort' must be an object of field: 1 | -1")
+        raise EmulatorQueryError("Invalid query: '$sort' must be an object of field: 1 | -1")
     keys: list[tuple[str, int]] = []
     for field, direction in spec.items():
         if field not in schema.fields or schema.fields[field] is Kind.OBJECT:
-            raise QueryError(f"Invalid sort field '{field}'")
+            raise EmulatorQueryError(f"Invalid sort field '{field}'")
         try:
             number = int(str(direction))
         except ValueError:
-            raise QueryError(f"Invalid sort direction for '{field}': {direction!r}") from None
+            raise EmulatorQueryError(f"Invalid sort direction for '{field}': {direction!r}") from None
         if number not in (1, -1):
-            raise QueryError(f"Invalid sort direction for '{field}': {direction!r}")
+            raise EmulatorQueryError(f"Invalid sort direction for '{field}': {direction!r}")
         keys.append((field, number))
     return tuple(keys)
 
@@ -290,23 +287,23 @@ def _select(schema: Schema, spec: Any) -> tuple[str, ...] | None:
     elif isinstance(spec, Mapping):
         spec = list(spec.values())
     if not isinstance(spec, list) or not all(isinstance(f, str) for f in spec):
-        raise QueryError("Invalid query: '$select' must be an array of field names")
+        raise EmulatorQueryError("Invalid query: '$select' must be an array of field names")
     for field in spec:
         if field not in schema.fields:
-            raise QueryError(f"Invalid select field '{field}'")
+            raise EmulatorQueryError(f"Invalid select field '{field}'")
     return tuple(dict.fromkeys(["id", *spec]))
 
 
 def compile_find(
     schema: Schema, query: Mapping[str, Any], *, paginate_default: int, paginate_max: int
 ) -> FindQuery:
-    """Compile a find query; raises :class:`QueryError` for anything the service refuses."""
+    """Compile a find query; raises :class:`EmulatorQueryError` for anything the service refuses."""
     org = query.get("organization_id")
     if org is None or isinstance(org, Mapping | list):
-        raise QueryError("organization_id is required")
+        raise EmulatorQueryError("organization_id is required")
     organization_id = convert("organization_id", Kind.INT, org)
     if organization_id is None:
-        raise QueryError("organization_id is required")
+        raise EmulatorQueryError("organization_id is required")
     limit = _int_param("$limit", query.get("$limit"))
     limit = min(paginate_default if limit is None else limit, paginate_max)
     skip = _int_param("$skip", query.get("$skip")) or 0
@@ -350,7 +347,7 @@ def _branch_bound(query: Mapping[str, Any]) -> tuple[str, str] | None:
         elif isinstance(spec, str):
             value = convert("updated_at", Kind.INSTANT, spec)
             return None if value is None else ("$gte", value)
-    except QueryError:
+    except EmulatorQueryError:
         return None  # the filter itself reports it
     return None
 

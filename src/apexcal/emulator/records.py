@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from datetime import date, time
 from typing import Any
 
-from apexcal.emulator.query import Kind, QueryError, Schema
+from apexcal.emulator.query import Kind, Schema
+from apexcal.errors import EmulatorQueryError
 
 ACTIVITY_FIELDS: tuple[str, ...] = (
     "id",
@@ -142,39 +143,39 @@ def _check(field: str, kind: Kind, value: Any) -> Any:
     """Validate one body value strictly (JSON types, not URL strings)."""
     if value is None:
         if field in ("done",):
-            raise QueryError(f"'{field}' must be true or false")
+            raise EmulatorQueryError(f"'{field}' must be true or false")
         return None
-    bad = QueryError(f"Invalid value for '{field}': {value!r}")
+    bad = EmulatorQueryError(f"Invalid value for '{field}': {value!r}")
     if kind is Kind.INT:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise QueryError(f"'{field}' must be an integer, got {value!r}")
+            raise EmulatorQueryError(f"'{field}' must be an integer, got {value!r}")
         if value < 0 or (field != "duration" and value == 0):
             raise bad
         return value
     if kind is Kind.BOOL:
         if not isinstance(value, bool):
-            raise QueryError(f"'{field}' must be true or false, got {value!r}")
+            raise EmulatorQueryError(f"'{field}' must be true or false, got {value!r}")
         return value
     if kind is Kind.TEXT:
         if not isinstance(value, str):
-            raise QueryError(f"'{field}' must be a string, got {value!r}")
+            raise EmulatorQueryError(f"'{field}' must be a string, got {value!r}")
         return value
     if kind is Kind.DATE:
         if not isinstance(value, str):
-            raise QueryError(f"'{field}' must be a date YYYY-MM-DD, got {value!r}")
+            raise EmulatorQueryError(f"'{field}' must be a date YYYY-MM-DD, got {value!r}")
         try:
             if len(value) != 10:
                 raise ValueError(value)
             return date.fromisoformat(value).isoformat()
         except ValueError:
-            raise QueryError(f"'{field}' must be a date YYYY-MM-DD, got {value!r}") from None
+            raise EmulatorQueryError(f"'{field}' must be a date YYYY-MM-DD, got {value!r}") from None
     if kind is Kind.TIME:
         if not isinstance(value, str) or len(value) not in (5, 8):
-            raise QueryError(f"'{field}' must be a time HH:MM:SS, got {value!r}")
+            raise EmulatorQueryError(f"'{field}' must be a time HH:MM:SS, got {value!r}")
         try:
             return time.fromisoformat(value).strftime("%H:%M:%S")
         except ValueError:
-            raise QueryError(f"'{field}' must be a time HH:MM:SS, got {value!r}") from None
+            raise EmulatorQueryError(f"'{field}' must be a time HH:MM:SS, got {value!r}") from None
     if kind is Kind.OBJECT:
         return _geocode(value)
     raise bad
@@ -185,20 +186,20 @@ def _geocode(value: Any) -> dict[str, Any]:
         '\'location_geocoded\' must be null or {"lat": number, "lng": number, "address": string}'
     )
     if not isinstance(value, Mapping):
-        raise QueryError(message)
+        raise EmulatorQueryError(message)
     lat, lng, address = value.get("lat"), value.get("lng"), value.get("address")
     for coord, bound in ((lat, 90), (lng, 180)):
         if isinstance(coord, bool) or not isinstance(coord, int | float) or not abs(coord) <= bound:
-            raise QueryError(message)
+            raise EmulatorQueryError(message)
     if address is not None and not isinstance(address, str):
-        raise QueryError(message)
+        raise EmulatorQueryError(message)
     return {"lat": lat, "lng": lng, "address": address}
 
 
 def validate_activity(body: Any, *, creating: bool) -> dict[str, Any]:
-    """The writable fields of an activity body, typed; :class:`QueryError` on bad input."""
+    """The writable fields of an activity body, typed; :class:`EmulatorQueryError` on bad input."""
     if not isinstance(body, Mapping):
-        raise QueryError("The request body must be a JSON object")
+        raise EmulatorQueryError("The request body must be a JSON object")
     result: dict[str, Any] = {}
     for key, value in body.items():
         if key in _READ_ONLY:
@@ -206,21 +207,21 @@ def validate_activity(body: Any, *, creating: bool) -> dict[str, Any]:
         if key == "organization_id":
             result[key] = _check(key, Kind.INT, value)
             if result[key] is None:
-                raise QueryError("organization_id is required")
+                raise EmulatorQueryError("organization_id is required")
             continue
         kind = _WRITABLE_ACTIVITY.get(key)
         if kind is None:
-            raise QueryError(f"Unknown field '{key}'")
+            raise EmulatorQueryError(f"Unknown field '{key}'")
         result[key] = _check(key, kind, value)
     if creating:
         if "organization_id" not in result:
-            raise QueryError("organization_id is required")
+            raise EmulatorQueryError("organization_id is required")
         if not result.get("subject"):
-            raise QueryError("'subject' is required")
+            raise EmulatorQueryError("'subject' is required")
         if not result.get("activity_type"):
-            raise QueryError("'activity_type' is required")
+            raise EmulatorQueryError("'activity_type' is required")
     elif "subject" in result and not result["subject"]:
-        raise QueryError("'subject' must not be empty")
+        raise EmulatorQueryError("'subject' must not be empty")
     return result
 
 
@@ -229,18 +230,18 @@ def check_dates(record: Mapping[str, Any]) -> None:
     start, end = record.get("start_date"), record.get("end_date")
     if start and end:
         if end < start:
-            raise QueryError("'end_date' must not be before 'start_date'")
+            raise EmulatorQueryError("'end_date' must not be before 'start_date'")
         st, et = record.get("start_time"), record.get("end_time")
         if end == start and st and et and et < st:
-            raise QueryError("'end_time' must not be before 'start_time' on the same day")
+            raise EmulatorQueryError("'end_time' must not be before 'start_time' on the same day")
     if (record.get("start_time") or record.get("end_date")) and not start:
-        raise QueryError("'start_date' is required with 'start_time' or 'end_date'")
+        raise EmulatorQueryError("'start_date' is required with 'start_time' or 'end_date'")
 
 
 def validate_type(body: Any, *, creating: bool) -> dict[str, Any]:
-    """The writable fields of an activity type body; :class:`QueryError` on bad input."""
+    """The writable fields of an activity type body; :class:`EmulatorQueryError` on bad input."""
     if not isinstance(body, Mapping):
-        raise QueryError("The request body must be a JSON object")
+        raise EmulatorQueryError("The request body must be a JSON object")
     result: dict[str, Any] = {}
     for key, value in body.items():
         if key in _READ_ONLY:
@@ -249,23 +250,23 @@ def validate_type(body: Any, *, creating: bool) -> dict[str, Any]:
             result[key] = _check(key, Kind.INT, value)
         elif key == "name":
             if not isinstance(value, str) or not value.strip():
-                raise QueryError("'name' must be a non-empty string")
+                raise EmulatorQueryError("'name' must be a non-empty string")
             result[key] = value.strip()
         elif key == "color":
             if value is not None and (not isinstance(value, str) or not _COLOR.match(value)):
-                raise QueryError(f"'color' must be a hex colour like #4F46E5, got {value!r}")
+                raise EmulatorQueryError(f"'color' must be a hex colour like #4F46E5, got {value!r}")
             result[key] = value
         elif key == "icon_key":
             if value is not None and value not in ICON_KEYS:
-                raise QueryError(f"Unknown icon_key {value!r}")
+                raise EmulatorQueryError(f"Unknown icon_key {value!r}")
             result[key] = value
         else:
-            raise QueryError(f"Unknown field '{key}'")
+            raise EmulatorQueryError(f"Unknown field '{key}'")
     if creating:
         if result.get("organization_id") is None:
-            raise QueryError("organization_id is required")
+            raise EmulatorQueryError("organization_id is required")
         if "name" not in result:
-            raise QueryError("'name' is required")
+            raise EmulatorQueryError("'name' is required")
     return result
 
 

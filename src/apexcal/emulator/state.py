@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from apexcal.apex.models import format_timestamp, parse_timestamp, type_key
-from apexcal.clock import Clock, utcnow
 from apexcal.emulator.faults import FaultQueue, RequestLog
-from apexcal.emulator.query import FindQuery, QueryError, Record, first, order
+from apexcal.emulator.query import FindQuery, Record, first, order
 from apexcal.emulator.records import ACTIVITY_FIELDS, check_dates
 from apexcal.emulator.users import (
     DEFAULT_TYPES,
@@ -32,6 +31,15 @@ from apexcal.emulator.users import (
     DEMO_USERS,
     parse_users,
 )
+from apexcal.errors import EmulatorQueryError
+
+# The emulator is a peer of the product, not part of it: its clock is its own.
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
 
 __all__ = [
     "DEMO_ORG_ID",
@@ -398,7 +406,7 @@ class EmulatorState:
         with self._lock:
             row = self._activities[activity_id]
             if fields.get("organization_id", row["organization_id"]) != row["organization_id"]:
-                raise QueryError("organization_id cannot be changed")
+                raise EmulatorQueryError("organization_id cannot be changed")
             if "activity_type" in fields and fields["activity_type"] != row["activity_type"]:
                 self._check_type_key(row["organization_id"], fields["activity_type"])
             merged = {**row, **fields}
@@ -452,7 +460,7 @@ class EmulatorState:
 
     def _check_type_key(self, org_id: int, key: Any) -> None:
         if key is not None and key not in self.live_type_keys(org_id):
-            raise QueryError(f"Unknown activity_type '{key}' for organization {org_id}")
+            raise EmulatorQueryError(f"Unknown activity_type '{key}' for organization {org_id}")
 
     def find_types(self, query: FindQuery) -> tuple[int, list[Record]]:
         """``(total, page)`` of live activity types matching ``query``."""
@@ -483,7 +491,7 @@ class EmulatorState:
         with self._lock:
             row = self._types[type_id]
             if fields.get("organization_id", row["organization_id"]) != row["organization_id"]:
-                raise QueryError("organization_id cannot be changed")
+                raise EmulatorQueryError("organization_id cannot be changed")
             if "name" in fields:
                 self._check_unique_name(row["organization_id"], fields["name"], type_id)
             row.update(fields)
@@ -506,4 +514,4 @@ class EmulatorState:
                 and t["id"] != own_id
                 and type_key(t["name"]) == key
             ):
-                raise QueryError(f"An activity type with the key '{key}' already exists")
+                raise EmulatorQueryError(f"An activity type with the key '{key}' already exists")

@@ -43,7 +43,7 @@ from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.config.mapping import mapping_options
-from apexcal.errors import ApexcalError
+from apexcal.errors import FeedBuildError
 from apexcal.feeds.atomic import write_atomic
 from apexcal.feeds.naming import built_users, feed_files, user_feed_name, user_feed_path
 from apexcal.feeds.spool import ComponentSpool, spool_activities, write_spooled
@@ -81,16 +81,6 @@ class FeedResult:
     length: int
     rebuilt: bool = True
 
-
-class FeedBuildError(ApexcalError):
-    """Some feeds could not be written; ``results`` holds the feeds that were."""
-
-    def __init__(self, failures: Mapping[str, str], results: list[FeedResult]) -> None:
-        self.failures = dict(failures)
-        self.results = results
-        first, reason = next(iter(self.failures.items()))
-        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        super().__init__(f"feed {first}: {reason}{more}")
 
 
 def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:

@@ -19,19 +19,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from apexcal.errors import ICalError
+from apexcal.errors import ContentLineError
 
 _NAME = re.compile(r"[A-Za-z0-9-]+")
 CRLF = "\r\n"
 
-
-class ContentLineError(ICalError):
-    """Data that is not an iCalendar object: names the line (1-based) and what is wrong."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        self.line = line
-        self.reason = reason
-        super().__init__(f"line {line}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

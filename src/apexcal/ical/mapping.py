@@ -52,7 +52,7 @@ from icalendar import Conference, Event, Todo, vGeo, vUri
 
 from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
-from apexcal.errors import ICalError
+from apexcal.errors import Unmappable
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
 from apexcal.ical.fields import SUMMARY_FIELDS, URL_FIELDS, ComponentKind, Privacy, TasksAs
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
@@ -68,14 +68,6 @@ PRODID = "-//apexcal//apexcal {}//EN".format(".".join(__version__.split(".")[:2]
 _UID = re.compile(r"^apexcal-([1-9][0-9]*)-([1-9][0-9]*)@(.+)$")
 _UNSAFE_HREF = re.compile(r"[^A-Za-z0-9._-]")
 
-
-class Unmappable(ICalError):
-    """An activity that cannot become the requested component (e.g. an event with no start date)."""
-
-    def __init__(self, activity_id: int, reason: str) -> None:
-        self.activity_id = activity_id
-        self.reason = reason
-        super().__init__(f"activity {activity_id}: {reason}")
 
 
 class _FrozenMap(dict[str, ComponentKind]):

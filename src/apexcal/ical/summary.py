@@ -15,18 +15,9 @@ from collections.abc import Mapping
 from functools import cache
 
 from apexcal.apex.models import Activity
-from apexcal.errors import ICalError
+from apexcal.errors import TemplateError
 from apexcal.ical.fields import SUMMARY_ALIASES, SUMMARY_FIELDS
 from apexcal.ical.text import clean_line
-
-
-class TemplateError(ICalError, ValueError):
-    """A summary or URL template that names an unknown field or is malformed."""
-
-    def __init__(self, template: str, reason: str) -> None:
-        self.template = template
-        self.reason = reason
-        super().__init__(f"template {template!r}: {reason}")
 
 
 @cache

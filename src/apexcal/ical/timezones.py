@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar import Timezone
 
-from apexcal.errors import ICalError
+from apexcal.errors import UnknownTimezone
 
 _DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")
 _NAME = r"(<[^>]+>|[A-Za-z]{3,})"
@@ -43,13 +43,6 @@ _FIRST_YEAR = 1970
 _LAST_CHECKED_YEAR = 2037
 _FALLBACK_LAST_YEAR = 2100
 
-
-class UnknownTimezone(ICalError):
-    """The name is not an IANA time zone known to tzdata."""
-
-    def __init__(self, tzid: str) -> None:
-        self.tzid = tzid
-        super().__init__(f"unknown time zone {tzid!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

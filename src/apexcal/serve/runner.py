@@ -16,11 +16,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.types import ASGIApp
 
-from apexcal.errors import UserError
-
-
-class ServerStartError(UserError):
-    """The server could not listen (address in use, permission denied)."""
+from apexcal.errors import ServerStartError
 
 
 def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:

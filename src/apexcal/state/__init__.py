@@ -7,7 +7,7 @@ records of :mod:`apexcal.state.records`; nothing else here is public.
 
 from __future__ import annotations
 
-from apexcal.state.database import StoreFailure, StoreUnavailable, TargetBusy
+from apexcal.errors import StoreFailure, StoreUnavailable, TargetBusy
 from apexcal.state.records import (
     FeedStatus,
     FeedToken,

@@ -22,30 +22,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from apexcal.errors import StateError, UserError
+from apexcal.errors import StoreFailure, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-class StoreFailure(StateError):
-    """A state store operation failed; ``operation`` names it, ``reason`` says why."""
 
-    def __init__(self, operation: str, reason: str) -> None:
-        self.operation = operation
-        self.reason = reason
-        super().__init__(f"state store: {operation}: {reason}")
-
-
-class StoreUnavailable(StoreFailure, UserError):
-    """The store cannot be opened (bad URL, unreachable server, unwritable path): an operator error."""
-
-
-class TargetBusy(StateError):
-    """Another cycle of the same target holds its lock."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        super().__init__(f"target {target!r} is already being synced by another worker")
 
 
 def safe_url(url: str | URL) -> str:

@@ -29,7 +29,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from apexcal.state.database import Database, StoreUnavailable, describe
+from apexcal.errors import StoreUnavailable
+from apexcal.state.database import Database, describe
 
 SCRIPT_LOCATION = "apexcal.state:migrations"
 

@@ -20,10 +20,10 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, ActivityType
 from apexcal.config import Config, TargetConfig
-from apexcal.errors import CycleCancelled
+from apexcal.errors import CycleCancelled, Unmappable
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
-from apexcal.ical.mapping import MappingOptions, Unmappable, object_for, parse_uid
+from apexcal.ical.mapping import MappingOptions, object_for, parse_uid
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import (
     TOMBSTONE_KIND,

@@ -43,10 +43,10 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
-from apexcal.errors import ApexcalError, CycleCancelled
+from apexcal.errors import ApexcalError, CycleCancelled, TargetBusy
 from apexcal.geocode.policy import Geocoding
 from apexcal.metrics import Metrics
-from apexcal.state import Store, TargetBusy
+from apexcal.state import Store
 from apexcal.sync.apply import (
     ObjectError,
     apply_records,

@@ -9,11 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from icalendar import Event, Todo
 
-from apexcal.errors import ICalError
+from apexcal.errors import ICalError, TemplateError, Unmappable
 from apexcal.ical.location import is_online
 from apexcal.ical.mapping import (
     MappingOptions,
-    Unmappable,
     href_name,
     map_activity,
     object_for,
@@ -21,7 +20,6 @@ from apexcal.ical.mapping import (
     sequence_for,
     uid_for,
 )
-from apexcal.ical.summary import TemplateError
 from tests.unit.ical.factories import TYPES, activity
 from tests.unit.ical.parsers import parse_both
 

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apexcal.apex.models import Activity, parse_activity
-from apexcal.ical.mapping import MappingOptions, Unmappable, object_for, uid_for
+from apexcal.errors import Unmappable
+from apexcal.ical.mapping import MappingOptions, object_for, uid_for
 from apexcal.ical.remote import read_remote
 from tests.unit.ical.factories import ORG, TYPES
 from tests.unit.ical.parsers import parse_both

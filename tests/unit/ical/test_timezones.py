@@ -8,7 +8,8 @@ import pytest
 from ical.calendar_stream import IcsCalendarStream
 from icalendar import Timezone
 
-from apexcal.ical.timezones import UnknownTimezone, vtimezone_bytes
+from apexcal.errors import UnknownTimezone
+from apexcal.ical.timezones import vtimezone_bytes
 
 
 def _resolve(tzid: str, local: str) -> timedelta | None:
