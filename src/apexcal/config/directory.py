@@ -23,10 +23,9 @@ from pydantic import ValidationError
 
 from apexcal.config.loader import _apply_env, _problem, _read_toml, _validate
 from apexcal.config.models import Config, LogConfig, ServerConfig, StateConfig, WorkerConfig, _Table
-from apexcal.config.secrets import UnreadableSecrets
 from apexcal.config.secrets import resolve_secrets as _resolve_secrets
 from apexcal.config.values import NAME_PATTERN
-from apexcal.errors import ConfigError, Problem, SecretError
+from apexcal.errors import ConfigError, Problem, SecretError, UnreadableSecrets
 
 SHARED_FILE = "apexcal.toml"
 # Sections only apexcal.toml may hold (one database, one server, one worker setup).
