@@ -90,3 +90,22 @@ class TestConfigCheck:
         assert result.returncode == 2
         assert result.stderr.startswith(f"{EXAMPLE}: sync.interval: not a duration")
         assert result.stderr.rstrip().endswith("(from APEXCAL_SYNC__INTERVAL)")
+
+
+class TestConfigSchema:
+    def test_schema_prints_the_generated_example(self, tmp_path: Path) -> None:
+        """`apexcal config schema` prints the example generated from the schema, which `config check` accepts."""
+        from apexcal.config.schema import example_toml
+
+        result = subprocess.run(
+            [str(APEXCAL), "config", "schema"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (result.returncode, result.stdout, result.stderr) == (0, example_toml(), "")
+        generated = tmp_path / "generated.toml"
+        generated.write_text(result.stdout, encoding="utf-8")
+        checked = check(str(generated))
+        assert (checked.returncode, checked.stdout, checked.stderr) == (0, "ok\n", "")

@@ -68,15 +68,45 @@ def _env(info: ValidationInfo) -> Mapping[str, str]:
 class SourceConfig(_Table):
     """``[source]``: where activities come from and how to read their dates."""
 
-    base_url: HttpUrl = "https://api.achieveapex.com"
-    token: SecretStr | None = None
-    token_file: FilePath | None = None
-    organization_id: PositiveInt
-    timezone: ZoneName = "UTC"
-    page_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = 100
-    uid_domain: HostName | None = None
-    timeout: Duration = timedelta(seconds=30)
-    overlap: DurationOrZero = timedelta(minutes=2)
+    base_url: HttpUrl = Field(
+        default="https://api.achieveapex.com", description="The AchieveApex API (http or https)."
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="The API token inline (discouraged: the file then holds a secret); "
+        "prefer token_file or $APEXCAL_TOKEN.",
+    )
+    token_file: FilePath | None = Field(
+        default=None,
+        description="A file holding the API token (recommended).",
+        examples=["/run/credentials/apexcal.service/apex-token"],
+    )
+    organization_id: PositiveInt = Field(
+        description="The organization whose activities are synced (required, > 0).",
+        examples=[27],
+    )
+    timezone: ZoneName = Field(
+        default="UTC",
+        description="IANA time zone in which the API's start/end dates and times are written.",
+    )
+    page_size: Annotated[int, Field(strict=True, ge=1, le=1000)] = Field(
+        default=100,
+        description="Activities asked for per request (1–1000); servers cap it at their maximum.",
+    )
+    uid_domain: HostName | None = Field(
+        default=None,
+        description="Domain part of every iCalendar UID (apexcal-<org>-<id>@<domain>). "
+        "Default: the host of base_url. Never change it once calendars are synced.",
+        examples=["api.achieveapex.com"],
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=30), description="Timeout of each API request."
+    )
+    overlap: DurationOrZero = Field(
+        default=timedelta(minutes=2),
+        description="How far back each incremental pull re-reads before its watermark "
+        "(clock skew and records changing while paging); costs nothing when unchanged.",
+    )
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SourceConfig:
@@ -107,21 +137,57 @@ def default_state_url(env: Mapping[str, str] | None = None) -> str:
 class StateConfig(_Table):
     """``[state]``: the database holding the mirror and per-target records."""
 
-    url: StateUrl = Field(default_factory=default_state_url)
+    url: StateUrl = Field(
+        default_factory=default_state_url,
+        description="The state database (SQLAlchemy URL): sqlite:////absolute/path (four "
+        "slashes), sqlite:///relative/path (three), or postgresql+psycopg://user@host:5432/dbname. "
+        "Default: sqlite:///$STATE_DIRECTORY/state.db when systemd sets STATE_DIRECTORY, "
+        "else ./apexcal-state.db.",
+        examples=["sqlite:////var/lib/apexcal/state.db"],
+    )
 
 
 class SyncConfig(_Table):
     """``[sync]``: the schedule and the safety rails of sync cycles."""
 
-    interval: Duration = timedelta(minutes=5)
-    reconcile_interval: DurationOrZero = timedelta(hours=1)
-    jitter: DurationOrZero = timedelta(seconds=10)
-    concurrency: Annotated[int, Field(strict=True, ge=1, le=32)] = 4
-    max_delete_share: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = 0.5
-    conflict_policy: Literal["crm-wins", "calendar-wins", "newest-wins"] = "crm-wins"
-    recreate_deleted: Annotated[bool, Field(strict=True)] = True
-    shutdown_timeout: Duration = timedelta(seconds=30)
-    backoff_max: Duration = timedelta(minutes=30)
+    interval: Duration = Field(
+        default=timedelta(minutes=5), description="Time between sync cycles of each target and feed."
+    )
+    reconcile_interval: DurationOrZero = Field(
+        default=timedelta(hours=1),
+        description='Full id sweep that finds deleted activities; "0s" = on every cycle.',
+    )
+    jitter: DurationOrZero = Field(
+        default=timedelta(seconds=10),
+        description="Random delay added to each scheduled cycle, so targets do not all fire "
+        'at once ("0s": none).',
+    )
+    concurrency: Annotated[int, Field(strict=True, ge=1, le=32)] = Field(
+        default=4, description="CalDAV writes (PUT/DELETE) a target keeps in flight at once (1–32)."
+    )
+    max_delete_share: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] = Field(
+        default=0.5,
+        description="Mass-delete guard: a cycle that would delete more than this share (0–1) "
+        "of a target's objects stops and asks for --force (an empty API answer must never "
+        "wipe a calendar).",
+    )
+    conflict_policy: Literal["crm-wins", "calendar-wins", "newest-wins"] = Field(
+        default="crm-wins",
+        description="When both the CRM and the calendar changed `done` since the last cycle: "
+        '"crm-wins" | "calendar-wins" | "newest-wins".',
+    )
+    recreate_deleted: Annotated[bool, Field(strict=True)] = Field(
+        default=True,
+        description="Re-create objects deleted on the calendar (true), or leave them deleted (false).",
+    )
+    shutdown_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How long a stopping daemon waits for running cycles to finish.",
+    )
+    backoff_max: Duration = Field(
+        default=timedelta(minutes=30),
+        description="Longest wait between retries of a target whose cycles keep failing.",
+    )
 
 
 Component = Literal["event", "todo"]
@@ -134,28 +200,92 @@ def _default_components() -> dict[str, Component]:
 class MappingConfig(_Table):
     """``[mapping]``: how an activity becomes an iCalendar component."""
 
-    summary: SummaryTemplate = "{subject}"
-    activity_url: ActivityUrlTemplate = "https://app.achieveapex.com/activities/{id}"
-    default_duration: Duration = timedelta(minutes=30)
-    components: dict[TypeKey, Component] = Field(default_factory=_default_components)
-    max_note_bytes: Annotated[int, Field(strict=True, ge=256, le=4 * 1024 * 1024)] = 64 * 1024
-    geocoder: Literal["offline", "nominatim", "none"] = "offline"
+    summary: SummaryTemplate = Field(
+        default="{subject}",
+        description="SUMMARY of each event or to-do; placeholders: {subject} {type} {deal} "
+        "{contact} {company} {assigned_to} ({assignee} is an alias). Separators next to an "
+        'empty placeholder are dropped: "{subject} — {deal}" without a deal is just the subject.',
+    )
+    activity_url: ActivityUrlTemplate = Field(
+        default="https://app.achieveapex.com/activities/{id}",
+        description="URL back to the activity; placeholders: {id} {organization_id}.",
+    )
+    default_duration: Duration = Field(
+        default=timedelta(minutes=30),
+        description="Length of a timed activity that has neither an end nor a duration.",
+    )
+    components: dict[TypeKey, Component] = Field(
+        default_factory=_default_components,
+        description='Activity type key → "event" | "todo". A type mapped to "todo" becomes a '
+        'VTODO only where tasks_as = "todos"; unlisted types are events. Setting this table '
+        'replaces the default, which is { task = "todo" }.',
+    )
+    max_note_bytes: Annotated[int, Field(strict=True, ge=256, le=4 * 1024 * 1024)] = Field(
+        default=64 * 1024,
+        description="Maximum size of a note in bytes (256 B – 4 MiB); longer notes are "
+        "truncated with a marker, so objects stay well under CalDAV servers' size limits.",
+    )
+    geocoder: Literal["offline", "nominatim", "none"] = Field(
+        default="offline",
+        description="Where coordinates for a location come from when the API has none: "
+        '"offline" (bundled city list) | "nominatim" (OpenStreetMap, online) | "none". '
+        "A point found this way adds GEO and a map, never changes LOCATION.",
+    )
 
 
 class TargetConfig(_Table):
     """``[[targets]]``: one CalDAV calendar collection kept in sync."""
 
-    name: Name
-    url: HttpUrl
-    username: NonEmptyStr | None = None
-    password: SecretStr | None = None
-    password_file: FilePath | None = None
-    privacy: Privacy = "full"
-    tasks_as: TasksAs = "todos"
-    writeback: Annotated[bool, Field(strict=True)] = True
-    create: Annotated[bool, Field(strict=True)] = False
-    filter: FilterDict = Field(default_factory=dict)
-    interval: Duration | None = None
+    name: Name = Field(
+        description='Unique among targets and feeds; letters, digits, ".", "_" and "-" only '
+        "(used in URLs, file names and `apexcal sync --target NAME`).",
+        examples=["jane"],
+    )
+    url: HttpUrl = Field(
+        description="The calendar collection URL (http or https).",
+        examples=["https://dav.example.com/calendars/jane/crm/"],
+    )
+    username: NonEmptyStr | None = Field(
+        default=None,
+        description="CalDAV user name; when set, a password is needed.",
+        examples=["jane"],
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="The CalDAV password inline (discouraged); prefer password_file or "
+        "$CREDENTIALS_DIRECTORY/<name>-dav.",
+    )
+    password_file: FilePath | None = Field(
+        default=None,
+        description="A file holding the CalDAV password.",
+        examples=["/run/credentials/apexcal.service/jane-dav"],
+    )
+    privacy: Privacy = Field(
+        default="full",
+        description='What the calendar shows: "full" (everything), "public" (never the '
+        'private note), "busy" (only "Busy" blocks).',
+    )
+    tasks_as: TasksAs = Field(
+        default="todos",
+        description='Tasks as "todos" (VTODO, completion syncs back) or "events".',
+    )
+    writeback: Annotated[bool, Field(strict=True)] = Field(
+        default=True, description="Send completions made in the calendar back to the CRM."
+    )
+    create: Annotated[bool, Field(strict=True)] = Field(
+        default=False, description="Create the collection (MKCALENDAR) when it does not exist."
+    )
+    filter: FilterDict = Field(
+        default_factory=dict,
+        description="Which activities go to this target; keys are the API's documented query "
+        "parameters: assigned_to_user_id, created_by_user_id, deal_id, contact_id, company_id "
+        '(integers); activity_type (a type key or a list of them); done (true/false); '
+        'start_date (a table of "$gte"/"$lte"/"$gt"/"$lt" dates); subject (partial match).',
+        examples=[{"assigned_to_user_id": 46, "activity_type": ["call", "meeting", "task"]}],
+    )
+    interval: Duration | None = Field(
+        default=None, description="Overrides [sync] interval for this target.", examples=["1m"]
+    )
 
     @model_validator(mode="after")
     def _password_source(self, info: ValidationInfo) -> TargetConfig:
@@ -177,25 +307,66 @@ class TargetConfig(_Table):
 class WindowConfig(_Table):
     """A feed's window: activities overlapping [today − past_days, today + future_days]."""
 
-    past_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = 30
-    future_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = 365
+    past_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = Field(
+        default=30, description="Days before today an activity may end and still be in the feed."
+    )
+    future_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = Field(
+        default=365, description="Days after today an activity may start and still be in the feed."
+    )
 
 
 class FeedConfig(_Table):
     """``[[feeds]]``: one .ics file written after each cycle and served by the feed server."""
 
-    name: Name
-    path: FilePath
-    filter: FilterDict = Field(default_factory=dict)
-    privacy: Privacy = "public"
-    tasks_as: TasksAs = "events"
-    window: WindowConfig = Field(default_factory=WindowConfig)
-    calendar_name: NonEmptyStr | None = None
-    description: str | None = None
-    color: Color | None = None
-    refresh_interval: Duration = timedelta(hours=1)
-    per_user: Annotated[bool, Field(strict=True)] = False
-    interval: Duration | None = None
+    name: Name = Field(
+        description='Unique among targets and feeds; letters, digits, ".", "_" and "-" only '
+        "(the feed's URL is /feeds/<token>/<name>.ics).",
+        examples=["team"],
+    )
+    path: FilePath = Field(
+        description="Where the file is written (atomically).",
+        examples=["/var/lib/apexcal/feeds/team.ics"],
+    )
+    filter: FilterDict = Field(
+        default_factory=dict,
+        description="Which activities go into this feed; same keys as [targets.filter].",
+        examples=[{"activity_type": ["call", "meeting", "task"]}],
+    )
+    privacy: Privacy = Field(
+        default="public",
+        description='"full" | "public" | "busy", as for targets; feeds are often shared: "public".',
+    )
+    tasks_as: TasksAs = Field(
+        default="events",
+        description='"events" (most subscribing clients ignore to-dos) or "todos".',
+    )
+    window: WindowConfig = Field(
+        default_factory=WindowConfig,
+        description="Activities overlapping [today − past_days, today + future_days].",
+    )
+    calendar_name: NonEmptyStr | None = Field(
+        default=None,
+        description="Calendar name shown by clients (default: the feed's name).",
+        examples=["Team activities"],
+    )
+    description: str | None = Field(
+        default=None,
+        description="Calendar description shown by clients.",
+        examples=["Calls, meetings and tasks of the sales team"],
+    )
+    color: Color | None = Field(
+        default=None, description='Calendar colour, "#RRGGBB".', examples=["#3B82F6"]
+    )
+    refresh_interval: Duration = Field(
+        default=timedelta(hours=1),
+        description="How often subscribing clients should refresh (REFRESH-INTERVAL).",
+    )
+    per_user: Annotated[bool, Field(strict=True)] = Field(
+        default=False, description="Also write one feed per assigned user, named <name>-<user id>."
+    )
+    interval: Duration | None = Field(
+        default=None, description="Overrides [sync] interval for this feed.", examples=["15m"]
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -208,9 +379,20 @@ class FeedConfig(_Table):
 class ServerConfig(_Table):
     """``[server]``: the feed server (feeds, /healthz, /metrics)."""
 
-    listen: Listen = "127.0.0.1:8080"
-    public_url: HttpUrl | None = None
-    stale_after: Duration = timedelta(minutes=15)
+    listen: Listen = Field(
+        default="127.0.0.1:8080",
+        description='Address and port to listen on, host:port ("[::1]:8080" for IPv6).',
+    )
+    public_url: HttpUrl | None = Field(
+        default=None,
+        description="The public base URL that feed URLs are printed with (behind a reverse proxy).",
+        examples=["https://cal.example.com"],
+    )
+    stale_after: Duration = Field(
+        default=timedelta(minutes=15),
+        description="/healthz answers 503 when a feed or target has not succeeded for this "
+        "long. Default: three times [sync] interval.",
+    )
 
     @property
     def host(self) -> str:
@@ -269,6 +451,7 @@ class WorkerConfig(_Table):
         default=None,
         description="host:port of a worker's /metrics and /healthz; off when unset. "
         "Never [server] listen: workers on one machine need a port each.",
+        examples=["127.0.0.1:9101"],
     )
 
     @model_validator(mode="after")
@@ -283,8 +466,11 @@ class LogConfig(_Table):
 
     level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(lower)
-    ] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    ] = Field(default="info", description='"debug" | "info" | "warning" | "error" | "critical".')
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description='"auto" (console on a terminal, JSON lines otherwise) | "json" | "console".',
+    )
 
 
 class Config(_Table):
@@ -296,7 +482,9 @@ class Config(_Table):
     mapping: MappingConfig = Field(default_factory=MappingConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
     feeds: list[FeedConfig] = Field(default_factory=list)
-    server: ServerConfig | None = None
+    server: ServerConfig | None = Field(
+        default=None, description="Leave the table out to serve nothing."
+    )
     log: LogConfig = Field(default_factory=LogConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
 
