@@ -34,6 +34,7 @@ not travel further.
     │   ├── ContentLineError         data that is not an iCalendar object (carries line)
     │   ├── Unmappable               an activity that cannot become the component (carries id)
     │   ├── TemplateError            a bad summary/URL template (also a ValueError)
+    │   ├── TriggerError             a reminder trigger we cannot read (also a ValueError)
     │   └── UnknownTimezone          a zone name tzdata does not know
     ├── CalDAVError                  the CalDAV side (carries url/href, status)
     │   ├── CalDAVTransportError     no HTTP answer
@@ -299,6 +300,15 @@ class TemplateError(ICalError, ValueError):
         self.template = template
         self.reason = reason
         super().__init__(f"template {template!r}: {reason}")
+
+
+class TriggerError(ICalError, ValueError):
+    """A reminder trigger that cannot be read: names the text and what is wrong."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(f"reminder {text!r}: {reason}")
 
 
 class UnknownTimezone(ICalError):

@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
+from apexcal.errors import FeedBuildError
 from apexcal.feeds.build import (
-    FeedBuildError,
     FeedResult,
     build_all_feeds,
     build_feed,

@@ -30,9 +30,10 @@ from typing import IO, BinaryIO
 import structlog
 
 from apexcal.apex.models import Activity, ActivityType, GeoPoint
+from apexcal.errors import Unmappable
 from apexcal.feeds.atomic import WriteResult, write_atomic
 from apexcal.ical.feed import CalendarProps, write_calendar
-from apexcal.ical.mapping import MappingOptions, Unmappable, map_activity, uid_for
+from apexcal.ical.mapping import MappingOptions, map_activity, uid_for
 
 log = structlog.get_logger(__name__)
 

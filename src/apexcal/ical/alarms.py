@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from icalendar import Alarm, Component
 
-from apexcal.errors import ICalError
+from apexcal.errors import TriggerError
 from apexcal.ical.ownership import ALARM_MARKER, ALARM_UID_PREFIX
 from apexcal.ical.times import is_utc
 from apexcal.ical.timezones import zone_for
@@ -43,14 +43,6 @@ _ABSOLUTE = re.compile(r"^(\d{1,2}):(\d{2})$")
 _UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 _MAX_OFFSET = timedelta(weeks=52)
 
-
-class TriggerError(ICalError, ValueError):
-    """A reminder trigger that cannot be read: names the text and what is wrong."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        self.text = text
-        self.reason = reason
-        super().__init__(f"reminder {text!r}: {reason}")
 
 
 @dataclass(frozen=True, kw_only=True)
