@@ -38,6 +38,9 @@ def make_object(uid: str, summary: str = "Call Jane", *, todo: bool = True) -> b
     comp.add("summary", summary)
     comp.add("dtstamp", dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
     comp.add("dtstart", dt.datetime(2025, 1, 2, 9, 30, tzinfo=dt.UTC))
+    if not todo:
+        # Cyrus refuses a VEVENT without DTEND or DURATION (403 valid-calendar-data).
+        comp.add("dtend", dt.datetime(2025, 1, 2, 10, 0, tzinfo=dt.UTC))
     comp.add("sequence", 1)
     comp.add(
         "description",
@@ -244,7 +247,7 @@ class TestConditionalWrites:
         sink.create("first.ics", make_object("uid-dup", "First"))
         with pytest.raises(UidConflict) as info:
             sink.create("second.ics", make_object("uid-dup", "Second"))
-        expected = {"radicale": 409, "xandikos": 412}[caldav_server.kind]
+        expected = {"radicale": 409, "xandikos": 412, "cyrus": 403}[caldav_server.kind]
         assert (info.value.uid, info.value.status) == ("uid-dup", expected)
         assert info.value.href == sink.href_for("second.ics")
         assert info.value.existing_href == sink.href_for("first.ics")

@@ -124,7 +124,8 @@ class TestCrmChanges:
         foreign = (
             b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//other//EN\r\nBEGIN:VEVENT\r\n"
             b"UID:someone-else-1@example.org\r\nDTSTAMP:20260101T000000Z\r\n"
-            b"DTSTART:20260102T100000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            b"DTSTART:20260102T100000Z\r\nDTEND:20260102T103000Z\r\nSUMMARY:Dentist\r\n"
+            b"END:VEVENT\r\nEND:VCALENDAR\r\n"
         )
         with harness.sink("a") as sink:
             href = sink.href_for("dentist.ics")

@@ -16,7 +16,7 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 pytestmark = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None,
-    reason="systemd-analyze is not installed (Debian package 'systemd'; .ci/run installs it)",
+    reason="systemd-analyze is not installed (Debian package 'systemd'; ci/install-system-packages installs it)",
 )
 
 
