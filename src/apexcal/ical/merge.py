@@ -30,8 +30,10 @@ The result, component by component:
   ``EXDATE`` are owned (removed) and the server's overrides of our UID (a
   component with ``RECURRENCE-ID``) are dropped with them.
 - **Component kind changed** (``tasks_as`` switched VTODO ↔ VEVENT): our
-  component, plus the user's X- properties and sub-components; their other
-  properties may not be valid in the new kind and are dropped.
+  component, plus the user's X- properties, the properties valid in both
+  kinds (``RELATED-TO``, ``ATTENDEE``, ``COMMENT``, ``PRIORITY``…) and their
+  sub-components; the rest (``TRANSP``…) is not valid in the new kind and
+  is dropped.
 - **VTIMEZONE**: exactly one for each TZID used anywhere in the result, ours
   when our rendering carries it, else the server's; the server's VTIMEZONEs
   no line uses any longer are dropped.
@@ -62,6 +64,11 @@ from apexcal.ical.times import UTC_NAMES
 from apexcal.ical.timezones import vtimezone_bytes
 
 Desired = bytes | str | Component
+
+# Properties RFC 5545 allows in both VEVENT and VTODO: a user's copy survives a kind change.
+_IN_BOTH = frozenset(
+    {"ATTACH", "ATTENDEE", "COMMENT", "CONTACT", "ORGANIZER", "PRIORITY", "RELATED-TO", "REQUEST-STATUS", "RESOURCES"}
+)
 
 
 def _address(line: Line) -> str:
@@ -115,7 +122,7 @@ def _keeps_line(line: Line, held_kind: str, ours: Block, names: set[str], addres
             return False
     elif line.name in names:
         return False
-    if held_kind != ours.name and not line.name.startswith("X-"):
+    if held_kind != ours.name and not line.name.startswith("X-") and line.name not in _IN_BOTH:
         return False
     return not is_owned_line(held_kind, line) and not is_owned_line(ours.name, line)
 

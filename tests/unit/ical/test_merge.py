@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from apexcal.ical.alarms import alarms_for
 from apexcal.ical.contentlines import ContentLineError, Line, parse, to_bytes
-from apexcal.ical.mapping import MappingOptions, map_activity, object_for
+from apexcal.ical.mapping import MappingOptions, calendar_bytes, map_activity, object_for
 from apexcal.ical.merge import has_foreign, merge
 from apexcal.ical.ownership import is_apex_alarm, main_component, owned_hash
 from tests.unit.ical.client_shapes import (
@@ -280,16 +281,23 @@ class TestOwnedContent:
         assert_kept(merged, users.strip().split("\r\n"))
 
     def test_component_kind_change_keeps_x_properties_and_alarms(self) -> None:
-        """An event that becomes a to-do keeps the user's X- properties and alarms, not TRANSP."""
-        current = add_shape(add_shape(render(TASK, MappingOptions(tasks_as="events")), APPLE), THUNDERBIRD)
+        """An event that becomes a to-do keeps the user's X- properties, alarms and RELATED-TO, not TRANSP."""
+        current = render(TASK, MappingOptions(tasks_as="events"))
+        for shape in (APPLE, THUNDERBIRD, JTX):
+            current = add_shape(current, shape)
         desired = render(TASK, MappingOptions(tasks_as="todos"))
         merged = merge(current, desired)
         assert b"BEGIN:VTODO" in merged
         assert b"BEGIN:VEVENT" not in merged
         assert b"TRANSP" not in merged
-        assert_kept(merged, [f for f in APPLE.fragments() + THUNDERBIRD.fragments() if f != "TRANSP:OPAQUE"])
+        kept = APPLE.fragments() + THUNDERBIRD.fragments() + JTX.fragments()
+        assert_kept(merged, [f for f in kept if f != "TRANSP:OPAQUE"])
         assert owned_hash(merged) == owned_hash(desired)
+        assert merge(merged, desired) == merged
         assert_valid(merged)
+        back = merge(merged, render(TASK, MappingOptions(tasks_as="events")))
+        assert_kept(back, [f for f in kept if f != "TRANSP:OPAQUE"])
+        assert_valid(back)
 
 
 class TestTimezones:
@@ -422,3 +430,64 @@ def test_merge_modules_import_no_io_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+_CLIENT_SHAPES = [THUNDERBIRD, APPLE, TASKS_ORG, JTX, EVOLUTION]
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("crm"), st.sampled_from(sorted(CHANGES)), st.sampled_from([[], ["-15m"], ["-5m", "09:00"]])),
+        st.tuples(st.just("add"), st.sampled_from(_CLIENT_SHAPES), st.just([])),
+        st.tuples(st.just("remove"), st.sampled_from(_CLIENT_SHAPES), st.just([])),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _without(data: bytes, shape: Shape) -> bytes:
+    """``data`` after the client deleted its additions (its lines, its alarms and components)."""
+    fragments = set(shape.fragments())
+    root = parse(data)
+    for block in root.walk():
+        block.items = [
+            item
+            for item in block.items
+            if not (isinstance(item, Line) and item.raw in fragments)
+            and not (not isinstance(item, Line) and item.name == "VALARM" and all(x.raw in fragments for x in item.lines()))
+        ]
+    return to_bytes(root)
+
+
+class TestMergeSequences:
+    """Any sequence of CRM changes and client edits: the object holds exactly what each side last left."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(steps=_steps)
+    def test_sequence(self, steps: list[tuple[str, object, list[str]]]) -> None:
+        """After every step, our content is the last rendering and the user's additions are those not removed."""
+        def rendering(change: str, triggers: list[str]) -> bytes:
+            component = map_activity(activity(**{**EVENT, **CHANGES.get(change, {})}), TYPES, NY)
+            for alarm in alarms_for(component, triggers, timezone="America/New_York"):
+                component.add_component(alarm)
+            return calendar_bytes(component, "America/New_York")
+
+        desired = rendering("", [])
+        held = desired
+        present: set[str] = set()
+        for op, arg, triggers in steps:
+            if op == "crm":
+                assert isinstance(arg, str)
+                desired = rendering(arg, triggers)
+                held = merge(held, desired)
+            elif op == "add" and isinstance(arg, Shape) and arg.name not in present:
+                held = add_shape(held, arg)
+                present.add(arg.name)
+            elif op == "remove" and isinstance(arg, Shape) and arg.name in present:
+                held = _without(held, arg)
+                present.discard(arg.name)
+            assert owned_hash(held) == owned_hash(desired)
+            for shape in _CLIENT_SHAPES:
+                distinctive = [f for f in shape.fragments() if f.startswith(("X-", "ACK", "RELATED", "COMMENT"))]
+                for fragment in distinctive:
+                    assert (fragment in held.decode()) is (shape.name in present), (shape.name, fragment)
+        assert_valid(merge(held, desired))
