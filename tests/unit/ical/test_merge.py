@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from apexcal.ical.alarms import alarms_for
-from apexcal.ical.contentlines import ContentLineError, Line, parse, to_bytes
+from apexcal.ical.contentlines import Block, ContentLineError, Line, parse, to_bytes
 from apexcal.ical.mapping import MappingOptions, calendar_bytes, map_activity, object_for
 from apexcal.ical.merge import has_foreign, merge
 from apexcal.ical.ownership import is_apex_alarm, main_component, owned_hash
@@ -447,14 +447,17 @@ _steps = st.lists(
 def _without(data: bytes, shape: Shape) -> bytes:
     """``data`` after the client deleted its additions (its lines, its alarms and components)."""
     fragments = set(shape.fragments())
+
+    def theirs(item: Line | Block) -> bool:
+        if isinstance(item, Line):
+            return item.raw in fragments
+        return not is_apex_alarm(item) and all(line.raw in fragments for line in item.lines())
+
     root = parse(data)
-    for block in root.walk():
-        block.items = [
-            item
-            for item in block.items
-            if not (isinstance(item, Line) and item.raw in fragments)
-            and not (not isinstance(item, Line) and item.name == "VALARM" and all(x.raw in fragments for x in item.lines()))
-        ]
+    main = main_component(root)
+    assert main is not None
+    for block in (root, main):
+        block.items = [item for item in block.items if not theirs(item)]
     return to_bytes(root)
 
 
