@@ -177,7 +177,7 @@ def merge(current: bytes | str, desired: Desired) -> bytes:
     ``desired`` is our rendering of the object: the bytes of a one-object
     VCALENDAR as the mapping makes them (or an icalendar ``Calendar``, or a
     lone VEVENT/VTODO, which is wrapped with the VTIMEZONEs its TZIDs need).
-    Raises :class:`~apexcal.ical.contentlines.ContentLineError` (an
+    Raises :class:`~apexcal.errors.ContentLineError` (an
     ``ICalError`` naming the line) when ``current`` is not an iCalendar
     object, and ``ValueError`` when ``desired`` holds no VEVENT/VTODO.
     """
