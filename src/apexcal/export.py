@@ -3,24 +3,45 @@
 The components go through the sorted spool of :mod:`apexcal.feeds.spool`
 (shared with the feed files); this module holds what only ``apexcal
 export`` needs: the filters pushed into the API query, the id-keyset
-listing, ``--type`` resolution and the split into one file per user or type.
+listing, ``--type`` resolution, the split into one file per user or type,
+and :func:`run_export`, which reads, maps and writes (the command line only
+parses options and shows progress).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from itertools import islice
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
+from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, ActivityType, type_key
 from apexcal.apex.query import normalize_filters, split_in
-from apexcal.errors import UnknownActivityType
-from apexcal.feeds.spool import GroupOf
+from apexcal.apex.retry import RetryPolicy
+from apexcal.errors import UnknownActivityType, UsageError
+from apexcal.feeds.spool import (
+    ComponentSpool,
+    GroupOf,
+    spool_activities,
+    whole,
+    write_file,
+    write_spooled,
+)
+from apexcal.ical.feed import CalendarProps
+from apexcal.ical.fields import SUMMARY_FIELDS
+
+if TYPE_CHECKING:
+    from apexcal.config import Config
+    from apexcal.ical.mapping import MappingOptions
 
 log = structlog.get_logger(__name__)
 
@@ -148,3 +169,146 @@ def split_group(split_by: SplitBy) -> GroupOf:
     return by_user if split_by == "user" else by_type
 
 
+# --- running an export ------------------------------------------------------------
+
+#: The calendar name of an export (``– <user or type>`` is added per split file).
+CALENDAR_NAME = "AchieveApex activities"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportProgress:
+    """Callbacks of the progress display: one activity fetched, writing starts, one component written."""
+
+    fetched: Callable[[], None] = lambda: None
+    writing: Callable[[int], None] = lambda total: None
+    written: Callable[[], None] = lambda: None
+
+    def counted(self, components: Iterable[bytes]) -> Iterator[bytes]:
+        """``components``, reporting each as written."""
+        for component in components:
+            yield component
+            self.written()
+
+
+def needs_joins(options: MappingOptions) -> bool:
+    """Whether the mapping shows joined names (deal, contact, company, assignee)."""
+
+    if options.privacy == "busy":
+        return False
+    if options.privacy == "full":
+        return True
+    joined = SUMMARY_FIELDS - {"subject", "type"}
+    return any(f"{{{name}}}" in options.summary_template for name in joined)
+
+
+def _write_stdout(write: Callable[[Any], None]) -> None:
+    try:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error of ours, and nothing more to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
+
+
+def _to_file(
+    path: Path,
+    components: Iterable[bytes],
+    props: CalendarProps,
+    *,
+    zoned: bool,
+    mkdir: bool = False,
+) -> None:
+    """Write one calendar file atomically; a file system refusal is the operator's to fix."""
+
+    try:
+        if mkdir:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_file(path, components, props, zoned=zoned)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def run_export(
+    *,
+    config: Config | None,
+    base_url: str,
+    org_id: int,
+    token: str,
+    options: MappingOptions,
+    requested_types: tuple[str, ...],
+    user_ids: tuple[int, ...],
+    start_from: date | None,
+    start_to: date | None,
+    done: bool | None,
+    target: Path | None,
+    split: SplitBy | None,
+    output_dir: Path | None,
+    progress: ExportProgress,
+) -> None:
+    """Read the selection from the API, map it through the spool, write one calendar per group.
+
+    ``target`` ``None`` (and no split) writes to standard output; a file is
+    written atomically, and one that cannot be written is the operator's
+    to fix (:class:`UsageError`).
+    """
+    page_size = config.source.page_size if config is not None else 100
+    timeout = config.source.timeout.total_seconds() if config is not None else 30.0
+    # A one-shot command run by a person: retry briefly, then say what is wrong.
+    retry = RetryPolicy(attempts=3, timeout=15.0, wait_initial=0.2, wait_max=2.0, wait_jitter=0.3)
+    with (
+        ApexClient(
+            base_url, token, org_id, page_size=page_size, timeout=timeout, retry=retry
+        ) as client,
+        ComponentSpool() as spool,
+    ):
+        types = list(client.list_activity_types())
+        filters = ExportFilters(
+            user_ids=user_ids,
+            type_keys=resolve_type_keys(requested_types, types),
+            start_from=start_from,
+            start_to=start_to,
+            done=done,
+        )
+        query = filters.api_query()
+        if needs_joins(options):
+            query["fastJoinForActivityList"] = True
+        counts = spool_activities(
+            list_by_id(client, query, page_size=page_size),
+            spool,
+            types=types_by_key(types),
+            options=options,
+            group_of=split_group(split) if split else whole,
+            on_activity=progress.fetched,
+        )
+        if split is None:
+            spool.touch("")
+        progress.writing(len(spool))
+        written: list[str] = []
+        for group, spooled in spool.groups():
+            components = progress.counted(spooled)
+            label = spool.labels.get(group) or group
+            props = CalendarProps(
+                name=f"{CALENDAR_NAME} – {label}" if split else CALENDAR_NAME,
+                timezone=options.timezone,
+            )
+            zoned = group in spool.zoned
+            if split is not None and output_dir is not None:
+                path = output_dir / f"{group}.ics"
+                _to_file(path, components, props, zoned=zoned, mkdir=True)
+                written.append(str(path))
+            elif target is not None:
+                _to_file(target, components, props, zoned=zoned)
+            else:
+                _write_stdout(
+                    partial(write_spooled, components=components, props=props, zoned=zoned)
+                )
+        log.info(
+            "export.done",
+            read=counts.read,
+            exported=len(spool),
+            skipped=counts.skipped,
+            files=len(written),
+            spilled_runs=spool.runs,
+        )

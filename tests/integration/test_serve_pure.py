@@ -14,9 +14,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from apexcal.config import config_from_dict
+from apexcal.feeds.naming import user_feed_path
 from apexcal.feeds.tokens import GOOGLE_URL_LIMIT, feed_urls, hash_token, is_token_shaped, new_token
 from apexcal.metrics import Metrics
-from apexcal.serve import HealthSnapshot, health_report, per_user_path, served_feeds
+from apexcal.serve import HealthSnapshot, health_report, served_feeds
 from apexcal.serve.conditional import (
     etag_list,
     http_date,
@@ -279,7 +280,7 @@ class TestServedFeeds:
         )
         served = served_feeds(config.feeds)
         assert sorted(served) == ["office", "team", "team-46", "team-7"]
-        assert served["team-46"].path == per_user_path(tmp_path / "team.ics", 46)
+        assert served["team-46"].path == user_feed_path(tmp_path / "team.ics", 46)
         assert served["team-7"].max_age == 7200
         assert served["office"].max_age == 3600
         assert served["office"].path == tmp_path / "office.ics"

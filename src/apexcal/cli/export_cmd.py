@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -46,12 +44,10 @@ from apexcal.errors import (
 
 if TYPE_CHECKING:
     from apexcal.config import Config
-    from apexcal.export import SplitBy
-    from apexcal.ical.feed import CalendarProps
+    from apexcal.export import ExportProgress, SplitBy
     from apexcal.ical.fields import Privacy, TasksAs
     from apexcal.ical.mapping import MappingOptions
 
-CALENDAR_NAME = "AchieveApex activities"
 PRIVACY_CHOICES = ("full", "public", "busy")
 TASKS_CHOICES = ("events", "todos")
 SPLIT_CHOICES = ("user", "type")
@@ -83,26 +79,13 @@ def _positive_int(option: str, value: str) -> int:
     return number
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Progress:
-    """Callbacks of the progress display: one activity fetched, writing starts, one component written."""
-
-    fetched: Callable[[], None] = lambda: None
-    writing: Callable[[int], None] = lambda total: None
-    written: Callable[[], None] = lambda: None
-
-    def counted(self, components: Iterable[bytes]) -> Iterator[bytes]:
-        """``components``, reporting each as written."""
-        for component in components:
-            yield component
-            self.written()
-
-
 @contextmanager
-def _progress(enabled: bool) -> Iterator[_Progress]:
+def _progress(enabled: bool) -> Iterator[ExportProgress]:
     """A rich progress display on stderr with counts (when ``enabled``), else silent callbacks."""
+    from apexcal.export import ExportProgress
+
     if not enabled:
-        yield _Progress()
+        yield ExportProgress()
         return
     from rich.console import Console
     from rich.progress import (
@@ -131,7 +114,7 @@ def _progress(enabled: bool) -> Iterator[_Progress]:
             progress.update(fetching, total=done, completed=done)
             writing.append(progress.add_task("writing", total=total))
 
-        yield _Progress(
+        yield ExportProgress(
             fetched=lambda: progress.advance(fetching),
             writing=start_writing,
             written=lambda: progress.advance(writing[0]),
@@ -182,48 +165,6 @@ def _options(config: Config | None, base_url: str, privacy: str, tasks_as: str) 
             uid_domain=urlsplit(base_url).hostname or "localhost", privacy=mode, tasks_as=tasks
         )
     return mapping_options(config, privacy=mode, tasks_as=tasks)
-
-
-def _needs_joins(options: MappingOptions) -> bool:
-    """Whether the mapping shows joined names (deal, contact, company, assignee)."""
-    from apexcal.ical.fields import SUMMARY_FIELDS
-
-    if options.privacy == "busy":
-        return False
-    if options.privacy == "full":
-        return True
-    joined = SUMMARY_FIELDS - {"subject", "type"}
-    return any(f"{{{name}}}" in options.summary_template for name in joined)
-
-
-def _write_stdout(write: Callable[[Any], None]) -> None:
-    try:
-        write(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        # The reader went away (``| head``): not an error of ours, and nothing more to say.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise SystemExit(0) from None
-
-
-def _to_file(
-    path: Path,
-    components: Iterable[bytes],
-    props: CalendarProps,
-    *,
-    zoned: bool,
-    mkdir: bool = False,
-) -> None:
-    """Write one calendar file atomically; a file system refusal is the operator's to fix."""
-    from apexcal.feeds.spool import write_file
-
-    try:
-        if mkdir:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        write_file(path, components, props, zoned=zoned)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 @app.command("export")
@@ -298,6 +239,7 @@ def export_command(
     ] = None,
 ) -> None:
     """Export activities from the API to an .ics calendar (standard output by default)."""
+    from apexcal.export import run_export
     from apexcal.log import configure
 
     # Quiet by default: stderr is for the one line of an operator error (and the progress bar).
@@ -325,22 +267,25 @@ def export_command(
         raise UsageError(f"--output: {target} is a directory")
     config, url, org_id, token = _source(config_path, base_url, org)
     options = _options(config, url, privacy, tasks_as)
+
     try:
-        _run_export(
-            config=config,
-            base_url=url,
-            org_id=org_id,
-            token=token,
-            options=options,
-            requested_types=tuple(type_ or ()),
-            user_ids=user_ids,
-            start_from=start_from,
-            start_to=start_to,
-            done=done,
-            target=target,
-            split=split,
-            output_dir=output_dir,
-        )
+        with _progress(sys.stderr.isatty()) as progress:
+            run_export(
+                config=config,
+                base_url=url,
+                org_id=org_id,
+                token=token,
+                options=options,
+                requested_types=tuple(type_ or ()),
+                user_ids=user_ids,
+                start_from=start_from,
+                start_to=start_to,
+                done=done,
+                target=target,
+                split=split,
+                output_dir=output_dir,
+                progress=progress,
+            )
     except ApiTransportError as exc:
         # Name the host: the error itself knows only the request's path.
         raise UsageError(f"cannot reach the API at {url}: {exc}") from None
@@ -350,96 +295,3 @@ def export_command(
         # A wrong --base-url (404, HTML), a proxy error or a server that keeps
         # failing after the retries: the operator's to look at, in one line.
         raise UsageError(f"the API at {url} answered: {exc}") from None
-
-
-def _run_export(
-    *,
-    config: Config | None,
-    base_url: str,
-    org_id: int,
-    token: str,
-    options: MappingOptions,
-    requested_types: tuple[str, ...],
-    user_ids: tuple[int, ...],
-    start_from: date | None,
-    start_to: date | None,
-    done: bool | None,
-    target: Path | None,
-    split: SplitBy | None,
-    output_dir: Path | None,
-) -> None:
-    import structlog
-
-    from apexcal.apex.client import ApexClient
-    from apexcal.apex.retry import RetryPolicy
-    from apexcal.export import (
-        ExportFilters,
-        list_by_id,
-        resolve_type_keys,
-        split_group,
-        types_by_key,
-    )
-    from apexcal.feeds.spool import ComponentSpool, spool_activities, whole, write_spooled
-    from apexcal.ical.feed import CalendarProps
-
-    log = structlog.get_logger("apexcal.export")
-    page_size = config.source.page_size if config is not None else 100
-    timeout = config.source.timeout.total_seconds() if config is not None else 30.0
-    # A one-shot command run by a person: retry briefly, then say what is wrong.
-    retry = RetryPolicy(attempts=3, timeout=15.0, wait_initial=0.2, wait_max=2.0, wait_jitter=0.3)
-    with (
-        ApexClient(
-            base_url, token, org_id, page_size=page_size, timeout=timeout, retry=retry
-        ) as client,
-        ComponentSpool() as spool,
-        _progress(sys.stderr.isatty()) as progress,
-    ):
-        types = list(client.list_activity_types())
-        filters = ExportFilters(
-            user_ids=user_ids,
-            type_keys=resolve_type_keys(requested_types, types),
-            start_from=start_from,
-            start_to=start_to,
-            done=done,
-        )
-        query = filters.api_query()
-        if _needs_joins(options):
-            query["fastJoinForActivityList"] = True
-        counts = spool_activities(
-            list_by_id(client, query, page_size=page_size),
-            spool,
-            types=types_by_key(types),
-            options=options,
-            group_of=split_group(split) if split else whole,
-            on_activity=progress.fetched,
-        )
-        if split is None:
-            spool.touch("")
-        progress.writing(len(spool))
-        written: list[str] = []
-        for group, spooled in spool.groups():
-            components = progress.counted(spooled)
-            label = spool.labels.get(group) or group
-            props = CalendarProps(
-                name=f"{CALENDAR_NAME} – {label}" if split else CALENDAR_NAME,
-                timezone=options.timezone,
-            )
-            zoned = group in spool.zoned
-            if split is not None and output_dir is not None:
-                path = output_dir / f"{group}.ics"
-                _to_file(path, components, props, zoned=zoned, mkdir=True)
-                written.append(str(path))
-            elif target is not None:
-                _to_file(target, components, props, zoned=zoned)
-            else:
-                _write_stdout(
-                    partial(write_spooled, components=components, props=props, zoned=zoned)
-                )
-        log.info(
-            "export.done",
-            read=counts.read,
-            exported=len(spool),
-            skipped=counts.skipped,
-            files=len(written),
-            spilled_runs=spool.runs,
-        )

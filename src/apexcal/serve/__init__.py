@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apexcal.serve.app import FeedTokenLookup, ServedFeed, create_app
-from apexcal.serve.feedmap import feeds_source, per_user_path, served_feeds
+from apexcal.serve.feedmap import feeds_source, served_feeds
 from apexcal.serve.health import (
     HealthSnapshot,
     HealthSource,
@@ -24,7 +24,6 @@ __all__ = [
     "feeds_source",
     "health_report",
     "make_server",
-    "per_user_path",
     "serve_in_thread",
     "served_feeds",
 ]

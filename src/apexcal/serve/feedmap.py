@@ -10,29 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from pathlib import Path
 from typing import Protocol
 
-from apexcal.feeds.naming import feed_files, user_feed_path
+from apexcal.feeds.naming import FeedFiles, feed_files
 from apexcal.serve.app import DEFAULT_MAX_AGE, ServedFeed
 
 
-class FeedSettings(Protocol):
+class FeedSettings(FeedFiles, Protocol):
     """The part of a feed's config the server needs (``apexcal.config.FeedConfig``)."""
 
     @property
-    def name(self) -> str: ...
-    @property
-    def path(self) -> Path: ...
-    @property
-    def per_user(self) -> bool: ...
-    @property
     def refresh_interval(self) -> timedelta: ...
-
-
-def per_user_path(path: Path, user_id: int) -> Path:
-    """The file of user ``user_id``'s copy of a per-user feed configured at ``path``."""
-    return user_feed_path(path, user_id)
 
 
 def _max_age(refresh: timedelta) -> int:
