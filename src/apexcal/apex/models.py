@@ -19,6 +19,9 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from apexcal.apex.keys import (
+    type_key as type_key,  # re-exported: the key is part of the API vocabulary
+)
 from apexcal.errors import InvalidRecord
 
 PositiveId = Annotated[int, Field(strict=True, gt=0)]
@@ -167,11 +170,6 @@ class ActivityType(_Timestamped):
     def content_hash(self) -> str:
         """A stable hash of the type (``activities_count`` excluded: it is not content)."""
         return _hash(self.model_dump(mode="json", exclude={"activities_count"}))
-
-
-def type_key(name: str) -> str:
-    """The ``activity_type`` key for a type's display name."""
-    return "_".join(name.strip().lower().replace("-", " ").split())
 
 
 def _hash(data: Any) -> str:

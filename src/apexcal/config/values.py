@@ -26,7 +26,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from apexcal.apex.models import type_key
+from apexcal.apex.keys import type_key
 from apexcal.ical.fields import SUMMARY_FIELDS, URL_FIELDS
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
