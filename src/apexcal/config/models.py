@@ -54,7 +54,7 @@ from apexcal.ical.fields import Privacy, TasksAs
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, defer_build=True)
 
 
 def _env(info: ValidationInfo) -> Mapping[str, str]:
