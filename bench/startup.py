@@ -6,7 +6,9 @@ weighs on all alike, each as a fresh process with output to a pipe:
 * ``python -c pass`` — the interpreter's own start-up, the baseline;
 * ``apexcal --help`` — the console script printing the top-level help;
 * ``apexcal config check config.example.toml`` — loading and validating the
-  documented example configuration.
+  documented example configuration;
+* ``python -c "from pydantic import BaseModel"`` — the floor of anything that
+  validates a config with pydantic models (the interpreter and pydantic's import).
 
 Prints the median and the fastest wall time of each, the CPU time (user +
 system, from the children's resource usage) and each command's ratio to the
@@ -38,6 +40,7 @@ def commands() -> dict[str, list[str]]:
         "python -c pass": [sys.executable, "-c", "pass"],
         "apexcal --help": [script, "--help"],
         "apexcal config check": [script, "config", "check", str(ROOT / "config.example.toml")],
+        "floor: import pydantic": [sys.executable, "-c", "from pydantic import BaseModel"],
     }
 
 
