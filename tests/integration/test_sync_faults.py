@@ -140,7 +140,7 @@ class TestCancellation:
 
     def test_stop_request_ends_the_cycle_and_the_next_one_finishes(self, harness: Harness) -> None:
         """Asked to stop after the first PUT, the cycle ends early; the next cycle writes only the rest."""
-        from apexcal.sync.engine import CycleCancelled
+        from apexcal.errors import CycleCancelled
 
         for i in range(8):
             new_activity(harness.emulator, subject=f"Standup {i}")

@@ -29,7 +29,8 @@ from apexcal.ical.mapping import object_for
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
 from apexcal.sync.caldav import CalDAVSink
-from apexcal.sync.engine import CycleSummary, mapping_options, run_target_cycle
+from apexcal.sync.cycle import CycleSummary, run_target_cycle
+from apexcal.sync.desired import mapping_options
 from apexcal.sync.sink import FetchedObject
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.fixtures.emulator import EmulatorHandle

@@ -22,8 +22,8 @@ from apexcal.sync.plan import (
     Desired,
     Forget,
     Kind,
+    ObjectRecord,
     Plan,
-    Recorded,
     Refresh,
     RemoteSeen,
     RemoteState,
@@ -33,6 +33,7 @@ from apexcal.sync.plan import (
     Writeback,
     plan,
 )
+from apexcal.sync.plan_model import TOMBSTONE_KIND
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -59,9 +60,12 @@ def desired(
     )
 
 
-def recorded(d: Desired, *, etag: str | None = '"e1"', **changes: object) -> Recorded:
-    """The record left by a successful push of ``d``."""
-    rec = Recorded(
+def recorded(d: Desired, *, etag: str | None = '"e1"', **changes: object) -> ObjectRecord:
+    """The record left by a successful push of ``d`` (``remote_deleted=True``: a tombstone)."""
+    if changes.pop("remote_deleted", False):
+        changes["kind"] = TOMBSTONE_KIND
+    rec = ObjectRecord(
+        target="t",
         uid=d.uid,
         activity_id=d.activity_id,
         href=f"/cal/{d.href_name}",
@@ -74,7 +78,7 @@ def recorded(d: Desired, *, etag: str | None = '"e1"', **changes: object) -> Rec
 
 
 def seen(
-    rec: Recorded,
+    rec: ObjectRecord,
     *,
     etag: str = '"e2"',
     done: bool | None = None,
@@ -95,7 +99,7 @@ def seen(
 
 def run(
     ds: list[Desired],
-    rs: list[Recorded],
+    rs: list[ObjectRecord],
     remote: RemoteState | None = None,
     **kw: object,
 ) -> Plan:
@@ -488,7 +492,7 @@ class TestMassDeleteGuard:
     """The guard against wiping a calendar."""
 
     @staticmethod
-    def _setup(n: int, keep: int) -> tuple[list[Desired], list[Recorded]]:
+    def _setup(n: int, keep: int) -> tuple[list[Desired], list[ObjectRecord]]:
         ds = [desired(i) for i in range(1, n + 1)]
         return ds[:keep], [recorded(d) for d in ds]
 

@@ -34,14 +34,15 @@ from apexcal.sync.plan import (
     Delete,
     DeleteGuard,
     Desired,
+    ObjectRecord,
     Plan,
-    Recorded,
     RemoteSeen,
     RemoteState,
     Update,
     UpdateRecord,
     plan,
 )
+from apexcal.sync.plan_model import TOMBSTONE_KIND
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 IDS = st.integers(min_value=1, max_value=4)
@@ -152,7 +153,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.tick = 0
         self.crm: dict[int, Activity] = {}
         self.cal = Collection()
-        self.records: dict[str, Recorded] = {}
+        self.records: dict[str, ObjectRecord] = {}
         self.token: int | None = None
         self.journal: dict[int, bool] = {}
         self.reread: set[str] = set()
@@ -335,7 +336,8 @@ class SyncMachine(RuleBasedStateMachine):
     def _record_write(self, action: Create | Update, href: str) -> None:
         # The etag comes from a read after the write, never from the PUT response.
         obj = self.cal.objects[href]
-        self.records[action.uid] = Recorded(
+        self.records[action.uid] = ObjectRecord(
+            target="t",
             uid=action.uid,
             activity_id=action.activity_id,
             href=href,
@@ -349,7 +351,8 @@ class SyncMachine(RuleBasedStateMachine):
         """Apply a plan; True when every write went through."""
         clean = True
         for a in p.adopts:
-            self.records[a.uid] = Recorded(
+            self.records[a.uid] = ObjectRecord(
+                target="t",
                 uid=a.uid,
                 activity_id=a.activity_id,
                 href=a.href,
@@ -361,7 +364,7 @@ class SyncMachine(RuleBasedStateMachine):
         for u in p.record_updates:
             self._record_observation(u)
         for t in p.tombstones:
-            self.records[t.uid] = replace(self.records[t.uid], remote_deleted=True)
+            self.records[t.uid] = replace(self.records[t.uid], kind=TOMBSTONE_KIND)
         for f in p.forgets:
             self.records.pop(f.uid, None)
         for r in p.refreshes:

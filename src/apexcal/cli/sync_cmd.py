@@ -48,7 +48,7 @@ def sync_command(
     )
     from apexcal.log import configure
     from apexcal.state import Store
-    from apexcal.sync.engine import run_target_cycle
+    from apexcal.sync.cycle import run_target_cycle
     from apexcal.sync.pull import pull
 
     config = load_config(config_path, resolve_secrets=True)

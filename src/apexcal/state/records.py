@@ -1,7 +1,8 @@
 """The values the state store takes and returns: frozen, keyword-only dataclasses.
 
 Callers never see SQLAlchemy rows; these records are plain data that the pure
-layers (planner, mapping) can use without importing the database.
+layers (planner, mapping) can use without importing the database.  The
+per-object record is the planner's own :class:`~apexcal.sync.plan_model.ObjectRecord`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from apexcal.apex.models import Activity
+from apexcal.sync.plan_model import ObjectRecord as ObjectRecord  # the one per-object record
 
 WritebackStatus = Literal["pending", "sent", "superseded"]
 ObjectKind = Literal["VEVENT", "VTODO"]
@@ -48,28 +50,6 @@ class MirrorChanges:
     def empty(self) -> bool:
         """True when nothing changed."""
         return not self.changed and not self.deleted
-
-
-@dataclass(frozen=True, kw_only=True)
-class ObjectRecord:
-    """What we last did with one object we own on a target.
-
-    ``pushed_hash`` is the hash of the bytes we last PUT, ``pushed_done`` the
-    completion state those bytes carried, ``done_seen`` the completion state
-    last read from the server (``None``: never read, or not a VTODO).  The
-    store fills ``updated_at`` from its clock when it is ``None``.
-    """
-
-    target: str
-    uid: str
-    activity_id: int
-    href: str
-    etag: str | None = None
-    pushed_hash: str | None = None
-    pushed_done: bool | None = None
-    done_seen: bool | None = None
-    kind: str = "VEVENT"
-    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

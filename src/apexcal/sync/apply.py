@@ -30,14 +30,12 @@ import structlog
 
 from apexcal.errors import CalDAVError, CycleCancelled, PreconditionFailed, UidConflict
 from apexcal.state import ObjectRecord, Store
-from apexcal.sync.plan import Create, Delete, Plan, Update, Write
+from apexcal.sync.detect import seen_from
+from apexcal.sync.plan import Create, Delete, Plan, RemoteSeen, Update, Write
+from apexcal.sync.plan_model import TOMBSTONE_KIND
 from apexcal.sync.sink import Outcome, Sink
 
 log = structlog.get_logger(__name__)
-
-TOMBSTONE_KIND = "GONE"
-"""``ObjectRecord.kind`` of a tombstone: the user deleted the object and it is not re-created."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class ObjectError:
@@ -210,3 +208,59 @@ def record_etags(sink: Sink, store: Store, written: Mapping[str, ObjectRecord]) 
         store.put_record(replace(rec, etag=obj.etag, updated_at=None))
         count += 1
     return count
+
+
+def read_refused_creates(
+    result: ApplyResult, sink: Sink, owns: Callable[[str], bool]
+) -> list[RemoteSeen]:
+    """Read what stands where creates met 412; an object of another UID there is an error."""
+    creates, result.exists = result.exists, []
+    by_href = {sink.href_for(c.href_name): c for c in creates}
+    fetched = sink.multiget(by_href)
+    seen: list[RemoteSeen] = []
+    for href, create in by_href.items():
+        obj = fetched.get(href)
+        item = seen_from(obj, owns) if obj is not None else None
+        if item is None or item.uid != create.uid:
+            result.errors.append(
+                ObjectError(
+                    uid=create.uid,
+                    href=href,
+                    activity_id=create.activity_id,
+                    kind="href_taken",
+                    reason="another object holds this href",
+                )
+            )
+            continue
+        seen.append(item)
+    return seen
+
+
+def adopt(
+    again: Plan,
+    result: ApplyResult,
+    sink: Sink,
+    store: Store,
+    target: str,
+    records: Mapping[str, ObjectRecord],
+) -> None:
+    """Apply the adoptions and updates of a plan made from what refused creates found."""
+    only = Plan(updates=again.updates, adopts=again.adopts, record_updates=again.record_updates)
+    apply_records(only, store, target, records)
+    result.adopted += len(only.adopts)
+    apply_writes(only, sink, store, target, records, result=result)
+
+
+def unadoptable(result: ApplyResult, sink: Sink) -> None:
+    """Creates still refused after an adoption: errors, retried next cycle."""
+    for create in result.exists:
+        result.errors.append(
+            ObjectError(
+                uid=create.uid,
+                href=sink.href_for(create.href_name),
+                activity_id=create.activity_id,
+                kind="precondition",
+                reason="object exists but could not be adopted",
+            )
+        )
+    result.exists = []

@@ -1,281 +1,403 @@
-"""The working state of one target cycle and the planning rounds it runs.
+"""One sync cycle of one target, top to bottom: pull → reconcile → detect → writeback → map → plan → apply → record.
 
-:class:`CycleContext` holds what one cycle of one target knows (config,
-store, client, sink, mapping options, types) and turns mirror activities into
-the planner's :class:`~apexcal.sync.plan.Desired` objects.  The helpers pick
-the scope of a plan (what changed since the target's last mirror position,
-plus what changed remotely), read what a plan needs to see before writing
-(:func:`refresh`), and adopt objects a create found already there
-(:func:`adopt_existing`).
+:func:`run_target_cycle` is a self-contained function of (config, target,
+store) — no process-global state — so the daemon's scheduler, ``apexcal
+sync`` and a worker all run it unchanged (DESIGN §7).  It holds the target's
+lock, opens the target's :class:`~apexcal.sync.sink.Sink` and runs one
+:class:`Cycle`, whose :meth:`Cycle.run` reads as the steps below.  Each step
+commits what it did before the next begins, so a crash anywhere is recovered
+by running again (DESIGN §1, §5):
+
+1. **pull** the CRM's changes into the mirror, and **reconcile** (the id sweep
+   that finds deleted activities) when due — :mod:`apexcal.sync.pull`;
+2. **open** the calendar (created when asked; tasks become events when it
+   cannot hold them) and **detect** what changed there since the stored sync
+   token — :mod:`apexcal.sync.detect`;
+3. **scope**: the activities changed since the target's last mirror position
+   and those whose objects changed remotely (everything on the first cycle, or
+   when the types, the mapping or the filter changed), so a cycle costs in
+   proportion to what changed;
+4. **write back**: a pure step (:func:`~apexcal.sync.completions.completions`)
+   decides, before anything is mapped, which calendar-side completions go to
+   the CRM; they are journaled, sent with the bulk PATCH, marked sent, and the
+   written-back activities re-read into the mirror (:mod:`apexcal.sync.writeback`);
+5. **map** each activity in scope once, in its written-back state
+   (:class:`~apexcal.sync.desired.DesiredObjects` caches by id and ``updated_at``);
+6. **plan** (:func:`~apexcal.sync.plan.plan`, pure); objects whose etag the plan
+   must know first are read and only they are planned again;
+7. **apply** with conditional writes, recording each object as the sink
+   accepts it, then read back the etags (:mod:`apexcal.sync.apply`); creates
+   refused because the object exists are read, and only they are planned
+   again and adopted;
+8. **record** the new sync token and mirror position — only when nothing is
+   left to retry, so a skipped or failed object is planned again next cycle —
+   and the cycle's success or failure.
+
+A no-change cycle costs two API requests (change feed, types) and two CalDAV
+requests (PROPFIND of the collection, sync-collection REPORT).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
 from apexcal.apex.client import ApexClient
-from apexcal.apex.models import Activity, ActivityType
+from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
-from apexcal.errors import CycleCancelled, Unmappable
-from apexcal.filters import matches
+from apexcal.errors import ApexcalError, CycleCancelled, TargetBusy
 from apexcal.geocode.policy import Geocoding
-from apexcal.ical.mapping import MappingOptions, object_for, parse_uid
+from apexcal.metrics import Metrics
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import (
-    TOMBSTONE_KIND,
     ApplyResult,
     ObjectError,
+    adopt,
     apply_records,
     apply_writes,
+    read_refused_creates,
+    record_etags,
+    unadoptable,
 )
-from apexcal.sync.detect import Detected, is_our_uid, seen_from, semantic_hash
+from apexcal.sync.caldav import default_sink_factory
+from apexcal.sync.completions import CrmCompletion, completions
+from apexcal.sync.desired import DesiredObjects, mapping_options, settings_hash
+from apexcal.sync.detect import Detected, detect, ownership, reread
 from apexcal.sync.plan import (
+    Conflict,
     ConflictPolicy,
     DeleteGuard,
     Desired,
     Plan,
-    Recorded,
-    RemoteSeen,
     RemoteState,
     plan,
+    replan,
 )
-from apexcal.sync.sink import Sink
+from apexcal.sync.pull import PullResult, pull, refetch
+from apexcal.sync.scope import Scope, narrow, scope_of
+from apexcal.sync.sink import Sink, SinkFactory
+from apexcal.sync.summary import CycleSummary
+from apexcal.sync.writeback import journal, send_pending
+
+__all__ = ["Cycle", "CycleSummary", "SinkFactory", "default_sink_factory", "run_target_cycle"]
 
 log = structlog.get_logger(__name__)
 
-# Plan → read what must be read → plan again: at most this many rounds per cycle.
+# Plan → read what must be read → plan those again: at most this many rounds.
 _MAX_ROUNDS = 3
 
 
-def recorded_of(rec: ObjectRecord) -> Recorded:
-    """The planner's view of a stored record (a tombstone is a record of kind ``GONE``)."""
-    return Recorded(
-        uid=rec.uid,
-        activity_id=rec.activity_id,
-        href=rec.href,
-        etag=rec.etag,
-        pushed_hash=rec.pushed_hash,
-        done_seen=rec.done_seen,
-        pushed_done=rec.pushed_done,
-        remote_deleted=rec.kind == TOMBSTONE_KIND,
-    )
+class Cycle:
+    """One cycle of one target over an open sink; :meth:`run` it once (module docstring)."""
 
+    def __init__(
+        self,
+        config: Config,
+        target: TargetConfig,
+        store: Store,
+        client: ApexClient,
+        sink: Sink,
+        *,
+        now: datetime,
+        force: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+        cycle_id: str = "",
+    ) -> None:
+        self.config, self.target, self.store, self.client, self.sink = (
+            config, target, store, client, sink,
+        )
+        self.now, self.force, self.should_stop, self.cycle_id = now, force, should_stop, cycle_id
+        self.org = config.source.organization_id
+        self.state = store.target_state(target.name)
+        self.owns = ownership(config)
+        self.policy = ConflictPolicy(config.sync.conflict_policy)
+        self.errors: list[ObjectError] = []
+        self.warnings: list[str] = []
+        self.retry = False
+        self.written_back = 0
+        self.conflicts_logged: set[str] = set()
+        self.full = False
+        self.settings = ""
+        self.desired: DesiredObjects
 
-@dataclass(kw_only=True)
-class CycleContext:
-    """The working state of one cycle (internal)."""
-
-    config: Config
-    target: TargetConfig
-    store: Store
-    client: ApexClient
-    sink: Sink
-    now: datetime
-    force: bool
-    options: MappingOptions
-    should_stop: Callable[[], bool] | None
-    types: Mapping[str, ActivityType] = field(default_factory=dict)
-    geocoding: Geocoding | None = None
-    skipped_unmappable: int = 0
-
-    @property
-    def org(self) -> int:
-        """The organization being synced."""
-        return self.config.source.organization_id
+    def run(self) -> CycleSummary:
+        """Pull → reconcile → detect → writeback → map → plan → apply → record."""
+        started = time.monotonic()
+        pulled = pull(self.config, self.store, self.client, now=self.now, force=self.force)
+        self.open_calendar(pulled)
+        self.check_stop()
+        detected = detect(
+            self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns
+        )
+        self.check_stop()
+        scope = self.scope(detected)
+        self.write_back(scope, detected.remote)
+        self.check_stop()
+        desired = self.desired.of(scope.activities.values())
+        the_plan = self.plan(desired, scope, detected.remote)
+        self.check_stop()
+        result = self.apply(the_plan, desired, scope)
+        return self.record(pulled, detected, scope, result, time.monotonic() - started)
 
     def check_stop(self) -> None:
         """Raise :class:`CycleCancelled` when a stop was requested."""
         if self.should_stop is not None and self.should_stop():
             raise CycleCancelled("stop requested")
 
-    def desired(self, activities: Iterable[Activity]) -> list[Desired]:
-        """The objects the target wants for ``activities`` (filtered, geocoded, mapped)."""
-        out: list[Desired] = []
-        for activity in activities:
-            if activity.deleted_at is not None or not matches(activity, self.target.filter):
-                continue
-            geocode = self.geocoding.point(activity) if self.geocoding else None
-            try:
-                obj = object_for(activity, self.types, self.options, geocode=geocode)
-            except Unmappable as exc:
-                self.skipped_unmappable += 1
-                log.info("sync.unmappable", activity_id=activity.id, reason=str(exc))
-                continue
-            out.append(
-                Desired(
-                    uid=obj.uid,
-                    activity_id=activity.id,
-                    href_name=obj.href_name,
-                    content_hash=semantic_hash(obj.data),
-                    data=obj.data,
-                    kind="VTODO" if obj.component_kind == "todo" else "VEVENT",
-                    done=activity.done,
-                    updated_at=activity.updated_at,
-                )
-            )
-        return out
+    # --- open: the calendar, the mapping, whether everything is replanned ----------
 
-    def plan(
+    def open_calendar(self, pulled: PullResult) -> None:
+        """Ensure the calendar and settle the mapping options (tasks as events when no VTODO)."""
+        target = self.target
+        info = self.sink.ensure_calendar(create=target.create, display_name=target.name)
+        tasks_as = target.tasks_as
+        if tasks_as == "todos" and not info.supports_vtodo:
+            tasks_as = "events"
+            self.warnings.append("calendar cannot hold VTODO: tasks are written as events")
+            log.warning("sync.no_vtodo_support", url=info.url)
+        options = mapping_options(self.config, target, tasks_as=tasks_as)
+        self.settings = settings_hash(options, target)
+        previous = (self.state.last_summary or {}).get("settings")
+        self.full = self.state.mirror_seq_seen == 0 or pulled.types_changed or previous != self.settings
+        geocoding = (
+            Geocoding.for_config(self.config, self.store, network=True)
+            if self.config.mapping.geocoder != "none"
+            else None
+        )
+        self.desired = DesiredObjects(
+            target=target, types=self.store.types(self.org), options=options, geocoding=geocoding
+        )
+
+    # --- scope: what this cycle plans ------------------------------------------------
+
+    def scope(self, detected: Detected) -> Scope:
+        """The activities and records this cycle plans (:func:`~apexcal.sync.scope.scope_of`)."""
+        return scope_of(
+            self.store, self.target.name, self.org, detected,
+            since=None if self.full else self.state.mirror_seq_seen,
+        )
+
+    # --- write back: completions decided before mapping --------------------------------
+
+    def write_back(self, scope: Scope, remote: RemoteState) -> None:
+        """Journal the calendar-side completions, send every pending one, re-read those activities."""
+        todos = {
+            a.id: CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
+            for a in scope.activities.values()
+            if self.desired.wants(a) and self.desired.is_todo(a)
+        }
+        writebacks, conflicts = completions(
+            todos=todos, recorded=scope.records.values(), remote=remote,
+            policy=self.policy, writeback=self.target.writeback, owns=self.owns,
+        )
+        self._log_conflicts(conflicts)
+        name = self.target.name
+        journal(self.store, name, ((w.activity_id, w.done) for w in writebacks), self.now)
+        if not self.store.count_pending_writebacks(name):
+            return
+        sent = send_pending(self.store, self.client, name, self.now)
+        self.written_back = len(sent.sent)
+        if sent.error is not None:
+            self.retry = True
+            self.errors.append(
+                ObjectError(uid="", href="", activity_id=None, kind="writeback", reason=str(sent.error))
+            )
+        if sent.sent:
+            # Plan with the CRM's new state (DESIGN §5 "Writeback"): no ping-pong.
+            fresh = refetch(self.config, self.store, self.client, sent.sent)
+            scope.activities.update((a.id, a) for a in fresh)
+            new = set(sent.sent) - {r.activity_id for r in scope.records.values()}
+            if new:
+                recs = self.store.records_for_activities(name, new)
+                scope.records.update((r.uid, r) for r in recs)
+
+    # --- plan ----------------------------------------------------------------------------
+
+    def plan(self, desired: list[Desired], scope: Scope, remote: RemoteState) -> Plan:
+        """Plan the scope; read what the plan must see first and plan just those again."""
+        the_plan = self._plan(desired, scope.records, remote, scope.total)
+        for _ in range(_MAX_ROUNDS):
+            if not the_plan.refreshes:
+                break
+            uids = {r.uid for r in the_plan.refreshes}
+            remote = reread(self.sink, remote, [r.href for r in the_plan.refreshes], self.owns)
+            again = self._plan(
+                [d for d in desired if d.uid in uids],
+                {u: r for u, r in scope.records.items() if u in uids},
+                narrow(remote, uids, scope.records),
+                scope.total,
+            )
+            the_plan = replan(the_plan, again, uids)
+        self._log_conflicts(the_plan.conflicts)  # those a writeback's answer brought
+        return the_plan
+
+    def _log_conflicts(self, conflicts: Iterable[Conflict]) -> None:
+        for c in conflicts:
+            if c.uid not in self.conflicts_logged:
+                self.conflicts_logged.add(c.uid)
+                log.info(
+                    "sync.completion_conflict", activity_id=c.activity_id, crm_done=c.crm_done,
+                    calendar_done=c.calendar_done, policy=str(c.policy), winner=c.winner,
+                )
+
+    def _plan(
         self,
-        desired: list[Desired],
+        desired: Iterable[Desired],
         records: Mapping[str, ObjectRecord],
         remote: RemoteState,
         total: int,
     ) -> Plan:
-        """Plan one round with the target's policy, guard and ownership test."""
         sync = self.config.sync
         return plan(
             target=self.target.name,
             desired=desired,
-            recorded=[recorded_of(r) for r in records.values()],
+            recorded=records.values(),
             remote=remote,
-            policy=ConflictPolicy(sync.conflict_policy),
+            policy=self.policy,
             writeback=self.target.writeback,
             recreate_deleted=sync.recreate_deleted,
             guard=DeleteGuard(max_share=sync.max_delete_share, force=self.force),
             total_records=total,
-            owns=ownership(self.config),
+            owns=self.owns,
         )
 
+    # --- apply -----------------------------------------------------------------------------
+
+    def apply(self, the_plan: Plan, desired: list[Desired], scope: Scope) -> ApplyResult:
+        """Record, write, adopt what a create found already there, read back the etags."""
+        name = self.target.name
+        result = apply_records(the_plan, self.store, name, scope.records)
+        result = apply_writes(
+            the_plan, self.sink, self.store, name, scope.records,
+            result=result, should_stop=self.should_stop,
+        )
+        if result.exists:
+            self._adopt(result, desired, scope)
+        record_etags(self.sink, self.store, result.written)
+        return result
+
+    def _adopt(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> None:
+        """Creates met 412: read what is there, plan just those again, and adopt or update them."""
+        seen = read_refused_creates(result, self.sink, self.owns)
+        if seen:
+            uids = {s.uid for s in seen if s.uid is not None}
+            own = {u: r for u, r in scope.records.items() if u in uids}
+            again = self._plan(
+                [d for d in desired if d.uid in uids], own, RemoteState(seen=tuple(seen)), scope.total
+            )
+            adopt(again, result, self.sink, self.store, self.target.name, scope.records)
+        unadoptable(result, self.sink)
+
+    # --- record ------------------------------------------------------------------------------
+
+    def record(
+        self, pulled: PullResult, detected: Detected, scope: Scope, result: ApplyResult,
+        seconds: float,
+    ) -> CycleSummary:
+        """Store the token and mirror position when nothing is left to retry; the cycle's outcome."""
+        store, name, state = self.store, self.target.name, self.state
+        errors = [*self.errors, *result.errors]
+        if not (self.retry or result.retry or result.errors):
+            token = detected.token if detected.token is not None or detected.remote.full else state.sync_token
+            if token != state.sync_token:
+                store.set_sync_token(name, token)
+            if max(scope.seq, 1) != state.mirror_seq_seen:
+                store.set_mirror_seq_seen(name, max(scope.seq, 1))
+        summary = CycleSummary(
+            target=name,
+            pulled=pulled.changed,
+            created=result.created,
+            updated=result.updated,
+            deleted=result.deleted,
+            adopted=result.adopted,
+            written_back=self.written_back,
+            skipped=result.skipped + self.desired.unmappable,
+            errors=tuple(errors),
+            seconds=seconds,
+            cycle_id=self.cycle_id,
+            warnings=tuple(self.warnings),
+        )
+        if summary.ok:
+            store.record_success(name, utcnow(), {**summary.as_dict(), "settings": self.settings})
+        else:
+            store.record_failure(
+                name, utcnow(), "object_errors", f"{len(errors)} object(s) failed; {errors[0].reason}"
+            )
+        return summary
 
 
-def ownership(config: Config) -> Callable[[str], bool]:
-    """A test of whether a UID is ours: this organization and UID domain."""
-    org = config.source.organization_id
-    domain = config.source.effective_uid_domain
-    return lambda uid: is_our_uid(uid, organization_id=org, domain=domain)
-
-
-def scope(
-    cyc: CycleContext,
-    seq_seen: int,
-    detected: Detected,
-    full: bool,
+def run_target_cycle(
+    config: Config,
+    target: TargetConfig,
+    store: Store,
     *,
-    extra: Mapping[int, Activity] | None = None,
-) -> tuple[int, dict[int, Activity], dict[str, ObjectRecord]]:
-    """The mirror position, the activities and the records this cycle must plan."""
-    store, name, org = cyc.store, cyc.target.name, cyc.org
-    records: dict[str, ObjectRecord]
-    if full:
-        top = store.mirror_seq(org)
-        activities = {a.id: a for a in store.iter_activities(org)}
-        records = store.records(name)
-        return top, activities, records
-    changes = store.activities_changed_since(org, seq_seen)
-    activities = {a.id: a for a in changes.changed}
-    ids = set(activities) | set(changes.deleted)
-    remote_ids = {r.activity_id for r in detected.records.values()}
-    for seen in detected.remote.seen:
-        if seen.uid is not None:
-            ids_of = _activity_of(seen.uid)
-            if ids_of is not None:
-                remote_ids.add(ids_of)
-    if extra:
-        remote_ids |= set(extra)
-    missing = remote_ids - set(activities)
-    if missing:
-        activities.update((a.id, a) for a in store.activities(org, missing))
-    records = {r.uid: r for r in store.records_for_activities(name, ids | remote_ids)}
-    records.update(detected.records)
-    return changes.seq, activities, records
+    client: ApexClient,
+    sink_factory: SinkFactory = default_sink_factory,
+    force: bool = False,
+    now: datetime | None = None,
+    metrics: Metrics | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CycleSummary:
+    """Run one :class:`Cycle` of ``target`` under its lock and return its summary.
 
+    Objects that fail are skipped, reported in ``errors`` and retried next
+    cycle.  A failure of the cycle itself (API or CalDAV unreachable, the
+    mass-delete guard, the target busy in another process) is recorded in the
+    store and the metrics, logged, and raised as an :class:`ApexcalError`.
+    ``should_stop`` is polled between steps and objects; when it answers
+    true the cycle stops with :class:`CycleCancelled` after recording what
+    was written.
+    """
+    started = time.monotonic()
+    cycle_id = uuid.uuid4().hex[:12]
+    requests = [0]
 
-def _activity_of(uid: str) -> int | None:
-    ids = parse_uid(uid)
-    return ids[1] if ids else None
+    def on_request(method: str, status: int) -> None:
+        requests[0] += 1
+        if metrics is not None:
+            metrics.caldav_request(target.name, method, status)
 
-
-def refresh(
-    cyc: CycleContext,
-    the_plan: Plan,
-    activities: Mapping[int, Activity],
-    records: Mapping[str, ObjectRecord],
-    remote: RemoteState,
-    total: int,
-) -> tuple[Plan, RemoteState]:
-    """Read the objects the plan must see before writing (unknown etags), then plan again."""
-    for _ in range(_MAX_ROUNDS):
-        if not the_plan.refreshes:
-            break
-        hrefs = [r.href for r in the_plan.refreshes]
-        fetched = cyc.sink.multiget(hrefs)
-        uid_filter = ownership(cyc.config)
-        seen = {s.href: s for s in remote.seen}
-        deleted = set(remote.deleted)
-        for href in hrefs:
-            obj = fetched.get(href)
-            item = seen_from(obj, uid_filter) if obj is not None else None
-            if item is None:
-                deleted.add(href)
-                seen.pop(href, None)
-            else:
-                seen[href] = item
-        remote = RemoteState(
-            seen=tuple(seen.values()), deleted=frozenset(deleted), full=remote.full, listed=remote.listed
+    with structlog.contextvars.bound_contextvars(
+        target=target.name, organization_id=config.source.organization_id, cycle_id=cycle_id
+    ):
+        try:
+            with store.target_lock(target.name), sink_factory(
+                target,
+                concurrency=config.sync.concurrency,
+                timeout=config.source.timeout.total_seconds(),
+                on_request=on_request,
+            ) as sink:
+                summary = Cycle(
+                    config, target, store, client, sink, now=now or utcnow(), force=force,
+                    should_stop=should_stop, cycle_id=cycle_id,
+                ).run()
+        except TargetBusy:
+            log.info("sync.target_busy")
+            raise
+        except CycleCancelled:
+            # What was written is recorded; the next cycle goes on from there.
+            log.info("sync.cycle_cancelled", seconds=round(time.monotonic() - started, 3))
+            raise
+        except ApexcalError as exc:
+            seconds = time.monotonic() - started
+            kind = type(exc).__name__
+            store.record_failure(target.name, utcnow(), kind, str(exc))
+            if metrics is not None:
+                metrics.cycle_failed(target.name, kind, seconds)
+            log.error("sync.cycle_failed", kind=kind, error=str(exc), seconds=round(seconds, 3))
+            raise
+        summary = dataclasses.replace(
+            summary, caldav_requests=requests[0], seconds=time.monotonic() - started
         )
-        the_plan = cyc.plan(cyc.desired(activities.values()), records, remote, total)
-    return the_plan, remote
-
-
-def adopt_existing(
-    cyc: CycleContext,
-    result: ApplyResult,
-    activities: Mapping[int, Activity],
-    records: Mapping[str, ObjectRecord],
-    total: int,
-) -> None:
-    """Creates met 412: read what is there and adopt it (or update it) in this cycle."""
-    creates = result.exists
-    result.exists = []
-    hrefs = {cyc.sink.href_for(c.href_name): c for c in creates}
-    fetched = cyc.sink.multiget(hrefs)
-    uid_filter = ownership(cyc.config)
-    seen: list[RemoteSeen] = []
-    for href, create in hrefs.items():
-        obj = fetched.get(href)
-        item = seen_from(obj, uid_filter) if obj is not None else None
-        if item is None or item.uid != create.uid:
-            result.errors.append(
-                ObjectError(
-                    uid=create.uid,
-                    href=href,
-                    activity_id=create.activity_id,
-                    kind="href_taken",
-                    reason="another object holds this href",
-                )
-            )
-            continue
-        seen.append(item)
-    if not seen:
-        return
-    uids = {s.uid for s in seen}
-    wanted = [a for a in activities.values() if any(c.activity_id == a.id for c in creates)]
-    desired = [d for d in cyc.desired(wanted) if d.uid in uids]
-    own = {uid: rec for uid, rec in records.items() if uid in uids}
-    again = cyc.plan(desired, own, RemoteState(seen=tuple(seen)), total)
-    again = Plan(
-        updates=again.updates,
-        adopts=again.adopts,
-        record_updates=again.record_updates,
-    )
-    apply_records(again, cyc.store, cyc.target.name, records)
-    result.adopted += len(again.adopts)
-    apply_writes(again, cyc.sink, cyc.store, cyc.target.name, records, result=result)
-    if result.exists:
-        for create in result.exists:
-            result.errors.append(
-                ObjectError(
-                    uid=create.uid,
-                    href=cyc.sink.href_for(create.href_name),
-                    activity_id=create.activity_id,
-                    kind="precondition",
-                    reason="object exists but could not be adopted",
-                )
-            )
-        result.exists = []
-
+        log.info("sync.cycle", **summary.as_dict(), caldav_requests=summary.caldav_requests)
+        if metrics is not None:
+            if summary.ok:
+                metrics.cycle_finished(target.name, summary, summary.seconds)
+            else:
+                metrics.cycle_failed(target.name, "object_errors", summary.seconds, summary=summary)
+        return summary

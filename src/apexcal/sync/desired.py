@@ -5,17 +5,31 @@ table into the pure mapping's options; :func:`settings_hash` fingerprints
 everything that decides a target's bytes and membership, so a change to it
 makes the next cycle plan the whole target again.  Geocodes are filled in
 before mapping by :class:`apexcal.geocode.policy.Geocoding`.
+:class:`DesiredObjects` is the cycle's map step: each activity mapped at most
+once per cycle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 
+import structlog
+
+from apexcal.apex.models import Activity, ActivityType
 from apexcal.config import Config, TargetConfig
 from apexcal.config.mapping import mapping_options as config_mapping_options
+from apexcal.errors import Unmappable
+from apexcal.filters import matches
+from apexcal.geocode.policy import Geocoding
 from apexcal.ical.fields import TasksAs
-from apexcal.ical.mapping import MappingOptions
+from apexcal.ical.mapping import MappingOptions, component_kind, object_for
+from apexcal.sync.detect import semantic_hash
+from apexcal.sync.plan import Desired
+
+log = structlog.get_logger(__name__)
 
 
 def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | None = None) -> MappingOptions:
@@ -32,3 +46,74 @@ def settings_hash(options: MappingOptions, target: TargetConfig) -> str:
         "url": target.url,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class DesiredObjects:
+    """The map step of a cycle: activities → the objects a target wants, each mapped at most once.
+
+    An activity is wanted when it is live and matches the target's filter.
+    Mapped objects are kept by activity id and ``updated_at``, so a cycle that
+    needs an activity again (a re-plan after a 412, an adoption) reuses the
+    object, and only an activity that changed since (a writeback's answer) is
+    mapped anew.  Activities the mapping refuses are logged and counted.
+    """
+
+    def __init__(
+        self,
+        *,
+        target: TargetConfig,
+        types: Mapping[str, ActivityType],
+        options: MappingOptions,
+        geocoding: Geocoding | None,
+    ) -> None:
+        self._target = target
+        self._types = types
+        self.options = options
+        self._geocoding = geocoding
+        self._cache: dict[int, tuple[datetime, Desired | None]] = {}
+        self.mapped = 0
+        self.unmappable = 0
+
+    def wants(self, activity: Activity) -> bool:
+        """Whether the target wants an object for ``activity`` (live, and inside its filter)."""
+        return activity.deleted_at is None and matches(activity, self._target.filter)
+
+    def is_todo(self, activity: Activity) -> bool:
+        """Whether ``activity`` is written as a VTODO on this target (no mapping needed)."""
+        return component_kind(activity, self.options) == "todo"
+
+    def of(self, activities: Iterable[Activity]) -> list[Desired]:
+        """The objects wanted for ``activities``, mapped once each per version."""
+        out: list[Desired] = []
+        for activity in activities:
+            if not self.wants(activity):
+                continue
+            hit = self._cache.get(activity.id)
+            if hit is not None and hit[0] == activity.updated_at:
+                desired = hit[1]
+            else:
+                desired = self._map(activity)
+                self._cache[activity.id] = (activity.updated_at, desired)
+            if desired is not None:
+                out.append(desired)
+        return out
+
+    def _map(self, activity: Activity) -> Desired | None:
+        self.mapped += 1
+        geocode = self._geocoding.point(activity) if self._geocoding else None
+        try:
+            obj = object_for(activity, self._types, self.options, geocode=geocode)
+        except Unmappable as exc:
+            self.unmappable += 1
+            log.info("sync.unmappable", activity_id=activity.id, reason=str(exc))
+            return None
+        return Desired(
+            uid=obj.uid,
+            activity_id=activity.id,
+            href_name=obj.href_name,
+            content_hash=semantic_hash(obj.data),
+            data=obj.data,
+            kind="VTODO" if obj.component_kind == "todo" else "VEVENT",
+            done=activity.done,
+            updated_at=activity.updated_at,
+        )

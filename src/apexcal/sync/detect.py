@@ -14,6 +14,7 @@ a cycle with no remote change reads no records.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Collection, Iterator
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from apexcal.config import Config
 from apexcal.errors import RemoteParseError
 from apexcal.ical.mapping import parse_uid
 from apexcal.ical.remote import read_remote
@@ -69,6 +71,13 @@ def is_our_uid(uid: str, *, organization_id: int, domain: str) -> bool:
     """Whether ``uid`` is a UID this organization and UID domain write."""
     ids = parse_uid(uid)
     return ids is not None and ids[0] == organization_id and uid.strip().endswith("@" + domain)
+
+
+def ownership(config: Config) -> Callable[[str], bool]:
+    """A test of whether a UID is ours: this organization and UID domain."""
+    org = config.source.organization_id
+    domain = config.source.effective_uid_domain
+    return lambda uid: is_our_uid(uid, organization_id=org, domain=domain)
 
 
 _FOLD = re.compile(rb"\r?\n[ \t]")
@@ -174,3 +183,22 @@ def detect(
         records=records,
         foreign=foreign,
     )
+
+
+def reread(
+    sink: Sink, remote: RemoteState, hrefs: list[str], owns: Callable[[str], bool]
+) -> RemoteState:
+    """``remote`` with ``hrefs`` read again (gone when the sink no longer has them)."""
+    fetched = sink.multiget(hrefs)
+    seen = {s.href: s for s in remote.seen}
+    deleted = set(remote.deleted)
+    for href in hrefs:
+        obj = fetched.get(href)
+        item = seen_from(obj, owns) if obj is not None else None
+        if item is None:
+            deleted.add(href)
+            seen.pop(href, None)
+        else:
+            seen[href] = item
+            deleted.discard(href)
+    return dataclasses.replace(remote, seen=tuple(seen.values()), deleted=frozenset(deleted))

@@ -2,7 +2,7 @@
 
 Pure: no network, disk, database or clock.  The engine gathers what the CRM
 wants (:class:`Desired`), what the store says we last wrote and saw
-(:class:`Recorded`) and what the server showed this cycle (:class:`RemoteState`),
+(:class:`ObjectRecord`) and what the server showed this cycle (:class:`RemoteState`),
 calls :func:`plan`, then applies the actions and records each one right after
 the server accepted it.  Computing the whole list first and applying it after
 keeps every decision testable without a server.
@@ -19,12 +19,12 @@ Per UID the rules are:
    :func:`~apexcal.sync.writeback_policy.decide_completion` (read it for the
    exact rule).  A calendar-side change yields :class:`Writeback` and an
    :class:`UpdateRecord` (done_seen),
-   and *no* PUT of the stale CRM state.  The engine sends the writebacks, updates
-   its mirror from the API's answer, maps those activities again and calls
-   :func:`plan` a second time in the same cycle: the desired completion now
-   equals the remote one, so there is nothing left to write back and the object
-   is PUT once with the CRM's new SEQUENCE/LAST-MODIFIED (the bulk PATCH bumped
-   ``updated_at``).  The records then hold that hash, so **the following cycle
+   and *no* PUT of the stale CRM state.  :func:`completions` makes the same
+   decision before anything is mapped: the cycle sends those writebacks,
+   updates its mirror from the API, and only then maps and calls :func:`plan`,
+   whose desired completion now equals the remote one, so there is nothing
+   left to write back and the object is PUT once with the CRM's new
+   SEQUENCE/LAST-MODIFIED (the bulk PATCH bumped ``updated_at``).  The records then hold that hash, so **the following cycle
    makes no PUT** (no ping-pong).  Conflicts (both sides changed completion to
    different values) follow the target's policy and are reported as
    :class:`Conflict` notes.
@@ -69,12 +69,7 @@ simply planned again next cycle from the unchanged record; whatever was read
 at a recorded href is recorded (:class:`UpdateRecord`, applied before the
 writes) so that a failed write cannot make the planner forget it.
 
-Why no "semantic hash": after a writeback the object is PUT once in the same
-cycle, carrying the CRM's new SEQUENCE/LAST-MODIFIED, rather than compared by
-a hash that ignores volatile fields; it keeps the mapping's single
-``content_hash`` the only notion of "changed" and costs one PUT per writeback.
-
-The engine may plan a subset of UIDs (those whose activity or remote object
+The cycle may plan a subset of UIDs (those whose activity or remote object
 changed) to keep a cycle's cost proportional to the change: every UID present
 in ``recorded`` or seen remotely is judged, and absence from ``desired`` means
 "not wanted"; pass ``total_records`` so the guard weighs the whole target.
@@ -86,6 +81,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from apexcal.errors import MassDeleteRefused
+from apexcal.sync.completions import (
+    CrmCompletion,
+    completions,
+    conflict_note,
+    decide_for_record,
+)
+from apexcal.sync.match import cases
 from apexcal.sync.plan_model import (
     Adopt,
     Conflict,
@@ -95,8 +97,8 @@ from apexcal.sync.plan_model import (
     Desired,
     Forget,
     Kind,
+    ObjectRecord,
     Plan,
-    Recorded,
     Refresh,
     RemoteSeen,
     RemoteState,
@@ -105,26 +107,23 @@ from apexcal.sync.plan_model import (
     UpdateRecord,
     Write,
     Writeback,
+    replan,
 )
-from apexcal.sync.writeback_policy import (
-    CompletionDecision,
-    CompletionView,
-    ConflictPolicy,
-    decide_completion,
-)
+from apexcal.sync.writeback_policy import CompletionDecision, ConflictPolicy
 
 __all__ = [
     "Adopt",
     "Conflict",
     "ConflictPolicy",
     "Create",
+    "CrmCompletion",
     "Delete",
     "DeleteGuard",
     "Desired",
     "Forget",
     "Kind",
+    "ObjectRecord",
     "Plan",
-    "Recorded",
     "Refresh",
     "RemoteSeen",
     "RemoteState",
@@ -133,7 +132,9 @@ __all__ = [
     "UpdateRecord",
     "Write",
     "Writeback",
+    "completions",
     "plan",
+    "replan",
 ]
 
 
@@ -209,7 +210,7 @@ def plan(
     *,
     target: str,
     desired: Iterable[Desired],
-    recorded: Iterable[Recorded],
+    recorded: Iterable[ObjectRecord],
     remote: RemoteState,
     policy: ConflictPolicy = ConflictPolicy.CRM_WINS,
     writeback: bool = True,
@@ -227,46 +228,30 @@ def plan(
     """
     wanted = {d.uid: d for d in desired}
     records = {r.uid: r for r in recorded}
-    seen_by_href = {s.href: s for s in remote.seen}
-    seen_by_uid: dict[str, list[RemoteSeen]] = {}
-    for s in sorted(remote.seen, key=lambda s: s.href):
-        uid = s.uid
-        if uid is None:
-            rec_at = next((r for r in records.values() if r.href == s.href), None)
-            uid = rec_at.uid if rec_at is not None else None
-        if uid is not None and (owns is None or owns(uid)):
-            seen_by_uid.setdefault(uid, []).append(s)
-    present = {s.href for s in remote.seen} | remote.listed
-
     out = _Builder()
-    for uid in sorted(wanted.keys() | records.keys() | seen_by_uid.keys()):
-        d = wanted.get(uid)
-        r = records.get(uid)
-        objs = seen_by_uid.get(uid, [])
-        if r is not None and not r.remote_deleted:
-            gone = r.href in remote.deleted or (remote.full and r.href not in present)
-            own = seen_by_href.get(r.href) if not gone else None
-            if own is not None and own.uid not in (None, uid):
-                own = None  # our href now holds another UID: treat ours as gone
-                gone = True
-            if own is not None or not (gone and objs):
-                for dup in objs:
-                    if own is None or dup.href != own.href:
-                        out.delete(uid, dup.href, dup.etag)
-                _plan_recorded(
-                    out,
-                    uid=uid,
-                    d=d,
-                    r=r,
-                    own=own,
-                    gone=gone,
-                    policy=policy,
-                    writeback=writeback,
-                    recreate_deleted=recreate_deleted,
-                )
-                continue
-            # Our object moved to another href: adopt it there.
-        _plan_unrecorded(out, uid=uid, d=d, r=r, objs=objs, recreate_deleted=recreate_deleted)
+    for case in cases(wanted, records, remote, owns):
+        d = wanted.get(case.uid)
+        if case.by_record:
+            assert case.record is not None
+            for dup in case.objs:
+                if case.own is None or dup.href != case.own.href:
+                    out.delete(case.uid, dup.href, dup.etag)
+            _plan_recorded(
+                out,
+                uid=case.uid,
+                d=d,
+                r=case.record,
+                own=case.own,
+                gone=case.gone,
+                policy=policy,
+                writeback=writeback,
+                recreate_deleted=recreate_deleted,
+            )
+        else:
+            _plan_unrecorded(
+                out, uid=case.uid, d=d, r=case.record, objs=case.objs,
+                recreate_deleted=recreate_deleted,
+            )
 
     result = out.build()
     _check_guard(
@@ -288,7 +273,7 @@ def _plan_recorded(
     *,
     uid: str,
     d: Desired | None,
-    r: Recorded,
+    r: ObjectRecord,
     own: RemoteSeen | None,
     gone: bool,
     policy: ConflictPolicy,
@@ -312,39 +297,14 @@ def _plan_recorded(
     decision: CompletionDecision | None = None
     consumed = False
     if d.kind == "VTODO":
-        pushed_done, done_seen = r.pushed_done, r.done_seen
-        if own is not None and r.pending_done is not None and own.done == r.pending_done:
-            # Our own unrecorded write (a crash after the PUT): that is what we pushed.
-            pushed_done = done_seen = r.pending_done
-            consumed = True
-        decision = decide_completion(
-            CompletionView(
-                crm_done=d.done,
-                pushed_done=pushed_done,
-                done_seen=done_seen,
-                remote_done=own.done if own is not None else None,
-                crm_updated_at=d.updated_at,
-                remote_modified=own.modified if own is not None else None,
-            ),
-            policy=policy,
-            writeback_enabled=writeback,
-        )
+        decision, consumed = decide_for_record(d.done, d.updated_at, r, own, policy, writeback)
     # What was read is recorded whatever becomes of this cycle's write, so a
     # failed write cannot make us forget the server's state.
     observed = _observed(r, own, consumed=consumed)
     if observed is not None:
         out.record_updates.append(observed)
     if decision is not None and decision.conflict:
-        out.conflicts.append(
-            Conflict(
-                uid=uid,
-                activity_id=d.activity_id,
-                crm_done=d.done,
-                calendar_done=decision.calendar_done,
-                policy=policy,
-                winner=decision.winner or "crm",
-            )
-        )
+        out.conflicts.append(conflict_note(uid, d.activity_id, d.done, decision, policy))
     if decision is not None and decision.writeback:
         out.writebacks.append(
             Writeback(uid=uid, activity_id=d.activity_id, done=decision.calendar_done)
@@ -354,7 +314,7 @@ def _plan_recorded(
         out.put(uid, d, r.href, etag)
 
 
-def _observed(r: Recorded, own: RemoteSeen | None, *, consumed: bool) -> UpdateRecord | None:
+def _observed(r: ObjectRecord, own: RemoteSeen | None, *, consumed: bool) -> UpdateRecord | None:
     """The record update for what was read at the record's href, if it tells anything new."""
     if own is None:
         return None
@@ -375,7 +335,7 @@ def _plan_unrecorded(
     *,
     uid: str,
     d: Desired | None,
-    r: Recorded | None,
+    r: ObjectRecord | None,
     objs: list[RemoteSeen],
     recreate_deleted: bool,
 ) -> None:

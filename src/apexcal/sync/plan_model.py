@@ -1,14 +1,17 @@
 """The planner's vocabulary: its inputs (desired, recorded, remote) and its actions.
 
-Small frozen records so the engine adapts its own types to them and the
-planner (:mod:`apexcal.sync.plan`) depends on nothing but this module.
+Small frozen records, pure data: the planner (:mod:`apexcal.sync.plan`)
+depends on nothing but this module, the store keeps :class:`ObjectRecord`
+as it is, and a :class:`~apexcal.sync.sink.Sink` takes the writes
+(:class:`Create`, :class:`Update`, :class:`Delete`) as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from apexcal.sync.writeback_policy import ConflictPolicy
 
@@ -33,26 +36,43 @@ class Desired:
     """The activity's ``updated_at``; only ``newest-wins`` looks at it."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recorded:
-    """What the store says we last wrote to, and saw on, the server for one UID."""
+TOMBSTONE_KIND = "GONE"
+"""``ObjectRecord.kind`` of a tombstone: the object is gone from the server and not re-created."""
 
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectRecord:
+    """What we last wrote to, and saw on, a target's server for one UID (the store keeps these).
+
+    ``pushed_hash`` is the hash of the bytes we last PUT, ``pushed_done`` the
+    completion those bytes carried, ``done_seen`` the completion last read
+    from the server (None: never read, or not a VTODO).  ``kind`` is the
+    component written (``VEVENT``/``VTODO``) or :data:`TOMBSTONE_KIND`.  The
+    store fills ``updated_at`` from its clock when it is None.
+    """
+
+    target: str
     uid: str
     activity_id: int
     href: str
-    etag: str | None
-    pushed_hash: str | None
-    done_seen: bool | None
+    etag: str | None = None
+    pushed_hash: str | None = None
     pushed_done: bool | None = None
-    remote_deleted: bool = False
-    """Tombstone: the object is gone from the server (see :class:`Tombstone`)."""
+    done_seen: bool | None = None
+    kind: str = "VEVENT"
+    updated_at: datetime | None = None
     pending_done: bool | None = None
     """Completion of an Update sent but not yet recorded (write-ahead, cleared on record).
 
     After a crash between a PUT and its record, the server shows our own write
     as a change; when its completion equals this, it is taken as ours, not as
-    a calendar-side change to write back.
+    a calendar-side change to write back.  Not stored by every store.
     """
+
+    @property
+    def remote_deleted(self) -> bool:
+        """Tombstone: the object is gone from the server (see :class:`Tombstone`)."""
+        return self.kind == TOMBSTONE_KIND
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,3 +273,32 @@ class Plan:
             "writeback": len(self.writebacks),
             "conflict": len(self.conflicts),
         }
+
+
+class _About(Protocol):
+    @property
+    def uid(self) -> str: ...
+
+
+_A = TypeVar("_A", bound=_About)
+
+
+def replan(first: Plan, again: Plan, uids: Iterable[str]) -> Plan:
+    """``first`` with every action about ``uids`` replaced by those of ``again`` (a plan of just them)."""
+    redo = set(uids)
+
+    def keep(actions: tuple[_A, ...], more: tuple[_A, ...]) -> tuple[_A, ...]:
+        return (*(a for a in actions if a.uid not in redo), *(a for a in more if a.uid in redo))
+
+    return Plan(
+        creates=keep(first.creates, again.creates),
+        updates=keep(first.updates, again.updates),
+        deletes=keep(first.deletes, again.deletes),
+        adopts=keep(first.adopts, again.adopts),
+        record_updates=keep(first.record_updates, again.record_updates),
+        tombstones=keep(first.tombstones, again.tombstones),
+        forgets=keep(first.forgets, again.forgets),
+        refreshes=keep(first.refreshes, again.refreshes),
+        writebacks=keep(first.writebacks, again.writebacks),
+        conflicts=keep(first.conflicts, again.conflicts),
+    )

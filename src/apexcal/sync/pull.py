@@ -25,7 +25,7 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity
 from apexcal.config import Config
-from apexcal.errors import MassDeleteRefused, NotFound
+from apexcal.errors import MassDeleteRefused
 from apexcal.state import Store
 
 log = structlog.get_logger(__name__)
@@ -160,19 +160,18 @@ def reconcile(
     return count
 
 
-def refresh_activities(
-    config: Config, store: Store, client: ApexClient, activity_ids: Iterable[int]
-) -> int:
-    """Re-read single activities by id; one answering 404 is marked deleted.  Return how many changed."""
+def refetch(config: Config, store: Store, client: ApexClient, activity_ids: Iterable[int]) -> list[Activity]:
+    """Re-read activities by id into the mirror (after a writeback) and return them as mirrored.
+
+    One listing with ``id[$in]`` (and the joined names the change feed asks
+    for, so the mirror's content stays what the next pull brings); activities
+    no longer listed are left to the reconcile sweep.
+    """
     org = config.source.organization_id
-    found: list[Activity] = []
-    gone: list[int] = []
-    for activity_id in sorted(set(activity_ids)):
-        try:
-            found.append(client.get_activity(activity_id))
-        except NotFound:
-            gone.append(activity_id)
-    changed = len(store.upsert_activities(org, found, watermark=None).changed) if found else 0
-    if gone:
-        changed += store.mark_deleted(org, gone)
-    return changed
+    ids = sorted(set(activity_ids))
+    if not ids:
+        return []
+    found = list(client.list_activities(id=ids, fastJoinForActivityList=True))
+    if found:
+        store.upsert_activities(org, found, watermark=None)
+    return store.activities(org, ids)

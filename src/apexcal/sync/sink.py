@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
+from apexcal.config import TargetConfig
 from apexcal.errors import CalDAVError
 from apexcal.sync.plan_model import Create, Delete, Update, Write
 
@@ -39,6 +40,7 @@ __all__ = [
     "Outcome",
     "RemoteChanges",
     "Sink",
+    "SinkFactory",
     "Write",
     "WriteResult",
     "check_member_name",
@@ -183,6 +185,19 @@ class Sink(Protocol):
     ) -> list[Outcome]:
         """Run many writes (see :func:`run_writes` for the contract); one outcome per write sent."""
         ...
+
+
+class SinkFactory(Protocol):
+    """Builds the sink of a target (tests pass their own to inject faults or use memory)."""
+
+    def __call__(
+        self,
+        target: TargetConfig,
+        *,
+        concurrency: int,
+        timeout: float,
+        on_request: Callable[[str, int], None] | None,
+    ) -> Sink: ...
 
 
 class _NotStarted(Exception):

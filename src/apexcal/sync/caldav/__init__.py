@@ -7,7 +7,36 @@ the XML, and :mod:`~apexcal.sync.caldav.discovery` the collection itself.
 Log events of all of them use the logger ``apexcal.sync.caldav_sink``.
 """
 
+from collections.abc import Callable
+
+from apexcal.config import TargetConfig
 from apexcal.errors import CalendarNotFound, ObjectTooLarge
 from apexcal.sync.caldav.sink import MAX_OBJECT_BYTES, MULTIGET_BATCH, CalDAVSink
 
-__all__ = ["MAX_OBJECT_BYTES", "MULTIGET_BATCH", "CalDAVSink", "CalendarNotFound", "ObjectTooLarge"]
+__all__ = [
+    "MAX_OBJECT_BYTES",
+    "MULTIGET_BATCH",
+    "CalDAVSink",
+    "CalendarNotFound",
+    "ObjectTooLarge",
+    "default_sink_factory",
+]
+
+
+def default_sink_factory(
+    target: TargetConfig,
+    *,
+    concurrency: int,
+    timeout: float,
+    on_request: Callable[[str, int], None] | None,
+) -> CalDAVSink:
+    """A :class:`CalDAVSink` for the target's URL and credentials."""
+    password = target.password.get_secret_value() if target.password is not None else None
+    return CalDAVSink(
+        target.url,
+        username=target.username,
+        password=password,
+        timeout=timeout,
+        concurrency=concurrency,
+        on_request=on_request,
+    )

@@ -43,18 +43,6 @@ Either way every request is counted (``on_request``, ``request_count``), and
 library errors (httpx, python-caldav, niquests) are translated into
 :mod:`apexcal.errors`; passwords never appear in exception text or logs.
 
-A cycle uses it like this (``store`` being the caller's records)::
-
-    with CalDAVSink(url, username=user, password=pw, concurrency=4) as sink:
-        info = sink.ensure_calendar(create=target.create)
-        remote = sink.changes(store.token, known_hrefs=store.hrefs())
-        moved = [h for h, etag in remote.changed.items() if store.etag(h) != etag]
-        objects = sink.multiget(moved)      # read, then keep only UIDs we own
-        ...                                  # plan
-        sink.apply_many(writes, on_result=record_each)   # record as each lands
-        fresh = sink.multiget(written_hrefs)          # etags to store
-        store.token = remote.token                    # only after processing
-
 Hrefs are canonical (decoded absolute paths, see
 :func:`apexcal.sync.caldav.davxml.normalise_href`); :meth:`CalDAVSink.href_for` turns a member
 name into one.

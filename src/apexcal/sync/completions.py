@@ -1,0 +1,112 @@
+"""Completion decided before mapping: which calendar-side completions go back to the CRM.
+
+A pure step of the cycle (:mod:`apexcal.sync.cycle`): from the mirror's
+``done``/``updated_at`` of the wanted to-dos, the records and the remote state
+it gives the writebacks and conflicts the planner would give — so they are
+sent, and the mirror updated, before each activity is mapped once.  The rule
+itself is :func:`~apexcal.sync.writeback_policy.decide_completion`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from apexcal.sync.match import cases
+from apexcal.sync.plan_model import Conflict, ObjectRecord, RemoteSeen, RemoteState, Writeback
+from apexcal.sync.writeback_policy import (
+    CompletionDecision,
+    CompletionView,
+    ConflictPolicy,
+    decide_completion,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrmCompletion:
+    """The CRM's side of one wanted to-do, as the mirror has it (no mapping needed)."""
+
+    activity_id: int
+    done: bool
+    updated_at: datetime | None = None
+
+
+def completions(
+    *,
+    todos: Mapping[int, CrmCompletion],
+    recorded: Iterable[ObjectRecord],
+    remote: RemoteState,
+    policy: ConflictPolicy = ConflictPolicy.CRM_WINS,
+    writeback: bool = True,
+    owns: Callable[[str], bool] | None = None,
+) -> tuple[tuple[Writeback, ...], tuple[Conflict, ...]]:
+    """The completions to write back (and conflicts to report), decided before anything is mapped.
+
+    ``todos`` holds the wanted activities that are to-dos on this target.
+    Gives exactly the writebacks and conflicts :func:`plan` gives for the
+    same records and remote state, so the cycle can send them, update the
+    mirror, and map each activity once, in its written-back state.
+    """
+    records = {r.uid: r for r in recorded}
+    wanted = {r.uid for r in records.values() if r.activity_id in todos}
+    writebacks: list[Writeback] = []
+    conflicts: list[Conflict] = []
+    for case in cases(wanted, records, remote, owns):
+        crm = todos.get(case.record.activity_id) if case.record is not None else None
+        if not case.by_record or case.gone or crm is None or case.uid not in wanted:
+            continue
+        assert case.record is not None
+        decision, _ = decide_for_record(crm.done, crm.updated_at, case.record, case.own, policy, writeback)
+        if decision is None:
+            continue
+        if decision.conflict:
+            conflicts.append(conflict_note(case.uid, crm.activity_id, crm.done, decision, policy))
+        if decision.writeback:
+            writebacks.append(
+                Writeback(uid=case.uid, activity_id=crm.activity_id, done=decision.calendar_done)
+            )
+    return tuple(writebacks), tuple(conflicts)
+
+
+def decide_for_record(
+    crm_done: bool,
+    crm_updated_at: datetime | None,
+    r: ObjectRecord,
+    own: RemoteSeen | None,
+    policy: ConflictPolicy,
+    writeback: bool,
+) -> tuple[CompletionDecision | None, bool]:
+    """The completion decision for one recorded to-do, and whether ``pending_done`` was consumed."""
+    pushed_done, done_seen = r.pushed_done, r.done_seen
+    consumed = False
+    if own is not None and r.pending_done is not None and own.done == r.pending_done:
+        # Our own unrecorded write (a crash after the PUT): that is what we pushed.
+        pushed_done = done_seen = r.pending_done
+        consumed = True
+    decision = decide_completion(
+        CompletionView(
+            crm_done=crm_done,
+            pushed_done=pushed_done,
+            done_seen=done_seen,
+            remote_done=own.done if own is not None else None,
+            crm_updated_at=crm_updated_at,
+            remote_modified=own.modified if own is not None else None,
+        ),
+        policy=policy,
+        writeback_enabled=writeback,
+    )
+    return decision, consumed
+
+
+def conflict_note(
+    uid: str, activity_id: int, crm_done: bool, decision: CompletionDecision, policy: ConflictPolicy
+) -> Conflict:
+    return Conflict(
+        uid=uid,
+        activity_id=activity_id,
+        crm_done=crm_done,
+        calendar_done=decision.calendar_done,
+        policy=policy,
+        winner=decision.winner or "crm",
+    )
