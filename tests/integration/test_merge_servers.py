@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from icalendar import Calendar
 
+from apexcal.ical.alarms import alarms_for
 from apexcal.ical.contentlines import Block, Line, parse
 from apexcal.ical.mapping import MappingOptions, object_for
 from apexcal.ical.merge import merge
@@ -135,3 +137,37 @@ def test_client_additions_survive_a_crm_change_on_the_server(
         final, _ = client.get()
         assert _user_lines(final) == []
         assert owned_hash(final) == owned_hash(third)
+
+
+def _with_alarms(data: bytes, triggers: list[str]) -> bytes:
+    """``data`` re-rendered with our alarms (as the mapping adds them)."""
+    calendar = Calendar.from_ical(data)
+    component = next(c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO"))
+    for alarm in alarms_for(component, triggers, timezone=OPTS.timezone):
+        component.add_component(alarm)
+    return bytes(calendar.to_ical())
+
+
+TRICKY = {
+    # Cyrus keeps GEO at 6 decimals; quoted parameter values with a colon and commas.
+    "geocoded": {
+        "location": "Client Office",
+        "location_geocoded": {"lat": 40.712834567, "lng": -74.00601234, "address": "Suite: 4, New York"},
+    },
+    # Long text full of escapes, folded differently by each server.
+    "escapes": {"note": "a;b,c:d \\ é " * 30, "subject": "Review; pricing, terms: final"},
+    "online": {"location": "https://us02web.zoom.us/j/8123456789?pwd=abc"},
+    "all-day-task": {"activity_type": "task", "start_time": None, "end_date": "2025-06-14"},
+}
+
+
+@pytest.mark.parametrize("name", TRICKY, ids=str)
+def test_owned_hash_of_what_the_server_stores(caldav_server: CalDAVServerHandle, calendar_url: str, name: str) -> None:
+    """What each server stores for our bytes (re-serialised, refolded, GEO cut to 6 decimals) has our owned_hash."""
+    kind = "todo" if TRICKY[name].get("activity_type") == "task" else "event"
+    ours = _with_alarms(_render(kind, **TRICKY[name]), ["-15m", "09:00"])
+    with _Client(caldav_server, calendar_url) as client:
+        client.put(ours, None)
+        held, _ = client.get()
+    assert owned_hash(held) == owned_hash(ours)
+    assert merge(held, ours) == ours  # nothing of anyone else's in it: a merge gives back our rendering
