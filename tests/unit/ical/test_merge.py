@@ -494,3 +494,50 @@ class TestMergeSequences:
                 for fragment in distinctive:
                     assert (fragment in held.decode()) is (shape.name in present), (shape.name, fragment)
         assert_valid(merge(held, desired))
+
+
+_garbage_lines = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "BEGIN:VCALENDAR", "END:VCALENDAR", "BEGIN:VEVENT", "END:VEVENT", "BEGIN:VALARM", "END:VALARM",
+                "BEGIN:VTIMEZONE", "END:VTIMEZONE", "BEGIN:", "END:", "UID:apexcal-27-101@api.achieveapex.com",
+                "GEO:nan;inf", "GEO:1", "TRIGGER:-P", "TRIGGER;VALUE=DATE-TIME:x", 'X-A;B="unterminated:v',
+                "X-APEX-ALARM:", "UID:apexcal-alarm-x", "DTSTART;TZID=:1", "ATTENDEE;X-APEX-OWNED=:m", ";:", ":",
+                " continued", "\tcontinued", "", "RECURRENCE-ID:1",
+            ]
+        ),
+        st.text(st.characters(blacklist_characters="\r\n"), max_size=30),
+    ),
+    max_size=30,
+)
+
+
+class TestUnreadableCopies:
+    """A copy of any shape either merges or raises ContentLineError; nothing else escapes."""
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(lines=_garbage_lines, ending=st.sampled_from(["\r\n", "\n", "\r"]))
+    def test_only_content_line_errors(self, lines: list[str], ending: str) -> None:
+        """Garbage, broken nesting and odd values never crash merge or owned_hash with another error."""
+        data = ending.join(lines).encode("utf-8", errors="surrogatepass")
+        self._check(data)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(lines=_garbage_lines)
+    def test_odd_values_inside_a_readable_copy(self, lines: list[str]) -> None:
+        """Odd values inside a well-nested copy: merge and owned_hash still raise nothing but ContentLineError."""
+        body = [line for line in lines if not line.startswith(("BEGIN", "END"))]
+        data = "\r\n".join(
+            ["BEGIN:VCALENDAR", "BEGIN:VEVENT", "UID:apexcal-27-101@api.achieveapex.com", *body, "END:VEVENT", "END:VCALENDAR", ""]
+        ).encode("utf-8", errors="surrogatepass")
+        self._check(data)
+
+    @staticmethod
+    def _check(data: bytes) -> None:
+        try:
+            merged = merge(data, render())
+        except ContentLineError:
+            return
+        assert owned_hash(merged) == owned_hash(render())
+        owned_hash(data)
