@@ -15,42 +15,30 @@ the pages are read.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from datetime import time as dtime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-import stamina
 import structlog
 
 from apexcal import USER_AGENT
 from apexcal.apex.models import (
     Activity,
     ActivityType,
-    format_timestamp,
     parse_activity,
     parse_activity_type,
-    parse_timestamp,
 )
-from apexcal.apex.query import encode_query, normalize_filters, split_in
-from apexcal.apex.retry import RetryPolicy, parse_retry_after, retry_delay
-from apexcal.clock import utcnow
+from apexcal.apex.paging import Pager, is_int, valid_id, with_id_tiebreak
+from apexcal.apex.query import normalize_filters, split_in
+from apexcal.apex.retry import RetryPolicy
+from apexcal.apex.session import ApiSession
 from apexcal.errors import (
-    ApiHTTPError,
     ApiProtocolError,
-    ApiTransportError,
     BadRequest,
-    Forbidden,
     InvalidRecord,
-    NotAuthenticated,
-    NotFound,
     QueryError,
-    RateLimited,
-    ServerError,
 )
 from apexcal.log import redactor
 
@@ -62,12 +50,6 @@ log = structlog.get_logger(__name__)
 #: Ids per bulk PATCH request (they travel in the JSON body, which qs does not parse).
 BULK_CHUNK = 100
 
-_ERRORS_BY_STATUS: dict[int, type[ApiHTTPError]] = {
-    400: BadRequest,
-    401: NotAuthenticated,
-    403: Forbidden,
-    404: NotFound,
-}
 # The client owns paging; these cannot come in as filters.
 _RESERVED = frozenset({"organization_id", "$limit", "$skip"})
 
@@ -80,14 +62,6 @@ class BulkResult:
 
     updated: int
     ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Page:
-    total: int
-    limit: int
-    skip: int
-    data: list[Any]
 
 
 class ApexClient:
@@ -118,8 +92,6 @@ class ApexClient:
         self.page_size = page_size
         self.retry = retry or RetryPolicy()
         self.skipped_records = 0
-        self._token = token
-        self._on_request = on_request
         self._keyset_refused = False
         redactor.add(token)
         self._http = httpx.Client(
@@ -133,6 +105,10 @@ class ApexClient:
             transport=transport,
             follow_redirects=False,
         )
+        self._request = ApiSession(
+            self._http, token=token, retry=self.retry, on_request=on_request
+        ).request
+        self._pages = Pager(lambda path, query: self._request("GET", path, query=query), page_size)
 
     # --- life cycle -------------------------------------------------------------
 
@@ -181,8 +157,8 @@ class ApexClient:
         that ``$skip`` paging is exact.
         """
         query = self._find_query(filters)
-        query["$sort"] = _with_id_tiebreak(query.get("$sort"))
-        for raw in self._skip_pages("/activities", query):
+        query["$sort"] = with_id_tiebreak(query.get("$sort"))
+        for raw in self._pages.by_skip("/activities", query):
             activity = self._parse(parse_activity, raw)
             if activity is not None:
                 yield activity
@@ -252,7 +228,10 @@ class ApexClient:
         if not self._keyset_refused:
             try:
                 for chunk in split_in(query):
-                    yield from self._keyset_pages(chunk)
+                    for raw in self._pages.by_change("/activities", chunk):
+                        activity = self._parse(parse_activity, raw)
+                        if activity is not None:
+                            yield activity
                 return
             except BadRequest as exc:
                 refusal = exc
@@ -277,11 +256,11 @@ class ApexClient:
         query["$select"] = ["id"]
         ids: set[int] = set()
         if "id" in query:
-            raws: Iterable[Any] = self._skip_pages("/activities", {**query, "$sort": {"id": 1}})
+            raws: Iterable[Any] = self._pages.by_skip("/activities", {**query, "$sort": {"id": 1}})
         else:
-            raws = self._id_pages("/activities", query)
+            raws = self._pages.by_id("/activities", query)
         for raw in raws:
-            record_id = _valid_id(raw)
+            record_id = valid_id(raw)
             if record_id is None:
                 self._skip("activity", raw, "no valid id")
             else:
@@ -290,11 +269,20 @@ class ApexClient:
 
     # --- activity types ---------------------------------------------------------
 
+    def check_access(self) -> None:
+        """One cheap request: may this token read the organization?
+
+        Raises ``NotAuthenticated`` (401) or ``Forbidden`` (403) when it may
+        not, and any other :class:`~apexcal.errors.ApiError` as it comes
+        (the API down, slow or failing): what that means is the caller's call.
+        """
+        next(iter(self.list_activity_types()), None)
+
     def list_activity_types(self, **filters: Any) -> Iterator[ActivityType]:
         """Every activity type matching ``filters`` (e.g. ``name``, partial), all pages."""
         query = self._find_query(filters)
-        query["$sort"] = _with_id_tiebreak(query.get("$sort"))
-        for raw in self._skip_pages("/activity-types", query):
+        query["$sort"] = with_id_tiebreak(query.get("$sort"))
+        for raw in self._pages.by_skip("/activity-types", query):
             activity_type = self._parse(parse_activity_type, raw)
             if activity_type is not None:
                 yield activity_type
@@ -324,90 +312,11 @@ class ApexClient:
         )
         return self._parse_one(parse_activity_type, raw)
 
-    # --- paging -----------------------------------------------------------------
-
     def _find_query(self, filters: Mapping[str, Any]) -> dict[str, Any]:
         reserved = _RESERVED.intersection(filters)
         if reserved:
             raise QueryError(f"the client sets {', '.join(sorted(reserved))} itself")
         return {"organization_id": self.organization_id, **normalize_filters(filters)}
-
-    def _skip_pages(self, path: str, query: Mapping[str, Any]) -> Iterator[Any]:
-        """Raw records of every page of every ``$in`` chunk of ``query``, by ``$skip``."""
-        for chunk in split_in(query):
-            skip = 0
-            limit = self.page_size
-            while True:
-                page = self._get_page(path, {**chunk, "$limit": limit, "$skip": skip})
-                yield from page.data
-                skip += len(page.data)
-                if not page.data or skip >= page.total:
-                    break
-                # Ask for no more than the server said it gives.
-                limit = min(limit, page.limit) if page.limit > 0 else limit
-
-    def _id_pages(self, path: str, query: Mapping[str, Any]) -> Iterator[Any]:
-        """Raw records of every page of ``query``, keyset-paged on ``id``."""
-        for chunk in split_in(query):
-            last_id: int | None = None
-            limit = self.page_size
-            while True:
-                paged = {**chunk, "$sort": {"id": 1}, "$limit": limit}
-                if last_id is not None:
-                    paged["id"] = {"$gt": last_id}
-                page = self._get_page(path, paged)
-                yield from page.data
-                if not page.data or len(page.data) >= page.total:
-                    break
-                next_id = max((i for i in map(_valid_id, page.data) if i is not None), default=None)
-                if next_id is None or (last_id is not None and next_id <= last_id):
-                    raise self._stuck(path, paged)
-                last_id = next_id
-                limit = min(limit, page.limit) if page.limit > 0 else limit
-
-    def _keyset_pages(self, query: Mapping[str, Any]) -> Iterator[Activity]:
-        """Activities of ``query`` in ``(updated_at, id)`` order, keyset-paged."""
-        cursor: tuple[str, int] | None = None
-        limit = self.page_size
-        while True:
-            paged = {**query, "$sort": {"updated_at": 1, "id": 1}, "$limit": limit}
-            if cursor is not None:
-                stamp, last_id = cursor
-                paged["$or"] = [
-                    {"updated_at": {"$gt": stamp}},
-                    {"updated_at": stamp, "id": {"$gt": last_id}},
-                ]
-            page = self._get_page("/activities", paged)
-            for raw in page.data:
-                activity = self._parse(parse_activity, raw)
-                if activity is not None:
-                    yield activity
-            if not page.data or len(page.data) >= page.total:
-                return
-            next_cursor = _keyset_cursor(page.data)
-            if next_cursor is None or next_cursor == cursor:
-                raise self._stuck("/activities", paged)
-            cursor = next_cursor
-            limit = min(limit, page.limit) if page.limit > 0 else limit
-
-    def _stuck(self, path: str, query: Mapping[str, Any]) -> ApiProtocolError:
-        return ApiProtocolError(
-            "cannot page past records without a valid id and updated_at",
-            method="GET",
-            url=f"{path}?{encode_query(query)}",
-        )
-
-    def _get_page(self, path: str, query: Mapping[str, Any]) -> _Page:
-        raw = self._request("GET", path, query=query)
-        url = f"{path}?{encode_query(query)}"
-        if not isinstance(raw, dict):
-            raise ApiProtocolError("the answer is not a page object", method="GET", url=url)
-        total, limit, skip, data = (raw.get(k) for k in ("total", "limit", "skip", "data"))
-        if not (_is_int(total) and _is_int(limit) and _is_int(skip) and isinstance(data, list)):
-            raise ApiProtocolError(
-                "the page lacks integer total/limit/skip or a data list", method="GET", url=url
-            )
-        return _Page(total=total, limit=limit, skip=skip, data=data)  # type: ignore[arg-type]
 
     # --- records ----------------------------------------------------------------
 
@@ -434,174 +343,7 @@ class ApexClient:
     def _bulk_answer(self, raw: object, method: str, url: str) -> tuple[int, list[int]]:
         if isinstance(raw, dict):
             updated, ids = raw.get("updated"), raw.get("ids")
-            if _is_int(updated) and isinstance(ids, list) and all(_is_int(i) for i in ids):
+            if is_int(updated) and isinstance(ids, list) and all(is_int(i) for i in ids):
                 return updated, ids  # type: ignore[return-value]
         raise ApiProtocolError("the bulk answer lacks updated/ids", method=method, url=url)
 
-    # --- one request, with retries ------------------------------------------------
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, Any] | None = None,
-        body: Mapping[str, Any] | None = None,
-        route: str | None = None,
-    ) -> Any:
-        """Send one API request (retrying per the policy) and return the decoded JSON."""
-        target = f"{path}?{encode_query(query)}" if query else path
-        content = (
-            json.dumps(_jsonable(body), ensure_ascii=False).encode() if body is not None else None
-        )
-        label = f"{method} {route or path}"
-        policy = self.retry
-        started = time.monotonic()
-        failures = 0
-
-        def backoff(exc: Exception) -> bool | float:
-            nonlocal failures
-            failures += 1
-            delay = retry_delay(
-                exc,
-                method=method,
-                attempt=failures,
-                policy=policy,
-                remaining=policy.timeout - (time.monotonic() - started),
-            )
-            return False if delay is None else delay
-
-        for attempt in stamina.retry_context(
-            on=backoff,
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
-        ):
-            with attempt:
-                return self._send_once(method, target, content, label)
-        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
-
-    def _send_once(self, method: str, target: str, content: bytes | None, label: str) -> Any:
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        request = self._http.build_request(method, target, content=content, headers=headers)
-        url = request.url.raw_path.decode("ascii")
-        path = request.url.path
-        started = time.perf_counter()
-        try:
-            response = self._http.send(request)
-        except httpx.RequestError as exc:
-            ms = round((time.perf_counter() - started) * 1000, 1)
-            log.debug(
-                "apex.request", method=method, path=path, status=0, ms=ms, error=type(exc).__name__
-            )
-            self._notify(label, 0)
-            reason = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
-            if isinstance(exc, httpx.TransportError):
-                raise ApiTransportError(reason, method=method, url=url) from exc
-            # An answer arrived but could not be decoded (e.g. a broken gzip body).
-            raise ApiProtocolError(reason, method=method, url=url) from exc
-        ms = round((time.perf_counter() - started) * 1000, 1)
-        log.debug("apex.request", method=method, path=path, status=response.status_code, ms=ms)
-        self._notify(label, response.status_code)
-        if response.status_code >= 400:
-            raise self._http_error(response, method, url)
-        if response.status_code >= 300:
-            raise ApiProtocolError(
-                f"unexpected redirect ({response.status_code})",
-                method=method,
-                url=url,
-                status=response.status_code,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiProtocolError(
-                "the answer is not valid JSON", method=method, url=url, status=response.status_code
-            ) from None
-
-    def _notify(self, label: str, status: int) -> None:
-        if self._on_request is not None:
-            self._on_request(label, status)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
-
-    def _http_error(self, response: httpx.Response, method: str, url: str) -> ApiHTTPError:
-        status = response.status_code
-        name: str | None = None
-        class_name: str | None = None
-        message = response.reason_phrase or "error"
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            if isinstance(body.get("message"), str):
-                message = body["message"]
-            name = body["name"] if isinstance(body.get("name"), str) else None
-            class_name = body["className"] if isinstance(body.get("className"), str) else None
-        message = self._scrub(message)
-        kw: dict[str, Any] = {
-            "method": method,
-            "url": url,
-            "status": status,
-            "name": name,
-            "class_name": class_name,
-        }
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=utcnow())
-            return RateLimited(message, retry_after=retry_after, **kw)
-        if status >= 500:
-            return ServerError(message, **kw)
-        return _ERRORS_BY_STATUS.get(status, ApiHTTPError)(message, **kw)
-
-
-# --- helpers ----------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _valid_id(raw: object) -> int | None:
-    value = raw.get("id") if isinstance(raw, Mapping) else None
-    return value if _is_int(value) and value > 0 else None  # type: ignore[operator]
-
-
-def _with_id_tiebreak(sort: object) -> dict[str, Any]:
-    """``sort`` ending with ``id``, so ``$skip`` pages cut a total order (no repeats, no gaps)."""
-    if sort is None:
-        return {"id": 1}
-    if not isinstance(sort, Mapping):
-        raise QueryError("$sort must map field names to 1 or -1")
-    return {**sort, "id": sort.get("id", 1)}
-
-
-def _keyset_cursor(data: list[Any]) -> tuple[str, int] | None:
-    """``(updated_at as the server wrote it, id)`` of the last record that has both valid."""
-    for raw in reversed(data):
-        record_id = _valid_id(raw)
-        stamp = raw.get("updated_at") if isinstance(raw, Mapping) else None
-        if record_id is None or not isinstance(stamp, str):
-            continue
-        try:
-            parse_timestamp(stamp)
-        except ValueError:
-            continue
-        return stamp, record_id
-    return None
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with dates, times and datetimes as the API writes them."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, date | dtime):
-        return value.isoformat()
-    return value
