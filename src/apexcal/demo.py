@@ -246,11 +246,11 @@ def run_demo(*, log_level: str = "info", out: TextIO | None = None,
              activities: int = DEMO_ACTIVITIES) -> int:
     """Run the demo until SIGINT/SIGTERM; return the exit code (0)."""
     from apexcal.config import config_from_dict
-    from apexcal.daemon import Daemon, exit_now, setup_logging
+    from apexcal.daemon import Daemon, exit_now
     from apexcal.emulator import EmulatorState, create_app, serve_in_thread
     from apexcal.emulator.state import DEMO_TOKEN
     from apexcal.feeds.tokens import feed_urls
-    from apexcal.log import configure, redactor
+    from apexcal.log import configure, configure_from, redactor
 
     out = out or sys.stdout
     daemon: Daemon | None = None
@@ -267,7 +267,7 @@ def run_demo(*, log_level: str = "info", out: TextIO | None = None,
             raw = demo_config(root, emulator_url=emulator_url, token=DEMO_TOKEN, dav_url=dav_url)
             raw["log"]["level"] = log_level
             config = config_from_dict(raw, file="<demo>")
-            setup_logging(config)
+            configure_from(config.log)
             tokens = _issue_tokens(config.state.url, [f.name for f in config.feeds])
             daemon = Daemon(config)
             daemon.start()

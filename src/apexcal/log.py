@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import structlog
 
@@ -189,6 +189,21 @@ def configure(level: str = "info", *, stream: TextIO | None = None, json: bool |
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
+
+
+class LogSettings(Protocol):
+    """The ``[log]`` table of a config: a level name and ``auto``, ``json`` or ``console``."""
+
+    @property
+    def level(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+
+
+def configure_from(settings: LogSettings, level: str | None = None) -> None:
+    """Configure logging from a config's ``[log]`` table; ``level`` (the command line's) wins."""
+    fmt = settings.format
+    configure(level or settings.level, json=None if fmt == "auto" else fmt == "json")
 
 
 @contextmanager

@@ -46,16 +46,13 @@ def sync_command(
         StoreUnavailable,
         UsageError,
     )
-    from apexcal.log import configure
+    from apexcal.log import configure_from
     from apexcal.state import Store
     from apexcal.sync.cycle import run_target_cycle
     from apexcal.sync.pull import pull
 
     config = load_config(config_path, resolve_secrets=True)
-    fmt = config.log.format
-    configure(
-        log_level or config.log.level, json=None if fmt == "auto" else fmt == "json"
-    )
+    configure_from(config.log, log_level)
     targets = list(config.targets)
     if target is not None:
         targets = [t for t in targets if t.name == target]
@@ -103,7 +100,7 @@ def _check_access(client: ApexClient) -> None:
     from apexcal.errors import ApiError, ApiTransportError, Forbidden, NotAuthenticated
 
     try:
-        next(iter(client.list_activity_types()), None)
+        client.check_access()
     except (NotAuthenticated, Forbidden, ApiTransportError):
         raise
     except ApiError:

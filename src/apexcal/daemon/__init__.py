@@ -9,7 +9,7 @@ from __future__ import annotations
 from apexcal.daemon.backoff import JobHealth, backoff_delay
 from apexcal.daemon.jobs import JobOutcome, JobSpec, job_specs, retry_policy
 from apexcal.daemon.process import exit_now
-from apexcal.daemon.service import Daemon, run, setup_logging
+from apexcal.daemon.service import Daemon, run
 
 __all__ = [
     "Daemon",
@@ -21,5 +21,4 @@ __all__ = [
     "job_specs",
     "retry_policy",
     "run",
-    "setup_logging",
 ]

@@ -11,23 +11,32 @@ and no targets stays current, and a change reaches a feed within the feed's
 own interval whatever the targets do), then rebuilds that feed from the
 mirror; a feed whose pull failed is not rebuilt, so its build time keeps
 meaning "current as of".
+
+:class:`JobRunner` is what the scheduler calls for each firing: it waits for
+the initial pull, skips a job that is backing off (:mod:`apexcal.daemon.backoff`),
+runs it, remembers its health and reports the daemon's ``STATUS=`` line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from prometheus_client import Gauge
 
 from apexcal.apex.client import ApexClient
 from apexcal.apex.retry import RetryPolicy
 from apexcal.clock import utcnow
 from apexcal.config import Config
+from apexcal.daemon.backoff import JobHealth
+from apexcal.daemon.process import InFlight
 from apexcal.errors import ApexcalError, TargetBusy
 from apexcal.metrics import Metrics
+from apexcal.notify import Notifier
 from apexcal.state import Store
 
 log = structlog.get_logger("apexcal.daemon")
@@ -205,3 +214,115 @@ def run_feed(
         kind="feed", name=name, result="ok",
         summary=f"feed {name}: ok pulled={pulled.changed} files={len(results)} changed={changed} events={events}",
     )
+
+
+class JobRunner:
+    """Runs the firings of every job: waits for the initial pull, backs off, runs, remembers.
+
+    ``config`` and ``store`` are read when a job fires (a reload changes the
+    config of the next run, never of a running one).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Callable[[], Config],
+        store: Callable[[], Store],
+        metrics: Metrics,
+        notifier: Notifier,
+        inflight: InFlight,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._metrics = metrics
+        self._notifier = notifier
+        self._inflight = inflight
+        self.stopping = threading.Event()
+        self.primed = threading.Event()
+        self._lock = threading.Lock()
+        self._health: dict[str, JobHealth] = {}
+        self._last = ""
+        self._failures = Gauge(
+            "apexcal_job_consecutive_failures",
+            "Consecutive failed runs of a daemon job (target:<name> or feed:<name>); 0 when healthy.",
+            ["job"],
+            registry=metrics.registry,
+        )
+
+    def should_stop(self) -> bool:
+        """Whether shutdown has begun (the engine polls this between objects)."""
+        return self.stopping.is_set()
+
+    def run_job(self, spec: JobSpec, timing: tuple[timedelta, timedelta]) -> None:
+        """Run one firing of a job (in a scheduler thread): backoff, run, remember, report."""
+        interval = timing[0]
+        while not self.primed.wait(0.2):
+            if self.stopping.is_set():
+                return
+        if self.stopping.is_set():
+            return
+        config = self._config()  # a reload during the run does not change this run
+        with self._inflight.track(), structlog.contextvars.bound_contextvars(
+            job=spec.id, organization_id=config.source.organization_id
+        ):
+            now = utcnow()
+            with self._lock:
+                health = self._health.get(spec.id, JobHealth())
+            if not health.due(now):
+                log.debug("job.backing_off", job=spec.id, failures=health.failures,
+                          not_before=health.not_before.isoformat() if health.not_before else None)
+                return
+            seconds = interval.total_seconds()
+            try:
+                if spec.kind == "target":
+                    outcome = run_target(config, spec.name, self._store(), self._metrics,
+                                         interval_seconds=seconds, should_stop=self.should_stop)
+                else:
+                    outcome = run_feed(config, spec.name, self._store(), self._metrics,
+                                       interval_seconds=seconds)
+            except KeyError:
+                return  # removed by a reload between scheduling and running
+            self._remember(spec, outcome, health, config)
+
+    def _remember(self, spec: JobSpec, outcome: JobOutcome, before: JobHealth, config: Config) -> None:
+        now = utcnow()
+        if outcome.failed:
+            after = before.failed(now, outcome.error or outcome.summary, interval=spec.interval,
+                                  ceiling=config.sync.backoff_max)
+            assert after.not_before is not None
+            log.warning(
+                f"{spec.kind}.backoff",
+                **{spec.kind: spec.name},
+                failures=after.failures,
+                retry_in_seconds=round((after.not_before - now).total_seconds(), 1),
+            )
+        elif outcome.result == "ok":
+            after = before.succeeded(now)
+            if before.failures:
+                assert before.failing_since is not None
+                log.info(
+                    f"{spec.kind}.recovered",
+                    **{spec.kind: spec.name},
+                    failures=before.failures,
+                    down_seconds=round((now - before.failing_since).total_seconds(), 1),
+                )
+        else:
+            after = before
+        with self._lock:
+            self._health[spec.id] = after
+            self._last = outcome.summary
+        self._failures.labels(job=spec.id).set(after.failures)
+        if not self.stopping.is_set():
+            self._notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        """The one-line STATUS= summary: jobs ok or failing, and the last outcome."""
+        specs = job_specs(self._config())
+        with self._lock:
+            failing = [s.id for s in specs if self._health.get(s.id, JobHealth()).failures]
+            last = self._last
+        targets = sum(1 for s in specs if s.kind == "target")
+        feeds = len(specs) - targets
+        line = f"{targets} targets, {feeds} feeds"
+        line += f"; failing: {', '.join(failing)}" if failing else "; all ok"
+        return f"{line}; last: {last}" if last else line

@@ -1,17 +1,10 @@
 """The daemon: scheduled target cycles and feed builds, the feed server, signals, systemd notify.
 
-Jobs (APScheduler 3.x ``BackgroundScheduler``, in-memory job store, rebuilt
-from the config at start and on reload): ``target:<name>`` per target at its
-``interval`` (default ``sync.interval``) and ``feed:<name>`` per feed at its
-``interval`` (default ``sync.interval``), each with ``sync.jitter``,
-``max_instances=1`` (a slow cycle never overlaps itself), ``coalesce=True``
-(missed runs collapse into one) and a misfire grace of one interval.  At
-start one pull fills the mirror, then every job runs once, spread over
-``sync.jitter``.  See :mod:`apexcal.daemon.jobs` for what a job does and
-:mod:`apexcal.daemon.backoff` for how a failing job backs off.
-
-Signals are turned into bytes on a socket pair (``signal.set_wakeup_fd``) and
-handled by :meth:`Daemon.serve` in the main thread, never inside a handler:
+:class:`Daemon` puts the parts together: the state store, the feed server,
+the schedule (:mod:`apexcal.daemon.scheduler`) whose firings
+:class:`~apexcal.daemon.jobs.JobRunner` runs, and the signal loop
+(:mod:`apexcal.daemon.signals`).  At start one pull fills the mirror, then
+every job runs once, spread over ``sync.jitter``.
 
 * SIGTERM / SIGINT: ``STOPPING=1``, no new runs, in-flight cycles are asked to
   stop (the engine checks between objects and records what it wrote), then
@@ -26,35 +19,24 @@ handled by :meth:`Daemon.serve` in the main thread, never inside a handler:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
-import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import structlog
-from prometheus_client import Gauge
 
 from apexcal.clock import utcnow
 from apexcal.config import Config, load_config
-from apexcal.daemon.backoff import JobHealth
-from apexcal.daemon.jobs import JobOutcome, JobSpec, job_specs, run_feed, run_target
-from apexcal.daemon.process import (
-    InFlight,
-    exit_now,
-    ignore_signal,
-    muted,
-    quiet_overlap_warnings,
-)
+from apexcal.daemon.jobs import JobRunner, job_specs
+from apexcal.daemon.process import InFlight, exit_now, muted
+from apexcal.daemon.scheduler import JobScheduler
+from apexcal.daemon.signals import Wakeup, wait_for_stop
 from apexcal.errors import ConfigError, SecretError
+from apexcal.log import configure_from
 from apexcal.metrics import Metrics
 from apexcal.notify import Notifier
 from apexcal.state import Store
@@ -65,15 +47,6 @@ log = structlog.get_logger("apexcal.daemon")
 _SHUTDOWN_RESERVE_S = 2.0
 # The API retry budget of the access check at start.
 _ACCESS_CHECK_S = 5.0
-_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-def setup_logging(config: Config, level: str | None = None) -> None:
-    """Configure logging from ``[log]`` (``level`` from the command line wins)."""
-    from apexcal.log import configure
-
-    fmt = config.log.format
-    configure(level or config.log.level, json=None if fmt == "auto" else fmt == "json")
 
 
 class Daemon:
@@ -97,26 +70,20 @@ class Daemon:
         self._log_level = log_level
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
-        self._failures = Gauge(
-            "apexcal_job_consecutive_failures",
-            "Consecutive failed runs of a daemon job (target:<name> or feed:<name>); 0 when healthy.",
-            ["job"],
-            registry=self.metrics.registry,
-        )
         self.server_url: str | None = None
         self.clean_exit = True
         self._store: Store | None = None
-        self._scheduler: Any = None
+        self._scheduler: JobScheduler | None = None
         self._stack = ExitStack()
-        self._stopping = threading.Event()
-        self._primed = threading.Event()
         self._inflight = InFlight()
-        self._lock = threading.Lock()
-        self._health: dict[str, JobHealth] = {}
-        self._last: str = ""
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._jobs = JobRunner(
+            config=lambda: self._config,
+            store=lambda: self.store,
+            metrics=self.metrics,
+            notifier=self.notifier,
+            inflight=self._inflight,
+        )
+        self._wakeup = Wakeup()
 
     # --- properties -------------------------------------------------------------
 
@@ -134,7 +101,7 @@ class Daemon:
 
     def should_stop(self) -> bool:
         """Whether shutdown has begun (the engine polls this between objects)."""
-        return self._stopping.is_set()
+        return self._jobs.should_stop()
 
     # --- start ------------------------------------------------------------------
 
@@ -150,8 +117,7 @@ class Daemon:
             self._start_scheduler(config)
         except BaseException:
             self._stack.close()
-            for sock in (self._wake_r, self._wake_w):
-                sock.close()
+            self._wakeup.close()
             raise
         log.info(
             "daemon.ready",
@@ -160,7 +126,7 @@ class Daemon:
             server=self.server_url,
             pid=os.getpid(),
         )
-        self.notifier.ready(status=self._status_line())
+        self.notifier.ready(status=self._jobs.status_line())
 
     def _check_access(self, config: Config) -> None:
         """One API request at start: a refused token is an operator error; an absent API is not.
@@ -176,7 +142,7 @@ class Daemon:
             return
         try:
             with api_client(config, self.metrics, _ACCESS_CHECK_S) as client:
-                next(iter(client.list_activity_types()), None)
+                client.check_access()
         except (NotAuthenticated, Forbidden):
             raise
         except ApexcalError as exc:
@@ -226,85 +192,17 @@ class Daemon:
                 )
 
     def _start_scheduler(self, config: Config) -> None:
-        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        workers = max(2, min(16, len(config.targets) + len(config.feeds)))
-        self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(workers)},
-            job_defaults={"coalesce": True, "max_instances": 1},
-            timezone=UTC,
-        )
-        self._scheduler.add_listener(self._overlap_skipped, EVENT_JOB_MAX_INSTANCES)
-        quiet_overlap_warnings()
-        specs = job_specs(config)
-        if specs:
+        scheduler = JobScheduler(config, self._jobs.run_job)
+        if job_specs(config):
             threading.Thread(
                 target=self._prime, args=(config,), name="apexcal-initial-pull", daemon=True
             ).start()
         else:
-            self._primed.set()
-        self._schedule(config, first=True)
-        self._scheduler.start()
-        self._stack.callback(self._shutdown_scheduler)
-
-    def _overlap_skipped(self, event: Any) -> None:
-        """A firing found the job's previous run still going (max_instances=1): expected, not a warning."""
-        log.debug("job.still_running", job=event.job_id)
-
-    def _shutdown_scheduler(self) -> None:
-        if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
-
-    def _trigger(self, config: Config, interval: timedelta) -> Any:
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        seconds = interval.total_seconds()
-        # Jitter spreads jobs; more than half an interval would reorder them.
-        jitter = min(config.sync.jitter.total_seconds(), seconds / 2)
-        return IntervalTrigger(seconds=seconds, jitter=jitter or None, timezone=UTC)
-
-    def _schedule(self, config: Config, *, first: bool) -> None:
-        """Make the scheduler's jobs those of ``config``.
-
-        New jobs run at once — spread over ``sync.jitter`` so that many
-        targets do not start together; jobs whose interval or jitter changed
-        get the new trigger; others keep their place in the schedule.
-        """
-        wanted = {spec.id: spec for spec in job_specs(config)}
-        scheduler = self._scheduler
-        for job in scheduler.get_jobs():
-            if job.id not in wanted:
-                scheduler.remove_job(job.id)
-                log.info("job.removed", job=job.id)
-        now = datetime.now(UTC)
-        for spec in wanted.values():
-            trigger = self._trigger(config, spec.interval)
-            timing = (spec.interval, config.sync.jitter)
-            existing = scheduler.get_job(spec.id)
-            grace = max(1, int(spec.interval.total_seconds()))
-            if existing is not None:
-                if existing.kwargs.get("timing") != timing:
-                    scheduler.modify_job(spec.id, kwargs={"spec": spec, "timing": timing},
-                                         misfire_grace_time=grace)
-                    scheduler.reschedule_job(spec.id, trigger=trigger)
-                    log.info("job.rescheduled", job=spec.id,
-                             interval_seconds=spec.interval.total_seconds())
-                continue
-            spread = min(config.sync.jitter.total_seconds(), spec.interval.total_seconds() / 2)
-            scheduler.add_job(
-                self._run_job,
-                trigger=trigger,
-                kwargs={"spec": spec, "timing": timing},
-                id=spec.id,
-                name=spec.id,
-                next_run_time=now + timedelta(seconds=random.uniform(0, spread)),
-                misfire_grace_time=grace,
-                replace_existing=True,
-            )
-            if not first:
-                log.info("job.added", job=spec.id, interval_seconds=spec.interval.total_seconds())
+            self._jobs.primed.set()
+        scheduler.schedule(config, first=True)
+        scheduler.start()
+        self._scheduler = scheduler
+        self._stack.callback(scheduler.shutdown)
 
     def _prime(self, config: Config) -> None:
         """Pull the CRM once before the first cycles, so they do not all pull everything at once."""
@@ -326,145 +224,28 @@ class Daemon:
         except Exception:
             log.exception("daemon.initial_pull_crashed")
         finally:
-            self._primed.set()
-
-    # --- jobs -------------------------------------------------------------------
-
-    def _run_job(self, spec: JobSpec, timing: tuple[timedelta, timedelta]) -> None:
-        """Run one firing of a job (in a scheduler thread): backoff, run, remember, report."""
-        interval = timing[0]
-        while not self._primed.wait(0.2):
-            if self._stopping.is_set():
-                return
-        if self._stopping.is_set():
-            return
-        with self._inflight.track(), structlog.contextvars.bound_contextvars(
-            job=spec.id, organization_id=self._config.source.organization_id
-        ):
-            config = self._config  # a reload during the run does not change this run
-            now = utcnow()
-            with self._lock:
-                health = self._health.get(spec.id, JobHealth())
-            if not health.due(now):
-                log.debug("job.backing_off", job=spec.id, failures=health.failures,
-                          not_before=health.not_before.isoformat() if health.not_before else None)
-                return
-            seconds = interval.total_seconds()
-            try:
-                if spec.kind == "target":
-                    outcome = run_target(config, spec.name, self.store, self.metrics,
-                                         interval_seconds=seconds, should_stop=self.should_stop)
-                else:
-                    outcome = run_feed(config, spec.name, self.store, self.metrics,
-                                       interval_seconds=seconds)
-            except KeyError:
-                return  # removed by a reload between scheduling and running
-            self._remember(spec, outcome, health, config)
-
-    def _remember(self, spec: JobSpec, outcome: JobOutcome, before: JobHealth, config: Config) -> None:
-        now = utcnow()
-        if outcome.failed:
-            after = before.failed(now, outcome.error or outcome.summary, interval=spec.interval,
-                                  ceiling=config.sync.backoff_max)
-            assert after.not_before is not None
-            log.warning(
-                f"{spec.kind}.backoff",
-                **{spec.kind: spec.name},
-                failures=after.failures,
-                retry_in_seconds=round((after.not_before - now).total_seconds(), 1),
-            )
-        elif outcome.result == "ok":
-            after = before.succeeded(now)
-            if before.failures:
-                assert before.failing_since is not None
-                log.info(
-                    f"{spec.kind}.recovered",
-                    **{spec.kind: spec.name},
-                    failures=before.failures,
-                    down_seconds=round((now - before.failing_since).total_seconds(), 1),
-                )
-        else:
-            after = before
-        with self._lock:
-            self._health[spec.id] = after
-            self._last = outcome.summary
-        self._failures.labels(job=spec.id).set(after.failures)
-        if not self._stopping.is_set():
-            self.notifier.status(self._status_line())
-
-    def _status_line(self) -> str:
-        """The one-line STATUS= summary: jobs ok or failing, and the last outcome."""
-        specs = job_specs(self._config)
-        with self._lock:
-            failing = [s.id for s in specs if self._health.get(s.id, JobHealth()).failures]
-            last = self._last
-        targets = sum(1 for s in specs if s.kind == "target")
-        feeds = len(specs) - targets
-        line = f"{targets} targets, {feeds} feeds"
-        line += f"; failing: {', '.join(failing)}" if failing else "; all ok"
-        return f"{line}; last: {last}" if last else line
+            self._jobs.primed.set()
 
     # --- the main loop ------------------------------------------------------------
 
     def request_stop(self) -> None:
         """Ask :meth:`serve` to shut down (from any thread)."""
-        with contextlib.suppress(OSError):
-            self._wake_w.send(bytes([signal.SIGTERM]))
+        self._wakeup.request_stop()
 
     def serve(self) -> int:
         """Handle signals and the watchdog until asked to stop; shut down; return the exit code.
 
         Must run in the main thread (it installs the signal handlers).
         """
-        previous = {sig: signal.signal(sig, ignore_signal) for sig in _HANDLED_SIGNALS}
-        old_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        try:
-            received = self._loop()
-        finally:
-            signal.set_wakeup_fd(old_fd)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return self._shutdown(received)
-
-    def _loop(self) -> int:
-        interval = self.notifier.watchdog_interval
-        next_ping = time.monotonic()
-        while True:
-            timeout = None if interval is None else max(0.0, next_ping - time.monotonic())
-            readable, _, _ = select.select([self._wake_r], [], [], timeout)
-            if readable:
-                for number in self._drain():
-                    if number in (signal.SIGTERM, signal.SIGINT):
-                        return number
-                    if number == signal.SIGHUP:
-                        self.reload()
-            if interval is not None and time.monotonic() >= next_ping:
-                if self._alive():
-                    self.notifier.watchdog()
-                next_ping = time.monotonic() + interval
-
-    def _drain(self) -> list[int]:
-        numbers: list[int] = []
-        while True:
-            try:
-                chunk = self._wake_r.recv(64)
-            except BlockingIOError:
-                return numbers
-            if not chunk:
-                return numbers
-            numbers.extend(chunk)
-
-    def _alive(self) -> bool:
-        """Whether the scheduler is running (what the watchdog vouches for)."""
-        from apscheduler.schedulers.base import STATE_RUNNING
-
         scheduler = self._scheduler
-        thread = getattr(scheduler, "_thread", None)
-        return (
-            scheduler is not None
-            and scheduler.state == STATE_RUNNING
-            and (thread is None or thread.is_alive())
-        )
+        with self._wakeup.installed():
+            received = wait_for_stop(
+                self._wakeup,
+                self.notifier,
+                reload=self.reload,
+                alive=lambda: scheduler is not None and scheduler.alive(),
+            )
+        return self._shutdown(received)
 
     # --- reload -------------------------------------------------------------------
 
@@ -473,7 +254,7 @@ class Daemon:
         self.notifier.reloading()
         if self._config_path is None:
             log.info("config.reload_skipped", reason="the config was not read from a file")
-            self.notifier.ready(status=self._status_line())
+            self.notifier.ready(status=self._jobs.status_line())
             return False
         log.info("config.reloading", file=str(self._config_path))
         try:
@@ -482,7 +263,7 @@ class Daemon:
             problems = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
             log.error("config.reload_failed", file=str(self._config_path), problems=problems)
             self.notifier.ready(status="config reload failed; old config still running; "
-                                + self._status_line())
+                                + self._jobs.status_line())
             return False
         old = self._config
         kept = []
@@ -494,12 +275,13 @@ class Daemon:
             log.warning("config.reload_needs_restart", keys=kept)
             new = new.model_copy(update={"state": old.state, "server": old.server})
         if new.log != old.log:
-            setup_logging(new, self._log_level)
+            configure_from(new.log, self._log_level)
         self._config = new
-        self._schedule(new, first=False)
+        if self._scheduler is not None:
+            self._scheduler.schedule(new, first=False)
         log.info("config.reloaded", targets=[t.name for t in new.targets],
                  feeds=[f.name for f in new.feeds])
-        self.notifier.ready(status=self._status_line())
+        self.notifier.ready(status=self._jobs.status_line())
         return True
 
     # --- shutdown -------------------------------------------------------------------
@@ -510,8 +292,9 @@ class Daemon:
         self.notifier.stopping()
         log.info("daemon.stopping", signal=signal.Signals(signum).name,
                  running_jobs=self._inflight.count, timeout_seconds=bound)
-        self._stopping.set()
-        self._shutdown_scheduler()
+        self._jobs.stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
         idle = self._inflight.wait_idle(bound - _SHUTDOWN_RESERVE_S)
         if not idle:
             log.warning("daemon.shutdown_timeout", running_jobs=self._inflight.count)
@@ -525,8 +308,7 @@ class Daemon:
             idle = False
         log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
         self.notifier.close()
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        self._wakeup.close()
         # Worker threads still inside a cycle would hold interpreter exit; what
         # they wrote is recorded, so the caller leaves with exit_now().
         self.clean_exit = idle
@@ -545,7 +327,7 @@ def run(config_path: Path, *, log_level: str | None = None,
     from apexcal.log import held_back
 
     config = load_config(config_path, resolve_secrets=True)
-    setup_logging(config, log_level)
+    configure_from(config.log, log_level)
     daemon = Daemon(config, config_path=config_path, log_level=log_level)
     with held_back(drop_on=(UserError, NotAuthenticated, Forbidden)):
         daemon.start()

@@ -1,0 +1,117 @@
+"""The daemon's schedule: APScheduler 3.x jobs made from the config's job specs.
+
+A ``BackgroundScheduler`` with an in-memory job store, rebuilt from the config
+at start and on reload: ``target:<name>`` and ``feed:<name>`` at their
+``interval`` (default ``sync.interval``), each with ``sync.jitter``,
+``max_instances=1`` (a slow cycle never overlaps itself), ``coalesce=True``
+(missed runs collapse into one) and a misfire grace of one interval.  New jobs
+run at once, spread over ``sync.jitter``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from apexcal.config import Config
+from apexcal.daemon.jobs import JobSpec, job_specs
+from apexcal.daemon.process import quiet_overlap_warnings
+
+log = structlog.get_logger("apexcal.daemon")
+
+RunJob = Callable[[JobSpec, tuple[timedelta, timedelta]], None]
+"""What a firing calls: ``(spec, (interval, jitter))``."""
+
+
+class JobScheduler:
+    """The scheduler threads running ``run_job`` for every job of the config in force."""
+
+    def __init__(self, config: Config, run_job: RunJob) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        workers = max(2, min(16, len(config.targets) + len(config.feeds)))
+        self._run_job = run_job
+        self._scheduler: Any = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self._scheduler.add_listener(_overlap_skipped, EVENT_JOB_MAX_INSTANCES)
+        quiet_overlap_warnings()
+
+    def start(self) -> None:
+        """Start the scheduler thread."""
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop firing jobs; runs in progress are not waited for."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def alive(self) -> bool:
+        """Whether the scheduler is running (what the watchdog vouches for)."""
+        from apscheduler.schedulers.base import STATE_RUNNING
+
+        thread = getattr(self._scheduler, "_thread", None)
+        return self._scheduler.state == STATE_RUNNING and (thread is None or thread.is_alive())
+
+    def schedule(self, config: Config, *, first: bool) -> None:
+        """Make the scheduler's jobs those of ``config``.
+
+        New jobs run at once — spread over ``sync.jitter`` so that many
+        targets do not start together; jobs whose interval or jitter changed
+        get the new trigger; others keep their place in the schedule.
+        """
+        wanted = {spec.id: spec for spec in job_specs(config)}
+        scheduler = self._scheduler
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                scheduler.remove_job(job.id)
+                log.info("job.removed", job=job.id)
+        now = datetime.now(UTC)
+        for spec in wanted.values():
+            trigger = _trigger(config, spec.interval)
+            timing = (spec.interval, config.sync.jitter)
+            existing = scheduler.get_job(spec.id)
+            grace = max(1, int(spec.interval.total_seconds()))
+            if existing is not None:
+                if existing.kwargs.get("timing") != timing:
+                    scheduler.modify_job(spec.id, kwargs={"spec": spec, "timing": timing},
+                                         misfire_grace_time=grace)
+                    scheduler.reschedule_job(spec.id, trigger=trigger)
+                    log.info("job.rescheduled", job=spec.id,
+                             interval_seconds=spec.interval.total_seconds())
+                continue
+            spread = min(config.sync.jitter.total_seconds(), spec.interval.total_seconds() / 2)
+            scheduler.add_job(
+                self._run_job,
+                trigger=trigger,
+                kwargs={"spec": spec, "timing": timing},
+                id=spec.id,
+                name=spec.id,
+                next_run_time=now + timedelta(seconds=random.uniform(0, spread)),
+                misfire_grace_time=grace,
+                replace_existing=True,
+            )
+            if not first:
+                log.info("job.added", job=spec.id, interval_seconds=spec.interval.total_seconds())
+
+
+def _overlap_skipped(event: Any) -> None:
+    """A firing found the job's previous run still going (max_instances=1): expected, not a warning."""
+    log.debug("job.still_running", job=event.job_id)
+
+
+def _trigger(config: Config, interval: timedelta) -> Any:
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    seconds = interval.total_seconds()
+    # Jitter spreads jobs; more than half an interval would reorder them.
+    jitter = min(config.sync.jitter.total_seconds(), seconds / 2)
+    return IntervalTrigger(seconds=seconds, jitter=jitter or None, timezone=UTC)
