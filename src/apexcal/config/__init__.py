@@ -8,6 +8,7 @@ passwords) come from ``*_file`` keys, the environment or systemd's
 ``config.example.toml`` at the repository root documents every key.
 """
 
+from apexcal.config.calendars import FeedConfig, MappingConfig, TargetConfig, WindowConfig
 from apexcal.config.durations import (
     Duration,
     DurationOrZero,
@@ -17,15 +18,11 @@ from apexcal.config.durations import (
 from apexcal.config.loader import ENV_PREFIX, config_from_dict, env_value, load_config
 from apexcal.config.models import (
     Config,
-    FeedConfig,
     LogConfig,
-    MappingConfig,
     ServerConfig,
     SourceConfig,
     StateConfig,
     SyncConfig,
-    TargetConfig,
-    WindowConfig,
     WorkerConfig,
     default_state_url,
 )
