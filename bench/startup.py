@@ -7,15 +7,16 @@ weighs on all alike, each as a fresh process with output to a pipe:
 * ``apexcal --help`` — the console script printing the top-level help;
 * ``apexcal config check config.example.toml`` — loading and validating the
   documented example configuration;
-* ``python -c "from pydantic import BaseModel"`` — the floor of anything that
-  validates a config with pydantic models (the interpreter and pydantic's import).
+* the floor of anything that validates a config with pydantic: a fresh
+  interpreter importing pydantic and validating one one-field model (which
+  builds a schema and loads pydantic's plugin machinery, as any model does).
 
 Prints the median and the fastest wall time of each, the CPU time (user +
 system, from the children's resource usage) and each command's ratio to the
 baseline.  ``--imports`` also lists, for each command, the slowest imports
 (cumulative, from ``python -X importtime``) and the number of modules loaded.
 
-Run: ``.venv/bin/python bench/startup.py [--rounds 20] [--imports]``
+Run: ``.venv/bin/python bench/startup.py [--rounds 20] [--imports] [--before OTHER/.venv/bin]``
 """
 
 from __future__ import annotations
@@ -31,16 +32,31 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PYDANTIC_FLOOR = "from pydantic import BaseModel, Field\nclass M(BaseModel):\n    x: int = Field(1)\nM.model_validate({})"
 
 
-def commands() -> dict[str, list[str]]:
-    """Name → argv of each measured process (the apexcal script next to this interpreter)."""
+def commands(before: Path | None = None) -> dict[str, list[str]]:
+    """Name → argv of each measured process (the apexcal script next to this interpreter).
+
+    ``before`` is the ``bin`` directory of another installation (e.g. a virtualenv
+    of an older commit): its two commands are measured in the same rounds.
+    """
     script = str(Path(sys.executable).with_name("apexcal"))
+    older = {}
+    if before is not None:
+        old = str(before / "apexcal")
+        # The example of that checkout (bin → .venv → checkout): the config's keys change over time.
+        example = before.resolve().parent.parent / "config.example.toml"
+        older = {
+            "before: apexcal --help": [old, "--help"],
+            "before: config check": [old, "config", "check", str(example)],
+        }
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "apexcal --help": [script, "--help"],
         "apexcal config check": [script, "config", "check", str(ROOT / "config.example.toml")],
-        "floor: import pydantic": [sys.executable, "-c", "from pydantic import BaseModel"],
+        "floor: one pydantic model": [sys.executable, "-c", PYDANTIC_FLOOR],
+        **older,
     }
 
 
@@ -79,8 +95,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--imports", action="store_true", help="list each command's slowest imports")
+    parser.add_argument(
+        "--before", type=Path, help="bin directory of another installation to measure in the same rounds"
+    )
     args = parser.parse_args()
-    runs = commands()
+    runs = commands(args.before)
     for argv in runs.values():  # warm the file cache and the .pyc files
         run_once(argv)
     walls: dict[str, list[float]] = {name: [] for name in runs}
@@ -108,6 +127,8 @@ def main() -> None:
         )
     if args.imports:
         for name, argv in runs.items():
+            if name.startswith("before:"):
+                continue
             count, slowest = imports(argv, 12)
             print(f"\n{name}: {count} modules imported; slowest (cumulative ms):")
             for micros, module in slowest:
