@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from apexcal.ical.contentlines import Block, Line, parse
@@ -341,7 +341,3 @@ def owned_changes(current: bytes | str | Block, desired: bytes | str | Block) ->
         changed.add("VALARM")
     return sorted(changed)
 
-
-def owned_names(component: str, extra: Iterable[str] = ()) -> frozenset[str]:
-    """The property names owned by name in ``component``, plus ``extra`` (upper-cased)."""
-    return OWNED.get(component.upper(), frozenset()) | {name.upper() for name in extra}
