@@ -22,19 +22,6 @@ from typing import Any
 
 from apexcal.apex.models import Activity
 
-FILTER_KEYS = frozenset(
-    {
-        "assigned_to_user_id",
-        "created_by_user_id",
-        "deal_id",
-        "contact_id",
-        "company_id",
-        "activity_type",
-        "done",
-        "start_date",
-        "subject",
-    }
-)
 OPERATORS = frozenset({"$gt", "$gte", "$lt", "$lte", "$ne", "$in", "$nin"})
 
 
