@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -87,6 +88,18 @@ class TestRootHelp:
         assert (bare.returncode, bare.stdout) == (2, "")
         assert helped.stdout == bare.stderr
         assert helped.stdout.startswith("Usage: apexcal [OPTIONS] COMMAND [ARGS]...\n")
+
+
+    @pytest.mark.parametrize("args", [["--help"], ["config", "check", str(EXAMPLE)]])
+    def test_closed_output_exits_1_quietly(self, args: list[str]) -> None:
+        """A reader that went away (`apexcal --help | head -1`) gets no traceback: exit 1, as click does."""
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run([APEXCAL, *args], stdout=write, stderr=subprocess.PIPE, timeout=60, check=False)
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (1, b"")
 
 
 class TestConfigCheckFastPath:

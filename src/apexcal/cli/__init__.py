@@ -11,6 +11,7 @@ none it knows, so that typer's errors and suggestions stay whole).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from apexcal.cli.front import command_modules, fast_path, sort_commands
@@ -28,6 +29,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # The reader went away (`apexcal --help | head -1`): exit 1 quietly, as click does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except Exception as exc:
         from apexcal.cli.app import operator_message
         from apexcal.errors import is_operator_error

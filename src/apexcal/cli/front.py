@@ -196,7 +196,7 @@ def fast_path(argv: list[str]) -> int | None:
     if not argv or argv == ["--help"]:
         text = root_help(program_name(), help_width())
         if argv:
-            print(text)
+            print(text, flush=True)
             return 0
         print(text, file=sys.stderr)  # no arguments: the help, as a usage error
         return 2
