@@ -2,9 +2,10 @@
 
 The components go through the sorted spool of :mod:`apexcal.feeds.spool`
 (shared with the feed files); this module holds what only ``apexcal
-export`` needs: the filters pushed into the API query, the id-keyset
-listing, ``--type`` resolution, the split into one file per user or type,
-and :func:`run_export`, which reads, maps and writes (the command line only
+export`` needs: the filters pushed into the API query (read by id with
+:meth:`~apexcal.apex.client.ApexClient.list_activities_by_id`), ``--type``
+resolution, the split into one file per user or type, and
+:func:`run_export`, which reads, maps and writes (the command line only
 parses options and shows progress).
 """
 
@@ -13,19 +14,17 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
-from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, ActivityType, type_key
-from apexcal.apex.query import normalize_filters, split_in
 from apexcal.apex.retry import RetryPolicy
 from apexcal.errors import UnknownActivityType, UsageError
 from apexcal.feeds.spool import (
@@ -87,46 +86,6 @@ class ExportFilters:
         if self.done is not None:
             query["done"] = self.done
         return query
-
-
-class ActivityLister(Protocol):
-    """What a paged listing needs of the API client (:class:`apexcal.apex.client.ApexClient`)."""
-
-    def list_activities(self, **filters: Any) -> Iterator[Activity]:
-        """Every activity matching ``filters``, ordered by id."""
-        ...
-
-
-def list_by_id(
-    client: ActivityLister, query: Mapping[str, Any], *, page_size: int
-) -> Iterator[Activity]:
-    """Every activity matching ``query``, read in rounds of ``page_size`` by id (``id > last``).
-
-    A long listing read by offset (``$skip``) repeats or misses records when
-    others are created or deleted meanwhile; each round here starts after the
-    last id seen, so nothing that exists throughout is missed or repeated.
-    The listing ends with one empty round.  A query the client must split
-    into several (an ``$in`` list longer than the API parses) is read as a
-    plain listing, each part in id order.
-    """
-    if "id" in query or len(split_in(normalize_filters(query))) != 1:
-        yield from client.list_activities(**query)
-        return
-    last = 0
-    while True:
-        page = client.list_activities(**query, id={"$gt": last})
-        got = 0
-        try:
-            for activity in islice(page, page_size):
-                got += 1
-                last = activity.id
-                yield activity
-        finally:
-            close = getattr(page, "close", None)
-            if close is not None:
-                close()
-        if got == 0:
-            return
 
 
 def resolve_type_keys(requested: Iterable[str], types: Iterable[ActivityType]) -> tuple[str, ...]:
@@ -275,7 +234,7 @@ def run_export(
         if needs_joins(options):
             query["fastJoinForActivityList"] = True
         counts = spool_activities(
-            list_by_id(client, query, page_size=page_size),
+            client.list_activities_by_id(**query),
             spool,
             types=types_by_key(types),
             options=options,

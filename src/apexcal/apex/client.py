@@ -246,6 +246,24 @@ class ApexClient:
             yield head
             yield from listing
 
+    def list_activities_by_id(self, **filters: Any) -> Iterator[Activity]:
+        """Every activity matching ``filters`` in id order, read by key (``id > last``).
+
+        A long listing read by offset (``$skip``) repeats or misses records
+        when others are created or deleted meanwhile; each page here starts
+        after the last id seen (0 first), so nothing that exists throughout is
+        missed or repeated.  The listing ends with one empty page.
+        """
+        query = self._find_query(filters)
+        if "id" in query:
+            raws: Iterable[Any] = self._pages.by_skip("/activities", {**query, "$sort": {"id": 1}})
+        else:
+            raws = self._pages.by_id("/activities", query, after=0, until_empty=True)
+        for raw in raws:
+            activity = self._parse(parse_activity, raw)
+            if activity is not None:
+                yield activity
+
     def all_activity_ids(self, **filters: Any) -> set[int]:
         """The ids of every activity matching ``filters``, asking for ids only (``$select``).
 

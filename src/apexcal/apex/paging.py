@@ -67,10 +67,23 @@ class Pager:
                 # Ask for no more than the server said it gives.
                 limit = _capped(limit, page)
 
-    def by_id(self, path: str, query: Mapping[str, Any]) -> Iterator[Any]:
-        """Raw records of every page of ``query``, keyset-paged on ``id``."""
+    def by_id(
+        self,
+        path: str,
+        query: Mapping[str, Any],
+        *,
+        after: int | None = None,
+        until_empty: bool = False,
+    ) -> Iterator[Any]:
+        """Raw records of every page of ``query``, keyset-paged on ``id``.
+
+        ``after`` is the id the first page starts after (None: no bound).  The
+        listing ends with the page that holds the rest (``total``), or with
+        ``until_empty`` at the first empty page: one more round, that also sees
+        records created behind the cursor's path while it was read.
+        """
         for chunk in split_in(query):
-            last_id: int | None = None
+            last_id = after
             limit = self.page_size
             while True:
                 paged = {**chunk, "$sort": {"id": 1}, "$limit": limit}
@@ -78,7 +91,7 @@ class Pager:
                     paged["id"] = {"$gt": last_id}
                 page = self.page(path, paged)
                 yield from page.data
-                if not page.data or len(page.data) >= page.total:
+                if not page.data or (not until_empty and len(page.data) >= page.total):
                     break
                 next_id = max((i for i in map(valid_id, page.data) if i is not None), default=None)
                 if next_id is None or (last_id is not None and next_id <= last_id):
