@@ -70,6 +70,8 @@ def _current_error(state: TargetState | FeedStatus) -> str | None:
 
 def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
     """The rows of the status table for ``config``'s targets and feeds."""
+    from apexcal.feeds.naming import split_user_feed_name
+
     rows: list[StatusRow] = []
     for target in config.targets:
         state = store.target_state(target.name)
@@ -94,8 +96,7 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
         names = [feed.name]
         if feed.per_user:
             names += sorted(
-                n for n in built
-                if n.startswith(feed.name + "-") and n[len(feed.name) + 1 :].isdigit()
+                n for n in built if (split_user_feed_name(n) or ("",))[0] == feed.name
             )
         # Feed jobs record their failures in the feed's status (per-user files share them).
         feed_state = built.get(feed.name)

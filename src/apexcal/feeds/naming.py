@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+_USER_FEED_NAME = re.compile(r"(.+)-([0-9]+)")
+
 
 class FeedFiles(Protocol):
     """The part of a feed's config that decides its files (``apexcal.config.FeedConfig``)."""
@@ -32,6 +34,12 @@ class FeedFiles(Protocol):
 def user_feed_name(feed_name: str, user_id: int) -> str:
     """The name of a per-user feed: ``<feed>-<user id>``."""
     return f"{feed_name}-{user_id}"
+
+
+def split_user_feed_name(name: str) -> tuple[str, int] | None:
+    """``(feed, user id)`` when ``name`` has the shape of a per-user feed's name, else ``None``."""
+    match = _USER_FEED_NAME.fullmatch(name)
+    return None if match is None else (match.group(1), int(match.group(2)))
 
 
 def user_feed_path(path: Path, user_id: int) -> Path:

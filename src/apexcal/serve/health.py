@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from apexcal.feeds.naming import split_user_feed_name
+
 
 @dataclass(frozen=True, kw_only=True)
 class HealthSnapshot:
@@ -130,8 +132,8 @@ class StoreHealth:
         feeds: dict[str, datetime | None] = {name: built.get(name) for name in self._feeds()}
         bases = set(self._per_user())
         for name, at in built.items():
-            base, _, user = name.rpartition("-")
-            if base in bases and user.isdigit():
+            split = split_user_feed_name(name)
+            if split is not None and split[0] in bases:
                 feeds[name] = at
         return HealthSnapshot(
             now=self._clock(),
