@@ -61,6 +61,12 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "sync_cmd",
         "Run exactly one sync cycle of every (or the named) target, then rebuild the feeds.",
     ),
+    (
+        "worker",
+        "worker_cmd",
+        "Run one worker: sync targets and build feeds of every organization, sharing the work with other workers.",
+    ),
+    ("trigger", "trigger_cmd", "Ask the workers to pull and sync now."),
     ("config", "config_cmd", "Inspect and validate configuration files."),
     ("db", "db_cmd", "Manage the state database (schema migrations)."),
     ("feed", "feed_cmd", "Manage secret feed URLs (create, rotate, revoke, list)."),

@@ -48,8 +48,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[0] if first else 'no message'}"
 
 
-def make_engine(url: str) -> Engine:
-    """An Engine for a ``sqlite://`` or ``postgresql+psycopg://`` URL, tuned for the store."""
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """An Engine for a ``sqlite://`` or ``postgresql+psycopg://`` URL, tuned for the store.
+
+    ``pool_size`` and ``max_overflow`` bound the PostgreSQL connections it holds.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -61,7 +64,9 @@ def make_engine(url: str) -> Engine:
         if parsed.get_driver_name() in ("", "psycopg2"):
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            return create_engine(
+                parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow
+            )
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreUnavailable("open", f"{safe_url(parsed)}: {describe(exc)}") from exc
     raise StoreUnavailable(

@@ -25,6 +25,7 @@ from apexcal.state.feeds import FeedsPart
 from apexcal.state.geocache import GeocachePart
 from apexcal.state.journal import JournalPart
 from apexcal.state.mirror import MirrorPart
+from apexcal.state.queue import current_queue_schema
 from apexcal.state.targets import TargetsPart
 
 log = structlog.get_logger(__name__)
@@ -60,13 +61,22 @@ class Store(MirrorPart, TargetsPart, JournalPart, GeocachePart, FeedsPart):
         return self._org
 
     @classmethod
-    def open(cls, url: str, *, migrate_schema: bool = True, clock: Clock = utcnow) -> Store:
+    def open(
+        cls,
+        url: str,
+        *,
+        migrate_schema: bool = True,
+        clock: Clock = utcnow,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+    ) -> Store:
         """Connect to ``url`` (SQLite or PostgreSQL) and bring its schema to the newest version.
 
         Raises :class:`~apexcal.state.database.StoreUnavailable` (an operator
         error) when the database cannot be reached, created or migrated.
+        ``pool_size`` and ``max_overflow`` bound its PostgreSQL connections.
         """
-        db = Database(make_engine(url))
+        db = Database(make_engine(url, pool_size=pool_size, max_overflow=max_overflow))
         try:
             if migrate_schema:
                 before, after = migrate.upgrade(db)
@@ -88,6 +98,11 @@ class Store(MirrorPart, TargetsPart, JournalPart, GeocachePart, FeedsPart):
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._db.dialect
+
+    def queue_schema(self) -> str:
+        """The PostgreSQL schema of the workers' job queue (see :mod:`apexcal.state.queue`)."""
+        with self._db.read("find the job queue schema") as conn:
+            return current_queue_schema(conn)
 
     def schema_revision(self) -> str | None:
         """The migration revision the database is at."""

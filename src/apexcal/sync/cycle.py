@@ -107,11 +107,13 @@ class Cycle:
         force: bool = False,
         should_stop: Callable[[], bool] | None = None,
         cycle_id: str = "",
+        pulled: PullResult | None = None,
     ) -> None:
         self.config, self.target, self.store, self.client, self.sink = (
             config, target, store, client, sink,
         )
         self.now, self.force, self.should_stop, self.cycle_id = now, force, should_stop, cycle_id
+        self.pulled = pulled
         self.org = config.source.organization_id
         self.state = store.target_state(target.name)
         self.owns = ownership(config)
@@ -128,7 +130,9 @@ class Cycle:
     def run(self) -> CycleSummary:
         """Pull → reconcile → detect → writeback → map → plan → apply → record."""
         started = time.monotonic()
-        pulled = pull(self.config, self.store, self.client, now=self.now, force=self.force)
+        pulled = self.pulled or pull(
+            self.config, self.store, self.client, now=self.now, force=self.force
+        )
         self.open_calendar(pulled)
         self.check_stop()
         detected = detect(
@@ -342,6 +346,7 @@ def run_target_cycle(
     now: datetime | None = None,
     metrics: Metrics | None = None,
     should_stop: Callable[[], bool] | None = None,
+    pulled: PullResult | None = None,
 ) -> CycleSummary:
     """Run one :class:`Cycle` of ``target`` under its lock and return its summary.
 
@@ -351,7 +356,11 @@ def run_target_cycle(
     store and the metrics, logged, and raised as an :class:`ApexcalError`.
     ``should_stop`` is polled between steps and objects; when it answers
     true the cycle stops with :class:`CycleCancelled` after recording what
-    was written.
+    was written.  ``pulled``: the pull already done for this cycle (workers
+    pull once per organization and interval, then sync its targets); ``None``
+    pulls first.  The cycle logs ``sync.cycle_started`` once it holds the
+    target's lock and ``sync.cycle`` or ``sync.cycle_failed`` when it ends,
+    each with ``organization``, ``target`` and ``cycle_id``.
     """
     started = time.monotonic()
     cycle_id = uuid.uuid4().hex[:12]
@@ -363,7 +372,10 @@ def run_target_cycle(
             metrics.caldav_request(target.name, method, status)
 
     with structlog.contextvars.bound_contextvars(
-        target=target.name, organization_id=config.source.organization_id, cycle_id=cycle_id
+        organization=store.organization,
+        target=target.name,
+        organization_id=config.source.organization_id,
+        cycle_id=cycle_id,
     ):
         try:
             with store.target_lock(target.name), sink_factory(
@@ -372,9 +384,10 @@ def run_target_cycle(
                 timeout=config.source.timeout.total_seconds(),
                 on_request=on_request,
             ) as sink:
+                log.info("sync.cycle_started")
                 summary = Cycle(
                     config, target, store, client, sink, now=now or utcnow(), force=force,
-                    should_stop=should_stop, cycle_id=cycle_id,
+                    should_stop=should_stop, cycle_id=cycle_id, pulled=pulled,
                 ).run()
         except TargetBusy:
             log.info("sync.target_busy")

@@ -1,0 +1,94 @@
+"""`apexcal worker` and `apexcal trigger` on the command line: operator errors and a requested pull."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.integration.test_state_store import pg_url
+
+__all__ = ["pg_url"]
+
+ORG = """\
+[source]
+base_url = "http://127.0.0.1:9"
+token = "secret-token-xyz"
+organization_id = {org}
+
+[[targets]]
+name = "jane"
+url = "http://127.0.0.1:9/jane/"
+"""
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "apexcal", *args], capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+
+
+def _config_dir(tmp_path: Path, state_url: str) -> Path:
+    (tmp_path / "apexcal.toml").write_text(f'[state]\nurl = "{state_url}"\n')
+    (tmp_path / "acme.toml").write_text(ORG.format(org=1))
+    (tmp_path / "beta.toml").write_text(ORG.format(org=2))
+    return tmp_path
+
+
+class TestOperatorErrors:
+    def test_worker_on_sqlite_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
+        """A SQLite state store cannot hold the job queue: one clear line, exit 2."""
+        config_dir = _config_dir(tmp_path, f"sqlite:///{tmp_path}/state.db")
+        result = _run("worker", "--config-dir", str(config_dir))
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            "error: apexcal worker needs PostgreSQL: set [state] url to postgresql+psycopg://… "
+            "(SQLite is for apexcal run)"
+        ]
+        assert not (tmp_path / "state.db").exists()
+
+    def test_trigger_names_an_unknown_organization(self, tmp_path: Path) -> None:
+        """--org must name a file of the directory."""
+        config_dir = _config_dir(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/none")
+        result = _run("trigger", "--config-dir", str(config_dir), "--org", "gamma")
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            "error: --org gamma: no such organization (configured: acme, beta)"
+        ]
+
+
+@pytest.fixture
+def pg_dir(pg_url: str, tmp_path: Path) -> Path:
+    return _config_dir(tmp_path, pg_url)
+
+
+@pytest.mark.postgres
+class TestTrigger:
+    def test_trigger_defers_one_forced_pull_per_organization(self, pg_dir: Path, pg_url: str) -> None:
+        """Each organization gets one pull job carrying keys only; a second request joins the first."""
+        first = _run("trigger", "--config-dir", str(pg_dir))
+        assert first.returncode == 0, first.stderr
+        assert [line.split(":")[0] for line in first.stdout.splitlines()] == ["acme", "beta"]
+        again = _run("trigger", "--config-dir", str(pg_dir), "--org", "beta", "--target", "jane")
+        assert (again.returncode, again.stdout) == (0, "beta: already requested\n")
+        engine = create_engine(pg_url)
+        try:
+            with engine.connect() as conn:
+                schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+                rows = conn.execute(text(
+                    f'SELECT task_name, lock, queueing_lock, args FROM "{schema}_procrastinate".procrastinate_jobs ORDER BY id'  # noqa: S608
+                )).all()
+        finally:
+            engine.dispose()
+        assert [(r.task_name, r.lock, r.queueing_lock) for r in rows] == [
+            ("apexcal.pull", "pull:acme", "trigger:acme"),
+            ("apexcal.pull", "pull:beta", "trigger:beta"),
+        ]
+        args = [r.args if isinstance(r.args, dict) else json.loads(r.args) for r in rows]
+        assert args[0] == {"org": "acme", "force": True, "target": None}
+        assert "secret-token-xyz" not in json.dumps(args)
