@@ -92,3 +92,37 @@ class TestTrigger:
         args = [r.args if isinstance(r.args, dict) else json.loads(r.args) for r in rows]
         assert args[0] == {"org": "acme", "force": True, "target": None}
         assert "secret-token-xyz" not in json.dumps(args)
+
+
+class TestWorkerMetrics:
+    def test_metrics_are_served_on_their_own_address_and_stop(self) -> None:
+        """A worker's /metrics answers on metrics_listen and stops answering once stopped."""
+        import socket
+
+        import httpx
+
+        from apexcal.metrics import Metrics
+        from apexcal.worker.runner import serve_metrics
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        metrics = Metrics()
+        metrics.api_request("GET", 200)
+        stop = serve_metrics(f"127.0.0.1:{port}", metrics)
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        finally:
+            stop()
+        assert "apexcal_" in body
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+    def test_bad_metrics_listen_is_one_line(self, tmp_path: Path) -> None:
+        """--metrics-listen must be host:port."""
+        config_dir = _config_dir(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/none")
+        result = _run("worker", "--config-dir", str(config_dir), "--metrics-listen", "nowhere")
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            "error: --metrics-listen nowhere: not host:port (e.g. 127.0.0.1:9101)"
+        ]

@@ -31,6 +31,13 @@ def worker_command(
         int | None,
         typer.Option("--concurrency", help="Jobs run at once (default: [worker] concurrency).", min=1, max=64),
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-listen",
+            help="host:port of this worker's /metrics (default: [worker] metrics_listen; off when unset).",
+        ),
+    ] = None,
     log_level: Annotated[
         str | None,
         typer.Option("--log-level", help="debug, info, warning, error or critical (default: [log] level)."),
@@ -50,6 +57,21 @@ def worker_command(
         (log_level or shared_log.level).lower(),
         json=None if shared_log.format == "auto" else shared_log.format == "json",
     )
-    code = run_worker(configs, concurrency=concurrency or configs.shared.worker.concurrency)
+    if metrics_listen is not None:
+        from pydantic import TypeAdapter, ValidationError
+
+        from apexcal.config.values import Listen
+
+        try:
+            TypeAdapter(Listen).validate_python(metrics_listen)
+        except ValidationError:
+            raise UsageError(
+                f"--metrics-listen {metrics_listen}: not host:port (e.g. 127.0.0.1:9101)"
+            ) from None
+    code = run_worker(
+        configs,
+        concurrency=concurrency or configs.shared.worker.concurrency,
+        metrics_listen=metrics_listen,
+    )
     if code:
         raise typer.Exit(code)

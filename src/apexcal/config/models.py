@@ -242,7 +242,7 @@ class WorkerConfig(_Table):
     )
     metrics_listen: Listen | None = Field(
         default=None,
-        description="host:port of a worker's /metrics and /healthz; off when unset. "
+        description="host:port of a worker's /metrics; off when unset. "
         "Never [server] listen: workers on one machine need a port each.",
         examples=["127.0.0.1:9101"],
     )

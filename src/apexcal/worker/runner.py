@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -97,8 +98,32 @@ def open_store(configs: ConfigDir, concurrency: int) -> Store:
     return Store.open(configs.state_url, pool_size=pools.store, max_overflow=pools.store_overflow)
 
 
-def run_worker(configs: ConfigDir, *, concurrency: int) -> int:
-    """Run one worker until SIGTERM/SIGINT; return the exit code."""
+def serve_metrics(listen: str, metrics: Metrics) -> Callable[[], None]:
+    """Serve ``metrics`` on ``http://LISTEN/metrics`` in a thread; return the function that stops it."""
+    from prometheus_client import start_http_server
+
+    host, _, port = listen.rpartition(":")
+    try:
+        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
+    except OSError as exc:
+        raise UsageError(f"[worker] metrics_listen {listen}: {exc.strerror or exc}") from exc
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
+
+
+def run_worker(
+    configs: ConfigDir, *, concurrency: int, metrics_listen: str | None = None
+) -> int:
+    """Run one worker until SIGTERM/SIGINT; return the exit code.
+
+    ``metrics_listen`` (default ``[worker] metrics_listen``): where to serve
+    ``/metrics``; nothing is bound when neither is set.
+    """
     store = open_store(configs, concurrency)
     settings = configs.shared.worker
     shutdown = max(
@@ -106,6 +131,8 @@ def run_worker(configs: ConfigDir, *, concurrency: int) -> int:
         default=30.0,
     )
     ctx = WorkerContext(configs=configs, store=store, metrics=Metrics())
+    listen = metrics_listen or settings.metrics_listen
+    stop_metrics = serve_metrics(listen, ctx.metrics) if listen else None
     app = make_app(
         configs.state_url, store.queue_schema(),
         pool_size=Pools.for_concurrency(concurrency).queue,
@@ -181,5 +208,7 @@ def run_worker(configs: ConfigDir, *, concurrency: int) -> int:
         executor.shutdown(wait=False, cancel_futures=True)
         loop.close()
         store.close()
+        if stop_metrics is not None:
+            stop_metrics()
     log.info("worker.stopped", name=name)
     return 0
