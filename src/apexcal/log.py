@@ -21,7 +21,7 @@ import logging.handlers
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TextIO
 
@@ -207,8 +207,8 @@ def configure_from(settings: LogSettings, level: str | None = None) -> None:
 
 
 @contextmanager
-def held_back(*, drop_on: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """Hold every log line of the block back: written when it ends, dropped if it raises ``drop_on``.
+def held_back(*, drop_if: Callable[[BaseException], bool]) -> Iterator[None]:
+    """Hold every log line of the block back: written when it ends, dropped if it raises what ``drop_if`` names.
 
     Start-up uses it so that an operator error (a port in use, an unusable
     store) is reported as exactly one line, not after the log lines of the
@@ -223,8 +223,8 @@ def held_back(*, drop_on: tuple[type[BaseException], ...]) -> Iterator[None]:
     dropped = False
     try:
         yield
-    except drop_on:
-        dropped = True
+    except BaseException as exc:
+        dropped = drop_if(exc)
         raise
     finally:
         root.removeHandler(memory)

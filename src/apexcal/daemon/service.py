@@ -323,13 +323,13 @@ def run(config_path: Path, *, log_level: str | None = None,
     store, a token the API refuses, a port in use) are raised before anything
     is logged, for the CLI to print as one line with exit code 2.
     """
-    from apexcal.errors import Forbidden, NotAuthenticated, UserError
+    from apexcal.errors import is_operator_error
     from apexcal.log import held_back
 
     config = load_config(config_path, resolve_secrets=True)
     configure_from(config.log, log_level)
     daemon = Daemon(config, config_path=config_path, log_level=log_level)
-    with held_back(drop_on=(UserError, NotAuthenticated, Forbidden)):
+    with held_back(drop_if=is_operator_error):
         daemon.start()
     if on_ready is not None:
         on_ready(daemon)
