@@ -478,10 +478,10 @@ class TestRecords:
     def test_put_record_inserts_then_replaces(self, store: Store, clock: FakeClock) -> None:
         """A record is stored with the store's time and replaced by a later put."""
         store.put_record(record())
-        assert store.record("jane", "apexcal-27-1@x") == record(updated_at=T0)
+        assert store.records("jane").get("apexcal-27-1@x") == record(updated_at=T0)
         clock.now = T0 + timedelta(minutes=1)
         store.put_record(record(etag='"e2"', done_seen=True))
-        got = store.record("jane", "apexcal-27-1@x")
+        got = store.records("jane").get("apexcal-27-1@x")
         assert got is not None
         assert (got.etag, got.done_seen, got.updated_at) == ('"e2"', True, clock.now)
         assert store.count_records("jane") == 1
@@ -492,7 +492,7 @@ class TestRecords:
         store.put_record(record(target="team", etag='"t"'))
         assert set(store.records("jane")) == {"apexcal-27-1@x"}
         assert store.records("team")["apexcal-27-1@x"].etag == '"t"'
-        assert store.record("nobody", "apexcal-27-1@x") is None
+        assert store.records("nobody").get("apexcal-27-1@x") is None
 
     def test_lookups_by_activity_and_href(self, store: Store) -> None:
         """Records are found by activity id and by href without listing the target."""

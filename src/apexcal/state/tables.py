@@ -161,6 +161,8 @@ class ObjectRow(Base):
     done_seen: Mapped[bool | None]
     kind: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime]
+    pending_done: Mapped[bool | None]
+    """Completion of an update sent but not yet recorded (write-ahead; see ObjectRecord)."""
 
 
 class TargetStateRow(Base):

@@ -46,6 +46,7 @@ def _record(row: Row[Any]) -> ObjectRecord:
         done_seen=row.done_seen,
         kind=row.kind,
         updated_at=row.updated_at,
+        pending_done=row.pending_done,
     )
 
 
@@ -69,14 +70,6 @@ class TargetsPart(StorePart):
         with self._db.read("read object records") as conn:
             rows = conn.execute(select(_O).where(_O.c.organization == self._org, _O.c.target == target))
             return {r.uid: _record(r) for r in rows}
-
-    def record(self, target: str, uid: str) -> ObjectRecord | None:
-        """The record of one object, or ``None``."""
-        with self._db.read("read object record") as conn:
-            row = conn.execute(select(_O).where(
-                    _O.c.organization == self._org, _O.c.target == target, _O.c.uid == uid
-                )).first()
-        return None if row is None else _record(row)
 
     def records_for_activities(
         self, target: str, activity_ids: Iterable[int]
@@ -120,9 +113,24 @@ class TargetsPart(StorePart):
             "done_seen": rec.done_seen,
             "kind": rec.kind,
             "updated_at": rec.updated_at or self._clock(),
+            "pending_done": rec.pending_done,
         }
         with self._db.write("write object record") as conn:
             upsert(conn, _O, values, keys=("organization", "target", "uid"))
+
+    def set_pending_done(self, target: str, entries: Iterable[tuple[str, bool | None]]) -> None:
+        """Note (or, with None, clear) the completion of updates about to be sent, in one transaction.
+
+        Written before the PUTs so that after a crash between a PUT and its
+        record the next cycle recognises the object it reads as our own write.
+        """
+        with self._db.write("note pending completions") as conn:
+            for uid, done in entries:
+                conn.execute(
+                    update(_O)
+                    .where(_O.c.organization == self._org, _O.c.target == target, _O.c.uid == uid)
+                    .values(pending_done=done)
+                )
 
     def delete_record(self, target: str, uid: str) -> bool:
         """Forget one object (after its remote deletion); return whether a record existed."""

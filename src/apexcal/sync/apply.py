@@ -28,9 +28,15 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from apexcal.errors import CalDAVError, CycleCancelled, PreconditionFailed, UidConflict
+from apexcal.errors import (
+    CalDAVError,
+    CalDAVTransportError,
+    CycleCancelled,
+    PreconditionFailed,
+    UidConflict,
+)
 from apexcal.state import ObjectRecord, Store
-from apexcal.sync.detect import seen_from
+from apexcal.sync.detect import read_objects
 from apexcal.sync.plan import Create, Delete, Plan, RemoteSeen, Update, Write
 from apexcal.sync.plan_model import TOMBSTONE_KIND
 from apexcal.sync.sink import Outcome, Sink
@@ -92,7 +98,9 @@ def apply_records(
     for tomb in plan.tombstones:
         old = records.get(tomb.uid)
         if old is not None:
-            store.put_record(replace(old, etag=None, pushed_hash=None, kind=TOMBSTONE_KIND))
+            store.put_record(
+                replace(old, etag=None, pushed_hash=None, kind=TOMBSTONE_KIND, pending_done=None)
+            )
     for forget in plan.forgets:
         store.delete_record(target, forget.uid)
     for adopt in plan.adopts:
@@ -115,7 +123,14 @@ def apply_records(
         if old is not None and old.href == upd.href:
             pushed = upd.pushed_done if upd.pushed_done is not None else old.pushed_done
             store.put_record(
-                replace(old, etag=upd.etag, done_seen=upd.done_seen, pushed_done=pushed, updated_at=None)
+                replace(
+                    old,
+                    etag=upd.etag,
+                    done_seen=upd.done_seen,
+                    pushed_done=pushed,
+                    updated_at=None,
+                    pending_done=None,
+                )
             )
             result.recorded += 1
     return result
@@ -135,6 +150,11 @@ def apply_writes(
     result = result or ApplyResult()
     if not plan.writes:
         return result
+    # Write-ahead: after a crash between a PUT and its record, the object read
+    # next cycle is recognised as our own write (ObjectRecord.pending_done).
+    pending = [(u.uid, u.done) for u in plan.updates if u.kind == "VTODO" and u.uid in records]
+    if pending:
+        store.set_pending_done(target, pending)
 
     def on_result(_index: int, action: Write, outcome: Outcome) -> None:
         _record_outcome(action, outcome, sink, store, target, records, result)
@@ -157,6 +177,9 @@ def _record_outcome(
     result: ApplyResult,
 ) -> None:
     if isinstance(outcome, CalDAVError):
+        if isinstance(action, Update) and not isinstance(outcome, CalDAVTransportError):
+            # Definitely not written (no answer means it may have been).
+            store.set_pending_done(target, [(action.uid, None)])
         _failed(action, outcome, sink, result)
         return
     if isinstance(action, Delete):
@@ -216,11 +239,10 @@ def read_refused_creates(
     """Read what stands where creates met 412; an object of another UID there is an error."""
     creates, result.exists = result.exists, []
     by_href = {sink.href_for(c.href_name): c for c in creates}
-    fetched = sink.multiget(by_href)
+    read, _ = read_objects(sink, by_href, owns)
     seen: list[RemoteSeen] = []
     for href, create in by_href.items():
-        obj = fetched.get(href)
-        item = seen_from(obj, owns) if obj is not None else None
+        item = read.get(href)
         if item is None or item.uid != create.uid:
             result.errors.append(
                 ObjectError(

@@ -17,10 +17,11 @@ by running again (DESIGN §1, §5):
    and those whose objects changed remotely (everything on the first cycle, or
    when the types, the mapping or the filter changed), so a cycle costs in
    proportion to what changed;
-4. **write back**: a pure step (:func:`~apexcal.sync.completions.completions`)
-   decides, before anything is mapped, which calendar-side completions go to
-   the CRM; they are journaled, sent with the bulk PATCH, marked sent, and the
-   written-back activities re-read into the mirror (:mod:`apexcal.sync.writeback`);
+4. **write back**: entries earlier cycles left pending are sent first; then a
+   pure step (:func:`~apexcal.sync.completions.completions`) decides, before
+   anything is mapped, which calendar-side completions go to the CRM; they are
+   journaled, sent with the bulk PATCH and marked sent, and the written-back
+   activities are re-read by id into the mirror (:mod:`apexcal.sync.writeback`);
 5. **map** each activity in scope once, in its written-back state
    (:class:`~apexcal.sync.desired.DesiredObjects` caches by id and ``updated_at``);
 6. **plan** (:func:`~apexcal.sync.plan.plan`, pure); objects whose etag the plan
@@ -78,11 +79,11 @@ from apexcal.sync.plan import (
     plan,
     replan,
 )
-from apexcal.sync.pull import PullResult, pull, refetch
+from apexcal.sync.pull import PullResult, pull
 from apexcal.sync.scope import Scope, narrow, scope_of
 from apexcal.sync.sink import Sink, SinkFactory
 from apexcal.sync.summary import CycleSummary
-from apexcal.sync.writeback import journal, send_pending
+from apexcal.sync.writeback import journal, send_and_refetch
 
 __all__ = ["Cycle", "CycleSummary", "SinkFactory", "default_sink_factory", "run_target_cycle"]
 
@@ -189,7 +190,15 @@ class Cycle:
     # --- write back: completions decided before mapping --------------------------------
 
     def write_back(self, scope: Scope, remote: RemoteState) -> None:
-        """Journal the calendar-side completions, send every pending one, re-read those activities."""
+        """Send what earlier cycles left pending, then decide, journal and send this cycle's completions.
+
+        Pending entries go first, so the decision sees the CRM as they left it
+        (a stale entry then meets the calendar's newer state as a conflict the
+        policy settles).  The written-back activities are re-read by id.
+        """
+        name = self.target.name
+        if self.store.count_pending_writebacks(name):
+            self._send(scope)
         todos = {
             a.id: CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
             for a in scope.activities.values()
@@ -200,25 +209,18 @@ class Cycle:
             policy=self.policy, writeback=self.target.writeback, owns=self.owns,
         )
         self._log_conflicts(conflicts)
-        name = self.target.name
         journal(self.store, name, ((w.activity_id, w.done) for w in writebacks), self.now)
-        if not self.store.count_pending_writebacks(name):
-            return
-        sent = send_pending(self.store, self.client, name, self.now)
-        self.written_back = len(sent.sent)
+        if writebacks and not self.retry:
+            self._send(scope)
+
+    def _send(self, scope: Scope) -> None:
+        sent = send_and_refetch(self.config, self.store, self.client, self.target.name, self.now, scope)
+        self.written_back += len(sent.sent)
         if sent.error is not None:
             self.retry = True
             self.errors.append(
                 ObjectError(uid="", href="", activity_id=None, kind="writeback", reason=str(sent.error))
             )
-        if sent.sent:
-            # Plan with the CRM's new state (DESIGN §5 "Writeback"): no ping-pong.
-            fresh = refetch(self.config, self.store, self.client, sent.sent)
-            scope.activities.update((a.id, a) for a in fresh)
-            new = set(sent.sent) - {r.activity_id for r in scope.records.values()}
-            if new:
-                recs = self.store.records_for_activities(name, new)
-                scope.records.update((r.uid, r) for r in recs)
 
     # --- plan ----------------------------------------------------------------------------
 
@@ -310,8 +312,10 @@ class Cycle:
             token = detected.token if detected.token is not None or detected.remote.full else state.sync_token
             if token != state.sync_token:
                 store.set_sync_token(name, token)
-            if max(scope.seq, 1) != state.mirror_seq_seen:
-                store.set_mirror_seq_seen(name, max(scope.seq, 1))
+            if scope.seq != state.mirror_seq_seen:
+                # 0 (an empty mirror) keeps the next cycle a full one: the
+                # first activity ever mirrored gets position 1 and must be seen.
+                store.set_mirror_seq_seen(name, scope.seq)
         summary = CycleSummary(
             target=name,
             pulled=pulled.changed,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -149,22 +149,15 @@ def detect(
             listed.add(href)  # our own write echoed back, or unchanged in a full listing
         else:
             to_read.append(href)
-    fetched = sink.multiget(to_read) if to_read else {}
+    read, foreign_hrefs = read_objects(sink, to_read, uid_filter)
     seen: list[RemoteSeen] = []
     deleted = set(changes.deleted)
-    foreign = 0
     for href in to_read:
-        obj = fetched.get(href)
-        if obj is None:
-            # Listed but gone by the time we read it.
+        item = read.get(href)
+        if item is None:
+            # Gone by the time we read it, or another UID replaced ours at this href.
             if href in by_href:
                 deleted.add(href)
-            continue
-        item = seen_from(obj, uid_filter)
-        if item is None:
-            foreign += 1
-            if href in by_href:
-                deleted.add(href)  # another UID replaced ours at this href
             continue
         if item.uid is None and href not in by_href:
             continue  # unreadable and not ours as far as we know
@@ -181,20 +174,42 @@ def detect(
         ),
         token=changes.token,
         records=records,
-        foreign=foreign,
+        foreign=len(foreign_hrefs),
     )
+
+
+def read_objects(
+    sink: Sink, hrefs: Iterable[str], owns: Callable[[str], bool]
+) -> tuple[dict[str, RemoteSeen], set[str]]:
+    """Read ``hrefs`` (calendar-multiget): what the planner sees of each, and the hrefs of foreign UIDs.
+
+    An href in neither is gone from the sink.
+    """
+    wanted = list(hrefs)
+    fetched = sink.multiget(wanted) if wanted else {}
+    seen: dict[str, RemoteSeen] = {}
+    foreign: set[str] = set()
+    for href in wanted:
+        obj = fetched.get(href)
+        if obj is None:
+            continue
+        item = seen_from(obj, owns)
+        if item is None:
+            foreign.add(href)
+        else:
+            seen[href] = item
+    return seen, foreign
 
 
 def reread(
     sink: Sink, remote: RemoteState, hrefs: list[str], owns: Callable[[str], bool]
 ) -> RemoteState:
     """``remote`` with ``hrefs`` read again (gone when the sink no longer has them)."""
-    fetched = sink.multiget(hrefs)
+    read, _ = read_objects(sink, hrefs, owns)
     seen = {s.href: s for s in remote.seen}
     deleted = set(remote.deleted)
     for href in hrefs:
-        obj = fetched.get(href)
-        item = seen_from(obj, owns) if obj is not None else None
+        item = read.get(href)
         if item is None:
             deleted.add(href)
             seen.pop(href, None)

@@ -310,7 +310,11 @@ def _plan_recorded(
             Writeback(uid=uid, activity_id=d.activity_id, done=decision.calendar_done)
         )
         return
-    if d.content_hash != r.pushed_hash or (decision is not None and decision.conflict):
+    # The server holding another completion than the CRM's, with nothing to
+    # write back, is pushed even when our bytes look unchanged: after a crash
+    # between a PUT and its record, pushed_hash is not what the server holds.
+    stale = decision is not None and writeback and decision.calendar_done != d.done
+    if d.content_hash != r.pushed_hash or stale or (decision is not None and decision.conflict):
         out.put(uid, d, r.href, etag)
 
 

@@ -16,8 +16,11 @@ from datetime import datetime
 import structlog
 
 from apexcal.apex.client import ApexClient
+from apexcal.config import Config
 from apexcal.errors import ApiError
 from apexcal.state import Store
+from apexcal.sync.pull import refetch
+from apexcal.sync.scope import Scope
 
 log = structlog.get_logger(__name__)
 
@@ -63,3 +66,21 @@ def send_pending(store: Store, client: ApexClient, target: str, now: datetime) -
         log.info("sync.writeback", done=done, activity_ids=ids)
         sent.extend(ids)
     return WritebackResult(sent=tuple(sent))
+
+
+def send_and_refetch(
+    config: Config, store: Store, client: ApexClient, target: str, now: datetime, scope: Scope
+) -> WritebackResult:
+    """Send the pending writebacks, then re-read the activities sent into the mirror and ``scope``.
+
+    The cycle then plans with the CRM's new state (DESIGN §5 "Writeback"), so
+    the next pull brings an object equal to the remote one: no ping-pong.
+    """
+    sent = send_pending(store, client, target, now)
+    if sent.sent:
+        fresh = refetch(config, store, client, sent.sent)
+        scope.activities.update((a.id, a) for a in fresh)
+        new = set(sent.sent) - {r.activity_id for r in scope.records.values()}
+        if new:
+            scope.records.update((r.uid, r) for r in store.records_for_activities(target, new))
+    return sent
