@@ -8,31 +8,27 @@ lock, opens the target's :class:`~apexcal.sync.sink.Sink` and runs one
 commits what it did before the next begins, so a crash anywhere is recovered
 by running again (DESIGN §1, §5):
 
-1. **pull** the CRM's changes into the mirror, and **reconcile** (the id sweep
-   that finds deleted activities) when due — :mod:`apexcal.sync.pull`;
-2. **open** the calendar (created when asked; tasks become events when it
-   cannot hold them) and **detect** what changed there since the stored sync
-   token — :mod:`apexcal.sync.detect`;
-3. **scope**: the activities changed since the target's last mirror position
-   and those whose objects changed remotely (everything on the first cycle, or
-   when the types, the mapping or the filter changed), so a cycle costs in
-   proportion to what changed;
-4. **write back**: entries earlier cycles left pending are sent first; then a
-   pure step (:func:`~apexcal.sync.completions.completions`) decides, before
-   anything is mapped, which calendar-side completions go to the CRM; they are
-   journaled, sent with the bulk PATCH and marked sent, and the written-back
-   activities are re-read by id into the mirror (:mod:`apexcal.sync.writeback`);
-5. **map** each activity in scope once, in its written-back state
-   (:class:`~apexcal.sync.desired.DesiredObjects` caches by id and ``updated_at``);
-6. **plan** (:func:`~apexcal.sync.plan.plan`, pure); objects whose etag the plan
-   must know first are read and only they are planned again;
-7. **apply** with conditional writes, recording each object as the sink
-   accepts it, then read back the etags (:mod:`apexcal.sync.apply`); creates
-   refused because the object exists are read, and only they are planned
-   again and adopted;
-8. **record** the new sync token and mirror position — only when nothing is
-   left to retry, so a skipped or failed object is planned again next cycle —
-   and the cycle's success or failure.
+1. **pull** the CRM's changes into the mirror; **reconcile** (the id sweep
+   finding deleted activities) when due — :mod:`apexcal.sync.pull`;
+2. **open** the calendar (tasks become events when it cannot hold them) and
+   **detect** what changed there since the sync token — :mod:`apexcal.sync.detect`;
+3. **scope**: what changed in the mirror since the target's last position
+   and what changed remotely (everything on the first cycle, or when the
+   types, mapping or filter changed) — :mod:`apexcal.sync.scope`;
+4. **write back**: entries left pending by earlier cycles are sent first; a
+   pure step (:func:`~apexcal.sync.completions.completions`) then decides,
+   before anything is mapped, which calendar-side completions go to the CRM;
+   they are journaled, sent, marked sent, and re-read by id into the mirror
+   (:mod:`apexcal.sync.writeback`);
+5. **map** each activity once, in its written-back state
+   (:class:`~apexcal.sync.desired.DesiredObjects`);
+6. **plan** (pure, :func:`~apexcal.sync.plan.plan`); objects whose etag must be
+   known first are read and only they are planned again;
+7. **apply** conditional writes, recording each as the sink accepts it, then
+   read back the etags; creates refused because the object exists are read,
+   planned again alone and adopted (:mod:`apexcal.sync.apply`);
+8. **record** the sync token and mirror position — only when nothing is left
+   to retry — and the cycle's success or failure.
 
 A no-change cycle costs two API requests (change feed, types) and two CalDAV
 requests (PROPFIND of the collection, sync-collection REPORT).
@@ -52,7 +48,6 @@ from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
 from apexcal.errors import ApexcalError, CycleCancelled, TargetBusy
-from apexcal.geocode.policy import Geocoding
 from apexcal.metrics import Metrics
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import (
@@ -140,7 +135,10 @@ class Cycle:
             self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns
         )
         self.check_stop()
-        scope = self.scope(detected)
+        scope = scope_of(  # what this cycle plans: everything, or what changed
+            self.store, self.target.name, self.org, detected,
+            since=None if self.full else self.state.mirror_seq_seen,
+        )
         self.write_back(scope, detected.remote)
         self.check_stop()
         desired = self.desired.of(scope.activities.values())
@@ -169,23 +167,7 @@ class Cycle:
         self.settings = settings_hash(options, target)
         previous = (self.state.last_summary or {}).get("settings")
         self.full = self.state.mirror_seq_seen == 0 or pulled.types_changed or previous != self.settings
-        geocoding = (
-            Geocoding.for_config(self.config, self.store, network=True)
-            if self.config.mapping.geocoder != "none"
-            else None
-        )
-        self.desired = DesiredObjects(
-            target=target, types=self.store.types(self.org), options=options, geocoding=geocoding
-        )
-
-    # --- scope: what this cycle plans ------------------------------------------------
-
-    def scope(self, detected: Detected) -> Scope:
-        """The activities and records this cycle plans (:func:`~apexcal.sync.scope.scope_of`)."""
-        return scope_of(
-            self.store, self.target.name, self.org, detected,
-            since=None if self.full else self.state.mirror_seq_seen,
-        )
+        self.desired = DesiredObjects.for_target(self.config, target, self.store, options)
 
     # --- write back: completions decided before mapping --------------------------------
 

@@ -26,6 +26,7 @@ from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
 from apexcal.ical.fields import TasksAs
 from apexcal.ical.mapping import MappingOptions, component_kind, object_for
+from apexcal.state import Store
 from apexcal.sync.detect import semantic_hash
 from apexcal.sync.plan import Desired
 
@@ -73,6 +74,19 @@ class DesiredObjects:
         self._cache: dict[int, tuple[datetime, Desired | None]] = {}
         self.mapped = 0
         self.unmappable = 0
+
+    @classmethod
+    def for_target(
+        cls, config: Config, target: TargetConfig, store: Store, options: MappingOptions
+    ) -> DesiredObjects:
+        """The map step of ``target`` with ``options``, the store's types and the config's geocoder."""
+        geocoding = (
+            Geocoding.for_config(config, store, network=True)
+            if config.mapping.geocoder != "none"
+            else None
+        )
+        org = config.source.organization_id
+        return cls(target=target, types=store.types(org), options=options, geocoding=geocoding)
 
     def wants(self, activity: Activity) -> bool:
         """Whether the target wants an object for ``activity`` (live, and inside its filter)."""
