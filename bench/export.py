@@ -12,9 +12,12 @@ then, each as a fresh process whose peak RSS is read from ``wait4``:
   (sorted by UID) and serialized whole.
 
 Flat memory means the export's peak RSS does not grow with N while the
-baseline's does.  Everything runs on loopback.
+baseline's does.  ``--before BIN`` also runs another installation's
+``apexcal export`` (e.g. the virtualenv of an older checkout) against the same
+emulator right after ours, prints its rate beside ours and says whether the
+two files are byte-identical.  Everything runs on loopback.
 
-Run: ``.venv/bin/python bench/export.py [--counts 10000 100000] [--no-baseline]``
+Run: ``.venv/bin/python bench/export.py [--counts 10000 100000] [--no-baseline] [--before OTHER/.venv/bin]``
 """
 
 from __future__ import annotations
@@ -110,6 +113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--before", type=Path, help="bin directory of another installation whose export runs too"
+    )
     args = parser.parse_args()
     rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="apexcal-bench-export-") as tmp:
@@ -133,6 +139,22 @@ def main() -> None:
                     f"{events / seconds:>8,.0f} {rss:>8.0f}"
                 )
                 print(rows[-1], flush=True)
+                if args.before is not None:
+                    ours = events / seconds
+                    old_out = root / f"before-{count}.ics"
+                    seconds, rss = measured(
+                        [str(args.before / "apexcal"), "export", "--config", str(config), "-o", str(old_out)]
+                    )
+                    events = old_out.read_bytes().count(b"BEGIN:VEVENT")
+                    same = old_out.read_bytes() == out.read_bytes()
+                    rows.append(
+                        f"{'before: apexcal export':<30} {count:>8,} {events:>8,} "
+                        f"{old_out.stat().st_size / 2**20:>8.1f} {seconds:>8.1f} {events / seconds:>8,.0f} "
+                        f"{rss:>8.0f}   ours ÷ before {ours / (events / seconds):.2f}×, "
+                        f"{'same bytes' if same else 'different bytes'}"
+                    )
+                    print(rows[-1], flush=True)
+                    old_out.unlink()
                 if not args.no_baseline:
                     base_out = root / f"baseline-{count}.ics"
                     seconds, rss = measured(
