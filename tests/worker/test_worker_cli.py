@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.fixtures.caldav_servers import CalDAVServerHandle
+from tests.fixtures.emulator import EmulatorHandle
 from tests.integration.test_state_store import pg_url
 
 __all__ = ["pg_url"]
@@ -126,3 +128,61 @@ class TestWorkerMetrics:
         assert result.stderr.splitlines() == [
             "error: --metrics-listen nowhere: not host:port (e.g. 127.0.0.1:9101)"
         ]
+
+
+class TestDbWithConfigDir:
+    def test_db_upgrade_and_current_read_the_shared_state_url(self, tmp_path: Path) -> None:
+        """`apexcal db upgrade|current --config-dir DIR` act on apexcal.toml's [state] url."""
+        config_dir = _config_dir(tmp_path, f"sqlite:///{tmp_path}/state.db")
+        upgraded = _run("db", "upgrade", "--config-dir", str(config_dir))
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "upgraded from empty to revision" in upgraded.stdout
+        current = _run("db", "current", "--config-dir", str(config_dir))
+        assert current.returncode == 0, current.stderr
+        assert current.stdout.strip().endswith("up to date)")
+        both = _run("db", "current", "--config-dir", str(config_dir), "--url", "sqlite://")
+        assert (both.returncode, both.stderr.strip()) == (
+            2, "error: give exactly one of --config FILE, --config-dir DIR or --url URL"
+        )
+
+
+class TestSyncWithConfigDir:
+    def test_org_is_needed_when_the_directory_holds_several(self, tmp_path: Path) -> None:
+        """`apexcal sync --config-dir DIR` must name one of several organizations."""
+        config_dir = _config_dir(tmp_path, f"sqlite:///{tmp_path}/state.db")
+        result = _run("sync", "--config-dir", str(config_dir))
+        assert (result.returncode, result.stderr.strip()) == (
+            2, f"error: --org is needed: {config_dir} holds acme, beta"
+        )
+        result = _run("sync", "--config-dir", str(config_dir), "--org", "gamma")
+        assert (result.returncode, result.stderr.strip()) == (
+            2, "error: --org gamma: no such organization (configured: acme, beta)"
+        )
+
+    @pytest.mark.caldav
+    def test_sync_of_one_organization_keys_its_state(
+        self, emulator: EmulatorHandle, radicale_server: CalDAVServerHandle, tmp_path: Path
+    ) -> None:
+        """One cycle through `--config-dir DIR --org KEY` writes the calendar and keeps its state under KEY."""
+        from apexcal.state import Store
+        from tests.integration.test_sync_support import new_activity
+
+        radicale_server.start()
+        new_activity(emulator, subject="Kick-off")
+        url = radicale_server.make_calendar()
+        state_url = f"sqlite:///{tmp_path}/state.db"
+        (tmp_path / "apexcal.toml").write_text(f'[state]\nurl = "{state_url}"\n')
+        (tmp_path / "pw").write_text(radicale_server.password or "")
+        (tmp_path / "acme.toml").write_text(
+            f'[source]\nbase_url = "{emulator.base_url}"\ntoken = "{emulator.token}"\n'
+            f"organization_id = {emulator.org_id}\n\n[mapping]\ngeocoder = \"none\"\n\n"
+            f'[[targets]]\nname = "jane"\nurl = "{url}"\nusername = "{radicale_server.username}"\n'
+            f'password_file = "{tmp_path / "pw"}"\n'
+        )
+        result = _run("sync", "--config-dir", str(tmp_path), "--org", "acme")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("jane: ok ")
+        assert " created=1 " in result.stdout
+        with Store.open(state_url) as store:
+            assert len(store.for_organization("acme").records("jane")) == 1
+            assert store.records("jane") == {}

@@ -25,17 +25,28 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Config file whose [state] url names the database."),
 ]
+ConfigDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-dir", help="Config directory whose apexcal.toml [state] url names the database.",
+        file_okay=False,
+    ),
+]
 UrlOption = Annotated[
     str | None,
     typer.Option("--url", help="Database URL (instead of --config), e.g. sqlite:////path/state.db."),
 ]
 
 
-def _state_url(config: Path | None, url: str | None) -> str:
-    if (config is None) == (url is None):
-        raise UsageError("give exactly one of --config FILE or --url URL")
+def _state_url(config: Path | None, url: str | None, config_dir: Path | None = None) -> str:
+    if sum(x is not None for x in (config, url, config_dir)) != 1:
+        raise UsageError("give exactly one of --config FILE, --config-dir DIR or --url URL")
     if url is not None:
         return url
+    if config_dir is not None:
+        from apexcal.config.directory import load_config_dir
+
+        return load_config_dir(config_dir).state_url
     from apexcal.config import load_config
 
     assert config is not None
@@ -43,12 +54,14 @@ def _state_url(config: Path | None, url: str | None) -> str:
 
 
 @db_app.command("upgrade")
-def upgrade_command(config: ConfigOption = None, url: UrlOption = None) -> None:
+def upgrade_command(
+    config: ConfigOption = None, url: UrlOption = None, config_dir: ConfigDirOption = None
+) -> None:
     """Apply every pending schema migration to the state database."""
     from apexcal.state import migrate
     from apexcal.state.database import Database, make_engine
 
-    db = Database(make_engine(_state_url(config, url)))
+    db = Database(make_engine(_state_url(config, url, config_dir)))
     try:
         before, after = migrate.upgrade(db)
     finally:
@@ -60,12 +73,14 @@ def upgrade_command(config: ConfigOption = None, url: UrlOption = None) -> None:
 
 
 @db_app.command("current")
-def current_command(config: ConfigOption = None, url: UrlOption = None) -> None:
+def current_command(
+    config: ConfigOption = None, url: UrlOption = None, config_dir: ConfigDirOption = None
+) -> None:
     """Print the schema revision of the state database and the newest one known."""
     from apexcal.state import migrate
     from apexcal.state.database import Database, make_engine
 
-    db = Database(make_engine(_state_url(config, url)))
+    db = Database(make_engine(_state_url(config, url, config_dir)))
     try:
         current = migrate.current_revision(db)
     finally:

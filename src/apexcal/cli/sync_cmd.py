@@ -1,4 +1,4 @@
-"""``apexcal sync --config FILE [--target NAME] [--force]``: one cycle of every (or one) target, then the feeds.
+"""``apexcal sync --config FILE | --config-dir DIR --org KEY [--target NAME] [--force]``: one cycle of every (or one) target, then the feeds.
 
 Exit codes: 0 when every target synced, 1 when any target (or feed) failed,
 2 for operator errors (bad config, unreadable secret, unusable state store,
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
 
 @app.command("sync")
 def sync_command(
-    config_path: Annotated[Path, typer.Option("--config", "-c", help="The config file.")],
+    config_path: Annotated[
+        Path | None, typer.Option("--config", "-c", help="The config file.")
+    ] = None,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option("--config-dir", help="A config directory (with --org).", file_okay=False),
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="The organization (file stem) of --config-dir.")
+    ] = None,
     target: Annotated[
         str | None, typer.Option("--target", "-t", help="Sync only this target.")
     ] = None,
@@ -38,7 +47,7 @@ def sync_command(
     """Run exactly one sync cycle of every (or the named) target, then rebuild the feeds."""
     from apexcal.apex.client import ApexClient
     from apexcal.clock import utcnow
-    from apexcal.config import load_config
+    from apexcal.config.directory import load_one
     from apexcal.errors import (
         ApexcalError,
         Forbidden,
@@ -51,7 +60,7 @@ def sync_command(
     from apexcal.sync.cycle import run_target_cycle
     from apexcal.sync.pull import pull
 
-    config = load_config(config_path, resolve_secrets=True)
+    config, org_key = load_one(config_path, config_dir, org, resolve_secrets=True)
     configure_from(config.log, log_level)
     targets = list(config.targets)
     if target is not None:
@@ -62,7 +71,8 @@ def sync_command(
     failed = False
     with ApexClient.for_source(config.source) as client:
         _check_access(client)
-        with Store.open(config.state.url) as store:
+        with Store.open(config.state.url) as opened:
+            store = opened.for_organization(org_key)
             pulled = False
             for t in targets:
                 try:

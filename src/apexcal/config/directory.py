@@ -220,3 +220,39 @@ def _resolve_all(organizations: Mapping[str, Config], env: Mapping[str, str]) ->
     if problems:
         raise UnreadableSecrets(problems)
     return resolved
+
+
+def load_one(
+    config: str | Path | None,
+    config_dir: str | Path | None,
+    org: str | None,
+    *,
+    env: Mapping[str, str] | None = None,
+    resolve_secrets: bool = False,
+) -> tuple[Config, str]:
+    """The config and organization key a command acting on one organization works with.
+
+    Exactly one of ``config`` (a file: key ``''``) and ``config_dir`` (with
+    ``org``, which may be left out when the directory holds one organization).
+    Raises :class:`UsageError` for a wrong combination or an unknown ``org``.
+    """
+    from apexcal.config.loader import load_config
+    from apexcal.errors import UsageError
+
+    if (config is None) == (config_dir is None):
+        raise UsageError("give exactly one of --config FILE or --config-dir DIR")
+    if config is not None:
+        if org is not None:
+            raise UsageError("--org needs --config-dir")
+        loaded = load_config(config, env=env, resolve_secrets=resolve_secrets)
+        return loaded, SINGLE_ORGANIZATION
+    assert config_dir is not None
+    configs = load_config_dir(config_dir, env=env, resolve_secrets=resolve_secrets)
+    keys = list(configs.organizations)
+    if org is None:
+        if len(keys) != 1:
+            raise UsageError(f"--org is needed: {config_dir} holds {', '.join(keys)}")
+        org = keys[0]
+    if org not in configs.organizations:
+        raise UsageError(f"--org {org}: no such organization (configured: {', '.join(keys)})")
+    return configs.organization(org), org
