@@ -60,6 +60,10 @@ def sync_command(
     from apexcal.sync.cycle import run_target_cycle
     from apexcal.sync.pull import pull
 
+    if config_path is None and config_dir is None:
+        raise UsageError(
+            "Missing option '--config' FILE (or '--config-dir' DIR) (see 'apexcal sync --help')"
+        )
     config, org_key = load_one(config_path, config_dir, org, resolve_secrets=True)
     configure_from(config.log, log_level)
     targets = list(config.targets)
