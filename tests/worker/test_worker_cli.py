@@ -186,3 +186,29 @@ class TestSyncWithConfigDir:
         with Store.open(state_url) as store:
             assert len(store.for_organization("acme").records("jane")) == 1
             assert store.records("jane") == {}
+
+
+@pytest.mark.postgres
+class TestStatusWithConfigDir:
+    def test_status_lists_every_organization_with_its_queue_state(self, pg_dir: Path, pg_url: str) -> None:
+        """One table per organization; a target with a job waiting shows 'queued'."""
+        from apexcal.state import Store
+        from apexcal.worker.runner import make_app
+        from apexcal.worker.tasks import SYNC_TARGET, target_lock
+
+        with Store.open(pg_url) as store:
+            schema = store.queue_schema()
+        app = make_app(pg_url, schema, pool_size=1)
+        with app.open():
+            lock = target_lock("beta", "jane")
+            app.configure_task(SYNC_TARGET, lock=lock, queueing_lock=lock).defer(org="beta", target="jane")
+        result = _run("status", "--config-dir", str(pg_dir))
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
+        assert "apexcal — acme (organization 1)" in out
+        assert "apexcal — beta (organization 2)" in out
+        acme, beta = out.split("apexcal — beta")
+        jane_acme = next(line for line in acme.splitlines() if " jane " in line)
+        jane_beta = next(line for line in beta.splitlines() if " jane " in line)
+        assert "queued" not in jane_acme
+        assert "queued" in jane_beta

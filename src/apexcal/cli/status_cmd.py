@@ -1,4 +1,8 @@
-"""``apexcal status --config FILE``: a table of every target and feed, read from the state store.
+"""``apexcal status --config FILE | --config-dir DIR``: a table of every target and feed, read from the state store.
+
+With ``--config-dir`` there is one table per organization and, when the
+state is in PostgreSQL, a ``queue`` column: whether the workers have a job of
+the target or feed running or queued.
 
 Columns: kind, name, last success, last error (only when it is more recent
 than the last success), objects (records of a target; size of a feed file),
@@ -10,7 +14,7 @@ Secrets are not read: the command needs only the state store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,6 +24,8 @@ import typer
 from apexcal.cli.app import app
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from apexcal.config import Config
     from apexcal.state import FeedStatus, Store, TargetState
 
@@ -32,6 +38,7 @@ class StatusRow:
 
     kind: str
     name: str
+    queue: str = "-"
     last_success: datetime | None
     last_error: str | None
     objects: str
@@ -123,39 +130,78 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
 @app.command("status")
 def status_command(
     config_path: Annotated[
-        Path, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
-    ],
+        Path | None, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
+    ] = None,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option("--config-dir", help="A config directory: every organization.", file_okay=False),
+    ] = None,
 ) -> None:
     """Show each target and feed: last success, last error, objects, pending writebacks, next run."""
     from rich.console import Console
-    from rich.table import Table
 
     from apexcal.clock import utcnow
     from apexcal.config import load_config
+    from apexcal.errors import UsageError
     from apexcal.log import configure
     from apexcal.state import Store
 
-    config = load_config(config_path)
+    if (config_path is None) == (config_dir is None):
+        raise UsageError("give exactly one of --config FILE or --config-dir DIR")
     configure("warning")
-    with Store.open(config.state.url) as store:
-        rows = status_rows(config, store, utcnow())
-    table = Table(title=f"apexcal — organization {config.source.organization_id}")
-    for column in ("kind", "name", "last success", "last error", "objects", "pending writebacks", "next run"):
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    if config_path is not None:
+        config = load_config(config_path)
+        with Store.open(config.state.url) as store:
+            rows = status_rows(config, store, utcnow())
+        if not rows:
+            console.print("no targets or feeds configured")
+            return
+        _print(console, f"apexcal — organization {config.source.organization_id}", rows, queue=False)
+        return
+    assert config_dir is not None
+    from apexcal.config.directory import load_config_dir
+
+    configs = load_config_dir(config_dir)
+    with Store.open(configs.state_url) as opened:
+        queue = None
+        if opened.dialect == "postgresql":
+            from apexcal.worker.queue import read_queue
+
+            queue = read_queue(configs.state_url, opened.queue_schema())
+        for key, config in configs:
+            rows = status_rows(config, opened.for_organization(key), utcnow())
+            if queue is not None:
+                rows = [
+                    replace(row, queue=queue.describe(f"{row.kind}:{key}/{row.name}"))
+                    for row in rows
+                ]
+            title = f"apexcal — {key} (organization {config.source.organization_id})"
+            _print(console, title, rows, queue=queue is not None)
+
+
+def _print(console: Console, title: str, rows: list[StatusRow], *, queue: bool) -> None:
+    from rich.table import Table
+
+    if not rows:
+        console.print(f"{title}: no targets or feeds configured")
+        return
+    table = Table(title=title)
+    columns = ["kind", "name", *(["queue"] if queue else []), "last success", "last error",
+               "objects", "pending writebacks", "next run"]
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
             row.kind,
             row.name,
+            *([row.queue] if queue else []),
             _when(row.last_success),
             row.last_error or "-",
             row.objects,
             row.pending,
             row.next_run,
         )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    if not rows:
-        console.print("no targets or feeds configured")
-        return
     console.print(table)
