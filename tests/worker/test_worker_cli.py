@@ -120,6 +120,22 @@ class TestWorkerMetrics:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
 
+    def test_queue_gauges_follow_the_queue(self) -> None:
+        """Depth and oldest age per task come from the queue; a task with no waiting job reads 0."""
+        from apexcal.metrics import Metrics
+        from apexcal.worker.metrics import WorkerMetrics
+        from apexcal.worker.tasks import PULL, SYNC_TARGET
+
+        metrics = Metrics()
+        gauges = WorkerMetrics(metrics)
+        gauges.queue([{"task_name": PULL, "n": 3, "oldest": 12.5}], [PULL, SYNC_TARGET])
+        sample = metrics.registry.get_sample_value
+        assert sample("apexcal_queue_jobs", {"task": PULL}) == 3
+        assert sample("apexcal_queue_oldest_job_seconds", {"task": PULL}) == 12.5
+        assert sample("apexcal_queue_jobs", {"task": SYNC_TARGET}) == 0
+        gauges.queue([], [PULL])
+        assert sample("apexcal_queue_jobs", {"task": PULL}) == 0
+
     def test_bad_metrics_listen_is_one_line(self, tmp_path: Path) -> None:
         """--metrics-listen must be host:port."""
         config_dir = _config_dir(tmp_path, "postgresql+psycopg://postgres@127.0.0.1:1/none")

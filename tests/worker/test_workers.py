@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,11 +77,11 @@ class World:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     killed: dict[int, float] = field(default_factory=dict)
 
-    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+    def start_worker(self, index: int, *extra: str) -> subprocess.Popen[bytes]:
         with (self.logs / f"worker-{index}.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "apexcal", "worker", "--config-dir", str(self.config_dir),
-                 "--concurrency", "3", "--log-level", "debug"],
+                 "--concurrency", "3", "--log-level", "debug", *extra],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self.workers.append(proc)
@@ -272,6 +273,12 @@ def world(scratch_db: str, radicale_server: CalDAVServerHandle, tmp_path: Path) 
             admin.http.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _wait_for(predicate: Callable[[], bool], within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -286,7 +293,9 @@ class TestThreeWorkers:
     def test_workers_converge_share_work_survive_kills_and_stop_cleanly(self, world: World) -> None:
         """Convergence, ≤ 2 API requests per organization per quiet interval, SIGKILL, dropped sessions, SIGTERM."""
         # 1. Three workers converge every calendar and feed.
-        for index in range(3):
+        metrics_port = _free_port()
+        world.start_worker(0, "--metrics-listen", f"127.0.0.1:{metrics_port}")
+        for index in (1, 2):
             world.start_worker(index)
         world.wait_converged(within=120)
 
@@ -347,6 +356,12 @@ class TestThreeWorkers:
         # jobs it was running are reaped (stalled_after + reaper) and run by the next pull.
         world.wait_converged(within=STALLED_S + 5 + 6 * INTERVAL_S + 20)
         assert all(p.poll() is None for i, p in enumerate(world.workers) if i not in world.killed)
+
+        # The first worker's /metrics counts its jobs and shows the queue.
+        if 0 not in world.killed:
+            scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            assert 'apexcal_worker_jobs_total{outcome="ok",task="apexcal.sync_target"}' in scrape
+            assert 'apexcal_queue_jobs{task="apexcal.sync_target"}' in scrape
 
         # 6. SIGTERM: every worker exits 0 within the shutdown bound.
         running = [p for i, p in enumerate(world.workers) if i not in world.killed]

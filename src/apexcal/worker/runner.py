@@ -39,12 +39,23 @@ from apexcal.daemon.process import exit_now
 from apexcal.errors import UsageError
 from apexcal.metrics import Metrics
 from apexcal.state import Store
-from apexcal.worker.tasks import WorkerContext, register_tasks
+from apexcal.worker.metrics import QUEUE_QUERY
+from apexcal.worker.tasks import (
+    BUILD_FEED,
+    PULL,
+    REAPER,
+    SYNC_TARGET,
+    TICK,
+    WorkerContext,
+    register_tasks,
+)
 
 log = structlog.get_logger("apexcal.worker")
 
 # Time kept back from the shutdown bound for closing the pools.
 _SHUTDOWN_RESERVE_S = 2.0
+# How often a worker serving /metrics reads the queue's depth.
+_QUEUE_GAUGE_S = 15.0
 # The longest pause between attempts to start again after losing the database.
 _RESTART_MAX_S = 30.0
 
@@ -163,6 +174,17 @@ def run_worker(
             listen_notify=True,
         )
 
+    async def queue_gauges() -> None:
+        tasks = [TICK, PULL, SYNC_TARGET, BUILD_FEED, REAPER]
+        while not ctx.stopping.is_set():
+            try:
+                rows = await app.connector.execute_query_all_async(query=QUEUE_QUERY)
+            except exceptions.ConnectorException:
+                rows = None  # the database is away: keep the last values
+            if rows is not None:
+                ctx.worker_metrics.queue(rows, tasks)
+            await asyncio.sleep(_QUEUE_GAUGE_S)
+
     async def main() -> None:
         current: list[asyncio.Task[None]] = []
 
@@ -178,6 +200,7 @@ def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         async with app.open_async():
+            gauges = asyncio.create_task(queue_gauges()) if stop_metrics is not None else None
             log.info(
                 "worker.started", name=name, concurrency=concurrency,
                 organizations=len(configs.organizations),
@@ -200,6 +223,9 @@ def run_worker(
                     pause = min(pause * 2, _RESTART_MAX_S)
                     continue
                 pause = 1.0
+            if gauges is not None:
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
 
     try:
         loop.run_until_complete(main())

@@ -31,6 +31,7 @@ from apexcal.errors import ApexcalError
 from apexcal.metrics import Metrics
 from apexcal.state import Store, TargetBusy
 from apexcal.state.records import TargetState
+from apexcal.worker.metrics import WorkerMetrics
 from apexcal.worker.schedule import is_due, phase, slot
 
 log = structlog.get_logger("apexcal.worker")
@@ -94,6 +95,10 @@ class WorkerContext:
     store: Store
     metrics: Metrics = field(default_factory=Metrics)
     stopping: threading.Event = field(default_factory=threading.Event)
+    worker_metrics: WorkerMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.worker_metrics = WorkerMetrics(self.metrics)
 
     @property
     def settings(self) -> Any:
@@ -186,6 +191,9 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             return False
         return True
 
+    def outcome(task: str, result: str) -> None:
+        ctx.worker_metrics.jobs.labels(task, result).inc()
+
     def stop_check(context: JobContext, limit: timedelta) -> Callable[[], bool]:
         deadline = time.monotonic() + limit.total_seconds()
 
@@ -210,6 +218,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             if due_work(org, config, states, busy, now):
                 deferred += defer(PULL, pull_lock(org), pull_lock(org), org=org)
         log.debug("worker.tick", job_id=context.job.id, deferred=deferred)
+        outcome(TICK, "ok")
 
     @app.task(name=PULL, pass_context=True)
     def pull(context: JobContext, org: str, force: bool = False, target: str | None = None) -> None:
@@ -232,6 +241,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
                 log.error("worker.pull_failed", kind=kind, error=_error_text(exc))
                 store.record_failure(PULL_LABEL, utcnow(), kind, _error_text(exc))
                 ctx.metrics.error(PULL_LABEL, kind)
+                outcome(PULL, "failed")
                 return
             store.record_success(
                 PULL_LABEL, utcnow(), {"changed": result.changed, "deleted": result.deleted}
@@ -259,6 +269,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
                 "worker.pulled", changed=result.changed, deleted=result.deleted,
                 reconciled=result.reconciled, deferred=queued,
             )
+            outcome(PULL, "ok")
 
     @app.task(name=SYNC_TARGET, pass_context=True)
     def sync_target(
@@ -291,13 +302,18 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
                     )
             except CycleCancelled:
                 log.info("worker.cycle_cancelled", organization=org, target=target)
+                outcome(SYNC_TARGET, "cancelled")
             except TargetBusy:
                 log.info("worker.target_busy", organization=org, target=target)
+                outcome(SYNC_TARGET, "busy")
             except ApexcalError:
-                pass  # recorded and logged by the cycle (sync.cycle_failed)
+                outcome(SYNC_TARGET, "failed")  # recorded and logged by the cycle
             except Exception as exc:  # a bug: logged with its traceback; the worker lives on
                 log.exception("worker.cycle_crashed", organization=org, target=target)
                 store_failure(store, target, exc)
+                outcome(SYNC_TARGET, "crashed")
+            else:
+                outcome(SYNC_TARGET, "ok")
 
     @app.task(name=BUILD_FEED, pass_context=True)
     def build_feed(context: JobContext, org: str, feed: str) -> None:
@@ -321,6 +337,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
                 log.error("feed.job_failed", kind=kind, error=_error_text(exc))
                 ctx.metrics.error(label, kind)
                 store.record_failure(label, utcnow(), kind, _error_text(exc))
+                outcome(BUILD_FEED, "failed")
                 return
             changed = 0
             for result in results:
@@ -328,6 +345,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
                 changed += result.changed
             store.record_success(label, utcnow(), {"files": len(results), "changed": changed})
             log.info("feed.built", files=len(results), changed=changed)
+            outcome(BUILD_FEED, "ok")
 
     @app.periodic(cron=cron(settings.reaper_interval), periodic_id="reaper")
     @app.task(name=REAPER, pass_context=True)
@@ -338,11 +356,15 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
         stalled = await manager.get_stalled_jobs(
             seconds_since_heartbeat=settings.stalled_after.total_seconds()
         )
-        reaped = await _finish_failed(app, (j.id for j in stalled if j.id != own), "dead worker")
+        reaped = await _finish_failed(
+            app, (j.id for j in stalled if j.id != own), "dead worker", ctx.worker_metrics
+        )
         limit = settings.max_job_duration.total_seconds()
         rows = await app.connector.execute_query_all_async(query=_OVERDUE, seconds=limit)
         hung = [r["id"] for r in rows if r["age"] > 2 * limit and r["id"] != own]
-        reaped += await _finish_failed(app, hung, "past twice the maximum duration")
+        reaped += await _finish_failed(
+            app, hung, "past twice the maximum duration", ctx.worker_metrics
+        )
         for row in rows:
             if row["age"] <= 2 * limit and row["id"] != own:
                 await manager.cancel_job_by_id_async(row["id"], abort=True)
@@ -351,11 +373,14 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             nb_hours=1, include_failed=True, include_cancelled=True, include_aborted=True
         )
         log.debug("worker.reaper", job_id=own, reaped=reaped, overdue=len(rows))
+        outcome(REAPER, "ok")
 
     _ = (tick, pull, sync_target, build_feed, reaper)
 
 
-async def _finish_failed(app: App, ids: Iterable[int | None], reason: str) -> int:
+async def _finish_failed(
+    app: App, ids: Iterable[int | None], reason: str, metrics: WorkerMetrics
+) -> int:
     count = 0
     for job_id in ids:
         if job_id is None:
@@ -367,5 +392,6 @@ async def _finish_failed(app: App, ids: Iterable[int | None], reason: str) -> in
         except exceptions.ConnectorException:
             continue  # finished meanwhile by its own worker
         count += 1
+        metrics.reaped.labels(reason).inc()
         log.warning("worker.job_reaped", job_id=job_id, reason=reason)
     return count
