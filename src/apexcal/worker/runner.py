@@ -22,6 +22,7 @@ the reaper and run again by the next tick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -187,12 +188,18 @@ def run_worker(
 
     async def main() -> None:
         current: list[asyncio.Task[None]] = []
+        stop_requested = asyncio.Event()
+
+        async def pause_for(seconds: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_requested.wait(), seconds)
 
         def on_signal(signum: int) -> None:
             if ctx.stopping.is_set():
                 return
             log.info("worker.stopping", signal=signal.Signals(signum).name)
             ctx.stopping.set()
+            stop_requested.set()
             threading.Thread(target=watchdog, name="apexcal-shutdown", daemon=True).start()
             for task in current:
                 task.cancel()
@@ -208,21 +215,31 @@ def run_worker(
             pause = 1.0
             while not ctx.stopping.is_set():
                 current[:] = [asyncio.create_task(run_once())]
+                began = loop.time()
                 try:
                     await current[0]
                 except asyncio.CancelledError:
                     break
                 except exceptions.ConnectorException as exc:
+                    if loop.time() - began > _RESTART_MAX_S:
+                        pause = 1.0  # a long healthy run: start again quickly
                     # The database went away (restart, failover, a killed session):
                     # procrastinate stopped its worker; start another once it answers.
                     # Jobs it was running are finished by the reaper and run again.
                     if ctx.stopping.is_set():
                         break
                     log.warning("worker.restarting", error=_error_text(exc), pause=pause)
-                    await asyncio.sleep(pause)
+                    await pause_for(pause)
                     pause = min(pause * 2, _RESTART_MAX_S)
                     continue
-                pause = 1.0
+                if not ctx.stopping.is_set():
+                    if loop.time() - began > _RESTART_MAX_S:
+                        pause = 1.0
+                    # procrastinate stops its worker by itself when a side task (heartbeat,
+                    # deferrer) fails, e.g. on a dropped connection: start another.
+                    log.warning("worker.restarting", error="procrastinate worker stopped", pause=pause)
+                    await pause_for(pause)
+                    pause = min(pause * 2, _RESTART_MAX_S)
             if gauges is not None:
                 gauges.cancel()
                 await asyncio.gather(gauges, return_exceptions=True)
