@@ -96,6 +96,20 @@ bigger bodies here keeps a 412 meaning "someone else changed it"."""
 
 _ICS_TYPE = "text/calendar; charset=utf-8"
 
+REFUSAL_CONDITIONS = frozenset(
+    {
+        "no-uid-conflict",
+        "unique-scheduling-object-resource",
+        "supported-calendar-component",
+        "supported-calendar-data",
+        "valid-calendar-data",
+        "valid-calendar-object-resource",
+        "max-resource-size",
+    }
+)
+"""CalDAV preconditions (RFC 4791 §5.3.2.1, RFC 6638 §3.2.4.1) by which a server refuses
+the object itself; any other body of a 412 is the conditional header failing."""
+
 
 def _check_size(href: str, data: bytes) -> None:
     if len(data) > MAX_OBJECT_BYTES:
@@ -365,10 +379,12 @@ class CalDAVSink:
         if status == 404 and method == "PUT" and etag is not None:
             # Some servers answer If-Match on a vanished object with 404, not 412.
             raise PreconditionFailed(href, etag=etag, status=404)
-        if status == 412 and not err.conditions:
-            # A bare 412 is the conditional header failing.  A 412 naming a
-            # precondition (Xandikos: valid-calendar-data, supported-calendar-
-            # component…) is the server refusing the object itself.
+        if status == 412 and not (err.conditions & REFUSAL_CONDITIONS):
+            # A 412 to a conditional request is the condition failing, whatever
+            # else the body names (DAViCal: DAV:if-match / DAV:if-none-match).
+            # Only a CalDAV precondition that means "not this object"
+            # (Xandikos: valid-calendar-data, supported-calendar-component…)
+            # is the server refusing the object itself.
             raise PreconditionFailed(href, etag=etag, status=412)
         if err.conditions:
             names = ", ".join(sorted(err.conditions))
