@@ -177,14 +177,14 @@ class TestFeedNames:
 
 class TestRotateAndRevoke:
     def test_rotate_revokes_old_urls_and_prints_a_working_one(self, env: Env) -> None:
-        """After rotate, every earlier URL of a (per-user) feed is 404 and the new one is 200."""
+        """After rotate, every earlier URL of a (per-user) feed is 410 Gone and the new one is 200."""
         first = env.url("team-46")[0]
         assert first.endswith("/team-46.ics")
         assert status_of(first) == 200
         done = env.run("rotate", "--config", str(env.config), "team-46")
         assert done.returncode == 0, done.stderr
         new = done.stdout.splitlines()[0]
-        assert [status_of(first), status_of(new)] == [404, 200]
+        assert [status_of(first), status_of(new)] == [410, 200]
 
     def test_revoke_one_token_leaves_the_others(self, env: Env) -> None:
         """Revoking one device's token by id keeps the other devices' URLs working."""
@@ -197,7 +197,7 @@ class TestRotateAndRevoke:
             )
         done = env.run("revoke", "--config", str(env.config), "office", "--token-id", str(token_id))
         assert done.returncode == 0, done.stderr
-        assert (status_of(phone), status_of(tablet)) == (404, 200)
+        assert (status_of(phone), status_of(tablet)) == (410, 200)
         again = env.run("revoke", "--config", str(env.config), "office", "--token-id", str(token_id))
         assert again.returncode == 2
         assert len(again.stderr.strip().splitlines()) == 1
@@ -207,7 +207,7 @@ class TestRotateAndRevoke:
         url = env.url("team")[0]
         done = env.run("revoke", "--config", str(env.config), "team", "--all")
         assert done.returncode == 0, done.stderr
-        assert status_of(url) == 404
+        assert status_of(url) == 410
 
     def test_revoke_needs_exactly_one_selector(self, env: Env) -> None:
         """Neither --token-id nor --all is an operator error."""

@@ -363,19 +363,37 @@ class TestTokens:
         assert status == 404
         assert SECRET_BODY not in body
 
-    def test_revoked_token_gets_404(self, server: Server) -> None:
-        """A token stops working once revoked."""
+    def test_revoked_token_gets_410_gone(self, server: Server) -> None:
+        """A token stops working once revoked, and says so: 410 Gone, never cached, no feed bytes."""
         token = server.tokens.issue("team")
         assert raw_request(server.base, "GET", feed_path(token, "team"))[0] == 200
         server.tokens.revoke(token, "team")
-        assert raw_request(server.base, "GET", feed_path(token, "team"))[0] == 404
+        for method in ("GET", "HEAD"):
+            status, headers, body = raw_request(server.base, method, feed_path(token, "team"))
+            assert status == 410
+            assert headers["Cache-Control"] == "no-store"
+            assert b"VCALENDAR" not in body
+        # A conditional request from a client holding the old copy is not a 304.
+        assert raw_request(
+            server.base, "GET", feed_path(token, "team"), {"If-None-Match": "*"}
+        )[0] == 410
+
+    def test_revoked_token_with_another_name_is_a_plain_404(self, server: Server) -> None:
+        """A revoked token tells nothing about feeds it was not issued for: the unknown-token 404."""
+        token = server.tokens.issue("team")
+        server.tokens.revoke(token, "team")
+        unknown = raw_request(server.base, "GET", feed_path(new_token(), "team"))
+        for name in ("team-46", "other"):
+            status, headers, body = raw_request(server.base, "GET", feed_path(token, name))
+            assert (status, body) == (404, unknown[2])
+            assert headers["Content-Length"] == unknown[1]["Content-Length"]
 
     def test_rotation_replaces_old_tokens(self, server: Server) -> None:
-        """After rotation the old URL is 404 and the new one works."""
+        """After rotation the old URL is 410 Gone and the new one works."""
         old = server.tokens.issue("team-46")
         server.tokens.revoke(old, "team-46")
         new = server.tokens.issue("team-46")
-        assert raw_request(server.base, "GET", feed_path(old, "team-46"))[0] == 404
+        assert raw_request(server.base, "GET", feed_path(old, "team-46"))[0] == 410
         assert raw_request(server.base, "GET", feed_path(new, "team-46"))[0] == 200
 
     def test_several_tokens_per_feed(self, server: Server, team_token: str) -> None:
@@ -701,7 +719,7 @@ class TestServerThread:
 
 
 class _NoTokens:
-    def feed_for_token_hash(self, token_hash: str) -> str | None:
+    def feed_token_state(self, token_hash: str) -> tuple[str, bool] | None:
         return None
 
 

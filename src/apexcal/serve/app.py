@@ -2,8 +2,10 @@
 
 ``GET``/``HEAD /feeds/<token>/<name>.ics`` serves a feed file named in the
 configured mapping; the request path is only ever used to *look up* a name,
-never to build a file path.  Anything not well formed, an unknown or revoked
-token, and a token bound to another feed all get the same 404.
+never to build a file path.  Anything not well formed, an unknown token, and a
+token bound to another feed all get the same 404.  A revoked token asking for
+the feed it was issued for gets 410 Gone: subscription clients (Thunderbird)
+then stop polling, where on a 404 they keep showing the last copy forever.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ class ServedFeed:
 class FeedTokenLookup(Protocol):
     """Resolves a token hash to the feed it is bound to (the state store, in the daemon)."""
 
-    def feed_for_token_hash(self, token_hash: str) -> str | None:
-        """The feed name of a non-revoked token with this SHA-256 hex hash, else ``None``."""
+    def feed_token_state(self, token_hash: str) -> tuple[str, bool] | None:
+        """The feed a token with this SHA-256 hex hash was issued for and whether it is revoked.
+
+        ``None`` for a hash never issued.
+        """
         ...
 
 
@@ -69,6 +74,12 @@ FeedsSource = Callable[[], Mapping[str, Path | ServedFeed]]
 
 def _not_found() -> Response:
     return PlainTextResponse("Not Found", status_code=404, headers={"Cache-Control": "no-store"})
+
+
+def _gone() -> Response:
+    return PlainTextResponse(
+        "Gone: this feed URL was revoked", status_code=410, headers={"Cache-Control": "no-store"}
+    )
 
 
 def _method_not_allowed() -> Response:
@@ -82,6 +93,11 @@ class _Found:
     name: str
     version: FeedVersion | None
     max_age: int
+
+
+# What a lookup that found no servable feed answers.
+_MISSING = 404
+_REVOKED = 410
 
 
 class FeedEndpoint:
@@ -109,17 +125,22 @@ class FeedEndpoint:
         log.debug("feed.request", feed=feed, method=request.method, status=response.status_code)
         await response(scope, receive, send)
 
-    def _resolve(self, token: str, name: str) -> _Found | None:
-        """The feed for ``token``/``name`` or ``None``; blocking (store, disk)."""
-        bound = self._tokens.feed_for_token_hash(hash_token(token))
-        same = hmac.compare_digest(
-            (bound if bound is not None else _NO_FEED).encode(), name.encode()
-        )
-        if bound is None or not same:
-            return None
+    def _resolve(self, token: str, name: str) -> _Found | int:
+        """The feed for ``token``/``name``, else the status to answer (404, 410); blocking (store, disk).
+
+        410 only for a revoked token asking for the very feed it was issued
+        for: a revoked token with another name is as unknown as any other.
+        """
+        state = self._tokens.feed_token_state(hash_token(token))
+        bound, revoked = state if state is not None else (_NO_FEED, False)
+        same = hmac.compare_digest(bound.encode(), name.encode())
+        if state is None or not same:
+            return _MISSING
+        if revoked:
+            return _REVOKED
         entry = self._feeds().get(name)
         if entry is None:
-            return None
+            return _MISSING
         served = entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
         return _Found(name=name, version=self._cache.load(served.path), max_age=served.max_age)
 
@@ -133,7 +154,9 @@ class FeedEndpoint:
         if request.method not in ("GET", "HEAD"):
             return "-", _method_not_allowed()
         found = await run_in_threadpool(self._resolve, match["token"], match["name"])
-        if found is None:
+        if found == _REVOKED:
+            return match["name"], _gone()
+        if not isinstance(found, _Found):
             return "-", _not_found()
         if found.version is None:
             return found.name, PlainTextResponse(

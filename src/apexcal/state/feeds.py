@@ -73,6 +73,20 @@ class FeedsPart(StorePart):
                 )
             ).scalar_one_or_none()
 
+    def feed_token_state(self, token_hash: str) -> tuple[str, bool] | None:
+        """The feed a token hash was issued for and whether it is revoked, or ``None`` if unknown.
+
+        Revoked tokens are kept (with ``revoked_at``), so the feed server can
+        tell a revoked URL (410 Gone) from one that never existed (404).
+        """
+        with self._db.read("look up feed token") as conn:
+            row = conn.execute(
+                select(_F.c.feed, _F.c.revoked_at).where(
+                    _F.c.organization == self._org, _F.c.token_hash == token_hash
+                )
+            ).first()
+        return None if row is None else (row.feed, row.revoked_at is not None)
+
     def revoke_feed_tokens(
         self, feed: str, token_id: int | None = None, *, at: datetime | None = None
     ) -> int:
