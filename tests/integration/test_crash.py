@@ -245,3 +245,21 @@ class TestCrashSafety:
         for task in tasks:
             assert rig.h.emulator.state.get(task)["done"] is (task in tasks[:4]), rig.kills
             assert read_remote("", rig.h.object_of("a", task).data).done is (task in tasks[:4])
+
+    def test_delivered_writeback_is_not_sent_again_over_a_later_crm_change(self, rig: CrashRig) -> None:
+        """Killed right after the API accepted the bulk PATCH; the CRM user then undoes it: that change wins."""
+        task = new_task(rig.h.emulator, subject="Call the supplier")
+        assert rig.h.cycle("a").created == 1
+        obj = rig.h.object_of("a", task)
+        assert rig.h.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).status_code in (200, 201, 204)
+        # The API accepts the PATCH; the process dies at the re-read after it (the
+        # second GET /activities of the cycle), before the records are updated.
+        rig.run(KillPlan(match=lambda m, p: m == "GET" and p.startswith("/activities?"), at=2, before=True), rig.api)
+        assert rig.h.emulator.state.get(task)["done"] is True
+        rig.h.emulator.state.patch_activity(task, {"done": False})
+        done = rig.run()
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        assert rig.h.emulator.state.get(task)["done"] is False
+        assert read_remote("", rig.h.object_of("a", task).data).done is False
+        rig.converge()
+        assert rig.h.emulator.state.get(task)["done"] is False

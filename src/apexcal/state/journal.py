@@ -2,7 +2,10 @@
 
 A change is journaled (committed) before it is sent, and marked sent only
 after the API accepted it, so a crash in between re-sends it — harmless, as
-setting ``done`` is idempotent.  A newer detection for the same activity on
+setting ``done`` is idempotent.  Marking an entry sent also records, in the
+same transaction, that the CRM now holds what the calendar holds (the
+object's ``pushed_done`` and ``done_seen``): a crash right after that never
+re-sends a delivered writeback over a later CRM change.  A newer detection for the same activity on
 the same target supersedes a pending older one, so only the latest intent is
 ever sent.
 """
@@ -18,9 +21,10 @@ from sqlalchemy import Row, func, select, update
 from apexcal.state._sql import chunks
 from apexcal.state.mirror import StorePart
 from apexcal.state.records import WritebackEntry, WritebackStatus
-from apexcal.state.tables import WritebackRow, table_of
+from apexcal.state.tables import ObjectRow, WritebackRow, table_of
 
 _W = table_of(WritebackRow)
+_O = table_of(ObjectRow)
 
 MAX_ERROR_TEXT = 2000
 
@@ -99,16 +103,38 @@ class JournalPart(StorePart):
         return sorted(found, key=lambda e: e.id)
 
     def mark_writebacks_sent(self, ids: Iterable[int], at: datetime) -> int:
-        """Mark pending entries sent (the API accepted them); return how many were."""
+        """Mark pending entries sent (the API accepted them); return how many were.
+
+        In the same transaction each entry's object record takes the sent
+        completion as both what we pushed and what we saw (``pushed_done``,
+        ``done_seen``): the CRM and the calendar now agree on it, so a later
+        CRM change is pushed, never overwritten by a re-send.
+        """
         count = 0
         with self._db.write("mark writebacks sent") as conn:
             for chunk in chunks(sorted(set(ids))):
+                sent = conn.execute(
+                    select(_W.c.target, _W.c.activity_id, _W.c.done).where(
+                        _W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending"
+                    )
+                ).all()
                 result = conn.execute(
                     update(_W)
                     .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
                     .values(status="sent", sent_at=at, attempts=_W.c.attempts + 1)
                 )
                 count += result.rowcount
+                for row in sent:
+                    conn.execute(
+                        update(_O)
+                        .where(
+                            _O.c.organization == self._org,
+                            _O.c.target == row.target,
+                            _O.c.activity_id == row.activity_id,
+                            _O.c.kind == "VTODO",
+                        )
+                        .values(pushed_done=row.done, done_seen=row.done, pending_done=None)
+                    )
         return count
 
     def mark_writeback_failed(self, ids: Iterable[int], error: str) -> int:

@@ -3,8 +3,10 @@
 Each change is journaled (committed) first, then every pending entry of the
 target is sent with the API's bulk endpoint — one ``PATCH /activities`` per
 value of ``done`` (and per 100 ids) — and marked sent once the API accepted
-it.  A crash between the steps re-sends the entry on the next cycle, which is
-harmless: setting ``done`` to a value is idempotent.
+it — in the same transaction the object records take the sent value as what
+both sides hold, so once the API's acceptance is known nothing re-sends it
+over a later CRM change.  A crash before the answer arrives re-sends the
+entry on the next cycle (setting ``done`` to a value is idempotent).
 """
 
 from __future__ import annotations
