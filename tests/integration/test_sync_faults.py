@@ -40,6 +40,54 @@ class TestConcurrentEdits:
         harness.assert_converged("a")
 
 
+class TestDeletionMissed:
+    """An object deleted in the calendar whose deletion apexcal never heard of (a token issued after it)."""
+
+    def _delete_unseen(self, harness: Harness, activity_id: int) -> str:
+        gone = harness.object_of("a", activity_id)
+        assert harness.delete_raw("a", gone.href).status_code in (200, 204)
+        with harness.sink("a") as sink:
+            token = sink.changes(None).token
+        assert token is not None
+        harness.store.set_sync_token("a", token)
+        return gone.href
+
+    def test_update_of_a_vanished_object_recreates_it_in_the_same_cycle(self, harness: Harness) -> None:
+        """The update's If-Match meets 412; the href is re-read, found gone, and the object re-created."""
+        ids = [new_activity(harness.emulator, subject=f"Visit {i}") for i in range(3)]
+        harness.add_target("a")
+        harness.cycle("a")
+        self._delete_unseen(harness, ids[0])
+        harness.emulator.state.patch_activity(ids[0], {"subject": "Visit moved"})
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert (summary.created, summary.skipped) == (1, 0)
+        assert b"Visit moved" in harness.object_of("a", ids[0]).data
+        harness.assert_converged("a")
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert summary.skipped == 0
+        assert harness.count("PUT") == 0
+
+    def test_without_recreate_a_vanished_object_is_forgotten_not_retried(self, harness: Harness) -> None:
+        """With recreate_deleted off the record becomes a tombstone: no 412 on any later cycle."""
+        harness.sync = {**harness.sync, "recreate_deleted": False}
+        ids = [new_activity(harness.emulator, subject=f"Visit {i}") for i in range(3)]
+        harness.add_target("a")
+        harness.cycle("a")
+        href = self._delete_unseen(harness, ids[0])
+        harness.emulator.state.patch_activity(ids[0], {"subject": "Visit moved"})
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert (summary.created, summary.skipped) == (0, 0)
+        assert href not in harness.remote("a")
+        harness.emulator.state.patch_activity(ids[0], {"subject": "Visit moved again"})
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert summary.skipped == 0
+        assert harness.count("PUT") == 0
+
+
 class TestSyncTokens:
     """An expired or invalid sync token falls back to a full listing that misses nothing."""
 

@@ -14,8 +14,10 @@ Outcomes per object:
 * accepted → recorded;
 * ``412`` on a create → the object exists: returned in ``exists`` for the
   engine to read and adopt;
-* ``412`` on an update or delete → someone changed it after our read: skipped
-  and re-read next cycle (``retry``), never overwritten blind;
+* ``412`` on an update or delete → someone changed or deleted it after our
+  read: returned in ``conflicted`` for the engine to re-read (gone →
+  re-created or forgotten at once; changed → skipped and re-read next cycle,
+  ``retry``), never overwritten blind;
 * anything else (duplicate UID refused, server errors, no answer) → an
   :class:`ObjectError` with its reason; the object is retried next cycle and
   the others go on.
@@ -68,6 +70,8 @@ class ApplyResult:
     errors: list[ObjectError] = field(default_factory=list)
     exists: list[Create] = field(default_factory=list)
     """Creates refused with 412: an object is already at the href (read it and adopt)."""
+    conflicted: list[Update | Delete] = field(default_factory=list)
+    """Updates and deletes refused with 412: re-read the href and plan again."""
     written: dict[str, ObjectRecord] = field(default_factory=dict)
     """Records of objects written, by href, whose etag is still to be read."""
 
@@ -207,9 +211,7 @@ def _failed(
         if isinstance(action, Create):
             result.exists.append(action)
             return
-        log.info("sync.conflict_412", uid=action.uid, href=href)
-        result.skipped += 1
-        result.retry = True
+        result.conflicted.append(action)
         return
     kind = "uid_conflict" if isinstance(exc, UidConflict) else type(exc).__name__
     log.warning("sync.object_failed", uid=action.uid, href=href, kind=kind, error=str(exc))
@@ -286,3 +288,12 @@ def unadoptable(result: ApplyResult, sink: Sink) -> None:
             )
         )
     result.exists = []
+
+
+def unresolved_conflicts(result: ApplyResult) -> None:
+    """Updates and deletes still refused after a re-read: skipped, re-read next cycle."""
+    for action in result.conflicted:
+        log.info("sync.conflict_412", uid=action.uid, href=action.href)
+        result.skipped += 1
+        result.retry = True
+    result.conflicted = []

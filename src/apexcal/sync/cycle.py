@@ -59,6 +59,7 @@ from apexcal.sync.apply import (
     read_refused_creates,
     record_etags,
     unadoptable,
+    unresolved_conflicts,
 )
 from apexcal.sync.caldav import default_sink_factory
 from apexcal.sync.completions import CrmCompletion, completions
@@ -264,10 +265,41 @@ class Cycle:
             the_plan, self.sink, self.store, name, scope.records,
             result=result, should_stop=self.should_stop,
         )
+        if result.conflicted:
+            self._resolve_conflicts(result, desired, scope)
         if result.exists:
             self._adopt(result, desired, scope)
+        unresolved_conflicts(result)
         record_etags(self.sink, self.store, result.written)
         return result
+
+    def _resolve_conflicts(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> None:
+        """Updates/deletes met 412: re-read those hrefs; plan the ones gone again at once.
+
+        An object deleted in the calendar behind our back (its deletion never
+        reported) is re-created now, or forgotten with a tombstone when
+        ``recreate_deleted`` is off, so it cannot stay stuck.  One changed by
+        someone else is skipped: the sync token is then kept, so the next
+        cycle reads the change and plans from it.
+        """
+        conflicted, result.conflicted = result.conflicted, []
+        remote = reread(self.sink, RemoteState(), [a.href for a in conflicted], self.owns)
+        result.conflicted = [a for a in conflicted if a.href not in remote.deleted]
+        uids = {a.uid for a in conflicted if a.href in remote.deleted}
+        if not uids:
+            return
+        log.info("sync.conflict_412_gone", objects=len(uids))
+        own = {u: r for u, r in scope.records.items() if u in uids}
+        gone = dataclasses.replace(remote, seen=(), deleted=frozenset(r.href for r in own.values()))
+        again = self._plan([d for d in desired if d.uid in uids], own, gone, scope.total)
+        name = self.target.name
+        recorded = apply_records(again, self.store, name, scope.records)
+        result.adopted += recorded.adopted
+        result.recorded += recorded.recorded
+        apply_writes(
+            again, self.sink, self.store, name, scope.records,
+            result=result, should_stop=self.should_stop,
+        )
 
     def _adopt(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> None:
         """Creates met 412: read what is there, plan just those again, and adopt or update them."""
