@@ -641,3 +641,58 @@ class TestWindowProperty:
         assert last_day(parsed) == days[1]
         first, last = TODAY - timedelta(days=window[0]), TODAY + timedelta(days=window[1])
         assert in_window(parsed, first, last) == (days[0] <= last and days[1] >= first)
+
+
+def _serve(site: Site, cfg: Config, feed: str) -> tuple[Any, str]:
+    """The feed server over ``cfg``'s feeds (with their cache lifetimes) and a token for ``feed``."""
+    from prometheus_client import CollectorRegistry
+
+    from apexcal.feeds.tokens import hash_token, new_token
+    from apexcal.serve import HealthSnapshot, create_app
+    from apexcal.serve.feedmap import served_feeds
+
+    token = new_token()
+    site.store.add_feed_token(feed, hash_token(token), None, datetime.now(UTC))
+
+    class Healthy:
+        def snapshot(self) -> HealthSnapshot:
+            now = datetime.now(UTC)
+            return HealthSnapshot(
+                now=now, stale_after=timedelta(hours=1), started_at=now, feeds={}, targets={}
+            )
+
+    app = create_app(
+        feeds=lambda: served_feeds(cfg.feeds),
+        tokens=site.store,
+        health=Healthy(),
+        metrics_registry=CollectorRegistry(),
+        public_url="https://cal.example.com",
+    )
+    return app, token
+
+
+class TestServedCalendarProperties:
+    def test_refresh_name_description_and_colour_reach_the_subscriber(self, site: Site) -> None:
+        """Over HTTP: REFRESH-INTERVAL and X-PUBLISHED-TTL from refresh_interval (also the max-age), names, colour."""
+        import httpx
+
+        from apexcal.feeds.tokens import feed_path
+        from apexcal.serve import serve_in_thread
+
+        site.pull()
+        site.build()
+        app, token = _serve(site, site.config, "team")
+        with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+            r = http.get(feed_path(token, "team"))
+        assert r.status_code == 200
+        assert r.headers["Cache-Control"] == "private, max-age=1800"
+        data = r.content
+        cal = Calendar.from_ical(data)
+        assert b"\r\nREFRESH-INTERVAL;VALUE=DURATION:PT30M\r\n" in data
+        assert b"\r\nX-PUBLISHED-TTL:PT30M\r\n" in data
+        assert str(cal["NAME"]) == str(cal["X-WR-CALNAME"]) == "Team"
+        assert str(cal["DESCRIPTION"]) == str(cal["X-WR-CALDESC"]) == "All of us"
+        assert str(cal["COLOR"]) == "dodgerblue"
+        assert str(cal["X-APPLE-CALENDAR-COLOR"]) == "#3B82F6"
+        assert str(cal["SOURCE"]) == "https://cal.example.com" + feed_path(token, "team")
+
