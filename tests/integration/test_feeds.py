@@ -696,3 +696,102 @@ class TestServedCalendarProperties:
         assert str(cal["X-APPLE-CALENDAR-COLOR"]) == "#3B82F6"
         assert str(cal["SOURCE"]) == "https://cal.example.com" + feed_path(token, "team")
 
+
+DONE_RECORDS = (
+    activity(1, subject="Open call"),
+    activity(2, subject="Done call", done=True),
+    activity(3, subject="Done meeting", activity_type="meeting", done=True),
+    activity(4, subject="Done task", activity_type="task", done=True),
+    activity(5, subject="Open task", activity_type="task"),
+)
+
+
+def _summaries(data: bytes) -> dict[str, str]:
+    """SUMMARY by X-APEX-ACTIVITY-ID of every component."""
+    cal = Calendar.from_ical(data)
+    return {
+        str(c["X-APEX-ACTIVITY-ID"]): str(c["SUMMARY"])
+        for c in cal.walk()
+        if c.name in ("VEVENT", "VTODO")
+    }
+
+
+class TestDoneEvents:
+    @pytest.mark.parametrize(
+        ("done_events", "tasks_as", "expected"),
+        [
+            (
+                "keep",
+                "events",
+                {"1": "Open call", "2": "Done call", "3": "Done meeting", "4": "Done task", "5": "Open task"},
+            ),
+            (
+                "check",
+                "events",
+                {
+                    "1": "Open call",
+                    "2": "✓ Done call",
+                    "3": "✓ Done meeting",
+                    "4": "✓ Done task",
+                    "5": "Open task",
+                },
+            ),
+            # A done task shown as a VTODO says so with STATUS:COMPLETED, not a mark.
+            (
+                "check",
+                "todos",
+                {"1": "Open call", "2": "✓ Done call", "3": "✓ Done meeting", "4": "Done task", "5": "Open task"},
+            ),
+            ("hide", "events", {"1": "Open call", "4": "Done task", "5": "Open task"}),
+            ("hide", "todos", {"1": "Open call", "4": "Done task", "5": "Open task"}),
+        ],
+    )
+    def test_done_events_over_http(
+        self,
+        emulator: EmulatorHandle,
+        tmp_path: Path,
+        done_events: str,
+        tasks_as: str,
+        expected: dict[str, str],
+    ) -> None:
+        """keep leaves done events alone, check marks them "✓ ", hide leaves done non-tasks out."""
+        import httpx
+
+        from apexcal.feeds.tokens import feed_path
+        from apexcal.serve import serve_in_thread
+
+        for record in DONE_RECORDS:
+            emulator.state.insert_activity(record)
+        feeds = [{"name": "team", "done_events": done_events, "tasks_as": tasks_as}]
+        for s in make_site(emulator, tmp_path, feeds):
+            s.pull()
+            s.build()
+            app, token = _serve(s, s.config, "team")
+            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+                r = http.get(feed_path(token, "team"))
+            assert r.status_code == 200
+            assert _summaries(r.content) == expected
+
+    def test_switching_done_events_rebuilds_the_feed(
+        self, emulator: EmulatorHandle, tmp_path: Path
+    ) -> None:
+        """Changing done_events changes the feed's inputs: the next build writes the new summaries."""
+        for record in DONE_RECORDS:
+            emulator.state.insert_activity(record)
+        for s in make_site(emulator, tmp_path, [{"name": "team"}]):
+            s.pull()
+            s.build()
+            assert _summaries(s.feed())["2"] == "Done call"
+            checked = s.config.model_copy(
+                update={"feeds": [s.config.feeds[0].model_copy(update={"done_events": "check"})]}
+            )
+            results = build_all_feeds(checked, s.store, today=TODAY)
+            assert [r.rebuilt for r in results] == [True]
+            assert _summaries(s.feed())["2"] == "✓ Done call"
+
+    def test_unknown_value_is_refused_naming_the_key(self, emulator: EmulatorHandle, tmp_path: Path) -> None:
+        """A value other than keep, check, hide is a config error that names done_events."""
+        from apexcal.errors import ConfigError
+
+        with pytest.raises(ConfigError, match=r"feeds\[0\]\.done_events: must be one of: keep, check, hide"):
+            next(make_site(emulator, tmp_path, [{"name": "team", "done_events": "strike"}]))

@@ -25,7 +25,7 @@ from apexcal.apex.models import Activity, parse_activity_type, type_key
 from apexcal.apex.retry import RetryPolicy
 from apexcal.config import Config, TargetConfig, config_from_dict
 from apexcal.errors import Unmappable
-from apexcal.ical.mapping import object_for
+from apexcal.ical.mapping import is_hidden, object_for
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
 from apexcal.sync.caldav import CalDAVSink
@@ -259,7 +259,7 @@ class Harness:
         with ApexClient(self.emulator.base_url, self.emulator.token, org) as client:
             activities: list[Activity] = list(client.list_activities(fastJoinForActivityList=True))
         for activity in activities:
-            if not _matches(activity, target.filter):
+            if not _matches(activity, target.filter) or is_hidden(activity, options):
                 continue
             try:
                 obj = object_for(activity, types, options)

@@ -31,7 +31,7 @@ from apexcal.config.values import (
     TypeKey,
     credential_password,
 )
-from apexcal.ical.fields import Privacy, TasksAs
+from apexcal.ical.fields import DoneEvents, Privacy, TasksAs
 
 Component = Literal["event", "todo"]
 
@@ -112,6 +112,11 @@ class TargetConfig(_Table):
         default="todos",
         description='Tasks as "todos" (VTODO, completion syncs back) or "events".',
     )
+    done_events: DoneEvents = Field(
+        default="keep",
+        description='Done activities shown as events: "keep" (as they are), "check" (a "✓ " '
+        'before the summary) or "hide" (left out; done tasks stay).',
+    )
     writeback: Annotated[bool, Field(strict=True)] = Field(
         default=True, description="Send completions made in the calendar back to the CRM."
     )
@@ -182,6 +187,11 @@ class FeedConfig(_Table):
     tasks_as: TasksAs = Field(
         default="events",
         description='"events" (most subscribing clients ignore to-dos) or "todos".',
+    )
+    done_events: DoneEvents = Field(
+        default="keep",
+        description='Done activities shown as events: "keep" (as they are), "check" (a "✓ " '
+        'before the summary) or "hide" (left out; done tasks stay).',
     )
     window: WindowConfig = Field(
         default_factory=WindowConfig,

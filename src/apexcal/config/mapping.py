@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apexcal.ical.fields import Privacy, TasksAs
+from apexcal.ical.fields import DoneEvents, Privacy, TasksAs
 from apexcal.ical.mapping import MappingOptions
 
 if TYPE_CHECKING:
     from apexcal.config.models import Config
 
 
-def mapping_options(config: Config, *, privacy: Privacy, tasks_as: TasksAs) -> MappingOptions:
+def mapping_options(
+    config: Config, *, privacy: Privacy, tasks_as: TasksAs, done_events: DoneEvents = "keep"
+) -> MappingOptions:
     """The pure mapping's options: the source's zone and UID domain, ``[mapping]``, and the calendar's choices."""
     m = config.mapping
     return MappingOptions(
@@ -24,4 +26,5 @@ def mapping_options(config: Config, *, privacy: Privacy, tasks_as: TasksAs) -> M
         activity_url_template=m.activity_url,
         default_duration=m.default_duration,
         max_note_bytes=m.max_note_bytes,
+        done_events=done_events,
     )

@@ -84,8 +84,10 @@ class FeedResult:
 
 
 def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
-    """The mapping options of a feed: its privacy and tasks, the config's mapping table."""
-    return mapping_options(config, privacy=feed.privacy, tasks_as=feed.tasks_as)
+    """The mapping options of a feed: its privacy, tasks and done events, the config's mapping table."""
+    return mapping_options(
+        config, privacy=feed.privacy, tasks_as=feed.tasks_as, done_events=feed.done_events
+    )
 
 
 # --- building -------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from apexcal.apex.models import Activity, ActivityType, GeoPoint
 from apexcal.errors import Unmappable
 from apexcal.feeds.atomic import WriteResult, write_atomic
 from apexcal.ical.feed import CalendarProps, write_calendar
-from apexcal.ical.mapping import MappingOptions, map_activity, uid_for
+from apexcal.ical.mapping import MappingOptions, is_hidden, map_activity, uid_for
 
 log = structlog.get_logger(__name__)
 
@@ -221,7 +221,7 @@ def spool_activities(
         if on_activity is not None:
             on_activity()
         groups = group_of(activity)
-        if not groups:
+        if not groups or is_hidden(activity, options):
             continue
         try:
             point = geocode(activity) if geocode is not None else None

@@ -16,6 +16,12 @@ Privacy = Literal["full", "public", "busy"]
 TasksAs = Literal["todos", "events"]
 """Whether task types become VTODOs (per ``components``) or everything a VEVENT."""
 
+DoneEvents = Literal["keep", "check", "hide"]
+"""How done activities shown as events look: as they are, with a "✓ " before the summary, or left out."""
+
+DONE_MARK = "\u2713 "
+"""What ``done_events = "check"`` puts before a done event's summary."""
+
 ComponentKind = Literal["event", "todo"]
 """The component an activity type maps to under ``tasks_as = "todos"``."""
 

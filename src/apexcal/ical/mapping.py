@@ -30,7 +30,10 @@ Decisions worth knowing:
   STATUS (an event that took place is not "confirmed" or "cancelled").
 - **Summary.** The template is filled with cleaned one-line values, the
   separators of empty fields tidied away (:mod:`apexcal.ical.summary`); an
-  empty result falls back to the type name.
+  empty result falls back to the type name.  With ``done_events = "check"``
+  a done activity shown as a VEVENT has ``✓ `` before its summary;
+  ``"hide"`` leaves done activities that are not tasks out (:func:`is_hidden`,
+  applied by the callers that choose what to map).
 - **Privacy.** ``full``: subject, note, public description, location, links,
   deal/contact/company names.  ``public``: subject, public description,
   location, links — never the note.  ``busy``: ``SUMMARY:Busy``,
@@ -54,7 +57,15 @@ from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
 from apexcal.errors import Unmappable
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
-from apexcal.ical.fields import SUMMARY_FIELDS, URL_FIELDS, ComponentKind, Privacy, TasksAs
+from apexcal.ical.fields import (
+    DONE_MARK,
+    SUMMARY_FIELDS,
+    URL_FIELDS,
+    ComponentKind,
+    DoneEvents,
+    Privacy,
+    TasksAs,
+)
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
 from apexcal.ical.summary import parse_template, render_summary, render_template, summary_values
 from apexcal.ical.text import clean_line, clean_text, truncate_utf8
@@ -107,6 +118,7 @@ class MappingOptions:
     activity_url_template: str | None = "https://app.achieveapex.com/activities/{id}"
     default_duration: timedelta = DEFAULT_DURATION
     max_note_bytes: int = 65536
+    done_events: DoneEvents = "keep"
 
     def __post_init__(self) -> None:
         # Keys normalised to type keys ("Customer Training" → customer_training) and
@@ -151,6 +163,19 @@ def parse_uid(uid: str) -> tuple[int, int] | None:
 def href_name(uid: str) -> str:
     """A resource name safe in any URL path and file system: ``<uid with [^A-Za-z0-9._-] as _>.ics``."""
     return _UNSAFE_HREF.sub("_", uid) + ".ics"
+
+
+def is_hidden(activity: Activity, options: MappingOptions) -> bool:
+    """Whether ``done_events = "hide"`` leaves ``activity`` out: done, and not a task.
+
+    A task is an activity whose type maps to a VTODO in ``components``
+    (whatever ``tasks_as`` says): a done task stays, as a completed to-do or,
+    where tasks are events, as an event.
+    """
+    if options.done_events != "hide" or not activity.done:
+        return False
+    kind = options.components.get(type_key(activity.activity_type)) if activity.activity_type else None
+    return kind != "todo"
 
 
 def component_kind(activity: Activity, options: MappingOptions) -> ComponentKind:
@@ -253,6 +278,8 @@ def map_activity(
             place = place_for(activity.location, geocode, guessed=geocode is not None)
         summary = clean_line(render_summary(options.summary_template, names))
         summary = summary or names["type"] or "Activity"
+        if activity.done and kind == "event" and options.done_events == "check":
+            summary = DONE_MARK + summary
     updated = _utc(activity.updated_at)
     hex_color = normalize_hex(activity_type.color) if activity_type and not busy else None
     common = {

@@ -25,7 +25,7 @@ from apexcal.errors import Unmappable
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
 from apexcal.ical.fields import TasksAs
-from apexcal.ical.mapping import MappingOptions, component_kind, object_for
+from apexcal.ical.mapping import MappingOptions, component_kind, is_hidden, object_for
 from apexcal.state import Store
 from apexcal.sync.detect import semantic_hash
 from apexcal.sync.plan import Desired
@@ -36,7 +36,9 @@ log = structlog.get_logger(__name__)
 def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | None = None) -> MappingOptions:
     """The mapping options of a target (its privacy and tasks, the config's mapping table)."""
     tasks: TasksAs = "events" if (tasks_as or target.tasks_as) == "events" else "todos"
-    return config_mapping_options(config, privacy=target.privacy, tasks_as=tasks)
+    return config_mapping_options(
+        config, privacy=target.privacy, tasks_as=tasks, done_events=target.done_events
+    )
 
 
 def settings_hash(options: MappingOptions, target: TargetConfig) -> str:
@@ -89,8 +91,12 @@ class DesiredObjects:
         return cls(target=target, types=store.types(org), options=options, geocoding=geocoding)
 
     def wants(self, activity: Activity) -> bool:
-        """Whether the target wants an object for ``activity`` (live, and inside its filter)."""
-        return activity.deleted_at is None and matches(activity, self._target.filter)
+        """Whether the target wants an object for ``activity`` (live, inside its filter, not hidden as done)."""
+        return (
+            activity.deleted_at is None
+            and matches(activity, self._target.filter)
+            and not is_hidden(activity, self.options)
+        )
 
     def is_todo(self, activity: Activity) -> bool:
         """Whether ``activity`` is written as a VTODO on this target (no mapping needed)."""

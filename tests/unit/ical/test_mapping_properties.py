@@ -154,3 +154,33 @@ class TestMappingProperties:
             assert isinstance(event.dtstart, datetime)
             assert isinstance(event.dtend, datetime)
             assert event.dtend > event.dtstart
+
+
+@FEWER
+@given(
+    activity=activities(),
+    tasks_as=st.sampled_from(["todos", "events"]),
+    privacy=st.sampled_from(["full", "public"]),
+)
+def test_done_events_check_marks_exactly_the_done_events(activity: Activity, tasks_as: Any, privacy: Any) -> None:
+    """check: a done VEVENT's SUMMARY is "✓ " + keep's; anything else is byte-identical to keep."""
+    from apexcal.ical.mapping import is_hidden, map_activity
+
+    keep = MappingOptions(uid_domain="example.com", tasks_as=tasks_as, privacy=privacy)
+    check = MappingOptions(uid_domain="example.com", tasks_as=tasks_as, privacy=privacy, done_events="check")
+    hide = MappingOptions(uid_domain="example.com", tasks_as=tasks_as, privacy=privacy, done_events="hide")
+    try:
+        kept = map_activity(activity, TYPES, keep)
+    except Unmappable:
+        return
+    checked = map_activity(activity, TYPES, check)
+    if activity.done and kept.name == "VEVENT":
+        assert str(checked["SUMMARY"]) == "✓ " + str(kept["SUMMARY"])
+    else:
+        assert checked.to_ical() == kept.to_ical()
+    is_task = activity.activity_type is not None and keep.components.get(
+        activity.activity_type.lower()
+    ) == "todo"
+    assert is_hidden(activity, hide) == bool(activity.done and not is_task)
+    assert not is_hidden(activity, keep)
+    assert not is_hidden(activity, check)
