@@ -25,7 +25,9 @@ from apexcal.apex.models import Activity, parse_activity_type, type_key
 from apexcal.apex.retry import RetryPolicy
 from apexcal.config import Config, TargetConfig, config_from_dict
 from apexcal.errors import Unmappable
+from apexcal.ical.contentlines import Block, parse
 from apexcal.ical.mapping import is_hidden, object_for
+from apexcal.ical.ownership import canonical_line
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
 from apexcal.sync.caldav import CalDAVSink
@@ -324,19 +326,24 @@ def _unfold(data: bytes) -> bytes:
     return re.sub(rb"\r?\n[ \t]", b"", data).replace(b"\r\n", b"\n").strip()
 
 
-def _lines(data: bytes) -> list[bytes]:
+def _lines(data: bytes) -> list[str]:
     """The content lines of an object, sorted: servers may reorder properties (Radicale does).
 
-    Radicale also cuts an X-APPLE-STRUCTURED-LOCATION value at its comma
-    (``geo:51.5,-0.1`` is stored as ``geo:51.5``) and unquotes its parameters,
-    so that line is compared without quotes and up to the comma.
+    Each line is compared in :func:`~apexcal.ical.ownership.canonical_line`
+    form: servers re-serialise stored objects (Radicale cuts an
+    X-APPLE-STRUCTURED-LOCATION value at its comma and unquotes parameters;
+    Cyrus re-orders and re-quotes parameters and keeps GEO at 6 decimals)
+    without changing what a line says.
     """
-    out = []
-    for line in _unfold(data).split(b"\n"):
-        if line.startswith(b"X-APPLE-STRUCTURED-LOCATION"):
-            head, value = line.rsplit(b":", 1)
-            line = head.replace(b'"', b"") + b":" + value.split(b",")[0]
-        out.append(line)
+    out: list[str] = []
+
+    def walk(block: Block) -> None:
+        out.append(f"BEGIN:{block.name}")
+        out.extend(repr(canonical_line(line)) for line in block.lines())
+        for child in block.blocks():
+            walk(child)
+
+    walk(parse(data))
     return sorted(out)
 
 

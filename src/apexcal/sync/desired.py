@@ -27,7 +27,7 @@ from apexcal.geocode.policy import Geocoding
 from apexcal.ical.fields import TasksAs
 from apexcal.ical.mapping import MappingOptions, component_kind, is_hidden, object_for
 from apexcal.state import Store
-from apexcal.sync.detect import semantic_hash
+from apexcal.sync.detect import legacy_hash, semantic_hash
 from apexcal.sync.plan import Desired
 
 log = structlog.get_logger(__name__)
@@ -132,6 +132,7 @@ class DesiredObjects:
             activity_id=activity.id,
             href_name=obj.href_name,
             content_hash=semantic_hash(obj.data),
+            legacy_hash=legacy_hash(obj.data),
             data=obj.data,
             kind="VTODO" if obj.component_kind == "todo" else "VEVENT",
             done=activity.done,

@@ -25,6 +25,7 @@ import structlog
 from apexcal.config import Config
 from apexcal.errors import RemoteParseError
 from apexcal.ical.mapping import parse_uid
+from apexcal.ical.ownership import owned_hash
 from apexcal.ical.remote import read_remote
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.plan import RemoteSeen, RemoteState
@@ -84,17 +85,27 @@ _FOLD = re.compile(rb"\r?\n[ \t]")
 
 
 def semantic_hash(data: bytes) -> str:
-    """A hash of an object's content that survives a server's re-serialization.
+    """The content hash that decides "nothing to do": :func:`~apexcal.ical.ownership.owned_hash`.
 
-    Servers may store our bytes rewritten: Radicale re-serializes every object
+    Servers store our bytes rewritten: Radicale re-serializes every object
     (property order, line folding, parameter quoting) and cuts an
-    ``X-APPLE-STRUCTURED-LOCATION`` value at its comma.  The hash is taken over
-    the sorted, unfolded content lines with parameter quotes dropped and that
-    one value cut the same way, so an object we wrote compares equal to what
-    the server returns — which lets a crash-interrupted write, or a calendar
-    that already holds our objects, be adopted without rewriting it.  Any
-    change of the CRM's content still changes the hash (it changes
-    ``LAST-MODIFIED`` and ``SEQUENCE`` at least).
+    ``X-APPLE-STRUCTURED-LOCATION`` value at its comma; Cyrus re-folds,
+    re-quotes parameters and keeps ``GEO`` at 6 decimals.  The hash covers
+    only what apexcal owns, normalised against all of that, so an object we
+    wrote compares equal to what the server returns — which lets a
+    crash-interrupted write, or a calendar that already holds our objects, be
+    adopted without rewriting it.  Any change of the CRM's content still
+    changes the hash (it changes ``LAST-MODIFIED`` and ``SEQUENCE`` at least).
+    """
+    # Unfolded as bytes first: a server folding inside a UTF-8 sequence must not matter.
+    return owned_hash(_FOLD.sub(b"", data))
+
+
+def legacy_hash(data: bytes) -> str:
+    """The content hash records written by earlier versions hold (sorted unfolded lines, quotes dropped).
+
+    A record whose ``pushed_hash`` has this form and equals it for the desired
+    bytes means "unchanged" too, so changing the hash rewrites nothing.
     """
     lines = []
     for line in _FOLD.sub(b"", data).replace(b"\r\n", b"\n").split(b"\n"):

@@ -314,7 +314,8 @@ def _plan_recorded(
     # write back, is pushed even when our bytes look unchanged: after a crash
     # between a PUT and its record, pushed_hash is not what the server holds.
     stale = decision is not None and writeback and decision.calendar_done != d.done
-    if d.content_hash != r.pushed_hash or stale or (decision is not None and decision.conflict):
+    unchanged = r.pushed_hash in (d.content_hash, d.legacy_hash)
+    if not unchanged or stale or (decision is not None and decision.conflict):
         out.put(uid, d, r.href, etag)
 
 

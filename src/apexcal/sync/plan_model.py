@@ -34,6 +34,8 @@ class Desired:
     done: bool
     updated_at: datetime | None = None
     """The activity's ``updated_at``; only ``newest-wins`` looks at it."""
+    legacy_hash: str | None = None
+    """The same bytes' hash in the form records of earlier versions hold (equal to it = unchanged)."""
 
 
 TOMBSTONE_KIND = "GONE"
