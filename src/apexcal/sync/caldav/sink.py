@@ -367,9 +367,14 @@ class CalDAVSink:
             log.debug("caldav.write", method=method, href=href, status=status)
             return WriteResult(href=href, etag=resp.headers.get("ETag"), status=status)
         err = davxml.parse_error_body(resp.content)
-        if err.has("no-uid-conflict"):
+        uid_condition = next(
+            (c for c in ("no-uid-conflict", "unique-scheduling-object-resource") if err.has(c)), None
+        )
+        if uid_condition is not None:
+            # Cyrus (and Fastmail) keep UIDs unique per account and name the
+            # holder under CalDAV's unique-scheduling-object-resource.
             uid = uid_of(data)
-            existing = err.hrefs.get("no-uid-conflict", ())
+            existing = err.hrefs.get(uid_condition, ())
             raise UidConflict(
                 href,
                 uid,
