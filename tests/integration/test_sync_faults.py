@@ -22,9 +22,14 @@ class TestConcurrentEdits:
         obj = harness.object_of("a", ids[0])
         edited = edited_like(obj.data, "Bring the contract")
 
+        reported: list[int] = []
+
         def edit_after_detection(method: str, status: int) -> None:
-            # Right after our sync REPORT (our read), before any PUT: another client edits.
+            # Right after our read (the sync REPORT, then the listing that checks
+            # an answer naming all our objects), before any PUT: another client edits.
             if method == "REPORT":
+                reported.append(status)
+            elif method == "PROPFIND" and reported:
                 harness.hooks.clear()
                 assert harness.put_raw("a", obj.href, edited, obj.etag).status_code in (200, 204)
 
@@ -86,6 +91,35 @@ class TestDeletionMissed:
         assert summary.ok
         assert summary.skipped == 0
         assert harness.count("PUT") == 0
+
+
+    def test_calendar_reconcile_finds_a_deletion_no_token_reports(self, harness: Harness) -> None:
+        """With caldav_reconcile_interval "0s" a listing is compared each cycle: the object is re-created."""
+        harness.sync = {**harness.sync, "caldav_reconcile_interval": "0s"}
+        ids = [new_activity(harness.emulator, subject=f"Visit {i}") for i in range(3)]
+        harness.add_target("a")
+        harness.cycle("a")
+        self._delete_unseen(harness, ids[1])
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert summary.created == 1
+        assert harness.count("PROPFIND") >= 2  # the collection, then its full listing
+        harness.assert_converged("a")
+        reconciled = harness.store.target_state("a").last_caldav_reconcile_at
+        assert reconciled is not None
+        summary = harness.cycle("a")
+        assert summary.created == 0
+        assert harness.count("PUT") == 0
+
+    def test_without_a_due_reconcile_the_listing_is_not_read(self, harness: Harness) -> None:
+        """The default interval (1 day): once our writes' echo is past, a cycle sends no full listing."""
+        new_activity(harness.emulator, subject="Visit")
+        harness.add_target("a")
+        harness.cycle("a")
+        assert harness.store.target_state("a").last_caldav_reconcile_at is not None
+        harness.cycle("a")  # the echo of our own write
+        harness.cycle("a")
+        assert harness.count("PROPFIND") == 1
 
 
 class TestSyncTokens:

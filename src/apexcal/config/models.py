@@ -136,6 +136,11 @@ class SyncConfig(_Table):
         default=timedelta(hours=1),
         description='Full id sweep that finds deleted activities; "0s" = on every cycle.',
     )
+    caldav_reconcile_interval: DurationOrZero = Field(
+        default=timedelta(days=1),
+        description="Full href/etag listing of each calendar compared with the records, which "
+        "finds deletions a sync token missed; \"0s\" = on every cycle.",
+    )
     jitter: DurationOrZero = Field(
         default=timedelta(seconds=10),
         description="Random delay added to each scheduled cycle, so targets do not all fire "

@@ -65,6 +65,7 @@ class TargetState:
     last_error_kind: str | None = None
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
+    last_caldav_reconcile_at: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

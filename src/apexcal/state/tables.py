@@ -182,6 +182,8 @@ class TargetStateRow(Base):
     last_error_kind: Mapped[str | None] = mapped_column(String(200))
     last_error_at: Mapped[datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_caldav_reconcile_at: Mapped[datetime | None]
+    """When the calendar's full listing was last compared with the records."""
 
 
 class WritebackRow(Base):

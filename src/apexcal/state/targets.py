@@ -168,6 +168,10 @@ class TargetsPart(StorePart):
         """Store the server's sync token (``None`` forgets it: the next cycle lists in full)."""
         self._update_state(target, "store sync token", sync_token=token)
 
+    def set_caldav_reconciled(self, target: str, at: datetime) -> None:
+        """Remember when the calendar's full listing was last compared with the records."""
+        self._update_state(target, "record calendar reconcile", last_caldav_reconcile_at=at)
+
     def set_mirror_seq_seen(self, target: str, seq: int) -> None:
         """Remember the mirror change sequence this target has handled."""
         self._update_state(target, "store mirror position", mirror_seq_seen=seq)
@@ -314,4 +318,5 @@ def _state(row: Row[Any]) -> TargetState:
         last_error_kind=row.last_error_kind,
         last_error_at=row.last_error_at,
         consecutive_failures=row.consecutive_failures,
+        last_caldav_reconcile_at=row.last_caldav_reconcile_at,
     )

@@ -133,7 +133,8 @@ class Cycle:
         self.open_calendar(pulled)
         self.check_stop()
         detected = detect(
-            self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns
+            self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns,
+            reconcile=self.calendar_reconcile_due(),
         )
         self.check_stop()
         scope = scope_of(  # what this cycle plans: everything, or what changed
@@ -147,6 +148,11 @@ class Cycle:
         self.check_stop()
         result = self.apply(the_plan, desired, scope)
         return self.record(pulled, detected, scope, result, time.monotonic() - started)
+
+    def calendar_reconcile_due(self) -> bool:
+        """Whether ``[sync] caldav_reconcile_interval`` has passed since the last calendar reconcile."""
+        last = self.state.last_caldav_reconcile_at
+        return last is None or self.now - last >= self.config.sync.caldav_reconcile_interval
 
     def check_stop(self) -> None:
         """Raise :class:`CycleCancelled` when a stop was requested."""
@@ -326,6 +332,8 @@ class Cycle:
             token = detected.token if detected.token is not None or detected.remote.full else state.sync_token
             if token != state.sync_token:
                 store.set_sync_token(name, token)
+            if detected.remote.full:
+                store.set_caldav_reconciled(name, self.now)
             if scope.seq != state.mirror_seq_seen:
                 # 0 (an empty mirror) keeps the next cycle a full one: the
                 # first activity ever mirrored gets position 1 and must be seen.

@@ -29,7 +29,7 @@ from apexcal.ical.ownership import owned_hash
 from apexcal.ical.remote import read_remote
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.plan import RemoteSeen, RemoteState
-from apexcal.sync.sink import FetchedObject, Sink
+from apexcal.sync.sink import FetchedObject, RemoteChanges, Sink
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +66,8 @@ class Detected:
     """Records of the hrefs the server reported (changed or deleted), by UID."""
     foreign: int = 0
     """Objects read whose UID is not ours (never touched)."""
+    reconciled: bool = False
+    """Whether a full listing of the calendar was compared with the records."""
 
 
 def is_our_uid(uid: str, *, organization_id: int, domain: str) -> bool:
@@ -147,11 +149,27 @@ def detect(
     token: str | None,
     *,
     uid_filter: Callable[[str], bool],
+    reconcile: bool = False,
 ) -> Detected:
-    """Ask the server what changed since ``token`` and read the changed objects we may own."""
+    """Ask the server what changed since ``token`` and read the changed objects we may own.
+
+    ``reconcile``: compare a full href/etag listing (:meth:`Sink.listing`)
+    with the records even when the token is accepted, so deletions and
+    changes the token's answers missed are found (``caldav.reconciled``).
+    """
     known = _RecordedHrefs(lambda: {r.href for r in store.records(target).values()})
     changes = sink.changes(token, known_hrefs=known)
+    if reconcile and not changes.full:
+        members = sink.listing()
+        changes = RemoteChanges(
+            token=changes.token,
+            changed=members,
+            deleted=frozenset(h for h in known if h not in members),
+            full=True,
+        )
     by_href = store.records_for_hrefs(target, [*changes.changed, *changes.deleted])
+    if changes.full:
+        _log_reconciled(target, changes, by_href)
     to_read: list[str] = []
     listed: set[str] = set()
     for href, etag in changes.changed.items():
@@ -186,6 +204,18 @@ def detect(
         token=changes.token,
         records=records,
         foreign=len(foreign_hrefs),
+    )
+
+
+def _log_reconciled(target: str, changes: RemoteChanges, by_href: dict[str, ObjectRecord]) -> None:
+    missing = sum(1 for h in changes.deleted if (r := by_href.get(h)) is not None and r.etag is not None)
+    unknown = sum(1 for h in changes.changed if h not in by_href)
+    changed = sum(
+        1 for h, e in changes.changed.items() if (r := by_href.get(h)) is not None and r.etag != e
+    )
+    log.info(
+        "caldav.reconciled", target=target, objects=len(changes.changed), missing=missing,
+        unknown=unknown, changed=changed,
     )
 
 

@@ -240,9 +240,10 @@ class CalDAVSink:
             try:
                 if sync_token is not None:
                     try:
-                        return sync_collection(
+                        changes = sync_collection(
                             self._dav, sync_token, full=False, known_hrefs=known_hrefs
                         )
+                        return self._unless_full_listing(changes, known_hrefs)
                     except InvalidSyncToken:
                         log.warning("caldav.sync_token_invalid", url=self.url)
                 return sync_collection(self._dav, None, full=True, known_hrefs=known_hrefs)
@@ -252,6 +253,30 @@ class CalDAVSink:
         members = list_members(self._dav)
         deleted = frozenset(h for h in known_hrefs if h not in members)
         return RemoteChanges(token=None, changed=members, deleted=deleted, full=True)
+
+    def _unless_full_listing(
+        self, changes: RemoteChanges, known_hrefs: Collection[str]
+    ) -> RemoteChanges:
+        """``changes``, or a full listing when the answer was one in disguise.
+
+        DAViCal answers an unknown or expired token with a plain 207 listing
+        every object, no ``DAV:valid-sync-token``.  An answer that names no
+        deletion and at least half of the known hrefs is checked against a
+        PROPFIND listing: when it names every object there, it is taken for a
+        full listing, so the known hrefs absent from it are deleted.  (The echo
+        of a cycle that wrote most of the calendar is checked too: one PROPFIND.)
+        """
+        if changes.deleted or not known_hrefs:
+            return changes
+        named = sum(1 for h in changes.changed if h in known_hrefs)
+        if not named or 2 * named < len(known_hrefs):
+            return changes
+        members = list_members(self._dav)
+        if not members or not all(h in changes.changed for h in members):
+            return changes
+        log.warning("caldav.sync_answer_full", url=self.url, objects=len(members))
+        deleted = frozenset(h for h in known_hrefs if h not in members)
+        return RemoteChanges(token=changes.token, changed=members, deleted=deleted, full=True)
 
     def listing(self) -> dict[str, str]:
         """Every calendar object in the collection, href → etag (PROPFIND, Depth 1)."""
