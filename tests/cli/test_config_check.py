@@ -109,3 +109,20 @@ class TestConfigSchema:
         generated.write_text(result.stdout, encoding="utf-8")
         checked = check(str(generated))
         assert (checked.returncode, checked.stdout, checked.stderr) == (0, "ok\n", "")
+
+
+class TestSharedAccount:
+    def test_two_targets_of_one_account_with_overlapping_filters_warn(self, tmp_path: Path) -> None:
+        """Two targets with one host and user name and no disjoint filter: one warning line, still ok."""
+        second = (
+            '\n[[targets]]\nname = "jane-team"\nurl = "https://dav.example.com/calendars/jane/team/"\n'
+            'username = "jane"\npassword_file = "/run/credentials/apexcal.service/jane-dav"\n'
+        )
+        config = tmp_path / "apexcal.toml"
+        config.write_text(EXAMPLE.read_text() + second)
+        result = check(str(config))
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, lines
+        assert "'jane' and 'jane-team' share the account jane@dav.example.com" in lines[0]
+        assert "must not share activities" in lines[0]
