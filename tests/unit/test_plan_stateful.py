@@ -608,9 +608,22 @@ class TestCycleConverges:
             m.converge()
             m.remote_toggles_back_while_a_writeback_is_pending(pick=0)
             m.cycle_with_faults(frozenset([0]), frozenset(), frozenset(), None, None)
+            expected = not m._crm_done(1)
             m.crm_toggle_done(pick=0)
             m.converge()
+            assert m._crm_done(1) is expected
+
+    def test_a_completion_taken_back_before_its_writeback_went_out_never_reaches_the_crm(self) -> None:
+        """A to-do ticked while the API is down and unticked before the writeback is sent stays not done."""
+        with machine() as m:
+            m.setup(recreate=False)
+            m.crm_create(slot=1, done=False)
+            m.converge()
+            m.remote_toggles_back_while_a_writeback_is_pending(pick=0)
+            m.cycle_with_faults(frozenset(), frozenset(), frozenset(), None, "down")
+            m.converge()
             assert m._crm_done(1) is False
+            assert read_remote("x", m._ours()[1].data).done is False
 
     def test_first_activity_after_a_cycle_on_an_empty_mirror_is_synced(self) -> None:
         """An activity created after a target's first cycle over an empty mirror reaches the calendar."""
@@ -621,10 +634,10 @@ class TestCycleConverges:
             m.converge()
             assert 1 in m._ours()
 
-    def test_untick_during_a_failed_writeback_is_settled_by_the_policy(self) -> None:
-        """A tick whose writeback failed, then an untick, ends as the policy says."""
+    def test_untick_during_a_failed_writeback_never_reaches_the_crm(self) -> None:
+        """A tick whose writeback failed, then an untick: the CRM never saw the tick, whatever the policy."""
         for policy, final in (
-            (ConflictPolicy.CRM_WINS, True),
+            (ConflictPolicy.CRM_WINS, False),
             (ConflictPolicy.CALENDAR_WINS, False),
         ):
             with machine(policy) as m:

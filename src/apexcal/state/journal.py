@@ -137,6 +137,19 @@ class JournalPart(StorePart):
                     )
         return count
 
+    def supersede_writebacks(self, ids: Iterable[int]) -> int:
+        """Set pending entries aside unsent (the calendar changed again); return how many were."""
+        count = 0
+        with self._db.write("supersede writebacks") as conn:
+            for chunk in chunks(sorted(set(ids))):
+                result = conn.execute(
+                    update(_W)
+                    .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
+                    .values(status="superseded")
+                )
+                count += result.rowcount
+        return count
+
     def mark_writeback_failed(self, ids: Iterable[int], error: str) -> int:
         """Count a failed attempt on pending entries, keeping them pending; return how many."""
         count = 0

@@ -48,6 +48,7 @@ from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
 from apexcal.errors import ApexcalError, CycleCancelled, TargetBusy
+from apexcal.ical.mapping import parse_uid
 from apexcal.metrics import Metrics
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import (
@@ -181,13 +182,16 @@ class Cycle:
     def write_back(self, scope: Scope, remote: RemoteState) -> None:
         """Send what earlier cycles left pending, then decide, journal and send this cycle's completions.
 
-        Pending entries go first, so the decision sees the CRM as they left it
-        (a stale entry then meets the calendar's newer state as a conflict the
-        policy settles).  The written-back activities are re-read by id.
+        Pending entries go first, so the decision sees the CRM as they left it;
+        an entry the calendar has changed again since is dropped unsent (the
+        CRM never saw it, so it is no side's change).  The written-back
+        activities are re-read by id.
         """
         name = self.target.name
         if self.store.count_pending_writebacks(name):
-            self._send(scope)
+            self._drop_superseded(remote)
+            if self.store.count_pending_writebacks(name):
+                self._send(scope)
         todos = {
             a.id: CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
             for a in scope.activities.values()
@@ -201,6 +205,28 @@ class Cycle:
         journal(self.store, name, ((w.activity_id, w.done) for w in writebacks), self.now)
         if writebacks and not self.retry:
             self._send(scope)
+
+    def _drop_superseded(self, remote: RemoteState) -> None:
+        """Drop pending entries the calendar has changed again since: this cycle decides afresh.
+
+        A to-do ticked while the API was down and unticked before the entry
+        went out must not reach the CRM as done.
+        """
+        done_now: dict[int, bool] = {}
+        for seen in remote.seen:
+            if seen.uid is None or seen.done is None or not self.owns(seen.uid):
+                continue
+            ids = parse_uid(seen.uid)
+            if ids is not None:
+                done_now[ids[1]] = seen.done
+        stale = [
+            e.id
+            for e in self.store.pending_writebacks(self.target.name)
+            if e.activity_id in done_now and done_now[e.activity_id] != e.done
+        ]
+        if stale:
+            self.store.supersede_writebacks(stale)
+            log.info("sync.writeback_superseded", count=len(stale))
 
     def _send(self, scope: Scope) -> None:
         sent = send_and_refetch(self.config, self.store, self.client, self.target.name, self.now, scope)
