@@ -1,12 +1,9 @@
-"""Activity filters: the API's documented query parameters, matched locally or sent as a query.
+"""Activity filters: the API's documented query parameters, matched against the mirror.
 
 Targets and feeds select activities with ``filter`` tables whose keys are the
-API's documented query parameters.  The same filter is used two ways:
-
-* pushed to the API (:func:`to_api_query`) where a command pulls straight
-  from it (``apexcal export``), so only matching records travel;
-* matched against the local mirror (:func:`matches`), where the daemon keeps
-  every activity of the organization and each target takes its share.
+API's documented query parameters; :func:`matches` applies one to the local
+mirror, where the daemon keeps every activity of the organization and each
+target takes its share.
 
 A value is a scalar (equality), a list (any of, ``$in``) or a table of Feathers
 operators (``$gte``, ``$lte``, ``$gt``, ``$lt``, ``$ne``, ``$in``, ``$nin``).
@@ -74,14 +71,3 @@ def matches(activity: Activity, filter_: Mapping[str, Any]) -> bool:
         if not _match_value(field, getattr(activity, field, None), condition):
             return False
     return True
-
-
-def to_api_query(filter_: Mapping[str, Any]) -> dict[str, Any]:
-    """The Feathers query for ``filter_`` (lists become ``$in``; ``subject`` stays a string)."""
-    query: dict[str, Any] = {}
-    for field, condition in filter_.items():
-        if isinstance(condition, list | tuple):
-            query[field] = {"$in": list(condition)}
-        else:
-            query[field] = condition
-    return query

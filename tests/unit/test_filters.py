@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import pytest
 
 from apexcal.apex.models import parse_activity
-from apexcal.filters import matches, to_api_query
+from apexcal.filters import matches
 
 BASE: dict[str, Any] = {
     "id": 1,
@@ -52,16 +51,3 @@ class TestMatches:
         """An activity without a start date is outside every date range."""
         activity = parse_activity({**BASE, "start_date": None})
         assert not matches(activity, {"start_date": {"$gte": "2000-01-01"}})
-
-
-class TestToApiQuery:
-    def test_lists_become_in_and_scalars_stay(self) -> None:
-        """A list is sent as ``$in``; scalars and operator tables pass through."""
-        query = to_api_query(
-            {"activity_type": ["call", "task"], "done": False, "start_date": {"$gte": date(2025, 1, 1)}}
-        )
-        assert query == {
-            "activity_type": {"$in": ["call", "task"]},
-            "done": False,
-            "start_date": {"$gte": date(2025, 1, 1)},
-        }

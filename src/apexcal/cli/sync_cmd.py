@@ -9,7 +9,6 @@ line per target goes to stdout; logs go to stderr.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +18,8 @@ from apexcal.cli.app import app
 
 if TYPE_CHECKING:
     from apexcal.apex.client import ApexClient
+    from apexcal.config import Config
+    from apexcal.state import Store
 
 
 @app.command("sync")
@@ -90,7 +91,7 @@ def sync_command(
                 pulled = True
                 failed = failed or not summary.ok
                 print(summary.line(), flush=True)
-            if config.feeds and importlib.util.find_spec("apexcal.feeds") is not None:
+            if config.feeds:
                 # Feeds are built from the mirror: bring it up to date first when no
                 # target cycle did, and never rebuild from a mirror a pull could not refresh.
                 if not pulled:
@@ -121,19 +122,17 @@ def _check_access(client: ApexClient) -> None:
         return
 
 
-def _build_feeds(config: object, store: object) -> bool:
-    """Rebuild every feed when the feeds module is installed; return True when it failed."""
-    import importlib
-
+def _build_feeds(config: Config, store: Store) -> bool:
+    """Rebuild every feed; return True when it failed."""
     from apexcal.errors import ApexcalError
+    from apexcal.feeds import build_all_feeds
 
-    feeds = importlib.import_module("apexcal.feeds")
     try:
-        results = feeds.build_all_feeds(config, store)
+        results = build_all_feeds(config, store)
     except (ApexcalError, OSError) as exc:
         print(f"feeds: failed: {exc}".replace("\n", " "), flush=True)
         return True
     for r in results:
-        state = "changed" if getattr(r, "changed", False) else "unchanged"
-        print(f"feed {getattr(r, 'name', '?')}: {state} count={getattr(r, 'count', '?')}", flush=True)
+        state = "changed" if r.changed else "unchanged"
+        print(f"feed {r.name}: {state} count={r.count}", flush=True)
     return False

@@ -110,3 +110,24 @@ def conflict_note(
         policy=policy,
         winner=decision.winner or "crm",
     )
+
+
+def superseded(
+    pending: Iterable[tuple[int, int, bool]], remote: RemoteState, activity_of: Callable[[str], int | None]
+) -> list[int]:
+    """The pending writebacks ``(entry id, activity id, done)`` the calendar has changed again since.
+
+    Such an entry never reached the CRM, so it is no side's change any more:
+    it is dropped unsent and this cycle decides afresh (a to-do ticked while
+    the API was down and unticked before the entry went out stays not done).
+    """
+    done_now: dict[int, bool] = {}
+    for seen in remote.seen:
+        activity_id = activity_of(seen.uid) if seen.uid is not None else None
+        if activity_id is not None and seen.done is not None:
+            done_now[activity_id] = seen.done
+    return [
+        entry_id
+        for entry_id, activity_id, done in pending
+        if activity_id in done_now and done_now[activity_id] != done
+    ]

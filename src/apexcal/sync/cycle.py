@@ -63,7 +63,7 @@ from apexcal.sync.apply import (
     unresolved_conflicts,
 )
 from apexcal.sync.caldav import default_sink_factory
-from apexcal.sync.completions import CrmCompletion, completions
+from apexcal.sync.completions import CrmCompletion, completions, superseded
 from apexcal.sync.desired import DesiredObjects, mapping_options, settings_hash
 from apexcal.sync.detect import Detected, detect, ownership, reread
 from apexcal.sync.plan import (
@@ -207,26 +207,16 @@ class Cycle:
             self._send(scope)
 
     def _drop_superseded(self, remote: RemoteState) -> None:
-        """Drop pending entries the calendar has changed again since: this cycle decides afresh.
-
-        A to-do ticked while the API was down and unticked before the entry
-        went out must not reach the CRM as done.
-        """
-        done_now: dict[int, bool] = {}
-        for seen in remote.seen:
-            if seen.uid is None or seen.done is None or not self.owns(seen.uid):
-                continue
-            ids = parse_uid(seen.uid)
-            if ids is not None:
-                done_now[ids[1]] = seen.done
-        stale = [
-            e.id
-            for e in self.store.pending_writebacks(self.target.name)
-            if e.activity_id in done_now and done_now[e.activity_id] != e.done
-        ]
+        """Drop pending entries the calendar has changed again since (:func:`superseded`)."""
+        pending = [(e.id, e.activity_id, e.done) for e in self.store.pending_writebacks(self.target.name)]
+        stale = superseded(pending, remote, self._activity_of)
         if stale:
             self.store.supersede_writebacks(stale)
             log.info("sync.writeback_superseded", count=len(stale))
+
+    def _activity_of(self, uid: str) -> int | None:
+        ids = parse_uid(uid) if self.owns(uid) else None
+        return None if ids is None else ids[1]
 
     def _send(self, scope: Scope) -> None:
         sent = send_and_refetch(self.config, self.store, self.client, self.target.name, self.now, scope)
