@@ -61,9 +61,10 @@ from apexcal.errors import Unmappable  # noqa: E402
 from apexcal.ical.mapping import object_for  # noqa: E402
 from apexcal.state import Store  # noqa: E402
 from apexcal.sync.caldav import CalDAVSink  # noqa: E402
-from apexcal.sync.cycle import CycleSummary, run_target_cycle  # noqa: E402
 from apexcal.sync.desired import mapping_options  # noqa: E402
 from apexcal.sync.pull import pull_changes  # noqa: E402
+from apexcal.sync.run import run_target_cycle  # noqa: E402
+from apexcal.sync.summary import CycleSummary  # noqa: E402
 
 ANCHOR = date(2026, 11, 1)  # seeded data must be identical from run to run
 MAKERS: dict[str, Callable[[Path], CalDAVServerHandle]] = {

@@ -31,9 +31,10 @@ from apexcal.ical.ownership import canonical_line
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
 from apexcal.sync.caldav import CalDAVSink
-from apexcal.sync.cycle import CycleSummary, run_target_cycle
 from apexcal.sync.desired import mapping_options
+from apexcal.sync.run import run_target_cycle
 from apexcal.sync.sink import FetchedObject
+from apexcal.sync.summary import CycleSummary
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.fixtures.emulator import EmulatorHandle
 

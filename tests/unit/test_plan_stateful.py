@@ -1,6 +1,6 @@
 """A stateful property test of the sync cycle: random CRM edits, calendar edits and faults converge.
 
-The machine drives the real cycle (:func:`~apexcal.sync.cycle.run_target_cycle`)
+The machine drives the real cycle (:func:`~apexcal.sync.run.run_target_cycle`)
 over real parts, faults injected only at their edges:
 
 * the CRM is the emulator's app, reached by the real API client through an
@@ -49,10 +49,10 @@ from apexcal.errors import CalDAVError, CalDAVTransportError, MassDeleteRefused
 from apexcal.ical.mapping import href_name, uid_for
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
-from apexcal.sync.cycle import CycleSummary, run_target_cycle
 from apexcal.sync.desired import DesiredObjects, mapping_options
 from apexcal.sync.memory_sink import MemorySink
 from apexcal.sync.plan import ConflictPolicy, Desired
+from apexcal.sync.run import run_target_cycle
 from apexcal.sync.sink import (
     CalendarInfo,
     FetchedObject,
@@ -63,6 +63,7 @@ from apexcal.sync.sink import (
     run_writes,
     write_one,
 )
+from apexcal.sync.summary import CycleSummary
 
 SLOTS = st.integers(min_value=1, max_value=4)
 PICK = st.integers(min_value=0, max_value=63)

@@ -58,8 +58,8 @@ def sync_command(
     )
     from apexcal.log import configure_from
     from apexcal.state import Store
-    from apexcal.sync.cycle import run_target_cycle
     from apexcal.sync.pull import pull
+    from apexcal.sync.run import run_target_cycle
 
     if config_path is None and config_dir is None:
         raise UsageError(

@@ -3,7 +3,7 @@
 Each job is a function of the config in force when it fires, the state store
 and the metrics; it never raises (a scheduler thread must survive anything),
 and reports how it went as a :class:`JobOutcome`.  A target job runs
-:func:`apexcal.sync.cycle.run_target_cycle` — pull (with the reconcile sweep
+:func:`apexcal.sync.run.run_target_cycle` — pull (with the reconcile sweep
 when ``sync.reconcile_interval`` is due), detect, write back, plan, apply,
 record — with a cooperative ``should_stop`` the engine polls between steps and
 objects.  A feed job pulls the CRM's changes itself (so a config with feeds
@@ -125,7 +125,7 @@ def run_target(
 ) -> JobOutcome:
     """One cycle of target ``name``; the engine logs the cycle's own lines and summary."""
     from apexcal.errors import CycleCancelled
-    from apexcal.sync.cycle import run_target_cycle
+    from apexcal.sync.run import run_target_cycle
 
     target = config.target(name)
     try:

@@ -277,8 +277,8 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
     ) -> None:
         """One cycle of ``target`` of ``org`` on the mirror its organization's pull refreshed."""
         from apexcal.errors import CycleCancelled
-        from apexcal.sync.cycle import run_target_cycle
         from apexcal.sync.pull import PullResult
+        from apexcal.sync.run import run_target_cycle
 
         config = ctx.configs.organizations.get(org)
         names = {t.name for t in config.targets} if config is not None else set()
