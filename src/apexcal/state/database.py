@@ -12,6 +12,7 @@ password or the statement's parameters.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +26,6 @@ from sqlalchemy.pool import StaticPool
 from apexcal.errors import StoreFailure, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-
-
 
 
 def safe_url(url: str | URL) -> str:
@@ -110,7 +108,7 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if path is not None:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor)
                 # In WAL mode NORMAL survives any process crash (the guarantee sync
                 # relies on); only a power loss may forget the last commits.
                 cursor.execute("PRAGMA synchronous = NORMAL")
@@ -123,6 +121,27 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database file in WAL mode (a persistent setting), waiting out other openers.
+
+    The switch needs the file to itself.  While another connection holds a
+    write lock on it (a concurrent opener migrating a new database), SQLite
+    answers "database is locked" at once instead of calling its busy handler,
+    so the switch is retried here until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 class Database:
