@@ -70,6 +70,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("config", "config_cmd", "Inspect and validate configuration files."),
     ("db", "db_cmd", "Manage the state database (schema migrations)."),
     ("feed", "feed_cmd", "Manage secret feed URLs (create, rotate, revoke, list)."),
+    (
+        "hook",
+        "hook_cmd",
+        "Manage the secret URLs of the sync webhook (create, rotate, revoke, list).",
+    ),
 )
 """Every top-level command and group: name, its module under ``apexcal.cli``, the
 first paragraph of its help — in the order typer lists them (commands, then groups)."""

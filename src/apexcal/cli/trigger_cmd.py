@@ -31,13 +31,11 @@ def trigger_command(
     ] = None,
 ) -> None:
     """Ask the workers to pull and sync now."""
-    from procrastinate import exceptions
-
     from apexcal.config.directory import load_config_dir
     from apexcal.log import configure
     from apexcal.state import Store
     from apexcal.worker.runner import make_app, require_postgresql
-    from apexcal.worker.tasks import PULL, pull_lock, trigger_lock
+    from apexcal.worker.trigger import request_pull
 
     configs = load_config_dir(config_dir)
     require_postgresql(configs.state_url)
@@ -60,10 +58,8 @@ def trigger_command(
     app = make_app(configs.state_url, schema, pool_size=2)
     with app.open():
         for key in keys:
-            deferrer = app.configure_task(PULL, lock=pull_lock(key), queueing_lock=trigger_lock(key))
-            try:
-                job_id = deferrer.defer(org=key, force=True, target=target)
-            except exceptions.AlreadyEnqueued:
+            job_id = request_pull(app, key, target)
+            if job_id is None:
                 print(f"{key}: already requested")
-                continue
-            print(f"{key}: pull requested (job {job_id})")
+            else:
+                print(f"{key}: pull requested (job {job_id})")

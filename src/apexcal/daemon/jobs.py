@@ -241,6 +241,8 @@ class JobRunner:
         self.primed = threading.Event()
         self._lock = threading.Lock()
         self._health: dict[str, JobHealth] = {}
+        self._running: set[str] = set()
+        self._again: set[str] = set()
         self._last = ""
         self._failures = Gauge(
             "apexcal_job_consecutive_failures",
@@ -253,8 +255,36 @@ class JobRunner:
         """Whether shutdown has begun (the engine polls this between objects)."""
         return self.stopping.is_set()
 
+    def request_run(self, job_id: str) -> bool:
+        """Have job ``job_id`` run once more right after its current run; ``False`` when it is not running.
+
+        A sync asked for while a job runs may concern a change its pull has
+        already missed: the job runs again instead of the request being lost.
+        """
+        with self._lock:
+            if job_id not in self._running:
+                return False
+            self._again.add(job_id)
+            return True
+
     def run_job(self, spec: JobSpec, timing: tuple[timedelta, timedelta]) -> None:
-        """Run one firing of a job (in a scheduler thread): backoff, run, remember, report."""
+        """Run one firing of a job (in a scheduler thread), again while :meth:`request_run` asks."""
+        while True:
+            with self._lock:
+                self._running.add(spec.id)
+                self._again.discard(spec.id)
+            try:
+                self._run_once(spec, timing)
+            finally:
+                with self._lock:
+                    self._running.discard(spec.id)
+                    again = spec.id in self._again
+                    self._again.discard(spec.id)
+            if not again or self.stopping.is_set():
+                return
+
+    def _run_once(self, spec: JobSpec, timing: tuple[timedelta, timedelta]) -> None:
+        """Backoff, run, remember, report."""
         interval = timing[0]
         while not self.primed.wait(0.2):
             if self.stopping.is_set():

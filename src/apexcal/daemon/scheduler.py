@@ -61,6 +61,20 @@ class JobScheduler:
         thread = getattr(self._scheduler, "_thread", None)
         return self._scheduler.state == STATE_RUNNING and (thread is None or thread.is_alive())
 
+    def run_now(self, job_id: str) -> bool:
+        """Fire job ``job_id`` now (its interval then counts from now); ``False`` if there is none.
+
+        A job still running skips the firing (``max_instances=1``): see
+        :meth:`JobRunner.request_run <apexcal.daemon.jobs.JobRunner.request_run>`.
+        """
+        from apscheduler.jobstores.base import JobLookupError
+
+        try:
+            self._scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
+        except JobLookupError:
+            return False
+        return True
+
     def schedule(self, config: Config, *, first: bool) -> None:
         """Make the scheduler's jobs those of ``config``.
 

@@ -150,6 +150,7 @@ class Daemon:
 
     def _start_server(self, config: Config) -> None:
         from apexcal.serve import StoreHealth, create_app, feeds_source, serve_in_thread
+        from apexcal.serve.hooks import Debouncer, HookEndpoint
 
         server = config.server
         assert server is not None
@@ -163,12 +164,19 @@ class Daemon:
             started_at=utcnow(),
             clock=utcnow,
         )
+        debouncer = Debouncer(lambda _org: self.sync_now())
+        self._stack.callback(debouncer.close)
+        hooks = HookEndpoint(
+            secrets=store, debouncer=debouncer, organizations=lambda: (store.organization,),
+            registry=self.metrics.registry,
+        )
         app = create_app(
             feeds=feeds_source(lambda: self._config.feeds),
             tokens=store,
             health=health,
             metrics_registry=self.metrics.registry,
             metrics=self.metrics,
+            hooks=hooks,
         )
         # A port in use is an operator error reported as one line by the CLI;
         # uvicorn's own error line about it would be a second one.
@@ -225,6 +233,15 @@ class Daemon:
             log.exception("daemon.initial_pull_crashed")
         finally:
             self._jobs.primed.set()
+
+    def sync_now(self) -> None:
+        """Run every target and feed now (the sync webhook); a running one runs again when it ends."""
+        scheduler = self._scheduler
+        if scheduler is None or self._jobs.stopping.is_set():
+            return
+        for spec in job_specs(self._config):
+            if not self._jobs.request_run(spec.id):
+                scheduler.run_now(spec.id)
 
     # --- the main loop ------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apexcal.feeds.tokens import hash_token
 from apexcal.metrics import Metrics
@@ -218,8 +218,9 @@ def create_app(
     metrics_registry: CollectorRegistry,
     metrics: Metrics | None = None,
     public_url: str | None = None,
+    hooks: ASGIApp | None = None,
 ) -> Starlette:
-    """The feed server application.
+    """The feed server application (with ``hooks``: the sync webhook under ``/hooks/``).
 
     ``feeds`` is called on every feed request and maps feed names (per-user
     feeds included, e.g. ``team-46``) to their files, optionally with a cache
@@ -264,6 +265,7 @@ def create_app(
                     feeds=feeds, tokens=tokens, metrics=metrics, public_url=public_url
                 ),
             ),
+            *([Route("/hooks/{rest:path}", hooks)] if hooks is not None else []),
         ],
         exception_handlers={404: http_error, 405: http_error},
     )
