@@ -177,14 +177,14 @@ class TestListing:
     ) -> None:
         """A bad optional value is nulled and logged; the activity itself still arrives."""
         seeded = emulator.state.seed(emulator.org_id, 30)
-        emulator.state.put_raw(seeded[3], start_date="the day after tomorrow", subject="Kept")
+        emulator.state.put_raw(seeded[3], location={"not": "text"}, subject="Kept")
         with capture_logs() as logs:
             found = {a.id: a for a in client.list_activities()}
         assert sorted(found) == sorted(seeded)
         assert client.skipped_records == 0
-        assert (found[seeded[3]].start_date, found[seeded[3]].subject) == (None, "Kept")
+        assert (found[seeded[3]].location, found[seeded[3]].subject) == (None, "Kept")
         (warning,) = [e for e in logs if e["event"] == "apex.field_dropped"]
-        assert (warning["id"], warning["field"]) == (seeded[3], "start_date")
+        assert (warning["id"], warning["field"]) == (seeded[3], "location")
 
 
 class TestChangeFeed:

@@ -45,11 +45,9 @@ class TestOptionalFields:
         ("field", "value"),
         [
             ("location_geocoded", {"lat": 95, "lng": 10}),
-            ("duration", -5),
             ("deal", {"name": "no id"}),
             ("subject", 12345),
-            ("start_time", "25:99"),
-            ("end_date", "the day after"),
+            ("note", ["a", "list"]),
             ("assigned_to_user", "not an object"),
         ],
     )
@@ -68,12 +66,12 @@ class TestOptionalFields:
     def test_several_bad_fields_are_each_logged(self) -> None:
         """Every malformed optional field is nulled and logged once."""
         with capture_logs() as logs:
-            activity = parse_activity({**ACTIVITY, "duration": -1, "start_time": "x", "deal": {"id": "x"}})
-        assert (activity.duration, activity.start_time, activity.deal) == (None, None, None)
+            activity = parse_activity({**ACTIVITY, "subject": 1, "location": {}, "deal": {"id": "x"}})
+        assert (activity.subject, activity.location, activity.deal) == (None, None, None)
         assert sorted(e["field"] for e in logs if e["event"] == "apex.field_dropped") == [
             "deal",
-            "duration",
-            "start_time",
+            "location",
+            "subject",
         ]
 
     def test_good_record_logs_nothing(self) -> None:
@@ -100,10 +98,24 @@ class TestStrictFields:
             ("created_at", "yesterday"),
             ("updated_at", "2025-06-01T09:30:15"),
             ("deleted_at", "soon"),
+            ("duration", -5),
+            ("start_date", "2026-13-45"),
+            ("start_time", "25:99"),
+            ("end_date", "the day after"),
+            ("end_time", "noon"),
+            ("assigned_to_user_id", "abc"),
+            ("created_by_user_id", [46]),
+            ("deal_id", {"id": 1}),
+            ("activity_type", 42),
+            ("done", "maybe"),
         ],
     )
     def test_bad_strict_field_rejects_the_record(self, field: str, value: object) -> None:
-        """A malformed id, organization or timestamp is InvalidRecord naming the field."""
+        """A malformed id, organization, timestamp or field deciding whether or when is InvalidRecord naming the field.
+
+        Nulling such a field would move the activity out of a target's filter
+        or make it unmappable, and its calendar object would be deleted.
+        """
         with pytest.raises(InvalidRecord) as info:
             parse_activity({**ACTIVITY, field: value, "duration": -1})
         assert field in info.value.reason

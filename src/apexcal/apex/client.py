@@ -30,7 +30,7 @@ from apexcal.apex.models import (
     parse_activity,
     parse_activity_type,
 )
-from apexcal.apex.paging import Pager, is_int, valid_id, with_id_tiebreak
+from apexcal.apex.paging import Pager, is_int, present_id, with_id_tiebreak
 from apexcal.apex.query import normalize_filters, split_in
 from apexcal.apex.retry import RetryPolicy
 from apexcal.apex.session import ApiSession
@@ -268,7 +268,10 @@ class ApexClient:
         """The ids of every activity matching ``filters``, asking for ids only (``$select``).
 
         Pages by id (``id > last``) so that creations and deletions during the
-        sweep cannot make an existing activity look absent.
+        sweep cannot make an existing activity look absent.  An id written as
+        a numeric string counts as present: the record is malformed (and
+        reported when it is read), but it is there, and an unparseable record
+        must never look deleted.
         """
         query = self._find_query(filters)
         query["$select"] = ["id"]
@@ -278,7 +281,7 @@ class ApexClient:
         else:
             raws = self._pages.by_id("/activities", query)
         for raw in raws:
-            record_id = valid_id(raw)
+            record_id = present_id(raw)
             if record_id is None:
                 self._skip("activity", raw, "no valid id")
             else:
@@ -345,7 +348,7 @@ class ApexClient:
 
     def _parse(self, parser: Callable[[object], R], raw: object) -> R | None:
         try:
-            return parser(raw)
+            return self._parse_own(parser, raw)
         except InvalidRecord as exc:
             self.skipped_records += 1
             log.warning("apex.invalid_record", kind=exc.kind, id=exc.record_id, reason=exc.reason)
@@ -353,10 +356,22 @@ class ApexClient:
 
     def _parse_one(self, parser: Callable[[object], R], raw: object) -> R:
         try:
-            return parser(raw)
+            return self._parse_own(parser, raw)
         except InvalidRecord as exc:
             log.warning("apex.invalid_record", kind=exc.kind, id=exc.record_id, reason=exc.reason)
             raise
+
+    def _parse_own(self, parser: Callable[[object], R], raw: object) -> R:
+        """``parser(raw)``, and a record of another organization is invalid too (it must never reach this one's store)."""
+        record = parser(raw)
+        org = getattr(record, "organization_id", self.organization_id)
+        if org != self.organization_id:
+            kind = "activity type" if parser is parse_activity_type else "activity"
+            raise InvalidRecord(
+                kind, getattr(record, "id", None),
+                f"organization_id: {org}, not this organization's {self.organization_id}",
+            )
+        return record
 
     def _bulk_answer(self, raw: object, method: str, url: str) -> tuple[int, list[int]]:
         if isinstance(raw, dict):

@@ -1,12 +1,18 @@
 """Typed models of the AchieveApex API's records.
 
 Tolerant where the API is loose (unknown fields are ignored, most fields may be
-null) and strict where correctness depends on it: ids must be positive
-integers and timestamps must be ISO 8601 instants.  A record whose id,
-organization or timestamps fail is reported as
-:class:`~apexcal.errors.InvalidRecord` with its id, so one bad record never
-stops a run; any other malformed field is set to null (and logged as
-``apex.field_dropped``), so the rest of the record still reaches calendars.
+null) and strict where correctness depends on it.  A malformed value in a
+field that only changes what a calendar object *says* (subject, notes,
+location, the joined names: :data:`DROPPABLE_FIELDS`) is set to null and
+logged as ``apex.field_dropped``, so the rest of the record still reaches
+calendars.  A malformed value anywhere else — ids, organization, timestamps,
+and every field that decides *whether* or *when* an activity is in a
+calendar (its type, people, dates and times, duration, completion) — makes
+the whole record :class:`~apexcal.errors.InvalidRecord`, reported with its
+id, field and reason: nulling such a field would move the activity out of a
+target's filter or make it unmappable, and its calendar object would be
+deleted, although the CRM never deleted anything.  The mirror then keeps the
+record's last valid version until the API serves a valid one again.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -54,6 +60,9 @@ def format_timestamp(value: datetime) -> str:
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    droppable: ClassVar[frozenset[str]] = frozenset()
+    """Fields a malformed value of which is set to null instead of rejecting the record."""
 
 
 class GeoPoint(_Record):
@@ -134,6 +143,13 @@ class Activity(_Timestamped):
     contact: ContactRef | None = None
     company: CompanyRef | None = None
 
+    droppable: ClassVar[frozenset[str]] = frozenset(
+        {
+            "subject", "note", "public_description", "location", "location_geocoded",
+            "created_by_user", "assigned_to_user", "deal", "contact", "company",
+        }
+    )
+
     @field_validator("done", mode="before")
     @classmethod
     def _null_done(cls, value: object) -> object:
@@ -161,6 +177,8 @@ class ActivityType(_Timestamped):
     color: str | None = None
     icon_key: str | None = None
     activities_count: int | None = None
+
+    droppable: ClassVar[frozenset[str]] = frozenset({"color", "icon_key", "activities_count"})
 
     @property
     def key(self) -> str:
@@ -191,18 +209,17 @@ def _reason(exc: ValidationError) -> str:
 
 _R = TypeVar("_R", bound=_Record)
 
-STRICT_FIELDS = frozenset({"id", "organization_id", "created_at", "updated_at", "deleted_at"})
-"""Fields a record cannot do without: a bad value here makes the whole record invalid."""
+DROPPABLE_FIELDS = Activity.droppable
+"""Activity fields whose malformed values are set to null: they change what an object says, never whether or when."""
 
 
 def _parse(model: type[_R], kind: str, raw: object) -> _R:
-    """Validate ``raw``; a bad optional field is nulled (and logged), a bad strict one rejects the record.
+    """Validate ``raw``; a bad droppable field is nulled (and logged), any other bad field rejects the record.
 
-    One bad optional value (a latitude of 95, a numeric subject) must not hide
-    the whole activity: the calendar would silently keep a stale copy.  The
-    record is validated once more with the offending fields set to null; if
-    that still fails (a required field such as a type's ``name``), it is
-    invalid after all.
+    One bad cosmetic value (a latitude of 95, a numeric subject) must not hide
+    the whole activity: the calendar would keep a stale copy.  The record is
+    validated once more with the offending fields set to null; if that still
+    fails, it is invalid after all.
     """
     try:
         return model.model_validate(raw)
@@ -210,7 +227,7 @@ def _parse(model: type[_R], kind: str, raw: object) -> _R:
         first = exc
     errors = first.errors(include_url=False)
     fields = {str(err["loc"][0]) for err in errors if err["loc"]}
-    if not isinstance(raw, Mapping) or fields & STRICT_FIELDS or any(not err["loc"] for err in errors):
+    if not isinstance(raw, Mapping) or not fields <= model.droppable or any(not err["loc"] for err in errors):
         raise InvalidRecord(kind, _record_id(raw), _reason(first)) from None
     cleaned = {key: (None if key in fields else value) for key, value in raw.items()}
     try:
@@ -234,13 +251,13 @@ def _parse(model: type[_R], kind: str, raw: object) -> _R:
 def parse_activity(raw: object) -> Activity:
     """Validate one activity record; see :func:`_parse` for bad fields.
 
-    Raises :class:`InvalidRecord` naming the id when a strict field
-    (:data:`STRICT_FIELDS`) is missing or malformed; any other malformed field
-    is set to null with an ``apex.field_dropped`` warning.
+    Raises :class:`InvalidRecord` naming the id, field and reason when a field
+    outside :data:`DROPPABLE_FIELDS` is missing or malformed; a malformed
+    droppable field is set to null with an ``apex.field_dropped`` warning.
     """
     return _parse(Activity, "activity", raw)
 
 
 def parse_activity_type(raw: object) -> ActivityType:
-    """Validate one activity type record, as :func:`parse_activity` does (``name`` is required too)."""
+    """Validate one activity type record, as :func:`parse_activity` does (only colour, icon and count are droppable)."""
     return _parse(ActivityType, "activity type", raw)

@@ -133,6 +133,14 @@ def valid_id(raw: object) -> int | None:
     return value if is_int(value) and value > 0 else None  # type: ignore[operator]
 
 
+def present_id(raw: object) -> int | None:
+    """The id a record is present under for the deletion sweep: :func:`valid_id`, or a positive numeric string's value."""
+    value = raw.get("id") if isinstance(raw, Mapping) else None
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        value = int(value)
+    return value if is_int(value) and value > 0 else None  # type: ignore[operator]
+
+
 def with_id_tiebreak(sort: object) -> dict[str, Any]:
     """``sort`` ending with ``id``, so ``$skip`` pages cut a total order (no repeats, no gaps)."""
     if sort is None:

@@ -1,0 +1,177 @@
+"""Malformed API records through the real parsing path: reported with id and field, never a crash, never a silent null that moves an activity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
+
+from apexcal.apex.client import ApexClient
+from apexcal.apex.models import DROPPABLE_FIELDS, Activity, parse_activity
+from apexcal.errors import InvalidRecord
+
+ORG = 27
+ACTIVITY: dict[str, Any] = {
+    "id": 101,
+    "organization_id": ORG,
+    "created_by_user_id": 46,
+    "assigned_to_user_id": 46,
+    "subject": "Quarterly review",
+    "note": "Bring the numbers",
+    "public_description": "Review",
+    "activity_type": "meeting",
+    "location": "Client Office",
+    "location_geocoded": {"lat": 40.7, "lng": -74.0, "address": "New York, NY"},
+    "start_date": "2025-06-12",
+    "start_time": "10:00:00",
+    "end_date": "2025-06-12",
+    "end_time": "11:00:00",
+    "duration": 60,
+    "deal_id": 7,
+    "contact_id": 8,
+    "company_id": 9,
+    "deal": {"id": 7, "name": "Acme renewal"},
+    "contact": {"id": 8, "full_name": "Ann Lee"},
+    "company": {"id": 9, "name": "Acme"},
+    "created_by_user": {"id": 46, "full_name": "John Doe"},
+    "assigned_to_user": {"id": 46, "full_name": "John Doe"},
+    "created_at": "2025-05-01T08:00:00.000Z",
+    "updated_at": "2025-06-01T09:30:15.391Z",
+    "deleted_at": None,
+    "done": False,
+}
+
+_BAD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(["2026-13-45", "25:99:00", "2025-06-01T09:30:15", "yesterday", "101", "-1", "", "null"]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.sampled_from(["id", "lat", "lng", "name"]), st.one_of(st.none(), st.integers(), st.text(max_size=5)), max_size=3),
+)
+
+
+def _valid_alone(field: str, value: object) -> bool:
+    """Whether ``value`` is a valid value of ``field`` (the rest of the record being valid)."""
+    try:
+        Activity.model_validate({**ACTIVITY, field: value})
+    except Exception:
+        return False
+    return True
+
+
+class TestParseActivity:
+    """``parse_activity`` on records with random bad values in random fields."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(mutations=st.dictionaries(st.sampled_from(sorted(ACTIVITY)), _BAD_VALUES, min_size=1, max_size=6))
+    def test_bad_values_are_rejected_or_dropped_never_invented(self, mutations: dict[str, Any]) -> None:
+        """A record parses, with only droppable fields nulled, or is InvalidRecord naming a bad field and the id."""
+        raw = {**ACTIVITY, **mutations}
+        try:
+            activity = parse_activity(raw)
+        except InvalidRecord as exc:
+            error = exc
+        else:
+            error = None
+        if error is not None:
+            assert (error.kind, error.record_id) == ("activity", raw["id"])
+            assert any(f in error.reason for f in mutations), (error.reason, mutations)
+            return
+        for field, value in mutations.items():
+            if field in DROPPABLE_FIELDS:
+                continue
+            # Any field that decides whether or when keeps exactly what the API sent.
+            assert _valid_alone(field, value), (field, value)
+            assert getattr(activity, field) == getattr(Activity.model_validate({**ACTIVITY, field: value}), field)
+
+    def test_every_field_null_is_a_report_naming_the_fields(self) -> None:
+        """A record of nulls only is InvalidRecord naming id, organization and timestamps."""
+        with pytest.raises(InvalidRecord) as info:
+            parse_activity(dict.fromkeys(ACTIVITY))
+        for field in ("id", "organization_id", "created_at", "updated_at"):
+            assert field in info.value.reason
+
+    def test_string_id_is_a_report_not_a_coercion(self) -> None:
+        """``"101"`` is not an id: the record is reported (strict ids), not taken as another activity."""
+        with pytest.raises(InvalidRecord, match="id") as info:
+            parse_activity({**ACTIVITY, "id": "101"})
+        assert info.value.record_id == "101"
+
+    def test_huge_subject_is_kept_for_the_mapping_to_bound(self) -> None:
+        """A 1 MB subject is a valid string: it parses (the mapping bounds what reaches a calendar)."""
+        assert parse_activity({**ACTIVITY, "subject": "x" * 1_000_000}).subject == "x" * 1_000_000
+
+
+# --- the client over pages the API should never send --------------------------------
+
+
+def _page(data: list[Any], total: int) -> dict[str, Any]:
+    return {"total": total, "limit": 100, "skip": 0, "data": data}
+
+
+def _record(activity_id: object, stamp: str, **fields: Any) -> dict[str, Any]:
+    return {**ACTIVITY, "id": activity_id, "updated_at": stamp, **fields}
+
+
+class _Pages:
+    """An API transport serving fixed pages of ``/activities`` in order (a fake at the transport only)."""
+
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        self._pages: Iterator[dict[str, Any]] = iter(pages)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        page = next(self._pages, _page([], 0))
+        return httpx.Response(200, content=json.dumps(page).encode(), headers={"Content-Type": "application/json"})
+
+
+def _client(pages: list[dict[str, Any]]) -> ApexClient:
+    return ApexClient("http://api.invalid", "token", ORG, transport=httpx.MockTransport(_Pages(pages)))
+
+
+class TestClientListings:
+    """Listings holding malformed records: the rest arrives, each bad one is one report."""
+
+    def test_change_feed_skips_bad_records_and_keeps_the_rest(self) -> None:
+        """String ids, nulls everywhere, another organization's record and a bad date are each reported; the good ones arrive."""
+        t = "2025-06-01T09:30:15.%03dZ"
+        first = [
+            _record(1, t % 1),
+            _record("2", t % 2),
+            dict.fromkeys(ACTIVITY),
+            _record(3, t % 3, start_date="2026-13-45"),
+        ]
+        second = [_record(4, t % 4, organization_id=28), _record(5, t % 5, subject="x" * 1_000_000)]
+        with capture_logs() as logs, _client([_page(first, 6), _page(second, 2)]) as client:
+            got = list(client.changes_since(None, overlap=timedelta(0)))
+        assert [a.id for a in got] == [1, 5]
+        reports = [e for e in logs if e["event"] == "apex.invalid_record"]
+        assert [r["id"] for r in reports] == ["2", None, 3, 4]
+        assert "start_date" in reports[2]["reason"]
+        assert "organization" in reports[3]["reason"]
+        assert client.skipped_records == 4
+
+    def test_duplicate_ids_across_pages_arrive_as_served(self) -> None:
+        """The same id on two pages is yielded twice (the mirror keeps the last); nothing else is lost."""
+        t = "2025-06-01T09:30:15.%03dZ"
+        first = [_record(1, t % 1), _record(2, t % 2)]
+        second = [_record(2, t % 3, subject="Later"), _record(3, t % 4)]
+        with _client([_page(first, 4), _page(second, 2)]) as client:
+            got = list(client.changes_since(None, overlap=timedelta(0)))
+        assert [a.id for a in got] == [1, 2, 2, 3]
+        assert got[2].subject == "Later"
+
+    def test_id_sweep_counts_a_numeric_string_id_as_present(self) -> None:
+        """The deletion sweep must not take ``"2"`` for a vanished activity 2: unparseable is not deleted."""
+        page = _page([{"id": 1}, {"id": "2"}, {"id": None}, {"id": 3}], 4)
+        with _client([page]) as client:
+            assert client.all_activity_ids() == {1, 2, 3}
