@@ -24,6 +24,7 @@ from icalendar import Calendar, Component, vDuration, vText, vUri
 
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
 from apexcal.ical.mapping import PRODID
+from apexcal.ical.serialize import component_bytes
 from apexcal.ical.text import clean_line, clean_text
 from apexcal.ical.times import UTC_NAMES
 from apexcal.ical.timezones import vtimezone_bytes
@@ -68,7 +69,7 @@ def calendar_header(props: CalendarProps) -> bytes:
     if props.source_url:
         calendar.add("SOURCE", vUri(props.source_url), parameters={"VALUE": "URI"})
     calendar.add("X-WR-TIMEZONE", props.timezone)
-    text: bytes = calendar.to_ical()
+    text = component_bytes(calendar)
     assert text.endswith(_FOOTER)
     return text[: -len(_FOOTER)]
 
@@ -99,7 +100,7 @@ def write_calendar(
     for tzid in sorted(set(timezones) - UTC_NAMES):
         out.write(vtimezone_bytes(tzid))
     for component in components:
-        out.write(component if isinstance(component, bytes) else component.to_ical())
+        out.write(component if isinstance(component, bytes) else component_bytes(component))
     out.write(_FOOTER)
 
 
