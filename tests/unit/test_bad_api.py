@@ -175,3 +175,27 @@ class TestClientListings:
         page = _page([{"id": 1}, {"id": "2"}, {"id": None}, {"id": 3}], 4)
         with _client([page]) as client:
             assert client.all_activity_ids() == {1, 2, 3}
+
+
+class TestHugeStrings:
+    """Megabyte strings from the CRM make objects of bounded size (a server's size limit must never refuse one)."""
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"subject": "s" * 1_000_000},
+            {"location": "Room " + "l" * 1_000_000},
+            {"deal": {"id": 7, "name": "d" * 1_000_000}, "contact": {"id": 8, "full_name": "c" * 1_000_000}},
+            {"note": "n" * 1_000_000, "public_description": "p" * 1_000_000},
+        ],
+        ids=["subject", "location", "names", "notes"],
+    )
+    def test_object_stays_small_and_says_it_was_cut(self, fields: dict[str, Any]) -> None:
+        """Each huge field is cut, with the truncation marker, and the whole object stays under 200 KB."""
+        from apexcal.ical.mapping import MappingOptions, object_for
+        from apexcal.ical.text import TRUNCATION_MARKER
+
+        obj = object_for(parse_activity({**ACTIVITY, **fields}), {}, MappingOptions(summary_template="{subject} {deal}"))
+        assert len(obj.data) < 200_000
+        unfolded = obj.data.replace(b"\r\n ", b"").decode()
+        assert TRUNCATION_MARKER in unfolded

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from apexcal.apex.models import GeoPoint
-from apexcal.ical.text import clean_line
+from apexcal.ical.text import short_line
 
 APPLE_RADIUS = 70.0
 
@@ -95,8 +95,8 @@ def place_for(location: str | None, geocode: GeoPoint | None, *, guessed: bool =
     ``location_geocoded``; it may add ``GEO`` and Apple's structured location,
     but ``LOCATION`` stays the text as written (a guess never rewrites it).
     """
-    text = clean_line(location)
-    address = clean_line(geocode.address) if geocode is not None else ""
+    text = short_line(location)
+    address = short_line(geocode.address) if geocode is not None else ""
     if text and is_online(text):
         return Place(location=text, conference_url=meeting_url(text))
     if guessed:

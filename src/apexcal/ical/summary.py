@@ -17,7 +17,7 @@ from functools import cache
 from apexcal.apex.models import Activity
 from apexcal.errors import TemplateError
 from apexcal.ical.fields import SUMMARY_ALIASES, SUMMARY_FIELDS
-from apexcal.ical.text import clean_line
+from apexcal.ical.text import short_line
 
 
 @cache
@@ -81,12 +81,12 @@ def render_summary(template: str, values: Mapping[str, str]) -> str:
 
 def summary_values(activity: Activity, type_name: str | None) -> dict[str, str]:
     names = {
-        "subject": clean_line(activity.subject),
-        "type": clean_line(type_name),
-        "deal": clean_line(activity.deal.name if activity.deal else None),
-        "contact": clean_line(activity.contact.full_name if activity.contact else None),
-        "company": clean_line(activity.company.name if activity.company else None),
-        "assigned_to": clean_line(activity.assigned_to_user.full_name if activity.assigned_to_user else None),
+        "subject": short_line(activity.subject),
+        "type": short_line(type_name),
+        "deal": short_line(activity.deal.name if activity.deal else None),
+        "contact": short_line(activity.contact.full_name if activity.contact else None),
+        "company": short_line(activity.company.name if activity.company else None),
+        "assigned_to": short_line(activity.assigned_to_user.full_name if activity.assigned_to_user else None),
     }
     for alias, canonical in SUMMARY_ALIASES.items():
         names[alias] = names[canonical]

@@ -13,6 +13,8 @@ import re
 import unicodedata
 
 TRUNCATION_MARKER = "… (truncated)"
+MAX_LINE_BYTES = 1024
+"""Budget of one one-line CRM value (subject, a name, a location) in an object: a megabyte subject must not make an object a server refuses."""
 
 # C0/C1 controls, DEL, lone surrogates and the Unicode line/paragraph separators.
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\u0085\u2028\u2029\v\f]")
@@ -36,6 +38,11 @@ def clean_text(value: str | None) -> str:
     text = _LINE_BREAKS.sub("\n", value)
     text = _CONTROL.sub("", text.replace("\t", " "))
     return text.strip()
+
+
+def short_line(value: str | None) -> str:
+    """:func:`clean_line` cut at :data:`MAX_LINE_BYTES` (with :data:`TRUNCATION_MARKER`)."""
+    return truncate_utf8(clean_line(value), MAX_LINE_BYTES)
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:
