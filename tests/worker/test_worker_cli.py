@@ -120,6 +120,53 @@ class TestWorkerMetrics:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
 
+    def test_healthz_says_whether_the_worker_runs_and_the_queue_answers(self) -> None:
+        """/healthz: 200 while running with the queue answering; 503 when restarting or the queue is silent."""
+        import socket
+
+        import httpx
+
+        from apexcal.metrics import Metrics
+        from apexcal.worker.health import DATABASE_STALE_S, WorkerHealth
+        from apexcal.worker.runner import serve_metrics
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        now = [1000.0]
+        health = WorkerHealth(clock=lambda: now[0])
+        stop = serve_metrics(f"127.0.0.1:{port}", Metrics(), health)
+
+        def check() -> tuple[int, dict[str, object]]:
+            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            return answer.status_code, answer.json()
+
+        try:
+            assert check()[0] == 200  # starting: healthy while the first query is due
+            health.set_state("running")
+            health.database_answered()
+            assert check() == (200, {
+                "status": "ok", "worker": "running", "database": "ok",
+                "seconds_since_database_answered": 0.0, "last_database_error": None,
+            })
+            health.set_state("restarting")
+            health.database_failed("OperationalError")
+            status, document = check()
+            assert status == 503
+            assert document["worker"] == "restarting"
+            assert document["last_database_error"] == "OperationalError"
+            health.set_state("running")
+            now[0] += DATABASE_STALE_S + 1
+            status, document = check()
+            assert (status, document["database"]) == (503, "unreachable")
+            health.database_answered()
+            assert check()[0] == 200
+            health.set_state("stopping")
+            assert check()[0] == 503
+            assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=5).status_code == 404
+        finally:
+            stop()
+
     def test_queue_gauges_follow_the_queue(self) -> None:
         """Depth and oldest age per task come from the queue; a task with no waiting job reads 0."""
         from apexcal.metrics import Metrics

@@ -362,6 +362,9 @@ class TestThreeWorkers:
             scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             assert 'apexcal_worker_jobs_total{outcome="ok",task="apexcal.sync_target"}' in scrape
             assert 'apexcal_queue_jobs{task="apexcal.sync_target"}' in scrape
+            health = httpx.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=10)
+            assert health.status_code == 200, health.text
+            assert health.json()["worker"] == "running"
 
         # 6. SIGTERM: every worker exits 0 within the shutdown bound.
         running = [p for i, p in enumerate(world.workers) if i not in world.killed]

@@ -8,6 +8,10 @@ N + 3 (fetching, finishing, heartbeats, defers from running jobs) plus one
 connection listening for new jobs: about 3N + 6 in all, 18 at the default
 N = 4.
 
+With ``[worker] metrics_listen`` (or ``--metrics-listen``) set, the worker
+serves ``/metrics`` and ``/healthz`` there (:mod:`apexcal.worker.health`);
+otherwise it binds nothing.
+
 Synchronous task functions run in the event loop's default thread pool,
 sized above the concurrency (N + 4) so that a job never holds its locks
 while waiting for a thread.
@@ -40,6 +44,7 @@ from apexcal.daemon.process import exit_now
 from apexcal.errors import UsageError
 from apexcal.metrics import Metrics
 from apexcal.state import Store
+from apexcal.worker.health import WorkerHealth, serve_worker_endpoints
 from apexcal.worker.metrics import QUEUE_QUERY
 from apexcal.worker.tasks import (
     BUILD_FEED,
@@ -110,22 +115,11 @@ def open_store(configs: ConfigDir, concurrency: int) -> Store:
     return Store.open(configs.state_url, pool_size=pools.store, max_overflow=pools.store_overflow)
 
 
-def serve_metrics(listen: str, metrics: Metrics) -> Callable[[], None]:
-    """Serve ``metrics`` on ``http://LISTEN/metrics`` in a thread; return the function that stops it."""
-    from prometheus_client import start_http_server
-
-    host, _, port = listen.rpartition(":")
-    try:
-        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=metrics.registry)
-    except OSError as exc:
-        raise UsageError(f"[worker] metrics_listen {listen}: {exc.strerror or exc}") from exc
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-    return stop
+def serve_metrics(
+    listen: str, metrics: Metrics, health: WorkerHealth | None = None
+) -> Callable[[], None]:
+    """Serve ``/metrics`` and ``/healthz`` on ``http://LISTEN`` in a thread; return the function that stops it."""
+    return serve_worker_endpoints(listen, health or WorkerHealth(), metrics.registry)
 
 
 def run_worker(
@@ -143,8 +137,9 @@ def run_worker(
         default=30.0,
     )
     ctx = WorkerContext(configs=configs, store=store, metrics=Metrics())
+    health = WorkerHealth()
     listen = metrics_listen or settings.metrics_listen
-    stop_metrics = serve_metrics(listen, ctx.metrics) if listen else None
+    stop_metrics = serve_metrics(listen, ctx.metrics, health) if listen else None
     app = make_app(
         configs.state_url, store.queue_schema(),
         pool_size=Pools.for_concurrency(concurrency).queue,
@@ -180,10 +175,12 @@ def run_worker(
         while not ctx.stopping.is_set():
             try:
                 rows = await app.connector.execute_query_all_async(query=QUEUE_QUERY)
-            except exceptions.ConnectorException:
+            except exceptions.ConnectorException as exc:
                 rows = None  # the database is away: keep the last values
+                health.database_failed(type(exc).__name__)
             if rows is not None:
                 ctx.worker_metrics.queue(rows, tasks)
+                health.database_answered()
             await asyncio.sleep(_QUEUE_GAUGE_S)
 
     async def main() -> None:
@@ -198,6 +195,7 @@ def run_worker(
             if ctx.stopping.is_set():
                 return
             log.info("worker.stopping", signal=signal.Signals(signum).name)
+            health.set_state("stopping")
             ctx.stopping.set()
             stop_requested.set()
             threading.Thread(target=watchdog, name="apexcal-shutdown", daemon=True).start()
@@ -215,6 +213,7 @@ def run_worker(
             pause = 1.0
             while not ctx.stopping.is_set():
                 current[:] = [asyncio.create_task(run_once())]
+                health.set_state("running")
                 began = loop.time()
                 try:
                     await current[0]
@@ -229,6 +228,8 @@ def run_worker(
                     if ctx.stopping.is_set():
                         break
                     log.warning("worker.restarting", error=_error_text(exc), pause=pause)
+                    health.set_state("restarting")
+                    health.database_failed(type(exc).__name__)
                     await pause_for(pause)
                     pause = min(pause * 2, _RESTART_MAX_S)
                     continue
@@ -238,6 +239,7 @@ def run_worker(
                     # procrastinate stops its worker by itself when a side task (heartbeat,
                     # deferrer) fails, e.g. on a dropped connection: start another.
                     log.warning("worker.restarting", error="procrastinate worker stopped", pause=pause)
+                    health.set_state("restarting")
                     await pause_for(pause)
                     pause = min(pause * 2, _RESTART_MAX_S)
             if gauges is not None:
