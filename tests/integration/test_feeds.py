@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from icalendar import Calendar
 from apexcal.apex.client import ApexClient
 from apexcal.config import Config, config_from_dict
 from apexcal.feeds import build_all_feeds, build_feed, feed_paths, in_window
+from apexcal.feeds.output import DatabaseOutput
 from apexcal.ical.feed import etag_for
 from apexcal.metrics import Metrics
 from apexcal.state import Store
@@ -795,3 +797,42 @@ class TestDoneEvents:
 
         with pytest.raises(ConfigError, match=r"feeds\[0\]\.done_events: must be one of: keep, check, hide"):
             next(make_site(emulator, tmp_path, [{"name": "team", "done_events": "strike"}]))
+
+
+class TestFeedsInTheDatabase:
+    def test_worker_build_stores_the_bytes_the_file_build_writes(self, site: Site) -> None:
+        """Built into the store (worker mode), every feed and per-user feed holds the very bytes of its file."""
+        cfg = site.config.model_copy(
+            update={"feeds": [site.config.feeds[0].model_copy(update={"per_user": True})]}
+        )
+        site.pull()
+        files = {r.name: r for r in build_all_feeds(cfg, site.store, today=TODAY)}
+        acme = site.store.for_organization("acme")
+        stored = {
+            r.name: r
+            for r in build_feed(cfg.feeds[0], cfg, acme, today=TODAY, output=DatabaseOutput(acme))
+        }
+        assert sorted(stored) == sorted(files) == ["team", "team-46", "team-47", "team-48"]
+        for name, result in files.items():
+            body = acme.feed_body(name)
+            assert body is not None
+            assert body.body == result.path.read_bytes()
+            assert body.etag == result.etag == stored[name].etag
+            assert (body.version, gzip.decompress(body.gzip)) == (1, body.body)
+        again = build_feed(cfg.feeds[0], cfg, acme, today=TODAY, output=DatabaseOutput(acme))
+        assert {r.rebuilt for r in again} == {False}
+
+        site.client.delete_activity(10)
+        site.pull()
+        changed = {
+            r.name: r.changed
+            for r in build_feed(cfg.feeds[0], cfg, acme, today=TODAY, output=DatabaseOutput(acme))
+        }
+        assert changed == {"team": True, "team-46": False, "team-47": True, "team-48": False}
+        versions = {name: acme.feed_body_version(name) for name in changed}
+        assert {name: v[0] for name, v in versions.items() if v} == {
+            "team": 2, "team-46": 1, "team-47": 2, "team-48": 1,
+        }
+        emptied = acme.feed_body("team-47")
+        assert emptied is not None
+        assert events(emptied.body) == {}

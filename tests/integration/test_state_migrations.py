@@ -24,6 +24,7 @@ __all__ = ["backend", "db_url", "pg_url"]  # fixtures shared with the store test
 TABLES = {
     "activities",
     "activity_types",
+    "feed_bodies",
     "feed_status",
     "feed_tokens",
     "geocode_cache",

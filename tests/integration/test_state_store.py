@@ -27,6 +27,7 @@ from apexcal.state import (
     StoreFailure,
     StoreUnavailable,
     TargetBusy,
+    TokenGrant,
 )
 from apexcal.state.tables import Base
 
@@ -729,6 +730,41 @@ class TestFeeds:
         assert status.last_success_at == T0 + timedelta(hours=2)
         assert [s.feed for s in store.feed_files_status("team")] == ["team"]
         assert store.feed_files_status("new") == []
+
+
+class TestFeedBodies:
+    def test_each_new_body_is_the_next_version(self, store: Store) -> None:
+        """A body replaces the last one as the next version; the version query reads no body."""
+        assert store.feed_body("team") is None
+        assert store.feed_body_version("team") is None
+        assert store.put_feed_body("team", parent="team", body=b"one", gzip=b"g1", etag='"1"', at=T0) == 1
+        later = T0 + timedelta(hours=1)
+        assert store.put_feed_body("team", parent="team", body=b"two", gzip=b"g2", etag='"2"', at=later) == 2
+        assert store.feed_body_version("team") == (2, '"2"')
+        body = store.feed_body("team")
+        assert body is not None
+        assert (body.version, body.body, body.gzip, body.etag, body.modified_at) == (2, b"two", b"g2", '"2"', later)
+
+    def test_bodies_are_kept_per_organization_and_listed_by_parent(self, store: Store) -> None:
+        """Two organizations' feeds of one name are apart; per-user bodies are listed under their feed."""
+        acme, beta = store.for_organization("acme"), store.for_organization("beta")
+        acme.put_feed_body("team", parent="team", body=b"a", gzip=b"", etag='"a"', at=T0)
+        acme.put_feed_body("team-46", parent="team", body=b"a46", gzip=b"", etag='"a46"', at=T0)
+        beta.put_feed_body("team", parent="team", body=b"b", gzip=b"", etag='"b"', at=T0)
+        assert acme.feed_body_names("team") == ["team", "team-46"]
+        assert beta.feed_body_names("team") == ["team"]
+        assert beta.feed_body_version("team") == (1, '"b"')
+        assert store.feed_body("team") is None
+
+    def test_a_token_names_its_organization(self, store: Store) -> None:
+        """A token hash is found whatever the organization, with its feed and revocation."""
+        store.for_organization("acme").add_feed_token("team", "a" * 64, None, T0)
+        beta = store.for_organization("beta")
+        beta.add_feed_token("team", "b" * 64, None, T0)
+        beta.revoke_feed_tokens("team")
+        assert store.token_grant("a" * 64) == TokenGrant(organization="acme", feed="team", revoked=False)
+        assert store.token_grant("b" * 64) == TokenGrant(organization="beta", feed="team", revoked=True)
+        assert store.token_grant("c" * 64) is None
 
 
 # --- locking and concurrency ---------------------------------------------------------

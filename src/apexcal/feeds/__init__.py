@@ -6,6 +6,8 @@
 - :mod:`~apexcal.feeds.naming`: feed names and files, per-user ones included.
 - :mod:`~apexcal.feeds.spool`: the sorted, disk-spilling component spool
   (shared with ``apexcal export``).
+- :mod:`~apexcal.feeds.output`: where a build's bytes go: files, or the
+  state store (worker mode, served by ``apexcal serve``).
 - :mod:`~apexcal.feeds.atomic`: atomic file writes that hash while writing.
 - :mod:`~apexcal.feeds.tokens`: secret feed URL tokens and the URLs handed out.
 

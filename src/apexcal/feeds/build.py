@@ -10,9 +10,10 @@ clients ignore VTODO).  Per-user feeds also write one file per user
 Determinism: components are sorted by UID (through the disk-backed spool of
 :mod:`apexcal.feeds.spool`, so a 10,000-event feed is never held in memory),
 every value comes from the data, and ``today`` only selects the window;
-unchanged data gives byte-identical files.  Files are written atomically
-(:mod:`apexcal.feeds.atomic`) and only when the bytes changed, so the file's
-mtime (the server's ``Last-Modified``) and its ETag stay put.  A build whose
+unchanged data gives byte-identical files.  Outputs are written atomically
+and only when the bytes changed, so ``Last-Modified`` and the ETag stay put:
+files by default (:mod:`apexcal.feeds.atomic`), or, in worker mode, versioned
+rows of the state store (:mod:`apexcal.feeds.output`).  A build whose
 inputs did not change since the last one is skipped outright (see
 :func:`build_all_feeds`).
 
@@ -44,8 +45,8 @@ from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.config.mapping import mapping_options
 from apexcal.errors import FeedBuildError
-from apexcal.feeds.atomic import write_atomic
-from apexcal.feeds.naming import built_users, feed_files, user_feed_name, user_feed_path
+from apexcal.feeds.naming import user_feed_name, user_feed_path
+from apexcal.feeds.output import FeedOutput, FileOutput
 from apexcal.feeds.spool import ComponentSpool, spool_activities, write_spooled
 from apexcal.feeds.window import feed_today, feed_window, in_window
 from apexcal.filters import matches
@@ -131,9 +132,23 @@ def _props(config: Config, feed: FeedConfig, user_label: str | None = None) -> C
     )
 
 
-def build_feed(feed: FeedConfig, config: Config, store: Store, *, today: date) -> list[FeedResult]:
-    """Build one feed (and, when ``per_user``, each of its per-user files); see the module docstring."""
-    return _build(config, [feed], store, today=today, clock=utcnow, metrics=None)
+def build_feed(
+    feed: FeedConfig,
+    config: Config,
+    store: Store,
+    *,
+    today: date,
+    output: FeedOutput | None = None,
+) -> list[FeedResult]:
+    """Build one feed (and, when ``per_user``, each of its per-user files); see the module docstring.
+
+    ``output`` says where the bytes go: files (the default) or the store
+    (:class:`~apexcal.feeds.output.DatabaseOutput`, worker mode).
+    """
+    return _build(
+        config, [feed], store, today=today, clock=utcnow, metrics=None,
+        output=output or FileOutput(),
+    )
 
 
 def build_all_feeds(
@@ -158,7 +173,10 @@ def build_all_feeds(
     carrying both the failures and the results.
     """
     day = today if today is not None else feed_today(config, clock)
-    return _build(config, list(config.feeds), store, today=day, clock=clock, metrics=metrics)
+    return _build(
+        config, list(config.feeds), store, today=day, clock=clock, metrics=metrics,
+        output=FileOutput(),
+    )
 
 
 def _signature(
@@ -182,24 +200,22 @@ def _signature(
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _unchanged(store: Store, feed: FeedConfig, signature: str) -> list[FeedResult] | None:
-    """The files of the last build when it had this signature and they are untouched since, else None.
+def _unchanged(
+    store: Store, feed: FeedConfig, signature: str, output: FeedOutput
+) -> list[FeedResult] | None:
+    """The outputs of the last build when it had this signature and they are untouched since, else None.
 
-    The store's feed status is the record: every file of the feed on disk
-    (its own, and each per-user one) must have been built from these inputs
-    and still have the size and mtime it had after that build.
+    The store's feed status is the record: every output of the feed (its
+    own, and each per-user one) must have been built from these inputs and
+    still be what that build left (for a file: its size and mtime).
     """
     recorded = {status.feed: status for status in store.feed_files_status(feed.name)}
     results = []
-    for name, path in feed_files(feed):
+    for name, path in output.outputs(feed):
         status = recorded.get(name)
         if status is None or status.signature != signature or status.etag is None:
             return None
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        if (st.st_size, st.st_mtime_ns) != (status.length, status.mtime_ns):
+        if not output.intact(name, path, status):
             return None
         results.append(
             FeedResult(
@@ -208,7 +224,7 @@ def _unchanged(store: Store, feed: FeedConfig, signature: str) -> list[FeedResul
                 changed=False,
                 etag=status.etag,
                 count=status.events or 0,
-                length=st.st_size,
+                length=status.length or 0,
                 rebuilt=False,
             )
         )
@@ -223,14 +239,12 @@ def _record(
     *,
     clock: Clock,
     metrics: Metrics | None,
+    output: FeedOutput,
 ) -> None:
-    """Record each file's build (changed or not, so health checks see fresh feeds) and its inputs."""
+    """Record each output's build (changed or not, so health checks see fresh feeds) and its inputs."""
     for r in results:
         at = clock()
-        try:
-            mtime_ns: int | None = r.path.stat().st_mtime_ns
-        except OSError:  # gone already: the next build rebuilds it
-            mtime_ns = None
+        mtime_ns = output.stamp(r.name, r.path)  # None when gone: the next build rebuilds it
         store.set_feed_built(
             r.name,
             r.etag,
@@ -261,6 +275,7 @@ def _build(
     today: date,
     clock: Clock,
     metrics: Metrics | None,
+    output: FeedOutput,
 ) -> list[FeedResult]:
     if not feeds:
         return []
@@ -275,9 +290,9 @@ def _build(
         for feed in feeds:
             first, last = feed_window(feed, today)
             signature = _signature(config, feed, seq, types, (first, last))
-            kept = _unchanged(store, feed, signature)
+            kept = _unchanged(store, feed, signature, output)
             if kept is not None:
-                _record(store, feed, signature, kept, clock=clock, metrics=metrics)
+                _record(store, feed, signature, kept, clock=clock, metrics=metrics, output=output)
                 results.extend(kept)
                 continue
             signatures[feed.name] = signature
@@ -304,12 +319,15 @@ def _build(
                     )
         for job in jobs:
             try:
-                written = _write_job(config, job)
+                written = _write_job(config, job, output)
             except OSError as exc:
                 failures[job.feed.name] = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
                 log.error("feed.failed", feed=job.feed.name, error=failures[job.feed.name])
                 continue
-            _record(store, job.feed, signatures[job.feed.name], written, clock=clock, metrics=metrics)
+            _record(
+                store, job.feed, signatures[job.feed.name], written,
+                clock=clock, metrics=metrics, output=output,
+            )
             results.extend(written)
     finally:
         for job in jobs:
@@ -319,13 +337,12 @@ def _build(
     return results
 
 
-def _write_job(config: Config, job: _FeedJob) -> list[FeedResult]:
+def _write_job(config: Config, job: _FeedJob, output: FeedOutput) -> list[FeedResult]:
     feed, spool = job.feed, job.spool
     spool.touch(_BASE)
     if feed.per_user:
-        for user in job.users | built_users(feed.path):
+        for user in job.users | output.users(feed):
             spool.touch(str(user))
-    feed.path.parent.mkdir(parents=True, exist_ok=True)
     results: list[FeedResult] = []
     for group, components in spool.groups():
         if group == _BASE:
@@ -338,10 +355,9 @@ def _write_job(config: Config, job: _FeedJob) -> list[FeedResult]:
         else:  # pragma: no cover - groups are only ever the base and user ids
             raise AssertionError(f"unexpected feed group {group!r}")
         zoned = group in spool.zoned
-        written = write_atomic(
-            path,
-            partial(write_spooled, components=components, props=props, zoned=zoned),
-            only_if_changed=True,
+        written = output.write(
+            name, path, parent=feed.name,
+            write=partial(write_spooled, components=components, props=props, zoned=zoned),
         )
         results.append(
             FeedResult(

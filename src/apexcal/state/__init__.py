@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from apexcal.errors import StoreFailure, StoreUnavailable, TargetBusy
 from apexcal.state.records import (
+    FeedBody,
     FeedStatus,
     FeedToken,
     MirrorChanges,
     ObjectRecord,
     TargetState,
+    TokenGrant,
     UpsertResult,
     WritebackEntry,
     WritebackStatus,
@@ -21,6 +23,7 @@ from apexcal.state.records import (
 from apexcal.state.store import Store
 
 __all__ = [
+    "FeedBody",
     "FeedStatus",
     "FeedToken",
     "MirrorChanges",
@@ -30,6 +33,7 @@ __all__ = [
     "StoreUnavailable",
     "TargetBusy",
     "TargetState",
+    "TokenGrant",
     "UpsertResult",
     "WritebackEntry",
     "WritebackStatus",

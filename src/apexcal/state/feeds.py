@@ -1,4 +1,5 @@
-"""Feed URL tokens (stored as sha256 hex digests only) and feed status (last build, last failure)."""
+"""Feed URL tokens (stored as sha256 hex digests only), feed status (last build, last failure)
+and, in worker mode, the feed bodies themselves (one current version per feed)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from apexcal.state._sql import upsert
 from apexcal.state.mirror import StorePart
-from apexcal.state.records import FeedStatus, FeedToken
-from apexcal.state.tables import FeedStatusRow, FeedTokenRow, table_of
+from apexcal.state.records import FeedBody, FeedStatus, FeedToken, TokenGrant
+from apexcal.state.tables import FeedBodyRow, FeedStatusRow, FeedTokenRow, table_of
 
 _F = table_of(FeedTokenRow)
 _B = table_of(FeedStatusRow)
+_V = table_of(FeedBodyRow)
 
 
 def _token(row: Row[Any]) -> FeedToken:
@@ -170,6 +173,12 @@ class FeedsPart(StorePart):
             )
             return [_status(r) for r in rows]
 
+    def feed_status_everywhere(self) -> list[tuple[str, FeedStatus]]:
+        """``(organization, status)`` of every feed of every organization (the stateless server's health)."""
+        with self._db.read("read feed status") as conn:
+            rows = conn.execute(select(_B).order_by(_B.c.organization, _B.c.feed))
+            return [(r.organization, _status(r)) for r in rows]
+
     def feed_files_status(self, parent: str) -> list[FeedStatus]:
         """The built files of configured feed ``parent`` (its own and its per-user ones), by name."""
         with self._db.read("read feed status") as conn:
@@ -183,3 +192,86 @@ class FeedsPart(StorePart):
                 .order_by(_B.c.feed)
             )
             return [_status(r) for r in rows]
+
+    # --- feed bodies (worker mode) ---------------------------------------------------
+
+    def put_feed_body(
+        self, feed: str, *, parent: str, body: bytes, gzip: bytes, etag: str, at: datetime
+    ) -> int:
+        """Make ``body`` (with its gzip form and ETag) the current version of ``feed``; its version.
+
+        One statement: readers see the previous version until it commits.
+        """
+        values = {
+            "organization": self._org,
+            "feed": feed,
+            "parent": parent,
+            "version": 1,
+            "etag": etag,
+            "modified_at": at,
+            "length": len(body),
+            "body": body,
+            "gzip": gzip,
+        }
+        with self._db.write("store feed body") as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(_V).values(values)
+            changed = {c: insert.excluded[c] for c in values if c not in ("organization", "feed")}
+            changed["version"] = _V.c.version + 1
+            return int(
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["organization", "feed"], set_=changed
+                    ).returning(_V.c.version)
+                ).scalar_one()
+            )
+
+    def feed_body_version(self, feed: str) -> tuple[int, str] | None:
+        """``(version, etag)`` of ``feed``'s current body, or ``None``; reads no body."""
+        with self._db.read("read feed version") as conn:
+            row = conn.execute(
+                select(_V.c.version, _V.c.etag).where(
+                    _V.c.organization == self._org, _V.c.feed == feed
+                )
+            ).first()
+        return None if row is None else (int(row.version), str(row.etag))
+
+    def feed_body(self, feed: str) -> FeedBody | None:
+        """The current body of ``feed`` with its gzip form, or ``None`` if never built here."""
+        with self._db.read("read feed body") as conn:
+            row = conn.execute(
+                select(_V).where(_V.c.organization == self._org, _V.c.feed == feed)
+            ).first()
+        if row is None:
+            return None
+        return FeedBody(
+            feed=row.feed, parent=row.parent, version=int(row.version), etag=row.etag,
+            modified_at=row.modified_at, body=bytes(row.body), gzip=bytes(row.gzip),
+        )
+
+    def feed_body_names(self, parent: str) -> list[str]:
+        """The feeds whose bodies configured feed ``parent`` wrote (its own, per-user ones), by name."""
+        with self._db.read("list feed bodies") as conn:
+            rows = conn.execute(
+                select(_V.c.feed)
+                .where(_V.c.organization == self._org, _V.c.parent == parent)
+                .order_by(_V.c.feed)
+            )
+            return [r.feed for r in rows]
+
+    def token_grant(self, token_hash: str) -> TokenGrant | None:
+        """What a token hash opens in *any* organization (hashes are unique), or ``None``.
+
+        The stateless feed server knows a token, not its organization.
+        """
+        with self._db.read("look up feed token") as conn:
+            row = conn.execute(
+                select(_F.c.organization, _F.c.feed, _F.c.revoked_at).where(
+                    _F.c.token_hash == token_hash
+                )
+            ).first()
+        if row is None:
+            return None
+        return TokenGrant(
+            organization=row.organization, feed=row.feed, revoked=row.revoked_at is not None
+        )

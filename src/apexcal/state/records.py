@@ -101,6 +101,32 @@ class FeedToken:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TokenGrant:
+    """What a feed token opens, whatever the organization: its organization, feed, and whether revoked."""
+
+    organization: str
+    feed: str
+    revoked: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedBody:
+    """One version of a feed kept in the database (worker mode): bytes, gzip form, tags.
+
+    ``version`` grows by one with every new body of the feed, so a server
+    holding a copy can tell with a cheap query whether it is still current.
+    """
+
+    feed: str
+    parent: str
+    version: int
+    etag: str
+    modified_at: datetime
+    body: bytes = field(repr=False)
+    gzip: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeedStatus:
     """A feed file's last build (ETag, when, bytes, events, inputs) and its feed job's last failure.
 

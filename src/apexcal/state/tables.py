@@ -28,6 +28,7 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -255,6 +256,28 @@ class FeedStatusRow(Base):
     last_error_at: Mapped[datetime | None]
     last_error_kind: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FeedBodyRow(Base):
+    """The current version of a feed built by a worker: body, gzip form, ETag, Last-Modified.
+
+    One row per feed, replaced in one statement per new version, so a reader
+    sees the old version until the writer commits and never a mix of two.
+    """
+
+    __tablename__ = "feed_bodies"
+
+    organization: Mapped[str] = mapped_column(
+        String(100), primary_key=True, server_default=text("''")
+    )
+    feed: Mapped[str] = mapped_column(String(200), primary_key=True)
+    parent: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(Text)
+    modified_at: Mapped[datetime]
+    length: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    gzip: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 def table_of(model: type[Base]) -> Table:

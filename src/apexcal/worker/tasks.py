@@ -317,9 +317,10 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
 
     @app.task(name=BUILD_FEED, pass_context=True)
     def build_feed(context: JobContext, org: str, feed: str) -> None:
-        """Rebuild ``feed`` of ``org`` (and its per-user files) from the mirror."""
+        """Rebuild ``feed`` of ``org`` (and its per-user feeds) from the mirror, into the database."""
         from apexcal.feeds import build_feed as build
         from apexcal.feeds import feed_today
+        from apexcal.feeds.output import DatabaseOutput
 
         config = ctx.configs.organizations.get(org)
         if config is None or feed not in {f.name for f in config.feeds}:
@@ -331,7 +332,10 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             organization=org, feed=feed, job_id=context.job.id
         ):
             try:
-                results = build(config.feed(feed), config, store, today=feed_today(config))
+                results = build(
+                    config.feed(feed), config, store, today=feed_today(config),
+                    output=DatabaseOutput(store),  # served by apexcal serve
+                )
             except (ApexcalError, OSError) as exc:
                 kind = type(exc).__name__
                 log.error("feed.job_failed", kind=kind, error=_error_text(exc))
