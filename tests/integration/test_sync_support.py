@@ -27,6 +27,7 @@ from apexcal.config import Config, TargetConfig, config_from_dict
 from apexcal.errors import Unmappable
 from apexcal.ical.contentlines import Block, parse
 from apexcal.ical.mapping import is_hidden, object_for
+from apexcal.ical.merge import merge
 from apexcal.ical.ownership import canonical_line
 from apexcal.ical.remote import read_remote
 from apexcal.state import Store
@@ -272,18 +273,21 @@ class Harness:
         return out
 
     def assert_converged(self, name: str = "a") -> None:
-        """The calendar holds exactly the expected objects, once each, byte for byte."""
+        """The calendar holds exactly the expected objects, once each: what we own byte for byte, plus what users added."""
         by_uid = self.remote_by_uid(name)
         dups = {uid: len(objs) for uid, objs in by_uid.items() if len(objs) > 1}
         assert not dups, f"duplicate UIDs: {dups}"
         want = self.expected(name)
         assert set(by_uid) == set(want)
-        wrong = [uid for uid, objs in by_uid.items() if _lines(objs[0].data) != _lines(want[uid])]
+        # What a calendar user added is theirs and stays: the object must be our
+        # rendering merged into it, i.e. merging it again changes nothing.
+        merged = {uid: merge(objs[0].data, want[uid]) for uid, objs in by_uid.items()}
+        wrong = [uid for uid, objs in by_uid.items() if _lines(objs[0].data) != _lines(merged[uid])]
         if wrong:
             first = by_uid[wrong[0]][0].data
             diff = "\n".join(
                 difflib.unified_diff(
-                    _unfold(want[wrong[0]]).decode().splitlines(),
+                    _unfold(merged[wrong[0]]).decode().splitlines(),
                     _unfold(first).decode().splitlines(),
                     lineterm="",
                 )

@@ -24,10 +24,13 @@ by running again (DESIGN §1, §5):
    (:class:`~apexcal.sync.desired.DesiredObjects`);
 6. **plan** (pure, :func:`~apexcal.sync.plan.plan`); objects whose etag must be
    known first are read and only they are planned again;
-7. **apply** conditional writes, recording each as the sink accepts it, then
+7. **merge** each update into the server's copy of its object (read this
+   cycle, or read now), so only what apexcal owns is replaced —
+   :mod:`apexcal.sync.plan_merge`;
+8. **apply** conditional writes, recording each as the sink accepts it, then
    read back the etags; creates refused because the object exists are read,
    planned again alone and adopted (:mod:`apexcal.sync.apply`);
-8. **record** the sync token and mirror position — only when nothing is left
+9. **record** the sync token and mirror position — only when nothing is left
    to retry — and the cycle's success or failure.
 
 A no-change cycle costs two API requests (change feed, types) and two CalDAV
@@ -74,6 +77,7 @@ from apexcal.sync.plan import (
     plan,
     replan,
 )
+from apexcal.sync.plan_merge import Copy, copies_of, merge_updates, to_read
 from apexcal.sync.pull import PullResult, pull
 from apexcal.sync.scope import Scope, narrow, scope_of
 from apexcal.sync.sink import Sink, SinkFactory
@@ -122,6 +126,8 @@ class Cycle:
         self.full = False
         self.settings = ""
         self.desired: DesiredObjects
+        self.copies: dict[str, Copy] = {}
+        """The server's copies of objects read this cycle, by href: what updates merge into."""
 
     def run(self) -> CycleSummary:
         """Pull → reconcile → detect → writeback → map → plan → apply → record."""
@@ -135,6 +141,7 @@ class Cycle:
             self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns,
             reconcile=self.calendar_reconcile_due(),
         )
+        self.copies.update(copies_of(detected.remote.seen))
         self.check_stop()
         scope = scope_of(  # what this cycle plans: everything, or what changed
             self.store, self.target.name, self.org, detected,
@@ -235,6 +242,7 @@ class Cycle:
                 break
             uids = {r.uid for r in the_plan.refreshes}
             remote = reread(self.sink, remote, [r.href for r in the_plan.refreshes], self.owns)
+            self.copies.update(copies_of(remote.seen))
             again = self._plan(
                 [d for d in desired if d.uid in uids],
                 {u: r for u, r in scope.records.items() if u in uids},
@@ -275,12 +283,23 @@ class Cycle:
             owns=self.owns,
         )
 
+    # --- merge ------------------------------------------------------------------------------
+
+    def merged(self, the_plan: Plan) -> Plan:
+        """The plan with each update merged into the server's copy, reading the copies not read yet."""
+        missing = to_read(the_plan, self.copies)
+        if missing:
+            fetched = self.sink.multiget(missing)
+            self.copies.update((h, Copy(etag=o.etag or None, data=o.data)) for h, o in fetched.items())
+        return merge_updates(the_plan, self.copies)
+
     # --- apply -----------------------------------------------------------------------------
 
     def apply(self, the_plan: Plan, desired: list[Desired], scope: Scope) -> ApplyResult:
-        """Record, write, adopt what a create found already there, read back the etags."""
+        """Record, merge and write, adopt what a create found already there, read back the etags."""
         name = self.target.name
         result = apply_records(the_plan, self.store, name, scope.records)
+        the_plan = self.merged(the_plan)
         result = apply_writes(
             the_plan, self.sink, self.store, name, scope.records,
             result=result, should_stop=self.should_stop,
@@ -304,6 +323,7 @@ class Cycle:
         """
         conflicted, result.conflicted = result.conflicted, []
         remote = reread(self.sink, RemoteState(), [a.href for a in conflicted], self.owns)
+        self.copies.update(copies_of(remote.seen))
         result.conflicted = [a for a in conflicted if a.href not in remote.deleted]
         uids = {a.uid for a in conflicted if a.href in remote.deleted}
         if not uids:
@@ -311,7 +331,7 @@ class Cycle:
         log.info("sync.conflict_412_gone", objects=len(uids))
         own = {u: r for u, r in scope.records.items() if u in uids}
         gone = dataclasses.replace(remote, seen=(), deleted=frozenset(r.href for r in own.values()))
-        again = self._plan([d for d in desired if d.uid in uids], own, gone, scope.total)
+        again = self.merged(self._plan([d for d in desired if d.uid in uids], own, gone, scope.total))
         name = self.target.name
         recorded = apply_records(again, self.store, name, scope.records)
         result.adopted += recorded.adopted
@@ -324,13 +344,14 @@ class Cycle:
     def _adopt(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> None:
         """Creates met 412: read what is there, plan just those again, and adopt or update them."""
         seen = read_refused_creates(result, self.sink, self.owns)
+        self.copies.update(copies_of(seen))
         if seen:
             uids = {s.uid for s in seen if s.uid is not None}
             own = {u: r for u, r in scope.records.items() if u in uids}
             again = self._plan(
                 [d for d in desired if d.uid in uids], own, RemoteState(seen=tuple(seen)), scope.total
             )
-            adopt(again, result, self.sink, self.store, self.target.name, scope.records)
+            adopt(self.merged(again), result, self.sink, self.store, self.target.name, scope.records)
         unadoptable(result, self.sink)
 
     # --- record ------------------------------------------------------------------------------

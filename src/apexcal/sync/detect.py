@@ -128,7 +128,7 @@ def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSe
         remote = read_remote(obj.href, obj.data)
     except RemoteParseError as exc:
         log.warning("sync.remote_unreadable", href=obj.href, reason=exc.reason)
-        return RemoteSeen(href=obj.href, etag=obj.etag or None, uid=None, done=None)
+        return RemoteSeen(href=obj.href, etag=obj.etag or None, uid=None, done=None, data=obj.data)
     if not uid_filter(remote.uid):
         return None
     return RemoteSeen(
@@ -139,6 +139,7 @@ def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSe
         status=remote.status,
         modified=remote.completed or remote.last_modified,
         content_hash=semantic_hash(obj.data),
+        data=obj.data,
     )
 
 

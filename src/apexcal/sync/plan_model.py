@@ -9,7 +9,7 @@ as it is, and a :class:`~apexcal.sync.sink.Sink` takes the writes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, TypeVar
 
@@ -91,6 +91,8 @@ class RemoteSeen:
     """LAST-MODIFIED (or COMPLETED) of the remote object; only ``newest-wins`` uses it."""
     content_hash: str | None = None
     """sha256 of the bytes read, when known; lets a crashed PUT be adopted without a PUT."""
+    data: bytes | None = field(default=None, repr=False, compare=False)
+    """The bytes read: the copy an update of this object is merged into (DESIGN §5, "Ownership")."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,123 @@
+"""The sync cycle merges: what a calendar user added to an apexcal object survives the CRM's next change.
+
+On every server of the suite: a client adds its own alarm, an attendee it
+invited and its X- properties to an object apexcal wrote; a CRM-side change of
+subject and time then updates the object from the server's copy, so the
+additions stay while the owned content follows the CRM, and the next cycle
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from apexcal.ical.contentlines import parse
+from apexcal.ical.ownership import canonical_line, main_component, owned_hash
+from tests.integration.test_sync_support import Harness, harness, new_activity
+
+pytestmark = pytest.mark.caldav
+__all__ = ["harness"]
+
+# What a user's calendar app adds to an event (Thunderbird, Apple Calendar shapes).
+USER_LINES = [
+    "ATTENDEE;CN=Jane Roe;PARTSTAT=NEEDS-ACTION;ROLE=REQ-PARTICIPANT:mailto:jane@example.org",
+    "X-MOZ-GENERATION:3",
+    "X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC",
+]
+USER_ALARM = [
+    "BEGIN:VALARM",
+    "ACTION:DISPLAY",
+    "DESCRIPTION:My own reminder",
+    "TRIGGER:-PT30M",
+    "X-WR-ALARMUID:5A1B2C3D-user-alarm",
+    "UID:5A1B2C3D-user-alarm",
+    "END:VALARM",
+]
+
+
+def _with_user_additions(data: bytes) -> bytes:
+    """``data`` as a calendar app saves it after the user added an attendee, X- properties and an alarm."""
+    text = re.sub(r"\r?\n[ \t]", "", data.decode()).replace("\r\n", "\n").strip().split("\n")
+    out: list[str] = []
+    for line in text:
+        if line in ("END:VEVENT", "END:VTODO"):
+            out.extend(USER_LINES + USER_ALARM)
+        out.append(line)
+    return ("\r\n".join(out) + "\r\n").encode()
+
+
+def _user_part(data: bytes) -> set[str]:
+    """The user's lines of an object's VEVENT and its user alarm, in canonical form."""
+    main = main_component(parse(data))
+    assert main is not None
+    lines = {
+        repr(canonical_line(line))
+        for line in main.lines()
+        if line.name == "ATTENDEE" or line.name.startswith(("X-MOZ-", "X-APPLE-"))
+    }
+    for alarm in main.blocks("VALARM"):
+        lines |= {repr(canonical_line(line)) for line in alarm.lines()}
+    return lines
+
+
+class TestMergeOnUpdate:
+    """Updates start from the server's copy and replace only what apexcal owns."""
+
+    def test_user_additions_survive_a_crm_change(self, harness: Harness) -> None:
+        """A user's alarm, attendee and X- properties stay through a subject/time change; the next cycle writes nothing."""
+        aid = new_activity(harness.emulator, subject="Quarterly review")
+        harness.add_target("a")
+        harness.cycle("a")
+        obj = harness.object_of("a", aid)
+        assert harness.put_raw("a", obj.href, _with_user_additions(obj.data), obj.etag).status_code in (200, 201, 204)
+        added = _user_part(harness.object_of("a", aid).data)
+        assert len(added) >= len(USER_LINES) + 4
+
+        quiet = harness.cycle("a")  # the user's additions alone never cause a write
+        assert (quiet.updated, harness.count("PUT")) == (0, 0)
+
+        harness.emulator.state.patch_activity(aid, {"subject": "Moved review", "start_time": "14:00:00", "end_time": "15:00:00"})
+        moved = harness.cycle("a")
+        assert (moved.updated, harness.count("PUT")) == (1, 1)
+        stored = harness.object_of("a", aid).data
+        assert b"Moved review" in stored
+        assert owned_hash(stored) == owned_hash(next(iter(harness.expected("a").values())))
+        assert _user_part(stored) == added
+
+        again = harness.cycle("a")
+        assert (again.updated, again.created, harness.count("PUT")) == (0, 0, 0)
+
+    def test_an_edit_racing_the_update_is_merged_on_the_next_cycle(self, harness: Harness) -> None:
+        """A client saving while a cycle runs: our PUT meets 412, nothing is overwritten, the next cycle merges into their copy."""
+        aid = new_activity(harness.emulator, subject="Quarterly review")
+        harness.add_target("a")
+        harness.cycle("a")
+        harness.emulator.state.patch_activity(aid, {"subject": "Moved review"})
+        saves: list[int] = []
+
+        def client_saves(method: str, status: int) -> None:
+            # After every read of the cycle, whichever one the copy came from.
+            if method == "REPORT":
+                obj = harness.object_of("a", aid)
+                data = obj.data if saves else _with_user_additions(obj.data)
+                data = re.sub(rb"X-MOZ-GENERATION:\d+", f"X-MOZ-GENERATION:{len(saves) + 3}".encode(), data)
+                saves.append(harness.put_raw("a", obj.href, data, obj.etag).status_code)
+
+        harness.hooks.append(client_saves)
+        raced = harness.cycle("a")
+        harness.hooks.clear()
+        assert saves
+        assert set(saves) <= {200, 201, 204}
+        assert (raced.updated, raced.skipped) == (0, 1)
+        added = _user_part(harness.object_of("a", aid).data)
+        assert b"Moved review" not in harness.object_of("a", aid).data
+
+        merged = harness.cycle("a")
+        assert merged.updated == 1
+        stored = harness.object_of("a", aid).data
+        assert b"Moved review" in stored
+        assert _user_part(stored) == added
+        assert harness.cycle("a").updated == 0
+        assert harness.count("PUT") == 0
