@@ -1,7 +1,6 @@
 """The sync webhook over real HTTP, with a real state store: answers, secrets, debouncing, logs.
 
-The server is the feed server application with the webhook mounted, under
-uvicorn on loopback; the store is SQLite on disk.  The sync action records
+The endpoint is mounted as in the feed server, under uvicorn on loopback; the store is SQLite on disk.  The sync action records
 the organizations it is called for (what it does is the daemon's or the
 workers', tested with them).
 """
@@ -12,17 +11,18 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.routing import Route
 from structlog.testing import capture_logs
 
 from apexcal.clock import utcnow
 from apexcal.feeds.tokens import hash_token, new_token
-from apexcal.serve import StoreHealth, create_app, serve_in_thread
+from apexcal.serve import serve_in_thread
 from apexcal.serve.hooks import Debouncer, HookEndpoint, hook_path
 from apexcal.state import Store
 
@@ -75,17 +75,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
         calls = Calls()
         debouncer = Debouncer(calls, window=WINDOW_S)
         registry = CollectorRegistry()
-        health = StoreHealth(
-            store, feeds=list, targets=list, stale_after=timedelta(hours=1),
-            started_at=utcnow(), clock=utcnow,
-        )
         hooks = HookEndpoint(
             secrets=store, debouncer=debouncer, organizations=lambda: ("acme", "beta"),
             registry=registry,
         )
-        app = create_app(
-            feeds=dict, tokens=store, health=health, metrics_registry=registry, hooks=hooks
-        )
+        # Mounted as the feed server mounts it (the daemon's test goes through the feed server itself).
+        app = Starlette(routes=[Route("/hooks/{rest:path}", hooks)])
         with serve_in_thread(app) as url:
             yield Server(url=url, store=store, calls=calls, debouncer=debouncer, registry=registry)
         debouncer.close()

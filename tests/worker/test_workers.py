@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +29,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 from icalendar import Calendar
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 from apexcal.emulator import EmulatorState, create_app, serve_in_thread
 from tests.fixtures.caldav_servers import CalDAVServerHandle
@@ -38,7 +37,6 @@ from tests.fixtures.emulator import EmulatorAdmin
 
 pytestmark = [pytest.mark.postgres, pytest.mark.caldav, pytest.mark.slow]
 
-PG_ENV = "APEXCAL_TEST_POSTGRES_URL"
 ORGS = {"acme": 27, "beta": 28, "gamma": 29}
 TARGETS_PER_ORG = 7
 ACTIVITIES_PER_ORG = 6
@@ -211,24 +209,6 @@ def api_requests_by_org(admin: EmulatorAdmin) -> dict[int, int]:
             if f"organization_id={org_id}" in line:
                 counts[org_id] += 1
     return counts
-
-
-@pytest.fixture
-def scratch_db() -> Iterator[str]:
-    """A scratch PostgreSQL database for this run, dropped afterwards."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    name = f"apexcal_workers_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -8,11 +8,14 @@ started yet absorbs the next ones, while it may wait beside a scheduled pull.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection
 
 import structlog
 from procrastinate import App, exceptions
+from prometheus_client import CollectorRegistry
 
 from apexcal.errors import StoreFailure
+from apexcal.serve.hooks import Debouncer, HookEndpoint, HookSecrets
 from apexcal.worker.runner import make_app
 from apexcal.worker.tasks import PULL, pull_lock, trigger_lock
 
@@ -61,3 +64,25 @@ class PullRequester:
             if self._open:
                 self._app.close()
                 self._open = False
+
+
+def worker_hooks(
+    *, url: str, queue_schema: str, secrets: HookSecrets,
+    organizations: Callable[[], Collection[str]], registry: CollectorRegistry | None = None,
+) -> tuple[HookEndpoint, Callable[[], None]]:
+    """The sync webhook of a server in worker mode and the function that closes it.
+
+    A post defers a forced pull of the secret's organization on the queue at
+    ``url`` (debounced, and absorbed by a requested pull not started yet).
+    """
+    requester = PullRequester(url, queue_schema)
+    debouncer = Debouncer(requester)
+
+    def close() -> None:
+        debouncer.close()
+        requester.close()
+
+    endpoint = HookEndpoint(
+        secrets=secrets, debouncer=debouncer, organizations=organizations, registry=registry
+    )
+    return endpoint, close
