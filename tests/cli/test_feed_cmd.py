@@ -240,3 +240,43 @@ class TestList:
         )
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+class TestConfigDir:
+    def test_urls_are_issued_per_organization_of_a_config_dir(self, tmp_path: Path) -> None:
+        """With --config-dir and --org a URL opens that organization's feed; without --org, two organizations are one line, exit 2."""
+        conf = tmp_path / "conf"
+        conf.mkdir()
+        db = tmp_path / "state.db"
+        (conf / "apexcal.toml").write_text(
+            f'[state]\nurl = "sqlite:///{db}"\n\n[server]\npublic_url = "https://cal.example.com"\n'
+        )
+        for key, org_id in (("acme", 27), ("beta", 28)):
+            (conf / f"{key}.toml").write_text(
+                f'[source]\nbase_url = "http://127.0.0.1:9"\norganization_id = {org_id}\n\n'
+                f'[[feeds]]\nname = "team"\npath = "{tmp_path}/{key}.ics"\n'
+            )
+        done = subprocess.run(
+            [APEXCAL, "feed", "url", "team", "--config-dir", str(conf), "--org", "beta"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        token = urlsplit(done.stdout.splitlines()[0]).path.split("/")[2]
+        with Store.open(f"sqlite:///{db}") as store:
+            grant = store.token_grant(hash_token(token))
+        assert grant is not None
+        assert (grant.organization, grant.feed) == ("beta", "team")
+        listed = subprocess.run(
+            [APEXCAL, "feed", "list", "--config-dir", str(conf), "--org", "acme"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines() == ["id\tfeed\tlabel\tcreated\trevoked"]
+        ambiguous = subprocess.run(
+            [APEXCAL, "feed", "list", "--config-dir", str(conf)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert ambiguous.returncode == 2
+        assert ambiguous.stderr.strip().splitlines() == [
+            f"error: --org is needed: {conf} holds acme, beta"
+        ]

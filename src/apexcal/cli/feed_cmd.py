@@ -1,5 +1,9 @@
 """``apexcal feed url|rotate|revoke|list``: manage the secret URLs of feeds.
 
+Each takes ``--config FILE``, or ``--config-dir DIR --org KEY`` for one
+organization of a config directory (``--org`` may be left out when the
+directory holds one).
+
 A feed URL embeds a random token; the state store keeps only its hash, so the
 URL is shown once, when created, and cannot be shown again: lose it, make a
 new one.  Several tokens can open the same feed (one per device), each with a
@@ -37,7 +41,14 @@ app.add_typer(feed_app, name="feed")
 _PER_USER_NAME = re.compile(r"(?P<feed>.+)-(?P<user>[0-9]+)")
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
+    Path | None, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
+]
+ConfigDirOption = Annotated[
+    Path | None,
+    typer.Option("--config-dir", help="A config directory (with --org).", file_okay=False),
+]
+OrgOption = Annotated[
+    str | None, typer.Option("--org", help="The organization (file stem) of --config-dir.")
 ]
 LabelOption = Annotated[
     str | None, typer.Option("--label", help="Which device or person this URL is for.")
@@ -75,16 +86,18 @@ def public_base_url(config: Config) -> str:
 
 
 @contextmanager
-def _opened(config_path: Path) -> Iterator[tuple[Config, Store]]:
-    from apexcal.config import load_config
+def _opened(
+    config_path: Path | None, config_dir: Path | None = None, org: str | None = None
+) -> Iterator[tuple[Config, Store]]:
+    from apexcal.config.directory import load_one
     from apexcal.log import configure
     from apexcal.state import Store
 
-    config = load_config(config_path)
+    config, key = load_one(config_path, config_dir, org)
     # Stdout carries the URLs only; anything worth a warning goes to stderr.
     configure("warning")
     with Store.open(config.state.url) as store:
-        yield config, store
+        yield config, store.for_organization(key)
 
 
 def _issue(store: Store, config: Config, feed: str, label: str | None, at: datetime) -> FeedUrls:
@@ -110,14 +123,16 @@ def _print_urls(urls: FeedUrls) -> None:
 @feed_app.command("url")
 def url_command(
     name: Annotated[str, typer.Argument(help="Feed name (per-user feeds: <feed>-<user id>).")],
-    config: ConfigOption,
+    config: ConfigOption = None,
+    config_dir: ConfigDirOption = None,
+    org: OrgOption = None,
     label: LabelOption = None,
 ) -> None:
     """Create a new secret URL for a feed and print it (https, webcal, Google link).
 
     The URL is shown only now: only a hash of its token is stored.
     """
-    with _opened(config) as (cfg, store):
+    with _opened(config, config_dir, org) as (cfg, store):
         feed = resolve_feed_name(cfg, name)
         _print_urls(_issue(store, cfg, feed, label, utcnow()))
 
@@ -125,11 +140,13 @@ def url_command(
 @feed_app.command("rotate")
 def rotate_command(
     name: Annotated[str, typer.Argument(help="Feed name (per-user feeds: <feed>-<user id>).")],
-    config: ConfigOption,
+    config: ConfigOption = None,
+    config_dir: ConfigDirOption = None,
+    org: OrgOption = None,
     label: LabelOption = None,
 ) -> None:
     """Revoke every URL of a feed and print a new one."""
-    with _opened(config) as (cfg, store):
+    with _opened(config, config_dir, org) as (cfg, store):
         feed = resolve_feed_name(cfg, name)
         at = utcnow()
         revoked = store.revoke_feed_tokens(feed, None, at=at)
@@ -140,7 +157,9 @@ def rotate_command(
 @feed_app.command("revoke")
 def revoke_command(
     name: Annotated[str, typer.Argument(help="Feed name (per-user feeds: <feed>-<user id>).")],
-    config: ConfigOption,
+    config: ConfigOption = None,
+    config_dir: ConfigDirOption = None,
+    org: OrgOption = None,
     token_id: Annotated[
         int | None, typer.Option("--token-id", help="The id shown by 'apexcal feed list'.")
     ] = None,
@@ -149,7 +168,7 @@ def revoke_command(
     """Revoke one URL of a feed (--token-id N) or all of them (--all)."""
     if (token_id is None) == (not all_tokens):
         raise UsageError("give exactly one of --token-id N or --all")
-    with _opened(config) as (cfg, store):
+    with _opened(config, config_dir, org) as (cfg, store):
         feed = resolve_feed_name(cfg, name)
         revoked = store.revoke_feed_tokens(feed, token_id, at=utcnow())
         if token_id is not None and revoked == 0:
@@ -167,13 +186,15 @@ def _when(moment: datetime | None) -> str:
 
 @feed_app.command("list")
 def list_command(
-    config: ConfigOption,
+    config: ConfigOption = None,
     name: Annotated[
         str | None, typer.Argument(help="Only this feed (default: every feed).")
     ] = None,
+    config_dir: ConfigDirOption = None,
+    org: OrgOption = None,
 ) -> None:
     """List the URLs of feeds: token id, label, created, revoked (never the tokens)."""
-    with _opened(config) as (cfg, store):
+    with _opened(config, config_dir, org) as (cfg, store):
         if name is not None:
             names = [resolve_feed_name(cfg, name)]
         else:
