@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 UNITS_DIR = Path(__file__).resolve().parents[2] / "systemd"
-UNITS = ("apexcal.service", "apexcal-export.service", "apexcal-export.timer")
+UNITS = ("apexcal.service", "apexcal-export.service", "apexcal-export.timer", "apexcal-serve.service")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
 pytestmark = pytest.mark.skipif(
@@ -50,17 +50,18 @@ class TestUnits:
         assert result.returncode == 0, output
         assert output == "", output
 
-    def test_service_exposure_is_at_most_two(self, unit_dir: Path) -> None:
-        """The offline security analysis rates the daemon's exposure at 2.0 or lower."""
+    @pytest.mark.parametrize("unit", ["apexcal.service", "apexcal-serve.service"])
+    def test_service_exposure_is_at_most_two(self, unit_dir: Path, unit: str) -> None:
+        """The offline security analysis rates each long-running service's exposure at 2.0 or lower."""
         assert SYSTEMD_ANALYZE is not None
         result = subprocess.run(
-            [SYSTEMD_ANALYZE, "security", "--offline=true", str(unit_dir / "apexcal.service")],
+            [SYSTEMD_ANALYZE, "security", "--offline=true", str(unit_dir / unit)],
             capture_output=True,
             text=True,
             check=False,
             cwd=unit_dir,
         )
-        match = re.search(r"Overall exposure level for apexcal\.service: ([0-9.]+)", result.stdout)
+        match = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", result.stdout)
         assert match, result.stdout + result.stderr
         assert float(match.group(1)) <= 2.0, result.stdout
 
@@ -78,3 +79,16 @@ class TestUnits:
         ):
             assert line in text.splitlines(), line
         assert re.search(r"^WatchdogSec=\S+", text, re.MULTILINE)
+
+    def test_serve_unit_restarts_always_and_serves_the_config_dir(self) -> None:
+        """The stateless server's unit restarts whatever the exit, reloads on SIGHUP and keeps no state."""
+        text = (UNITS_DIR / "apexcal-serve.service").read_text()
+        for line in (
+            "Type=notify",
+            "ExecStart=/usr/local/bin/apexcal serve --config-dir /etc/apexcal/conf.d",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "Restart=always",
+            "DynamicUser=yes",
+        ):
+            assert line in text.splitlines(), line
+        assert "StateDirectory=" not in text

@@ -449,6 +449,16 @@ class TestDerivedValues:
         assert config.server is not None
         assert config.server.stale_after == timedelta(hours=1)
 
+    def test_token_cache_is_at_most_a_minute(self, tmp_path: Path) -> None:
+        """[server] token_cache bounds how long a revoked feed URL works: 30 s unless set, never over 1 m."""
+        config = config_from_dict({"source": {"organization_id": 1}, "server": {}})
+        assert config.server is not None
+        assert config.server.token_cache == timedelta(seconds=30)
+        path = write(tmp_path, '[source]\norganization_id = 1\n\n[server]\ntoken_cache = "2m"\n')
+        [(key, message)] = problems_of(path)
+        assert key == "server.token_cache"
+        assert "at most 1m" in message
+
     def test_state_url_defaults_under_state_directory(self, tmp_path: Path) -> None:
         """Without [state] url the database lives in $STATE_DIRECTORY, else in the working directory."""
         config = config_from_dict(

@@ -52,6 +52,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "Run the sync daemon: every target and feed on its schedule, and the feed server.",
     ),
     (
+        "serve",
+        "serve_cmd",
+        "Serve the feeds workers build, from the database: any number of stateless instances.",
+    ),
+    (
         "status",
         "status_cmd",
         "Show each target and feed: last success, last error, objects, pending writebacks, next run.",

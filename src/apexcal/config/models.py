@@ -174,6 +174,12 @@ class SyncConfig(_Table):
     )
 
 
+def _at_most_a_minute(value: timedelta) -> timedelta:
+    if value > timedelta(minutes=1):
+        raise ValueError("must be at most 1m (a revoked feed URL must stop working within a minute)")
+    return value
+
+
 class ServerConfig(_Table):
     """``[server]``: the feed server (feeds, /healthz, /metrics)."""
 
@@ -190,6 +196,12 @@ class ServerConfig(_Table):
         default=timedelta(minutes=15),
         description="/healthz answers 503 when a feed or target has not succeeded for this "
         "long. Default: three times [sync] interval.",
+    )
+    token_cache: Annotated[Duration, AfterValidator(_at_most_a_minute)] = Field(
+        default=timedelta(seconds=30),
+        description="apexcal serve: how long a feed token looked up in the database is "
+        "trusted before it is looked up again, so a revoked feed URL stops working within "
+        "this time (at most 1m).",
     )
 
     @property

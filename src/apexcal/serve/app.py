@@ -1,8 +1,10 @@
 """The feed server: secret feed URLs with HTTP caching, ``/healthz``, ``/metrics``.
 
-``GET``/``HEAD /feeds/<token>/<name>.ics`` serves a feed file named in the
-configured mapping; the request path is only ever used to *look up* a name,
-never to build a file path.  Anything not well formed, an unknown token, and a
+``GET``/``HEAD /feeds/<token>/<name>.ics`` serves a feed its
+:class:`FeedLibrary` knows: the daemon's files (:class:`FileFeeds`, the
+configured mapping) or, for ``apexcal serve``, the bodies workers keep in the
+database (:mod:`apexcal.serve.database`).  The request path is only ever used
+to *look up* a name, never to build a file path.  Anything not well formed, an unknown token, and a
 token bound to another feed all get the same 404.  A revoked token asking for
 the feed it was issued for gets 410 Gone: subscription clients (Thunderbird)
 then stop polling, where on a 404 they keep showing the last copy forever.
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from apexcal.errors import StoreFailure
 from apexcal.feeds.tokens import hash_token
 from apexcal.metrics import Metrics
 from apexcal.serve.conditional import http_date, none_match, not_modified_since, wants_gzip
@@ -72,6 +75,61 @@ class FeedTokenLookup(Protocol):
 FeedsSource = Callable[[], Mapping[str, Path | ServedFeed]]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Grant:
+    """What a token opens: the feed it was issued for, in which scope, and whether revoked.
+
+    ``scope`` is the organization key with a config directory, ``''`` for the
+    daemon's single organization.
+    """
+
+    scope: str
+    feed: str
+    revoked: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Servable:
+    """A feed the server may serve: its current version (``None``: not built yet) and cache lifetime."""
+
+    version: FeedVersion | None
+    max_age: int = DEFAULT_MAX_AGE
+
+
+class FeedLibrary(Protocol):
+    """Tokens and feed versions, wherever they live (files and the store; the database)."""
+
+    def grant(self, token_hash: str) -> Grant | None:
+        """What the token with this SHA-256 hex hash opens; ``None`` for a hash never issued."""
+        ...
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """Feed ``name`` of ``scope`` with its current version; ``None`` when there is no such feed."""
+        ...
+
+
+class FileFeeds:
+    """A :class:`FeedLibrary` over feed files on disk and tokens in the state store (``apexcal run``)."""
+
+    def __init__(self, *, feeds: FeedsSource, tokens: FeedTokenLookup) -> None:
+        self._feeds = feeds
+        self._tokens = tokens
+        self._cache = FeedFileCache()
+
+    def grant(self, token_hash: str) -> Grant | None:
+        """The store's record of the token."""
+        state = self._tokens.feed_token_state(token_hash)
+        return None if state is None else Grant(scope="", feed=state[0], revoked=state[1])
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """The configured file of ``name``, read once per version."""
+        entry = self._feeds().get(name)
+        if entry is None:
+            return None
+        served = entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
+        return Servable(version=self._cache.load(served.path), max_age=served.max_age)
+
+
 def _not_found() -> Response:
     return PlainTextResponse("Not Found", status_code=404, headers={"Cache-Control": "no-store"})
 
@@ -79,6 +137,13 @@ def _not_found() -> Response:
 def _gone() -> Response:
     return PlainTextResponse(
         "Gone: this feed URL was revoked", status_code=410, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _unavailable() -> Response:
+    return PlainTextResponse(
+        "Service Unavailable: the state store cannot be read", status_code=503,
+        headers={"Retry-After": "30", "Cache-Control": "no-store"},
     )
 
 
@@ -91,6 +156,7 @@ def _method_not_allowed() -> Response:
 @dataclass(frozen=True, kw_only=True)
 class _Found:
     name: str
+    label: str
     version: FeedVersion | None
     max_age: int
 
@@ -106,16 +172,13 @@ class FeedEndpoint:
     def __init__(
         self,
         *,
-        feeds: FeedsSource,
-        tokens: FeedTokenLookup,
+        library: FeedLibrary,
         metrics: Metrics | None,
         public_url: str | None = None,
     ) -> None:
-        self._feeds = feeds
-        self._tokens = tokens
+        self._library = library
         self._metrics = metrics
         self._public_url = public_url.rstrip("/") if public_url else None
-        self._cache = FeedFileCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -131,18 +194,18 @@ class FeedEndpoint:
         410 only for a revoked token asking for the very feed it was issued
         for: a revoked token with another name is as unknown as any other.
         """
-        state = self._tokens.feed_token_state(hash_token(token))
-        bound, revoked = state if state is not None else (_NO_FEED, False)
+        grant = self._library.grant(hash_token(token))
+        bound, revoked = (grant.feed, grant.revoked) if grant is not None else (_NO_FEED, False)
         same = hmac.compare_digest(bound.encode(), name.encode())
-        if state is None or not same:
+        if grant is None or not same:
             return _MISSING
         if revoked:
             return _REVOKED
-        entry = self._feeds().get(name)
-        if entry is None:
+        found = self._library.servable(grant.scope, name)
+        if found is None:
             return _MISSING
-        served = entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
-        return _Found(name=name, version=self._cache.load(served.path), max_age=served.max_age)
+        label = f"{grant.scope}/{name}" if grant.scope else name
+        return _Found(name=name, label=label, version=found.version, max_age=found.max_age)
 
     async def _respond(self, request: Request) -> tuple[str, Response]:
         raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
@@ -153,17 +216,21 @@ class FeedEndpoint:
             return "-", _not_found()
         if request.method not in ("GET", "HEAD"):
             return "-", _method_not_allowed()
-        found = await run_in_threadpool(self._resolve, match["token"], match["name"])
+        try:
+            found = await run_in_threadpool(self._resolve, match["token"], match["name"])
+        except StoreFailure as exc:
+            log.warning("feed.store_unavailable", operation=exc.operation)
+            return "-", _unavailable()
         if found == _REVOKED:
             return match["name"], _gone()
         if not isinstance(found, _Found):
             return "-", _not_found()
         if found.version is None:
-            return found.name, PlainTextResponse(
+            return found.label, PlainTextResponse(
                 "feed not built yet", status_code=503, headers={"Retry-After": "60"}
             )
         source = f"{self._public_url}{match[0]}" if self._public_url else None
-        return found.name, await run_in_threadpool(
+        return found.label, await run_in_threadpool(
             _feed_response, request, found.name, found.version, found.max_age, source
         )
 
@@ -212,31 +279,48 @@ def _feed_response(
 
 def create_app(
     *,
-    feeds: FeedsSource,
-    tokens: FeedTokenLookup,
+    feeds: FeedsSource | None = None,
+    tokens: FeedTokenLookup | None = None,
+    library: FeedLibrary | None = None,
     health: HealthSource,
     metrics_registry: CollectorRegistry,
     metrics: Metrics | None = None,
     public_url: str | None = None,
     hooks: ASGIApp | None = None,
+    stale_is_unhealthy: bool = True,
 ) -> Starlette:
     """The feed server application (with ``hooks``: the sync webhook under ``/hooks/``).
 
-    ``feeds`` is called on every feed request and maps feed names (per-user
-    feeds included, e.g. ``team-46``) to their files, optionally with a cache
-    lifetime (:class:`ServedFeed`).  ``tokens`` resolves token hashes,
-    ``health`` feeds ``/healthz``, ``metrics_registry`` is exposed on
-    ``/metrics``; when ``metrics`` is given, feed requests are counted in it.
-    With ``public_url``, each feed is served with a ``SOURCE`` property naming
-    the very URL (and so the very token) the subscriber used.
+    Feeds come from ``library``, or from ``feeds`` and ``tokens`` (files,
+    :class:`FileFeeds`): ``feeds`` is called on every feed request and maps
+    feed names (per-user feeds included, e.g. ``team-46``) to their files,
+    optionally with a cache lifetime (:class:`ServedFeed`); ``tokens``
+    resolves token hashes.  ``health`` feeds ``/healthz`` (503 when something
+    is stale, unless ``stale_is_unhealthy`` is false, and when the store
+    cannot be read); ``metrics_registry`` is exposed on ``/metrics``; when
+    ``metrics`` is given, feed requests are counted in it.  With
+    ``public_url``, each feed is served with a ``SOURCE`` property naming the
+    very URL (and so the very token) the subscriber used.
     """
+    if library is None:
+        if feeds is None or tokens is None:
+            raise TypeError("create_app needs library, or feeds and tokens")
+        library = FileFeeds(feeds=feeds, tokens=tokens)
 
     async def healthz(request: Request) -> Response:
-        snapshot = await run_in_threadpool(health.snapshot)
+        try:
+            snapshot = await run_in_threadpool(health.snapshot)
+        except StoreFailure as exc:
+            log.warning("health.store_unavailable", operation=exc.operation)
+            return JSONResponse(
+                {"status": "unavailable", "error": "the state store cannot be read"},
+                status_code=503,
+                headers={"Cache-Control": "no-store"},
+            )
         healthy, document = health_report(snapshot)
         return JSONResponse(
             document,
-            status_code=200 if healthy else 503,
+            status_code=200 if healthy or not stale_is_unhealthy else 503,
             headers={"Cache-Control": "no-store"},
         )
 
@@ -261,9 +345,7 @@ def create_app(
             Route("/robots.txt", robots, methods=["GET"]),
             Route(
                 "/feeds/{rest:path}",
-                FeedEndpoint(
-                    feeds=feeds, tokens=tokens, metrics=metrics, public_url=public_url
-                ),
+                FeedEndpoint(library=library, metrics=metrics, public_url=public_url),
             ),
             *([Route("/hooks/{rest:path}", hooks)] if hooks is not None else []),
         ],

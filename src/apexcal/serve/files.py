@@ -10,13 +10,13 @@ gzip body is compressed once, on first demand.
 
 from __future__ import annotations
 
-import gzip
 import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from apexcal.feeds.output import compress
 from apexcal.ical.feed import etag_for
 
 
@@ -80,18 +80,24 @@ class BodyVariant:
         """The gzip-compressed body, compressed once (deterministic: no timestamp)."""
         with self._lock:
             if self._gzip is None:
-                self._gzip = gzip.compress(self.body, compresslevel=6, mtime=0)
+                self._gzip = compress(self.body)
             return self._gzip
 
 
 @dataclass(kw_only=True)
 class FeedVersion:
-    """One version of a feed file: its bytes, tags and modification time."""
+    """One version of a feed: its bytes, tags and modification time.
 
-    identity: FileIdentity
+    ``identity`` tells versions apart (a :class:`FileIdentity` for a file; the
+    stored version for a body kept in the database); ``gzip``, when given, is
+    the body's gzip form already made (stored beside the body by a worker).
+    """
+
+    identity: object
     body: bytes
     etag: str
     last_modified: datetime
+    gzip: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _plain: BodyVariant | None = field(default=None, repr=False)
     _variants: dict[str, BodyVariant] = field(default_factory=dict, repr=False)
@@ -101,7 +107,7 @@ class FeedVersion:
         with self._lock:
             if url is None:
                 if self._plain is None:
-                    self._plain = BodyVariant(body=self.body, etag=self.etag)
+                    self._plain = BodyVariant(body=self.body, etag=self.etag, _gzip=self.gzip)
                 return self._plain
             variant = self._variants.get(url)
         if variant is None:
