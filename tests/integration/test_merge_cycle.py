@@ -121,3 +121,62 @@ class TestMergeOnUpdate:
         assert _user_part(stored) == added
         assert harness.cycle("a").updated == 0
         assert harness.count("PUT") == 0
+
+
+def _acknowledge_ours_and_add_own(data: bytes) -> bytes:
+    """``data`` after a user dismissed apexcal's reminder (Apple's ACKNOWLEDGED) and added one of their own."""
+    text = re.sub(r"\r?\n[ \t]", "", data.decode()).replace("\r\n", "\n").strip().split("\n")
+    out: list[str] = []
+    in_ours = False
+    for line in text:
+        if line.startswith("X-APEX-ALARM:"):
+            in_ours = True
+        if line == "END:VALARM" and in_ours:
+            out.append("ACKNOWLEDGED:20250612T093012Z")
+            in_ours = False
+        if line in ("END:VEVENT", "END:VTODO"):
+            out.extend(USER_ALARM)
+        out.append(line)
+    return ("\r\n".join(out) + "\r\n").encode()
+
+
+def _alarms(data: bytes) -> dict[str, set[str]]:
+    """The object's VALARMs by UID: their lines in canonical form."""
+    main = main_component(parse(data))
+    assert main is not None
+    return {
+        alarm.value("UID") or "": {repr(canonical_line(line)) for line in alarm.lines()}
+        for alarm in main.blocks("VALARM")
+    }
+
+
+class TestReminders:
+    """``alarms``: apexcal's reminders are its own; the user's and their acknowledgements stay."""
+
+    def test_our_reminders_change_and_the_users_stay(self, harness: Harness) -> None:
+        """A dismissed apexcal reminder stays dismissed through a CRM change; a new trigger replaces only ours."""
+        aid = new_activity(harness.emulator, subject="Quarterly review")
+        harness.mapping["alarms"] = {"default": ["-15m"], "call": ["-5m"]}
+        harness.add_target("a")
+        harness.cycle("a")
+        obj = harness.object_of("a", aid)
+        (ours,) = _alarms(obj.data)
+        assert ours.startswith("apexcal-alarm-")
+        assert harness.put_raw("a", obj.href, _acknowledge_ours_and_add_own(obj.data), obj.etag).status_code in (200, 201, 204)
+        held = _alarms(harness.object_of("a", aid).data)
+        assert any("ACKNOWLEDGED" in line for line in held[ours])
+
+        harness.emulator.state.patch_activity(aid, {"subject": "Moved review", "start_time": "15:00:00", "end_time": "16:00:00"})
+        assert harness.cycle("a").updated == 1
+        assert _alarms(harness.object_of("a", aid).data) == {
+            **held, ours: {line for line in held[ours] if "Quarterly" not in line} | {repr(("DESCRIPTION", (), "Moved review"))}
+        }
+
+        harness.targets["a"]["alarms"] = {"default": ["-30m"]}  # this target's own reminders
+        assert harness.cycle("a").updated == 1
+        after = _alarms(harness.object_of("a", aid).data)
+        assert USER_ALARM[-2].removeprefix("UID:") in after  # the user's own reminder
+        assert ours not in after
+        (new,) = set(after) - {USER_ALARM[-2].removeprefix("UID:")}
+        assert repr(("X-APEX-ALARM", (), "-30m")) in after[new]
+        assert harness.cycle("a").updated == 0

@@ -11,12 +11,16 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
+    BeforeValidator,
     Field,
+    PlainValidator,
     SecretStr,
     ValidationInfo,
     model_validator,
 )
 
+from apexcal.apex.keys import type_key
 from apexcal.config.durations import Duration
 from apexcal.config.table import _env, _Table
 from apexcal.config.values import (
@@ -31,9 +35,49 @@ from apexcal.config.values import (
     TypeKey,
     credential_password,
 )
+from apexcal.ical.alarms import DEFAULT_KEY, parse_trigger
 from apexcal.ical.fields import DoneEvents, Privacy, TasksAs
 
 Component = Literal["event", "todo"]
+
+
+def _alarm_key(value: str) -> str:
+    if value != DEFAULT_KEY and (not value or value != type_key(value)):
+        raise ValueError(f"{value!r} is neither {DEFAULT_KEY!r} nor an activity type key (lowercase, e.g. 'call')")
+    return value
+
+
+def _triggers(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('must be a list of reminders, e.g. ["-15m", "-1d", "09:00"]')
+    if len(value) > 8:
+        raise ValueError("at most 8 reminders per type")
+    return [parse_trigger(v).key for v in value]  # TriggerError (a ValueError) names the text
+
+
+def _alarms_setting(value: object) -> bool | dict[str, list[str]]:
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError("must be true, false or a table of reminders (type key → list)")
+    table: dict[str, list[str]] = {}
+    for key, triggers in value.items():
+        try:
+            table[_alarm_key(str(key))] = _triggers(triggers)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return table
+
+
+AlarmTable = dict[Annotated[str, AfterValidator(_alarm_key)], Annotated[list[str], BeforeValidator(_triggers)]]
+"""``[mapping.alarms]``: activity type key (or ``default``) → reminders."""
+Alarms = Annotated[bool | dict[str, list[str]], PlainValidator(_alarms_setting)]
+"""A target's or feed's ``alarms``: ``true`` ([mapping.alarms]), ``false`` (none) or its own table."""
+
+_ALARMS_HELP = (
+    "A table of its own replaces [mapping.alarms] here (same keys); true uses [mapping.alarms], "
+    "false writes no reminders."
+)
 
 
 def _default_components() -> dict[str, Component]:
@@ -73,6 +117,15 @@ class MappingConfig(_Table):
         description="Where coordinates for a location come from when the API has none: "
         '"offline" (bundled city list) | "nominatim" (OpenStreetMap, online) | "none". '
         "A point found this way adds GEO and a map, never changes LOCATION.",
+    )
+    alarms: AlarmTable = Field(
+        default_factory=dict,
+        description="Reminders apexcal writes: activity type key (or default, for every type "
+        'not listed) → list of triggers: an offset before ("-15m", "-1h30m", "-2d", or RFC 5545 '
+        '"-PT15M") or after ("+10m") the start (a to-do\'s due time), or a time on the due day '
+        '("09:00", in the source time zone). Done activities get none. apexcal updates and '
+        "removes only its own reminders, never one a user added.",
+        examples=[{"default": ["-15m"], "call": ["-5m"], "task": ["09:00"]}],
     )
 
 
@@ -133,6 +186,9 @@ class TargetConfig(_Table):
     )
     interval: Duration | None = Field(
         default=None, description="Overrides [sync] interval for this target.", examples=["1m"]
+    )
+    alarms: Alarms = Field(
+        default=True, description="Reminders on this target (default: [mapping.alarms]). " + _ALARMS_HELP
     )
 
     @model_validator(mode="after")
@@ -219,6 +275,11 @@ class FeedConfig(_Table):
     )
     interval: Duration | None = Field(
         default=None, description="Overrides [sync] interval for this feed.", examples=["15m"]
+    )
+    alarms: Alarms = Field(
+        default=False,
+        description="Reminders in this feed: off by default, as subscribing clients handle them "
+        "badly. " + _ALARMS_HELP,
     )
 
     @model_validator(mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from apexcal.ical.fields import DoneEvents, Privacy, TasksAs
@@ -12,9 +13,18 @@ if TYPE_CHECKING:
 
 
 def mapping_options(
-    config: Config, *, privacy: Privacy, tasks_as: TasksAs, done_events: DoneEvents = "keep"
+    config: Config,
+    *,
+    privacy: Privacy,
+    tasks_as: TasksAs,
+    done_events: DoneEvents = "keep",
+    alarms: bool | Mapping[str, Sequence[str]] = False,
 ) -> MappingOptions:
-    """The pure mapping's options: the source's zone and UID domain, ``[mapping]``, and the calendar's choices."""
+    """The pure mapping's options: the source's zone and UID domain, ``[mapping]``, and the calendar's choices.
+
+    ``alarms`` is the calendar's setting: ``True`` for ``[mapping.alarms]``,
+    ``False`` for none, or a table of its own.
+    """
     m = config.mapping
     return MappingOptions(
         timezone=config.source.timezone,
@@ -27,4 +37,15 @@ def mapping_options(
         default_duration=m.default_duration,
         max_note_bytes=m.max_note_bytes,
         done_events=done_events,
+        alarms=tuple((k, tuple(v)) for k, v in _alarm_table(m.alarms, alarms).items()),
     )
+
+
+def _alarm_table(
+    default: Mapping[str, Sequence[str]], setting: bool | Mapping[str, Sequence[str]]
+) -> Mapping[str, Sequence[str]]:
+    if setting is True:
+        return default
+    if setting is False:
+        return {}
+    return setting

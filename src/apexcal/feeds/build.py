@@ -87,7 +87,7 @@ class FeedResult:
 def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
     """The mapping options of a feed: its privacy, tasks and done events, the config's mapping table."""
     return mapping_options(
-        config, privacy=feed.privacy, tasks_as=feed.tasks_as, done_events=feed.done_events
+        config, privacy=feed.privacy, tasks_as=feed.tasks_as, done_events=feed.done_events, alarms=feed.alarms
     )
 
 

@@ -6,7 +6,9 @@ A trigger is text, as written in ``[mapping.alarms]`` (``meeting = ["-15m"]``,
 - **Relative**: a signed offset from the start of an event or the due time of
   a to-do, in weeks, days, hours and minutes: ``-15m`` (15 minutes before),
   ``-1h30m``, ``-2d``, ``+10m`` (after), ``0m`` (at the time).  An unsigned
-  non-zero offset is refused: "15m" could mean either side.
+  non-zero offset is refused: "15m" could mean either side.  RFC 5545
+  durations are read too (``-PT15M``, ``-P1DT2H``, ``-P1W``), in whole
+  minutes.
 - **Absolute**: ``HH:MM`` on the day the activity is due (a to-do's DUE day,
   an event's start day), as a wall time in the source time zone; written as
   a UTC date-time (RFC 5545 §3.8.6.3 wants absolute triggers in UTC).  A time
@@ -40,8 +42,12 @@ from apexcal.ical.timezones import zone_for
 _RELATIVE = re.compile(r"^([+-]?)((?:\d+[wdhm])+)$")
 _PART = re.compile(r"(\d+)([wdhm])")
 _ABSOLUTE = re.compile(r"^(\d{1,2}):(\d{2})$")
+_ISO = re.compile(r"^([+-]?)p(?:(\d+)w)?(?:(\d+)d)?(?:t(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?)?$")
 _UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 _MAX_OFFSET = timedelta(weeks=52)
+
+DEFAULT_KEY = "default"
+"""The key of an alarm table whose triggers apply to every type not listed."""
 
 
 
@@ -82,6 +88,14 @@ def parse_trigger(text: str) -> Trigger:
         if hour > 23 or minute > 59:
             raise TriggerError(text, "not a time of day (HH:MM, 00:00 to 23:59)")
         return Trigger(at=time(hour, minute))
+    iso = _ISO.match(cleaned)
+    if iso and any(iso.groups()[1:]) and not cleaned.endswith("t"):
+        sign, weeks, days, hours, minutes, seconds = iso.groups()
+        if int(seconds or 0) % 60:
+            raise TriggerError(text, "whole minutes only")
+        total = int(weeks or 0) * 10080 + int(days or 0) * 1440 + int(hours or 0) * 60 + int(minutes or 0)
+        total += int(seconds or 0) // 60
+        cleaned = f"{sign}{total}m"
     relative = _RELATIVE.match(cleaned)
     if relative is None:
         raise TriggerError(text, 'write an offset such as "-15m", "-1h30m", "-2d", "+10m", or a time such as "09:00"')
@@ -92,6 +106,14 @@ def parse_trigger(text: str) -> Trigger:
     if size > _MAX_OFFSET:
         raise TriggerError(text, "more than 52 weeks away")
     return Trigger(offset=-size if sign == "-" else size)
+
+
+def triggers_for(table: Iterable[tuple[str, Iterable[str]]], type_key: str | None) -> tuple[str, ...]:
+    """The triggers of an activity type in an alarm table (type key → triggers; ``default`` for the rest)."""
+    found = dict(table)
+    if type_key is not None and type_key in found:
+        return tuple(found[type_key])
+    return tuple(found.get(DEFAULT_KEY, ()))
 
 
 def alarm_uid(object_uid: str, trigger: Trigger) -> str:

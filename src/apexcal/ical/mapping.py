@@ -40,6 +40,10 @@ Decisions worth knowing:
   ``CLASS:PRIVATE`` and nothing else of substance (no description, location,
   conference, URL, categories or colour); the ids (``X-APEX-*``) stay, they
   are not private and round trips need them.
+- **Reminders.** ``alarms`` (type key or ``default`` → triggers) adds
+  apexcal's own VALARMs (:mod:`apexcal.ical.alarms`: a UID and the
+  ``X-APEX-ALARM`` marker each) to activities that are not done; none by
+  default.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from icalendar import Conference, Event, Todo, vGeo, vUri
 from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
 from apexcal.errors import Unmappable
+from apexcal.ical.alarms import DEFAULT_KEY, alarms_for, parse_trigger, triggers_for
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
 from apexcal.ical.fields import (
     DONE_MARK,
@@ -119,6 +124,8 @@ class MappingOptions:
     default_duration: timedelta = DEFAULT_DURATION
     max_note_bytes: int = 65536
     done_events: DoneEvents = "keep"
+    alarms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """apexcal's reminders: (type key or ``default``, triggers) pairs (:mod:`apexcal.ical.alarms`)."""
 
     def __post_init__(self) -> None:
         # Keys normalised to type keys ("Customer Training" → customer_training) and
@@ -134,6 +141,20 @@ class MappingOptions:
             raise ValueError("default_duration must be positive")
         if self.max_note_bytes < 64:
             raise ValueError("max_note_bytes must be at least 64")
+        # Canonical and sorted, so equal tables make equal (and equally hashed) options.
+        object.__setattr__(
+            self,
+            "alarms",
+            tuple(
+                sorted(
+                    (
+                        key if key == DEFAULT_KEY else type_key(key),
+                        tuple(dict.fromkeys(parse_trigger(t).key for t in triggers)),
+                    )
+                    for key, triggers in self.alarms
+                )
+            ),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -328,6 +349,10 @@ def map_activity(
         component.add("X-APEX-COLOR", hex_color)
     if activity_type and activity_type.icon_key and not busy:
         component.add("X-APEX-ICON", clean_line(activity_type.icon_key))
+    if options.alarms and not activity.done:  # a done activity needs no reminder
+        key = type_key(activity.activity_type) if activity.activity_type else None
+        for alarm in alarms_for(component, triggers_for(options.alarms, key), timezone=options.timezone):
+            component.add_component(alarm)
     return component
 
 

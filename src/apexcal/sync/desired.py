@@ -37,7 +37,7 @@ def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | Non
     """The mapping options of a target (its privacy and tasks, the config's mapping table)."""
     tasks: TasksAs = "events" if (tasks_as or target.tasks_as) == "events" else "todos"
     return config_mapping_options(
-        config, privacy=target.privacy, tasks_as=tasks, done_events=target.done_events
+        config, privacy=target.privacy, tasks_as=tasks, done_events=target.done_events, alarms=target.alarms
     )
 
 
