@@ -1,4 +1,8 @@
-"""``apexcal run --config FILE [--log-level LEVEL]``: the daemon (scheduler + feed server).
+"""``apexcal run --config FILE | --config-dir DIR [--org KEY] [--log-level LEVEL]``: the daemon (scheduler + feed server).
+
+With ``--config-dir`` it runs one organization of the directory (``--org``,
+which may be left out when the directory holds one), its state keyed by the
+organization; many organizations are the workers' job (``apexcal worker``).
 
 Runs until SIGTERM or SIGINT (exit 0 once in-flight cycles have stopped);
 SIGHUP reloads the config.  Operator errors at start (bad config, unreadable
@@ -22,8 +26,15 @@ from apexcal.log import LEVELS
 @app.command("run")
 def run_command(
     config_path: Annotated[
-        Path, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
-    ],
+        Path | None, typer.Option("--config", "-c", help="The config file.", dir_okay=False)
+    ] = None,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option("--config-dir", help="A config directory (with --org).", file_okay=False),
+    ] = None,
+    org: Annotated[
+        str | None, typer.Option("--org", help="The organization (file stem) of --config-dir.")
+    ] = None,
     log_level: Annotated[
         str | None,
         typer.Option("--log-level", help="debug, info, warning, error or critical (default: the config's log.level)."),
@@ -34,6 +45,13 @@ def run_command(
 
     if log_level is not None and log_level.lower() not in LEVELS:
         raise UsageError(f"--log-level {log_level}: expected one of {', '.join(LEVELS)}")
-    code = run(config_path, log_level=log_level.lower() if log_level else None)
+    if config_path is None and config_dir is None:
+        raise UsageError(
+            "Missing option '--config' FILE (or '--config-dir' DIR) (see 'apexcal run --help')"
+        )
+    code = run(
+        config_path, log_level=log_level.lower() if log_level else None,
+        config_dir=config_dir, org=org,
+    )
     if code:
         raise typer.Exit(code)

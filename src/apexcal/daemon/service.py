@@ -64,9 +64,13 @@ class Daemon:
         config_path: Path | None = None,
         log_level: str | None = None,
         notifier: Notifier | None = None,
+        organization: str = "",
+        reread: Callable[[], Config] | None = None,
     ) -> None:
         self._config = config
         self._config_path = config_path
+        self._organization = organization
+        self._reread = reread
         self._log_level = log_level
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
@@ -109,7 +113,8 @@ class Daemon:
         """Open the store, start the feed server and the scheduler, then send ``READY=1``."""
         config = self._config
         try:
-            self._store = self._stack.enter_context(Store.open(config.state.url))
+            opened = self._stack.enter_context(Store.open(config.state.url))
+            self._store = opened.for_organization(self._organization)
             self._check_access(config)
             if config.server is not None:
                 self._start_server(config)
@@ -275,7 +280,10 @@ class Daemon:
             return False
         log.info("config.reloading", file=str(self._config_path))
         try:
-            new = load_config(self._config_path, resolve_secrets=True)
+            if self._reread is not None:
+                new = self._reread()
+            else:
+                new = load_config(self._config_path, resolve_secrets=True)
         except (ConfigError, SecretError) as exc:
             problems = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
             log.error("config.reload_failed", file=str(self._config_path), problems=problems)
@@ -332,20 +340,30 @@ class Daemon:
         return 0
 
 
-def run(config_path: Path, *, log_level: str | None = None,
-        on_ready: Callable[[Daemon], None] | None = None) -> int:
+def run(config_path: Path | None, *, log_level: str | None = None,
+        on_ready: Callable[[Daemon], None] | None = None,
+        config_dir: Path | None = None, org: str | None = None) -> int:
     """``apexcal run``: read the config (secrets included), start the daemon, serve until a signal.
 
-    Operator errors at start (bad config, unreadable secret, unusable state
-    store, a token the API refuses, a port in use) are raised before anything
-    is logged, for the CLI to print as one line with exit code 2.
+    The config is ``config_path``, or organization ``org`` of the config
+    directory ``config_dir`` (its state keyed by ``org``; SIGHUP re-reads the
+    directory).  Operator errors at start (bad config, unreadable secret,
+    unusable state store, a token the API refuses, a port in use) are raised
+    before anything is logged, for the CLI to print as one line with exit
+    code 2.
     """
+    from apexcal.config.directory import load_one
     from apexcal.errors import is_operator_error
     from apexcal.log import held_back
 
-    config = load_config(config_path, resolve_secrets=True)
+    config, key = load_one(config_path, config_dir, org, resolve_secrets=True)
     configure_from(config.log, log_level)
-    daemon = Daemon(config, config_path=config_path, log_level=log_level)
+    reread = None
+    if config_dir is not None:
+        def reread() -> Config:
+            return load_one(None, config_dir, key, resolve_secrets=True)[0]
+    daemon = Daemon(config, config_path=config_path or config.path, log_level=log_level,
+                    organization=key, reread=reread)
     with held_back(drop_if=is_operator_error):
         daemon.start()
     if on_ready is not None:
