@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from apexcal.feeds.output import compress
 from apexcal.feeds.tokens import hash_token, new_token
+from apexcal.serve import create_app, serve_in_thread
 from apexcal.serve.app import Grant
 from apexcal.serve.database import DatabaseFeeds, DatabaseHealth, FeedEntry
 from apexcal.state import Store
@@ -143,3 +147,28 @@ class TestHealth:
         assert snap.feeds == {
             "acme/team": T0, "acme/team-46": T0, "acme/office": None, "beta/team": None,
         }
+
+
+class TestDatabaseAway:
+    def test_feeds_and_health_answer_503_when_the_database_cannot_be_read(self) -> None:
+        """A server whose database is away answers 503 (with Retry-After), not an error page, and never a feed."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        store = Store.open(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none?connect_timeout=2", migrate_schema=False)
+        try:
+            library = DatabaseFeeds(store, lambda: FEEDS)
+            health = DatabaseHealth(
+                store, lambda: FEEDS, stale_after=timedelta(minutes=15), started_at=T0, clock=lambda: T0,
+            )
+            app = create_app(
+                library=library, health=health, metrics_registry=CollectorRegistry(), stale_is_unhealthy=False
+            )
+            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+                feed = client.get(f"/feeds/{new_token()}/team.ics")
+                assert (feed.status_code, feed.headers["retry-after"]) == (503, "30")
+                healthz = client.get("/healthz")
+                assert healthz.status_code == 503
+                assert healthz.json()["status"] == "unavailable"
+        finally:
+            store.close()
