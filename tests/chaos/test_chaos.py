@@ -58,12 +58,7 @@ _RUN_DEADLINE_S = 120
 USERS = {"a": 46, "b": 47}
 EMULATOR_FAULTS = ("status", "rate_limit", "drop", "malformed")
 WRITES = frozenset({"PUT", "DELETE", "PROPPATCH", "MKCALENDAR", "MOVE", "COPY"})
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "cyrus": (
-        "seed 20261203: after an activity is reassigned between the two targets (calendars of one "
-        "Cyrus user), fault-free runs keep exiting 1 and writing, and never settle"
-    ),
-}
+KNOWN_DIVERGENCES: dict[str, str] = {}
 FOREIGN = (
     b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Someone else//Their app//EN\r\n"
     b"BEGIN:VEVENT\r\nUID:foreign-dentist-appointment@example.org\r\n"

@@ -524,6 +524,17 @@ class TestMassDeleteGuard:
         with pytest.raises(MassDeleteRefused):
             run(ds, rs)
 
+    def test_activities_the_crm_moved_away_may_empty_a_small_calendar(self) -> None:
+        """With crm_moved_away (live activities, unchanged filter) deleting all three records passes."""
+        ds, rs = self._setup(3, 0)
+        assert len(run(ds, rs, guard=DeleteGuard(crm_moved_away=True)).deletes) == 3
+
+    def test_moved_away_activities_still_weigh_against_the_share(self) -> None:
+        """crm_moved_away lifts only the empty-set rule: deleting all ten of ten records is still refused."""
+        ds, rs = self._setup(10, 0)
+        with pytest.raises(MassDeleteRefused):
+            run(ds, rs, guard=DeleteGuard(crm_moved_away=True))
+
     def test_the_last_single_object_may_go(self) -> None:
         """A target with one record may lose it."""
         ds, rs = self._setup(1, 0)

@@ -311,6 +311,16 @@ class MirrorPart(StorePart):
                 ).scalar_one()
             )
 
+    def has_live_activities(self, org_id: int) -> bool:
+        """Whether the mirror holds any live activity (one row read, whatever the mirror's size)."""
+        with self._db.read("any live activity") as conn:
+            row = conn.execute(
+                select(_A.c.id)
+                .where(_A.c.organization_id == org_id, _A.c.deleted.is_(False))
+                .limit(1)
+            ).first()
+        return row is not None
+
     # --- watermark and reconcile -------------------------------------------------
 
     def watermark(self, org_id: int) -> datetime | None:

@@ -270,6 +270,13 @@ class Cycle:
         total: int,
     ) -> Plan:
         sync = self.config.sync
+        desired = list(desired)
+        # Nothing wanted while the CRM holds activities and the filter is unchanged: the
+        # CRM moved them away (asked only then; one row read).
+        moved_away = (
+            not desired and bool(records) and not self.full
+            and self.store.has_live_activities(self.org)
+        )
         return plan(
             target=self.target.name,
             desired=desired,
@@ -278,7 +285,9 @@ class Cycle:
             policy=self.policy,
             writeback=self.target.writeback,
             recreate_deleted=sync.recreate_deleted,
-            guard=DeleteGuard(max_share=sync.max_delete_share, force=self.force),
+            guard=DeleteGuard(
+                max_share=sync.max_delete_share, force=self.force, crm_moved_away=moved_away
+            ),
             total_records=total,
             owns=self.owns,
         )

@@ -50,7 +50,10 @@ The **mass-delete guard** refuses a plan whose :class:`Delete` actions exceed
 ``max_share`` of the target's live records once there are ``min_records`` of
 them, and any plan that would delete every recorded object (two or more) of a
 target whose desired set is empty — an API answering an empty list must never
-wipe a calendar — unless ``force``.
+wipe a calendar — unless ``force``.  The latter rule is off when the engine
+knows the empty set is the CRM's word (``DeleteGuard.crm_moved_away``: live
+activities in the mirror, an unchanged filter), e.g. the last two activities
+of a target's user reassigned to someone else.
 
 **Applying a plan.**  Record-only actions first (:class:`Tombstone`,
 :class:`Forget`, :class:`Adopt`, :class:`UpdateRecord`), then the writes in
@@ -386,6 +389,6 @@ def _check_guard(
     if guard.force or n == 0:
         return
     too_many = total >= guard.min_records and n > guard.max_share * total
-    wipe = desired_empty and total >= 2 and n >= total
+    wipe = desired_empty and not guard.crm_moved_away and total >= 2 and n >= total
     if too_many or wipe:
         raise MassDeleteRefused(target, n, total, guard.max_share)

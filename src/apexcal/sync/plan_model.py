@@ -117,6 +117,13 @@ class DeleteGuard:
     max_share: float = 0.5
     min_records: int = 10
     force: bool = False
+    crm_moved_away: bool = False
+    """The CRM holds live activities and the target's filter and mapping are unchanged.
+
+    An empty desired set is then what the CRM says (every activity of the
+    target reassigned, retyped or deleted), not an empty API answer, so the
+    rule against wiping a small calendar does not apply; the share rule does.
+    """
 
 
 # --- actions ------------------------------------------------------------------
