@@ -126,3 +126,41 @@ class TestSharedAccount:
         assert len(lines) == 1, lines
         assert "'jane' and 'jane-team' share the account jane@dav.example.com" in lines[0]
         assert "must not share activities" in lines[0]
+
+    def test_two_calendars_of_one_principal_warn_with_secrets(self, tmp_path: Path) -> None:
+        """Two calendars in one calendar home (user names in files, not the config) warn under --secrets too."""
+        secret = tmp_path / "dav"
+        secret.write_text("dav-secret\n", encoding="utf-8")
+        secret.chmod(0o600)
+        config = tmp_path / "apexcal.toml"
+        config.write_text(
+            '[source]\nbase_url = "https://api.example.com"\ntoken = "t"\norganization_id = 27\n'
+            '[state]\nurl = "sqlite:////tmp/state.db"\n'
+            '[[targets]]\nname = "sales"\n'
+            'url = "https://caldav.fastmail.com/dav/calendars/user/jane@example.com/sales/"\n'
+            f'password_file = "{secret}"\n'
+            '[targets.filter]\nactivity_type = ["call", "meeting"]\n'
+            '[[targets]]\nname = "tasks"\n'
+            'url = "https://caldav.fastmail.com/dav/calendars/user/jane@example.com/tasks/"\n'
+            f'password_file = "{secret}"\n'
+            '[targets.filter]\nactivity_type = ["task", "meeting"]\n'
+        )
+        result = check(str(config), "--secrets")
+        assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+        assert result.stderr == (
+            f"{config}: warning: targets 'sales' and 'tasks' share the account "
+            "caldav.fastmail.com/dav/calendars/user/jane@example.com/ and their filters can overlap; "
+            "two targets of one Cyrus/Fastmail account must not share activities\n"
+        )
+
+    def test_disjoint_filters_in_one_account_do_not_warn(self, tmp_path: Path) -> None:
+        """Two targets of one account whose filters pick different users cannot share an activity."""
+        second = (
+            '\n[[targets]]\nname = "john"\nurl = "https://dav.example.com/calendars/jane/john/"\n'
+            'username = "jane"\npassword_file = "/run/credentials/apexcal.service/jane-dav"\n'
+            "[targets.filter]\nassigned_to_user_id = 47\n"
+        )
+        config = tmp_path / "apexcal.toml"
+        config.write_text(EXAMPLE.read_text() + second)
+        result = check(str(config))
+        assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
