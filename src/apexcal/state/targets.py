@@ -88,6 +88,16 @@ class TargetsPart(StorePart):
                 found.extend(_record(r) for r in rows)
         return found
 
+    def records_of_kind(self, target: str, kinds: Iterable[str]) -> list[ObjectRecord]:
+        """The records of ``target`` whose ``kind`` is one of ``kinds`` (e.g. UIDs held elsewhere)."""
+        with self._db.read("read object records") as conn:
+            rows = conn.execute(select(_O).where(
+                    _O.c.organization == self._org,
+                    _O.c.target == target,
+                    _O.c.kind.in_(sorted(set(kinds))),
+                ))
+            return [_record(r) for r in rows]
+
     def records_for_hrefs(self, target: str, hrefs: Iterable[str]) -> dict[str, ObjectRecord]:
         """The records of ``target`` at the given hrefs, by href (for sync-collection results)."""
         found: dict[str, ObjectRecord] = {}

@@ -18,7 +18,10 @@ Outcomes per object:
   read: returned in ``conflicted`` for the engine to re-read (gone →
   re-created or forgotten at once; changed → skipped and re-read next cycle,
   ``retry``), never overwritten blind;
-* anything else (duplicate UID refused, server errors, no answer) → an
+* a duplicate UID refused on a create → returned in ``uid_taken`` for the
+  engine to judge (another calendar of the account may hold it, see
+  :mod:`apexcal.sync.held`);
+* anything else (server errors, no answer, …) → an
   :class:`ObjectError` with its reason; the object is retried next cycle and
   the others go on.
 """
@@ -72,6 +75,8 @@ class ApplyResult:
     """Creates refused with 412: an object is already at the href (read it and adopt)."""
     conflicted: list[Update | Delete] = field(default_factory=list)
     """Updates and deletes refused with 412: re-read the href and plan again."""
+    uid_taken: list[tuple[Create, UidConflict]] = field(default_factory=list)
+    """Creates refused because another href holds their UID (on Cyrus, maybe in another calendar)."""
     written: dict[str, ObjectRecord] = field(default_factory=dict)
     """Records of objects written, by href, whose etag is still to be read."""
 
@@ -212,6 +217,9 @@ def _failed(
             result.exists.append(action)
             return
         result.conflicted.append(action)
+        return
+    if isinstance(exc, UidConflict) and isinstance(action, Create):
+        result.uid_taken.append((action, exc))
         return
     kind = "uid_conflict" if isinstance(exc, UidConflict) else type(exc).__name__
     log.warning("sync.object_failed", uid=action.uid, href=href, kind=kind, error=str(exc))

@@ -49,9 +49,11 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
+from apexcal.config.accounts import shared_account_warnings
 from apexcal.errors import CycleCancelled
 from apexcal.ical.mapping import parse_uid
 from apexcal.state import ObjectRecord, Store
+from apexcal.sync import held
 from apexcal.sync.apply import (
     ApplyResult,
     ObjectError,
@@ -128,6 +130,7 @@ class Cycle:
         self.desired: DesiredObjects
         self.copies: dict[str, Copy] = {}
         """The server's copies of objects read this cycle, by href: what updates merge into."""
+        self.held = held.Held()
 
     def run(self) -> CycleSummary:
         """Pull → reconcile → detect → writeback → map → plan → apply → record."""
@@ -147,9 +150,10 @@ class Cycle:
             self.store, self.target.name, self.org, detected,
             since=None if self.full else self.state.mirror_seq_seen,
         )
+        self.hold(scope)
         self.write_back(scope, detected.remote)
         self.check_stop()
-        desired = self.desired.of(scope.activities.values())
+        desired = [d for d in self.desired.of(scope.activities.values()) if d.uid not in self.held.waiting]
         the_plan = self.plan(desired, scope, detected.remote)
         self.check_stop()
         result = self.apply(the_plan, desired, scope)
@@ -181,6 +185,28 @@ class Cycle:
         previous = (self.state.last_summary or {}).get("settings")
         self.full = self.state.mirror_seq_seen == 0 or pulled.types_changed or previous != self.settings
         self.desired = DesiredObjects.for_target(self.config, target, self.store, options)
+        if self.state.mirror_seq_seen == 0:
+            for line in shared_account_warnings(self.config, target.name):
+                self.warnings.append(line)
+                log.warning("sync.shared_account", warning=line)
+
+    def hold(self, scope: Scope) -> None:
+        """Keep the UIDs another calendar of the account holds out of the plan, unless released.
+
+        Released ones (their holder is gone) are planned, so they are created
+        now; see :mod:`apexcal.sync.held`.
+        """
+        retry_unknown = self.full or self.calendar_reconcile_due()
+        self.held = found = held.load(self.config, self.target, self.store, retry_unknown=retry_unknown)
+        if not found.records:
+            return
+        scope.records = {u: r for u, r in scope.records.items() if not held.is_held(r)}
+        ids = {r.activity_id for r in found.records.values()}
+        live = {a.id: a for a in self.store.activities(self.org, ids)}
+        held.forget_unwanted(found, self.store, self.target.name, live, self.desired)
+        for uid, rec in found.records.items():
+            if uid not in found.waiting and rec.activity_id in live:
+                scope.activities.setdefault(rec.activity_id, live[rec.activity_id])
 
     # --- write back: completions decided before mapping --------------------------------
 
@@ -317,6 +343,14 @@ class Cycle:
             self._resolve_conflicts(result, desired, scope)
         if result.exists:
             self._adopt(result, desired, scope)
+        if result.uid_taken:
+            taken, result.uid_taken = result.uid_taken, []
+            errors, skipped = held.settle(
+                taken, config=self.config, target=self.target, store=self.store,
+                held=self.held, activities=scope.activities,
+            )
+            result.errors.extend(errors)
+            result.skipped += skipped
         unresolved_conflicts(result)
         record_etags(self.sink, self.store, result.written)
         return result

@@ -1,0 +1,214 @@
+"""UIDs another calendar of the same account holds (Cyrus and Fastmail keep UIDs unique per account).
+
+Cyrus refuses a second object with a UID anywhere in the account, naming the
+holder's href (``403 unique-scheduling-object-resource``).  When a create of
+ours meets that, and the holder lies in another calendar, the UID is *held*:
+its record on this target keeps the holder's href under one of two kinds.
+
+* :data:`SHARED_KIND` — the holder's calendar still wants the object (another
+  target whose filter overlaps this one's, or a calendar apexcal does not
+  sync): reported once, as an error of the cycle that met it, with a line
+  naming the activity and the holder's calendar.
+* :data:`MOVING_KIND` — the holder is another target of this config that no
+  longer wants the activity (it was reassigned): that target's next cycle
+  deletes its copy.  Not reported.
+
+The planner never sees these records, and a held UID is not written again
+while its holder stands, so the refusal costs no request per cycle.  Each
+cycle releases (plans the create again) the held UIDs whose holder is gone:
+when the holder is one of our targets, its records tell (no request); when it
+is not, the create is tried again when the calendar reconcile is due.  A
+held UID whose activity this target no longer wants is forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import structlog
+
+from apexcal.apex.models import Activity
+from apexcal.config import Config, TargetConfig
+from apexcal.config.accounts import collection_path
+from apexcal.errors import UidConflict
+from apexcal.state import ObjectRecord, Store
+from apexcal.sync.apply import ObjectError
+from apexcal.sync.desired import DesiredObjects, mapping_options
+from apexcal.sync.plan import Create
+
+log = structlog.get_logger(__name__)
+
+SHARED_KIND = "SHARED"
+"""``ObjectRecord.kind``: the UID lives in another calendar of the account that wants it (reported)."""
+MOVING_KIND = "MOVING"
+"""``ObjectRecord.kind``: the UID lives in another target's calendar that is about to delete it."""
+HELD_KINDS = frozenset({SHARED_KIND, MOVING_KIND})
+_LIVE_KINDS = frozenset({"VEVENT", "VTODO"})
+
+
+def is_held(record: ObjectRecord) -> bool:
+    """Whether ``record`` stands for a UID held by another calendar (no object of ours)."""
+    return record.kind in HELD_KINDS
+
+
+def shared_line(activity_id: int, holder_href: str) -> str:
+    """The one line that reports a shared activity, naming the holder's calendar."""
+    return (
+        f"activity {activity_id} already lives in {_collection_of(holder_href)} of this account; "
+        "two targets of one Cyrus/Fastmail account must not share activities"
+    )
+
+
+def _collection_of(href: str) -> str:
+    path = urlsplit(href).path
+    return path.rsplit("/", 1)[0] + "/"
+
+
+def holder_target(config: Config, target: TargetConfig, holder_href: str) -> TargetConfig | None:
+    """The target of ``config`` whose calendar holds ``holder_href`` (on ``target``'s server), if any."""
+    own = urlsplit(str(target.url))
+    collection = collection_path(_collection_of(holder_href))
+    for other in config.targets:
+        url = urlsplit(str(other.url))
+        same_server = (url.scheme, url.hostname, url.port) == (own.scheme, own.hostname, own.port)
+        if same_server and collection_path(str(other.url)) == collection:
+            return other
+    return None
+
+
+@dataclass(kw_only=True)
+class Held:
+    """The held UIDs of one target this cycle: those still waiting, and those released."""
+
+    records: dict[str, ObjectRecord] = field(default_factory=dict)
+    """Every held record of the target at the start of the cycle, by UID."""
+    waiting: set[str] = field(default_factory=set)
+    """Held UIDs whose holder stands: not planned, not written."""
+
+
+def load(
+    config: Config, target: TargetConfig, store: Store, *, retry_unknown: bool
+) -> Held:
+    """The target's held UIDs, each judged: still waiting, or released because its holder is gone.
+
+    ``retry_unknown``: release the UIDs held by a calendar that is not one of
+    our targets (the calendar reconcile is due).
+    """
+    records = {r.uid: r for r in store.records_of_kind(target.name, HELD_KINDS)}
+    held = Held(records=records)
+    by_holder: dict[str, list[ObjectRecord]] = {}
+    for rec in records.values():
+        other = holder_target(config, target, rec.href)
+        if other is None or other.name == target.name:
+            if not retry_unknown:
+                held.waiting.add(rec.uid)
+            continue
+        by_holder.setdefault(other.name, []).append(rec)
+    for name, recs in by_holder.items():
+        theirs = store.records_for_hrefs(name, [r.href for r in recs])
+        for rec in recs:
+            there = theirs.get(rec.href)
+            if there is not None and there.uid == rec.uid and there.kind in _LIVE_KINDS:
+                held.waiting.add(rec.uid)
+    released = len(records) - len(held.waiting)
+    if released:
+        log.info("sync.uid_released", objects=released)
+    return held
+
+
+def forget_unwanted(
+    held: Held, store: Store, target: str, activities: Mapping[int, Activity],
+    desired: DesiredObjects,
+) -> None:
+    """Drop the held records whose activity is gone (not among the live ``activities``) or not wanted."""
+    for uid, rec in list(held.records.items()):
+        activity = activities.get(rec.activity_id)
+        if activity is None or not desired.wants(activity):
+            store.delete_record(target, uid)
+            held.waiting.discard(uid)
+            del held.records[uid]
+
+
+def settle(
+    taken: Iterable[tuple[Create, UidConflict]],
+    *,
+    config: Config,
+    target: TargetConfig,
+    store: Store,
+    held: Held,
+    activities: Mapping[int, Activity],
+) -> tuple[list[ObjectError], int]:
+    """Record the creates refused because another calendar holds their UID; (errors, skipped).
+
+    A refusal naming no holder, or a holder in this very calendar, stays an
+    error (retried next cycle, where detection finds the object).  Otherwise
+    the UID becomes held: reported once when the holder's calendar still
+    wants it, silently when it is another target's that no longer does.
+    """
+    errors: list[ObjectError] = []
+    skipped = 0
+    own = collection_path(str(target.url))
+    for create, exc in taken:
+        holder = exc.existing_href
+        if not holder or collection_path(_collection_of(holder)) == own:
+            log.warning("sync.object_failed", uid=create.uid, href=exc.href, kind="uid_conflict",
+                        error=str(exc))
+            errors.append(_error(create, exc.href, "uid_conflict", str(exc)))
+            continue
+        activity = activities.get(create.activity_id)
+        other = holder_target(config, target, holder)
+        moving = other is not None and activity is not None and not _wants(config, other, store, activity)
+        before = held.records.get(create.uid)
+        kind = MOVING_KIND if moving else SHARED_KIND
+        store.put_record(
+            ObjectRecord(
+                target=target.name,
+                uid=create.uid,
+                activity_id=create.activity_id,
+                href=holder,
+                pushed_hash=create.content_hash,
+                kind=kind,
+            )
+        )
+        skipped += 1
+        if moving:
+            log.info("sync.uid_moving", activity_id=create.activity_id, holder=holder,
+                     holder_target=other.name if other else None)
+        elif before is None or before.kind != SHARED_KIND:
+            line = shared_line(create.activity_id, holder)
+            log.warning("sync.uid_shared", activity_id=create.activity_id, holder=holder, error=line)
+            errors.append(_error(create, exc.href, "uid_shared", line))
+            skipped -= 1
+    return errors, skipped
+
+
+def _wants(config: Config, other: TargetConfig, store: Store, activity: Activity) -> bool:
+    desired = DesiredObjects(
+        target=other,
+        types=store.types(config.source.organization_id),
+        options=mapping_options(config, other),
+        geocoding=None,
+    )
+    return desired.wants(activity)
+
+
+def _error(create: Create, href: str, kind: str, reason: str) -> ObjectError:
+    return ObjectError(
+        uid=create.uid, href=href, activity_id=create.activity_id, kind=kind, reason=reason
+    )
+
+
+__all__ = [
+    "HELD_KINDS",
+    "MOVING_KIND",
+    "SHARED_KIND",
+    "Held",
+    "forget_unwanted",
+    "holder_target",
+    "is_held",
+    "load",
+    "settle",
+    "shared_line",
+]
