@@ -199,3 +199,11 @@ class TestHugeStrings:
         assert len(obj.data) < 200_000
         unfolded = obj.data.replace(b"\r\n ", b"").decode()
         assert TRUNCATION_MARKER in unfolded
+
+    def test_unknown_activity_type_maps_with_its_key(self) -> None:
+        """An activity of a type the organization does not have is mapped, its key as category, no colour."""
+        from apexcal.ical.mapping import MappingOptions, object_for
+
+        data = object_for(parse_activity({**ACTIVITY, "activity_type": "no_such_type"}), {}, MappingOptions()).data
+        assert b"CATEGORIES:no_such_type" in data
+        assert b"COLOR:" not in data

@@ -23,8 +23,12 @@ The activity id comes from our UID, else from ``X-APEX-ACTIVITY-ID``.
 When icalendar refuses an object because one value is malformed (a client
 wrote ``COMPLETED:yesterday`` or a broken DTSTART), a line scanner reads the
 few properties above from the first VTODO/VEVENT instead, so one bad value
-elsewhere in the object does not hide its completion state.  Only data with
-no VCALENDAR, no VTODO/VEVENT or no UID is a :class:`RemoteParseError`.
+elsewhere in the object does not hide its completion state; bodies over
+:data:`SCAN_ABOVE` are read by the scanner alone.  A :class:`RemoteParseError`
+says what is wrong: an empty body, data that is not one complete VCALENDAR
+(``truncated: no END:VCALENDAR``), no VTODO/VEVENT, no UID, components of
+several UIDs, or several components of one UID without ``RECURRENCE-ID``
+(RFC 4791 §4.1: one object, one UID, one master).
 """
 
 from __future__ import annotations
@@ -92,13 +96,6 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def _main_component(calendar: Component) -> Component | None:
-    found = [c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO")]
-    masters = [c for c in found if "RECURRENCE-ID" not in c]
-    candidates = masters or found
-    return candidates[0] if candidates else None
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Fields:
     kind: RemoteKind
@@ -127,6 +124,16 @@ def _from_component(component: Component) -> _Fields:
 
 
 _UTC_STAMP = re.compile(r"^(\d{8}T\d{6})Z?$")
+_FOLDED = re.compile(r"\r?\n[ \t]")
+_MAIN = ("VTODO", "VEVENT")
+
+SCAN_ABOVE = 256 * 1024
+"""Bodies longer than this (characters) are read by the line scanner only.
+
+icalendar needs about 45 s for a 7 MB object of a million short lines; the
+scanner reads the few properties needed from it in about a second, so one
+oversized object in a calendar cannot stall every cycle that reads it.
+"""
 
 
 def _scan_instant(value: str | None) -> datetime | None:
@@ -139,36 +146,7 @@ def _scan_instant(value: str | None) -> datetime | None:
         return None
 
 
-def _scan(text: str) -> _Fields | None:
-    """The first VTODO/VEVENT's properties by plain line scanning (unfolded, parameters ignored)."""
-    lines = re.sub(r"\r?\n[ \t]", "", text).splitlines()
-    upper = [line.strip().upper() for line in lines]
-    if "BEGIN:VCALENDAR" not in upper or "END:VCALENDAR" not in upper:
-        return None  # not a calendar, or a truncated one
-    kind: RemoteKind | None = None
-    closed = False
-    depth = 0
-    values: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        name = name.split(";", 1)[0].strip().upper()
-        if kind is None:
-            if name == "BEGIN" and value.strip().upper() in ("VTODO", "VEVENT"):
-                kind = "VTODO" if value.strip().upper() == "VTODO" else "VEVENT"
-            continue
-        if name == "BEGIN":
-            depth += 1
-        elif name == "END":
-            if depth == 0:
-                closed = True
-                break
-            depth -= 1
-        elif depth == 0:
-            values.setdefault(name, value.strip())
-    if kind is None or not closed:
-        return None
+def _scanned_fields(kind: RemoteKind, values: dict[str, str]) -> _Fields:
     return _Fields(
         kind=kind,
         uid=values.get("UID") or None,
@@ -182,20 +160,86 @@ def _scan(text: str) -> _Fields | None:
     )
 
 
+def _scan(text: str) -> tuple[list[_Fields], list[bool]] | str:
+    """Each VTODO/VEVENT's properties by plain line scanning (unfolded, parameters ignored).
+
+    Returns the components and, for each, whether it has a ``RECURRENCE-ID``;
+    or what is wrong when the text is not a complete VCALENDAR.
+    """
+    lines = _FOLDED.sub("", text).splitlines()
+    stack: list[str] = []
+    found: list[tuple[RemoteKind, dict[str, str]]] = []
+    ended = False
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name = name.split(";", 1)[0].strip().upper()
+        if name == "BEGIN":
+            block = value.strip().upper()
+            if not stack and block != "VCALENDAR":
+                return f"begins with BEGIN:{block[:40]}, not BEGIN:VCALENDAR"
+            if ended:
+                return "more than one VCALENDAR"
+            if stack == ["VCALENDAR"] and block in _MAIN:
+                found.append(("VTODO" if block == "VTODO" else "VEVENT", {}))
+            stack.append(block)
+        elif name == "END":
+            block = value.strip().upper()
+            if not stack or stack[-1] != block:
+                return f"END:{block[:40]} does not close {stack[-1] if stack else 'anything'}"
+            stack.pop()
+            ended = ended or not stack
+        elif len(stack) == 2 and stack[1] in _MAIN:
+            found[-1][1].setdefault(name, value.strip())
+    if not ended:
+        return f"truncated: no END:{stack[0]}" if stack else "no BEGIN:VCALENDAR"
+    return [_scanned_fields(k, v) for k, v in found], ["RECURRENCE-ID" in v for _, v in found]
+
+
+def _what_is_wrong(text: str) -> str:
+    """A short description of text that is not a calendar object at all."""
+    if not text.strip():
+        return "empty body"
+    if "\ufffd" in text:
+        return "not UTF-8 and not a readable calendar"
+    scanned = _scan(text)
+    return scanned if isinstance(scanned, str) else "not an iCalendar object"
+
+
+def _one_object(href: str, fields: list[_Fields], overrides: list[bool]) -> _Fields:
+    """The main component of a calendar object, which must hold one UID and at most one master."""
+    if not fields:
+        raise RemoteParseError(href, "no VEVENT or VTODO")
+    uids = sorted({f.uid for f in fields if f.uid is not None})
+    if len(uids) > 1:
+        shown = ", ".join(u[:80] for u in uids[:3])
+        raise RemoteParseError(href, f"components of {len(uids)} UIDs ({shown}): one object holds one UID")
+    masters = [f for f, override in zip(fields, overrides, strict=True) if not override]
+    if len(masters) > 1:
+        uid = (uids[0] if uids else "none")[:80]
+        raise RemoteParseError(href, f"{len(masters)} components of UID {uid} without RECURRENCE-ID")
+    return (masters or fields)[0]
+
+
 def _fields(href: str, text: str) -> _Fields:
+    if len(text) > SCAN_ABOVE:
+        scanned = _scan(text)
+        if isinstance(scanned, str):
+            raise RemoteParseError(href, f"{len(text)} characters, {scanned}")
+        return _one_object(href, *scanned)
     try:
         calendar = Calendar.from_ical(text)
-    except Exception as exc:  # icalendar raises many types on malformed input
+    except Exception:  # icalendar raises many types on malformed input
         scanned = _scan(text)
-        if scanned is None:
-            raise RemoteParseError(href, f"not an iCalendar object: {type(exc).__name__}") from None
-        return scanned
+        if isinstance(scanned, str) or not scanned[0]:
+            raise RemoteParseError(href, _what_is_wrong(text)) from None
+        # One malformed value (COMPLETED:yesterday, a broken DTSTART): read the rest by lines.
+        return _one_object(href, *scanned)
     if calendar.name != "VCALENDAR":
-        raise RemoteParseError(href, "not a single VCALENDAR")
-    component = _main_component(calendar)
-    if component is None:
-        raise RemoteParseError(href, "no VEVENT or VTODO")
-    return _from_component(component)
+        raise RemoteParseError(href, f"a {calendar.name[:40]}, not a VCALENDAR")
+    found = [c for c in calendar.subcomponents if c.name in _MAIN]
+    return _one_object(href, [_from_component(c) for c in found], ["RECURRENCE-ID" in c for c in found])
 
 
 def _positive(value: int | None) -> int | None:

@@ -145,6 +145,7 @@ class Cycle:
             reconcile=self.calendar_reconcile_due(),
         )
         self.copies.update(copies_of(detected.remote.seen))
+        self.warnings.extend(f"{href}: unreadable, skipped: {why}" for href, why in detected.unreadable)
         self.check_stop()
         scope = scope_of(  # what this cycle plans: everything, or what changed
             self.store, self.target.name, self.org, detected,

@@ -6,7 +6,10 @@ diffed against the records.  Hrefs whose etag equals the recorded one are our
 own writes echoed back and are not read; the rest are read with
 calendar-multiget.  Only objects whose UID is one of ours (this organization,
 this UID domain) reach the planner; an unreadable object at a recorded href
-reaches it without a UID, so the planner can judge it by its record.
+(or one whose UID a client changed to one not ours) reaches it without a UID,
+so the planner judges it by its record: it is reported, left as it is, and
+replaced only when the CRM changes the activity.  Unreadable objects are
+listed in :attr:`Detected.unreadable` for the cycle's summary.
 
 The recorded hrefs are loaded only when the server forces a full listing, so
 a cycle with no remote change reads no records.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import structlog
 
 from apexcal.config import Config
-from apexcal.errors import RemoteParseError
+from apexcal.errors import ContentLineError, RemoteParseError
 from apexcal.ical.mapping import parse_uid
 from apexcal.ical.ownership import owned_hash
 from apexcal.ical.remote import read_remote
@@ -68,6 +71,8 @@ class Detected:
     """Objects read whose UID is not ours (never touched)."""
     reconciled: bool = False
     """Whether a full listing of the calendar was compared with the records."""
+    unreadable: tuple[tuple[str, str], ...] = ()
+    """``(href, what is wrong)`` of each object read that is not a calendar object apexcal can read."""
 
 
 def is_our_uid(uid: str, *, organization_id: int, domain: str) -> bool:
@@ -122,15 +127,29 @@ def legacy_hash(data: bytes) -> str:
     return hashlib.sha256(b"\n".join(sorted(lines))).hexdigest()
 
 
-def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSeen | None:
-    """The planner's view of one object read from the server; None when it is not ours."""
+def seen_from(
+    obj: FetchedObject,
+    uid_filter: Callable[[str], bool],
+    unreadable: dict[str, str] | None = None,
+) -> RemoteSeen | None:
+    """The planner's view of one object read from the server; None when it is not ours.
+
+    An object apexcal cannot read is logged (``sync.remote_unreadable`` with
+    href and reason), noted in ``unreadable`` and seen without a UID, so the
+    planner judges it by the record at its href, if any.
+    """
     try:
         remote = read_remote(obj.href, obj.data)
-    except RemoteParseError as exc:
-        log.warning("sync.remote_unreadable", href=obj.href, reason=exc.reason)
+        if not uid_filter(remote.uid):
+            return None
+        # Our own objects are read line by line too (hash, merge): a structure
+        # icalendar tolerates but those cannot read makes the object unreadable.
+        content_hash = semantic_hash(obj.data)
+    except (RemoteParseError, ContentLineError) as exc:
+        log.warning("sync.remote_unreadable", href=obj.href, reason=_reason(exc))
+        if unreadable is not None:
+            unreadable[obj.href] = _reason(exc)
         return RemoteSeen(href=obj.href, etag=obj.etag or None, uid=None, done=None, data=obj.data)
-    if not uid_filter(remote.uid):
-        return None
     return RemoteSeen(
         href=obj.href,
         etag=obj.etag or None,
@@ -138,9 +157,13 @@ def seen_from(obj: FetchedObject, uid_filter: Callable[[str], bool]) -> RemoteSe
         done=remote.done if remote.kind == "VTODO" else None,
         status=remote.status,
         modified=remote.completed or remote.last_modified,
-        content_hash=semantic_hash(obj.data),
+        content_hash=content_hash,
         data=obj.data,
     )
+
+
+def _reason(exc: RemoteParseError | ContentLineError) -> str:
+    return exc.reason if isinstance(exc, RemoteParseError) else str(exc)
 
 
 def detect(
@@ -179,15 +202,17 @@ def detect(
             listed.add(href)  # our own write echoed back, or unchanged in a full listing
         else:
             to_read.append(href)
-    read, foreign_hrefs = read_objects(sink, to_read, uid_filter)
+    unreadable: dict[str, str] = {}
+    read, foreign_hrefs = read_objects(sink, to_read, uid_filter, unreadable)
     seen: list[RemoteSeen] = []
     deleted = set(changes.deleted)
     for href in to_read:
         item = read.get(href)
+        if item is None and href in by_href and href in foreign_hrefs:
+            item = _rewritten(href, foreign_hrefs[href], unreadable)
         if item is None:
-            # Gone by the time we read it, or another UID replaced ours at this href.
             if href in by_href:
-                deleted.add(href)
+                deleted.add(href)  # gone by the time we read it
             continue
         if item.uid is None and href not in by_href:
             continue  # unreadable and not ours as far as we know
@@ -205,7 +230,24 @@ def detect(
         token=changes.token,
         records=records,
         foreign=len(foreign_hrefs),
+        unreadable=tuple(sorted(unreadable.items())),
     )
+
+
+def _rewritten(href: str, etag: str, unreadable: dict[str, str]) -> RemoteSeen:
+    """An object at an href apexcal wrote whose UID is no longer apexcal's: seen as unreadable.
+
+    The href name is apexcal's own (``apexcal-…``): a client that changed the
+    UID there broke our object, and nobody else's object lives there.  Taken
+    as gone, the object would be re-created at the same href, which it
+    holds, and fail every cycle; taken as unreadable, it is reported and left
+    as it is until the CRM changes the activity (see
+    docs/reliability.md, "Bad input").
+    """
+    reason = "holds a UID that is not apexcal's"
+    log.warning("sync.remote_unreadable", href=href, reason=reason)
+    unreadable[href] = reason
+    return RemoteSeen(href=href, etag=etag or None, uid=None, done=None)
 
 
 def _log_reconciled(target: str, changes: RemoteChanges, by_href: dict[str, ObjectRecord]) -> None:
@@ -221,23 +263,27 @@ def _log_reconciled(target: str, changes: RemoteChanges, by_href: dict[str, Obje
 
 
 def read_objects(
-    sink: Sink, hrefs: Iterable[str], owns: Callable[[str], bool]
-) -> tuple[dict[str, RemoteSeen], set[str]]:
-    """Read ``hrefs`` (calendar-multiget): what the planner sees of each, and the hrefs of foreign UIDs.
+    sink: Sink,
+    hrefs: Iterable[str],
+    owns: Callable[[str], bool],
+    unreadable: dict[str, str] | None = None,
+) -> tuple[dict[str, RemoteSeen], dict[str, str]]:
+    """Read ``hrefs`` (calendar-multiget): what the planner sees of each, and the hrefs (→ etags) of foreign UIDs.
 
-    An href in neither is gone from the sink.
+    An href in neither is gone from the sink.  Unreadable objects are noted
+    in ``unreadable`` (href → what is wrong).
     """
     wanted = list(hrefs)
     fetched = sink.multiget(wanted) if wanted else {}
     seen: dict[str, RemoteSeen] = {}
-    foreign: set[str] = set()
+    foreign: dict[str, str] = {}
     for href in wanted:
         obj = fetched.get(href)
         if obj is None:
             continue
-        item = seen_from(obj, owns)
+        item = seen_from(obj, owns, unreadable)
         if item is None:
-            foreign.add(href)
+            foreign[href] = obj.etag
         else:
             seen[href] = item
     return seen, foreign

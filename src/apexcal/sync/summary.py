@@ -52,4 +52,7 @@ class CycleSummary:
         status = "ok" if self.ok else "failed"
         counts = " ".join(f"{k}={v}" for k, v in self.as_dict().items())
         first = f" first error: {self.errors[0].href}: {self.errors[0].reason}" if self.errors else ""
+        if self.warnings:
+            more = f" (+{len(self.warnings) - 1} more)" if len(self.warnings) > 1 else ""
+            first += f" warning: {self.warnings[0]}{more}"
         return f"{self.target}: {status} {counts}{first}"
