@@ -136,6 +136,10 @@ class TestMalformedObjectsOnTheServer:
         assert (replaced.updated, replaced.deleted, replaced.created) == (2, 0, 0)
         assert b"SUMMARY:Fixed in the CRM" in harness.remote("a")[broken_href].data
         assert b"SUMMARY:Renamed in the CRM" in harness.remote("a")[renamed_href].data
+        for href in (broken_href, renamed_href):  # whole objects of ours again, nothing of the broken copy merged in
+            assert read_remote(href, harness.remote("a")[href].data).uid.startswith("apexcal-27-")
+        settled = harness.cycle("a")
+        assert (settled.updated, settled.created, settled.deleted, settled.warnings) == (0, 0, 0, ())
 
 
 class TestMalformedApiRecords:
