@@ -1,8 +1,9 @@
 """The one-shot export: what to read from the API and how to split it into files.
 
-The components go through the sorted spool of :mod:`apexcal.feeds.spool`
-(shared with the feed files); this module holds what only ``apexcal
-export`` needs: the filters pushed into the API query (read by id with
+The components are mapped on every core (:mod:`apexcal.parallel`) into the
+sorted spool of :mod:`apexcal.feeds.spool` (shared with the feed files);
+this module holds what only ``apexcal export`` needs: the filters pushed
+into the API query (read by id with
 :meth:`~apexcal.apex.client.ApexClient.list_activities_by_id`), ``--type``
 resolution, the split into one file per user or type, and
 :func:`run_export`, which reads, maps and writes (the command line only
@@ -30,13 +31,13 @@ from apexcal.errors import UnknownActivityType, UsageError
 from apexcal.feeds.spool import (
     ComponentSpool,
     GroupOf,
-    spool_activities,
     whole,
     write_file,
     write_spooled,
 )
 from apexcal.ical.feed import CalendarProps
 from apexcal.ical.fields import SUMMARY_FIELDS
+from apexcal.parallel import SpoolJob, spool_mapped
 
 if TYPE_CHECKING:
     from apexcal.config import Config
@@ -233,12 +234,10 @@ def run_export(
         query = filters.api_query()
         if needs_joins(options):
             query["fastJoinForActivityList"] = True
-        counts = spool_activities(
+        (counts,) = spool_mapped(
             client.list_activities_by_id(**query),
-            spool,
+            [SpoolJob(spool=spool, options=options, group_of=split_group(split) if split else whole)],
             types=types_by_key(types),
-            options=options,
-            group_of=split_group(split) if split else whole,
             on_activity=progress.fetched,
         )
         if split is None:

@@ -47,12 +47,13 @@ from apexcal.config.mapping import mapping_options
 from apexcal.errors import FeedBuildError
 from apexcal.feeds.naming import user_feed_name, user_feed_path
 from apexcal.feeds.output import FeedOutput, FileOutput
-from apexcal.feeds.spool import ComponentSpool, spool_activities, write_spooled
+from apexcal.feeds.spool import ComponentSpool, write_spooled
 from apexcal.feeds.window import feed_today, feed_window, in_window
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
 from apexcal.ical.feed import CalendarProps, etag_from_sha256
 from apexcal.ical.mapping import MappingOptions
+from apexcal.parallel import SpoolJob, spool_mapped
 
 if TYPE_CHECKING:
     from apexcal.config import Config, FeedConfig
@@ -307,16 +308,12 @@ def _build(
             )
         if jobs:
             geocoding = Geocoding.for_config(config, store, network=False)
-            for activity in store.iter_activities(org):
-                for job in jobs:
-                    spool_activities(
-                        (activity,),
-                        job.spool,
-                        types=types,
-                        options=job.options,
-                        group_of=job.groups_of,
-                        geocode=geocoding.point,
-                    )
+            spool_mapped(
+                store.iter_activities(org),
+                [SpoolJob(spool=job.spool, options=job.options, group_of=job.groups_of) for job in jobs],
+                types=types,
+                geocode=geocoding.point,
+            )
         for job in jobs:
             try:
                 written = _write_job(config, job, output)
