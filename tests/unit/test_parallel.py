@@ -59,9 +59,13 @@ def written(spool: ComponentSpool) -> dict[str, bytes]:
 def both(
     activities: Sequence[Activity], types: dict[str, ActivityType], **kwargs: int
 ) -> tuple[list[dict[str, bytes]], list[SpoolCounts]]:
-    """Two jobs (a split feed, a busy-only calendar) filled by ``spool_mapped``: files and counts."""
+    """Two jobs (a split feed with reminders, a busy-only calendar) filled by ``spool_mapped``: files and counts."""
     jobs = [
-        SpoolJob(spool=ComponentSpool(), options=MappingOptions(timezone="Europe/Berlin", tasks_as="events"), group_of=by_user),
+        SpoolJob(
+            spool=ComponentSpool(),
+            options=MappingOptions(timezone="Europe/Berlin", tasks_as="events", alarms=(("default", ("-PT15M", "PT0S")),)),
+            group_of=by_user,
+        ),
         SpoolJob(spool=ComponentSpool(budget=64 * 1024), options=MappingOptions(privacy="busy", done_events="hide")),
     ]
     counts = spool_mapped(activities, jobs, types=types, **kwargs)
@@ -97,6 +101,7 @@ class TestOrderAndBytes:
         assert counts[0].read == len(activities)
         assert counts[0].skipped > 0  # events need a start date
         assert len(files[0]) > 2  # the whole calendar and per-user ones
+        assert b"BEGIN:VALARM" in files[0][""]
 
     def test_in_process_matches_mapping_one_activity_at_a_time(
         self, records: tuple[list[Activity], dict[str, ActivityType]]

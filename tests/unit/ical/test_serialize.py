@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -153,9 +154,12 @@ class TestComponentBytes:
         assert component_bytes(component) == expected
 
     @SETTINGS
-    @given(activity=activities(), opts=options)
-    def test_mapped_activities_serialize_identically(self, activity: Activity, opts: MappingOptions) -> None:
-        """Whatever the mapping makes of any activity, the bytes are icalendar's."""
+    @given(activity=activities(), opts=options, alarms=st.sampled_from([(), (("default", ("-PT15M", "PT0S")),)]))
+    def test_mapped_activities_serialize_identically(
+        self, activity: Activity, opts: MappingOptions, alarms: tuple[tuple[str, tuple[str, ...]], ...]
+    ) -> None:
+        """Whatever the mapping makes of any activity (reminders included), the bytes are icalendar's."""
+        opts = replace(opts, alarms=alarms)
         try:
             component = map_activity(activity, TYPES, opts)
         except Unmappable:
