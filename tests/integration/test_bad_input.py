@@ -177,3 +177,20 @@ class TestMalformedApiRecords:
         fixed = harness.cycle("a")
         assert (fixed.updated, fixed.deleted) == (1, 0)
         assert b"20260105T" in harness.object_of("a", ids[0]).data
+
+    def test_type_turned_bad_changes_no_object(self, harness: Harness) -> None:
+        """A malformed activity type is reported and skipped; the objects of its activities stay as they are."""
+        for i in range(3):
+            new_activity(harness.emulator, subject=f"Meeting {i}")
+        harness.add_target("a")
+        assert harness.cycle("a").created == 3
+        before = {h: o.data for h, o in harness.remote("a").items()}
+        state = harness.emulator.state
+        meeting = next(t for t in state.activity_types(harness.emulator.org_id) if t["name"] == "Meeting")
+        state.insert_type({**meeting, "name": 5, "updated_at": state.stamp()})
+        with capture_logs() as logs:
+            summary = harness.cycle("a")
+        assert summary.ok
+        assert (summary.created, summary.updated, summary.deleted) == (0, 0, 0)
+        assert [e["id"] for e in logs if e["event"] == "apex.invalid_record"] == [meeting["id"]]
+        assert {h: o.data for h, o in harness.remote("a").items()} == before
