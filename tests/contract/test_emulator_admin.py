@@ -102,6 +102,22 @@ class TestFaults:
             _get(emulator)
         assert _get(emulator).status_code == 200
 
+    def test_drop_answer_fault_applies_the_request_and_loses_its_answer(
+        self, emulator: EmulatorHandle
+    ) -> None:
+        """A drop_answer fault on the bulk PATCH applies it, then gives the client a transport error."""
+        (activity_id,) = emulator.state.seed(27, 1)
+        done = emulator.state.get(activity_id)["done"]
+        emulator.admin.fault("drop_answer", method="PATCH", path="/activities")
+        with pytest.raises(httpx.TransportError):
+            emulator.admin.http.patch(
+                f"{emulator.base_url}/activities",
+                json={"ids": [activity_id], "done": not done},
+                headers=emulator.headers(),
+            )
+        assert emulator.state.get(activity_id)["done"] is not done
+        assert _get(emulator).status_code == 200
+
     def test_malformed_fault_sends_broken_json(self, emulator: EmulatorHandle) -> None:
         """A malformed fault answers 200 with a body that is not valid JSON."""
         emulator.admin.fault("malformed")

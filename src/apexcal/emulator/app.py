@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apexcal.emulator.faults import make_fault
 from apexcal.emulator.qs import parse_query
@@ -492,8 +492,15 @@ class _FaultsAndCounters:
             await Response(body, media_type="application/json")(scope, receive, send)
         elif fault.kind == "short_page":
             await self.app({**scope, "apexcal.short_page": fault.size}, receive, send)
+        elif fault.kind == "drop_answer":
+            await self.app(scope, receive, _discard)
+            await _drop(send)
         else:
             await _drop(send)
+
+
+async def _discard(message: Message) -> None:
+    """Swallow an answer (a ``drop_answer`` fault: the request was served, its answer is lost)."""
 
 
 async def _drop(send: Send) -> None:

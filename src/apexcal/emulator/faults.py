@@ -6,7 +6,9 @@ and ``path`` prefix (admin requests never match).  Kinds:
 - ``status``      answer with ``status`` (default 503) and a Feathers error body;
 - ``rate_limit``  answer 429 TooManyRequests with ``Retry-After: retry_after`` (default 1);
 - ``delay``       wait ``seconds`` (default 1.0), then answer normally;
-- ``drop``        close the connection without any answer;
+- ``drop``        close the connection without any answer (the request is not served);
+- ``drop_answer`` serve the request (a write is applied), then close the connection
+                  without its answer: the client cannot tell whether it was applied;
 - ``malformed``   answer 200 with a truncated JSON body;
 - ``short_page``  a find answers at most ``size`` records (default 1) although more
                   match and ``limit`` says more (only find requests match this kind).
@@ -19,7 +21,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = frozenset({"status", "rate_limit", "delay", "drop", "malformed", "short_page"})
+KINDS = frozenset(
+    {"status", "rate_limit", "delay", "drop", "drop_answer", "malformed", "short_page"}
+)
 
 
 @dataclass(kw_only=True)
