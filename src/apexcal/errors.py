@@ -176,6 +176,10 @@ class DemoError(UserError):
 class ApiError(ApexcalError):
     """Something went wrong talking to the AchieveApex API."""
 
+    maybe_applied: bool = True
+    """Whether the request may have taken effect all the same (a write whose answer was
+    lost).  The API session clears it when no attempt can have done anything."""
+
 
 class ApiTransportError(ApiError):
     """No HTTP answer: connection refused or dropped, DNS failure, timeout."""

@@ -339,6 +339,45 @@ class TestRetries:
             assert api.patch_activity(created, {"done": True}).done
 
 
+class TestMaybeApplied:
+    """A failed request says whether it may have taken effect (a write's lost answer)."""
+
+    def _bulk_done(self, emu: EmulatorHandle, api: ApexClient) -> ApiError:
+        created = emu.state.seed(emu.org_id, 1)[0]
+        with api, pytest.raises(ApiError) as caught:
+            api.bulk_patch_activities([created], {"done": True})
+        return caught.value
+
+    def test_a_lost_answer_may_have_been_applied(self, emu: EmulatorHandle) -> None:
+        """The bulk PATCH is applied and every answer lost: the error says it may have been applied."""
+        emu.admin.fault("drop_answer", count=5, method="PATCH")
+        exc = self._bulk_done(emu, client_for(emu, retry=FAST))
+        assert isinstance(exc, ApiTransportError)
+        assert exc.maybe_applied
+
+    @pytest.mark.parametrize("status", [400, 429, 503])
+    def test_a_refusing_answer_was_not_applied(self, emu: EmulatorHandle, status: int) -> None:
+        """Answered 400, 429 or 503 on every attempt: nothing was applied."""
+        emu.admin.fault("status", count=5, status=status, method="PATCH")
+        exc = self._bulk_done(emu, client_for(emu))
+        assert not exc.maybe_applied
+
+    def test_a_connection_never_opened_was_not_applied(self) -> None:
+        """Nobody listens: nothing was applied."""
+        api = ApexClient(f"http://127.0.0.1:{free_port()}", "tok-123456", 27, retry=FAST)
+        with api, pytest.raises(ApiTransportError) as caught:
+            api.bulk_patch_activities([1], {"done": True})
+        assert not caught.value.maybe_applied
+
+    def test_an_earlier_attempt_counts(self, emu: EmulatorHandle) -> None:
+        """The first attempt's answer is lost, the retries get 503: it may still have been applied."""
+        emu.admin.fault("drop_answer", count=1, method="PATCH")
+        emu.admin.fault("status", count=4, status=503, method="PATCH")
+        exc = self._bulk_done(emu, client_for(emu, retry=FAST))
+        assert isinstance(exc, ServerError)
+        assert exc.maybe_applied
+
+
 class TestRetryDecision:
     def test_methods_and_errors(self) -> None:
         """429 always; 502-504 and transport errors only for idempotent methods."""

@@ -263,3 +263,21 @@ class TestCrashSafety:
         assert read_remote("", rig.h.object_of("a", task).data).done is False
         rig.converge()
         assert rig.h.emulator.state.get(task)["done"] is False
+
+    # The calendar server plays no part in what is tested here: one is enough.
+    @pytest.mark.parametrize("caldav_server", ["radicale"], indirect=True)
+    def test_killed_waiting_for_the_writeback_answer_keeps_a_later_crm_change(self, rig: CrashRig) -> None:
+        """Killed after the API applied the bulk PATCH, before its answer arrived; the CRM user then undoes it: that change wins."""
+        task = new_task(rig.h.emulator, subject="Call the supplier")
+        assert rig.h.cycle("a").created == 1
+        obj = rig.h.object_of("a", task)
+        assert rig.h.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).status_code in (200, 201, 204)
+        rig.run(KillPlan(match=lambda m, p: m == "PATCH", at=1, before=False), rig.api)
+        assert rig.h.emulator.state.get(task)["done"] is True
+        rig.h.emulator.state.patch_activity(task, {"done": False})
+        done = rig.run()
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        assert rig.h.emulator.state.get(task)["done"] is False
+        assert read_remote("", rig.h.object_of("a", task).data).done is False
+        rig.converge()
+        assert rig.h.emulator.state.get(task)["done"] is False

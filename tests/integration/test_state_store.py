@@ -609,6 +609,34 @@ class TestWritebackJournal:
         assert (sent.status, sent.sent_at, sent.attempts) == ("sent", T0 + timedelta(seconds=5), 1)
         assert [e.id for e in store.pending_writebacks()] == [ids[1]]
 
+    def test_the_same_value_again_keeps_the_pending_entry(self, store: Store) -> None:
+        """Journaling the value already pending keeps that entry and its attempt."""
+        (first,) = store.journal_writebacks("jane", [(1, True)], T0)
+        store.set_writeback_attempt([first], T0 + timedelta(seconds=1))
+        assert store.journal_writebacks("jane", [(1, True)], T0 + timedelta(minutes=1)) == [first]
+        (entry,) = store.pending_writebacks("jane")
+        assert (entry.id, entry.in_doubt) == (first, True)
+
+    def test_an_attempt_whose_answer_is_lost_leaves_the_entry_in_doubt(self, store: Store) -> None:
+        """The attempt's start is kept when it may have been applied, cleared when it was not."""
+        lost, refused = store.journal_writebacks("jane", [(1, True), (2, True)], T0)
+        at = T0 + timedelta(seconds=5)
+        assert store.set_writeback_attempt([lost, refused], at) == 2
+        store.mark_writeback_failed([lost], "ReadError", in_doubt=True)
+        store.mark_writeback_failed([refused], "400 BadRequest")
+        by_id = {e.id: e for e in store.pending_writebacks("jane")}
+        assert (by_id[lost].in_doubt, by_id[lost].sent_at) == (True, at)
+        assert (by_id[refused].in_doubt, by_id[refused].sent_at) == (False, None)
+
+    def test_an_overridden_entry_records_what_both_sides_held(self, store: Store) -> None:
+        """Set aside as delivered then changed in the CRM: the record takes the entry's value."""
+        store.put_record(record(kind="VTODO", pushed_done=False, done_seen=True))
+        (entry_id,) = store.journal_writebacks("jane", [(1, True)], T0)
+        assert store.mark_writebacks_overridden([entry_id]) == 1
+        assert store.writebacks([entry_id])[0].status == "superseded"
+        (rec,) = store.records("jane").values()
+        assert (rec.pushed_done, rec.done_seen) == (True, True)
+
     def test_failed_attempts_stay_pending_with_the_error(self, store: Store) -> None:
         """A failed send keeps the entry pending, counting attempts and keeping the reason."""
         ids = store.journal_writebacks("jane", [(1, True)], T0)

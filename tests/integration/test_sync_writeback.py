@@ -131,3 +131,62 @@ class TestCompletionConflicts:
         # Not compared byte for byte: when the CRM's final state maps to the bytes we
         # pushed first (all its stamps in one second), the calendar keeps the other
         # client's edits of fields we own until the next CRM change, by design.
+
+
+# The calendar server plays no part in what is tested here: one is enough.
+@pytest.mark.parametrize("caldav_server", ["radicale"], indirect=True)
+class TestLostWritebackAnswer:
+    """The API applied the bulk PATCH but its answer was lost: the next cycle reads the CRM before sending again."""
+
+    def _tick_with_lost_answer(self, h: Harness) -> int:
+        """A to-do ticked in the calendar; the cycle's bulk PATCH is applied and every answer lost."""
+        task = new_task(h.emulator)
+        h.add_target("a")
+        h.cycle("a")
+        obj = h.object_of("a", task)
+        client_put(h, obj.href, completed_like(obj.data, "tasks.org"), obj.etag)
+        h.emulator.admin.fault("drop_answer", count=10, method="PATCH", path="/activities")
+        lost = h.cycle("a")
+        h.emulator.admin.clear_faults()
+        assert not lost.ok
+        assert h.emulator.state.get(task)["done"] is True
+        return task
+
+    def test_a_later_crm_change_is_not_overwritten(self, harness: Harness) -> None:
+        """The CRM user sets done back to false after the lost answer: that change stands on both sides."""
+        task = self._tick_with_lost_answer(harness)
+        harness.emulator.state.patch_activity(task, {"done": False})
+        harness.emulator.admin.reset_counters()
+        harness.cycle("a")
+        assert harness.emulator.state.get(task)["done"] is False
+        assert patches(harness) == []
+        assert read_remote("", harness.object_of("a", task).data).done is False
+        assert harness.store.count_pending_writebacks("a") == 0
+        harness.cycle("a")
+        assert harness.count("PUT") == 0
+        assert harness.emulator.state.get(task)["done"] is False
+
+    def test_a_delivered_writeback_is_recorded_without_sending_it_again(self, harness: Harness) -> None:
+        """Nothing changed since the lost answer: the CRM already holds the completion, no PATCH is sent."""
+        task = self._tick_with_lost_answer(harness)
+        harness.emulator.admin.reset_counters()
+        summary = harness.cycle("a")
+        assert summary.ok
+        assert patches(harness) == []
+        assert harness.store.count_pending_writebacks("a") == 0
+        assert harness.emulator.state.get(task)["done"] is True
+        harness.cycle("a")
+        assert harness.count("PUT") == 0
+        harness.assert_converged("a")
+
+    def test_an_untick_after_the_lost_answer_reaches_the_crm(self, harness: Harness) -> None:
+        """The calendar user unticks the to-do after the lost answer: the CRM (which took the tick) follows."""
+        task = self._tick_with_lost_answer(harness)
+        obj = harness.object_of("a", task)
+        client_put(harness, obj.href, reopened_like(obj.data), obj.etag)
+        harness.cycle("a")
+        assert harness.emulator.state.get(task)["done"] is False
+        assert read_remote("", harness.object_of("a", task).data).done is False
+        harness.cycle("a")
+        assert harness.count("PUT") == 0
+        assert harness.emulator.state.get(task)["done"] is False

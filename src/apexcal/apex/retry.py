@@ -33,7 +33,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from apexcal.errors import ApiTransportError, RateLimited, ServerError
+from apexcal.errors import ApiHTTPError, ApiTransportError, RateLimited, ServerError
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
@@ -102,6 +102,22 @@ def may_retry(exc: BaseException, method: str) -> bool:
     if isinstance(exc, ApiTransportError):
         return idempotent or isinstance(exc.__cause__, _NOT_SENT)
     return False
+
+
+def may_have_applied(exc: BaseException) -> bool:
+    """Whether a request that failed with ``exc`` may have taken effect on the server.
+
+    Not when the server answered with a refusal (4xx, 429 included) or with
+    503 (it could not take the request), nor when the connection never opened.
+    A lost answer (dropped, timed out), another 5xx (a gateway's 502 or 504
+    says nothing of what the API did) or an unreadable answer may each follow
+    an applied write.
+    """
+    if isinstance(exc, ApiHTTPError):
+        return exc.status >= 500 and exc.status != 503
+    if isinstance(exc, ApiTransportError):
+        return not isinstance(exc.__cause__, _NOT_SENT)
+    return True
 
 
 def retry_delay(

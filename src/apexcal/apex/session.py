@@ -22,9 +22,10 @@ import structlog
 
 from apexcal.apex.models import format_timestamp
 from apexcal.apex.query import encode_query
-from apexcal.apex.retry import RetryPolicy, parse_retry_after, retry_delay
+from apexcal.apex.retry import RetryPolicy, may_have_applied, parse_retry_after, retry_delay
 from apexcal.clock import utcnow
 from apexcal.errors import (
+    ApiError,
     ApiHTTPError,
     ApiProtocolError,
     ApiTransportError,
@@ -79,7 +80,11 @@ class ApiSession:
         body: Mapping[str, Any] | None = None,
         route: str | None = None,
     ) -> Any:
-        """Send one API request (retrying per the policy) and return the decoded JSON."""
+        """Send one API request (retrying per the policy) and return the decoded JSON.
+
+        The error raised when every attempt failed says in ``maybe_applied``
+        whether any of them may have taken effect (a write's lost answer).
+        """
         target = f"{path}?{encode_query(query)}" if query else path
         content = (
             json.dumps(_jsonable(body), ensure_ascii=False).encode() if body is not None else None
@@ -88,10 +93,12 @@ class ApiSession:
         policy = self.retry
         started = time.monotonic()
         failures = 0
+        applied = False
 
         def backoff(exc: Exception) -> bool | float:
-            nonlocal failures
+            nonlocal failures, applied
             failures += 1
+            applied = applied or may_have_applied(exc)
             delay = retry_delay(
                 exc,
                 method=method,
@@ -101,16 +108,20 @@ class ApiSession:
             )
             return False if delay is None else delay
 
-        for attempt in stamina.retry_context(
-            on=backoff,
-            attempts=policy.attempts,
-            timeout=policy.timeout,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
-        ):
-            with attempt:
-                return self._send_once(method, target, content, label)
+        try:
+            for attempt in stamina.retry_context(
+                on=backoff,
+                attempts=policy.attempts,
+                timeout=policy.timeout,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    return self._send_once(method, target, content, label)
+        except ApiError as exc:
+            exc.maybe_applied = applied or may_have_applied(exc)
+            raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     def _send_once(self, method: str, target: str, content: bytes | None, label: str) -> Any:

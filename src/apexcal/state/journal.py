@@ -6,8 +6,13 @@ setting ``done`` is idempotent.  Marking an entry sent also records, in the
 same transaction, that the CRM now holds what the calendar holds (the
 object's ``pushed_done`` and ``done_seen``): a crash right after that never
 re-sends a delivered writeback over a later CRM change.  A newer detection for the same activity on
-the same target supersedes a pending older one, so only the latest intent is
-ever sent.
+the same target supersedes a pending older one with another value, so only
+the latest intent is ever sent (the same value keeps the pending entry).
+
+An attempt's start is committed before the request goes out (``sent_at`` on a
+pending entry): when its answer never arrives — lost, or the process killed
+while waiting — the entry is *in doubt*, and the sync reads the CRM before it
+sends it again (:mod:`apexcal.sync.writeback`).
 """
 
 from __future__ import annotations
@@ -51,11 +56,25 @@ class JournalPart(StorePart):
     ) -> list[int]:
         """Journal ``(activity_id, done)`` changes as pending; return their ids in order.
 
-        Pending entries of the same target for the same activity are superseded.
+        Pending entries of the same target for the same activity are superseded,
+        unless one already holds the same value: it stays, with its attempts
+        (an attempt in doubt must not be forgotten by journaling it again).
         """
         ids: list[int] = []
         with self._db.write("journal writebacks") as conn:
             for activity_id, done in entries:
+                same = conn.execute(
+                    select(_W.c.id).where(
+                        _W.c.organization == self._org,
+                        _W.c.target == target,
+                        _W.c.activity_id == activity_id,
+                        _W.c.status == "pending",
+                        _W.c.done == done,
+                    )
+                ).scalar_one_or_none()
+                if same is not None:
+                    ids.append(int(same))
+                    continue
                 conn.execute(
                     update(_W)
                     .where(
@@ -102,6 +121,24 @@ class JournalPart(StorePart):
                 found.extend(_entry(r) for r in conn.execute(select(_W).where(_W.c.organization == self._org, _W.c.id.in_(chunk))))
         return sorted(found, key=lambda e: e.id)
 
+    def set_writeback_attempt(self, ids: Iterable[int], at: datetime | None) -> int:
+        """Stamp pending entries with the start of an attempt (``at``), or clear it (None).
+
+        Committed before the request goes out, so a process killed while
+        waiting for the answer leaves the entries in doubt; cleared once it is
+        known that the attempt did not reach the CRM.  Returns how many.
+        """
+        count = 0
+        with self._db.write("stamp writeback attempt") as conn:
+            for chunk in chunks(sorted(set(ids))):
+                result = conn.execute(
+                    update(_W)
+                    .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
+                    .values(sent_at=at)
+                )
+                count += result.rowcount
+        return count
+
     def mark_writebacks_sent(self, ids: Iterable[int], at: datetime) -> int:
         """Mark pending entries sent (the API accepted them); return how many were.
 
@@ -110,10 +147,24 @@ class JournalPart(StorePart):
         ``done_seen``): the CRM and the calendar now agree on it, so a later
         CRM change is pushed, never overwritten by a re-send.
         """
+        return self._close_delivered(ids, "mark writebacks sent", status="sent", sent_at=at, attempts=_W.c.attempts + 1)
+
+    def mark_writebacks_overridden(self, ids: Iterable[int]) -> int:
+        """Set pending entries aside as delivered, then changed in the CRM; return how many were.
+
+        For an entry in doubt whose activity the CRM changed after the attempt:
+        the CRM's later state wins.  The object records take the entry's
+        completion as what both sides held (as :meth:`mark_writebacks_sent`
+        does), so the CRM's change is then pushed to the calendar, never
+        written over.
+        """
+        return self._close_delivered(ids, "mark writebacks overridden", status="superseded")
+
+    def _close_delivered(self, ids: Iterable[int], operation: str, **values: Any) -> int:
         count = 0
-        with self._db.write("mark writebacks sent") as conn:
+        with self._db.write(operation) as conn:
             for chunk in chunks(sorted(set(ids))):
-                sent = conn.execute(
+                closed = conn.execute(
                     select(_W.c.target, _W.c.activity_id, _W.c.done).where(
                         _W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending"
                     )
@@ -121,10 +172,10 @@ class JournalPart(StorePart):
                 result = conn.execute(
                     update(_W)
                     .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
-                    .values(status="sent", sent_at=at, attempts=_W.c.attempts + 1)
+                    .values(**values)
                 )
                 count += result.rowcount
-                for row in sent:
+                for row in closed:
                     conn.execute(
                         update(_O)
                         .where(
@@ -150,15 +201,23 @@ class JournalPart(StorePart):
                 count += result.rowcount
         return count
 
-    def mark_writeback_failed(self, ids: Iterable[int], error: str) -> int:
-        """Count a failed attempt on pending entries, keeping them pending; return how many."""
+    def mark_writeback_failed(self, ids: Iterable[int], error: str, *, in_doubt: bool = False) -> int:
+        """Count a failed attempt on pending entries, keeping them pending; return how many.
+
+        ``in_doubt``: the attempt may have been applied (no answer, or one
+        that does not say), so its start (``sent_at``) stays; otherwise it is
+        cleared.
+        """
+        values: dict[str, Any] = {"last_error": error[:MAX_ERROR_TEXT], "attempts": _W.c.attempts + 1}
+        if not in_doubt:
+            values["sent_at"] = None
         count = 0
         with self._db.write("mark writebacks failed") as conn:
             for chunk in chunks(sorted(set(ids))):
                 result = conn.execute(
                     update(_W)
                     .where(_W.c.organization == self._org, _W.c.id.in_(chunk), _W.c.status == "pending")
-                    .values(last_error=error[:MAX_ERROR_TEXT], attempts=_W.c.attempts + 1)
+                    .values(**values)
                 )
                 count += result.rowcount
         return count

@@ -79,8 +79,15 @@ class WritebackEntry:
     detected_at: datetime
     status: WritebackStatus
     sent_at: datetime | None = None
+    """When the API accepted it (``sent``); on a ``pending`` entry, when an attempt whose
+    outcome is unknown started (the answer was lost, or the process died waiting for it)."""
     attempts: int = 0
     last_error: str | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """Pending, but the API may have applied it: the CRM must be read before it is sent again."""
+        return self.status == "pending" and self.sent_at is not None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from apexcal.sync.match import cases
 from apexcal.sync.plan_model import Conflict, ObjectRecord, RemoteSeen, RemoteState, Writeback
@@ -131,3 +132,34 @@ def superseded(
         for entry_id, activity_id, done in pending
         if activity_id in done_now and done_now[activity_id] != done
     ]
+
+
+Settled = Literal["delivered", "overridden", "unsent"]
+
+
+def settle_in_doubt(
+    done: bool, attempted_at: datetime, crm_done: bool | None, crm_updated_at: datetime | None
+) -> Settled:
+    """What became of a writeback of ``done`` whose answer was lost, from the CRM read since.
+
+    * ``"delivered"`` — the CRM holds ``done``: the attempt was applied (or
+      someone set the same); nothing is sent, the records take it as agreed;
+    * ``"overridden"`` — the CRM holds the other value and changed after the
+      attempt started: the CRM's later change wins (it may well have undone
+      our applied write), so the entry is dropped and the CRM's state goes to
+      the calendar, as it would had the answer arrived;
+    * ``"unsent"`` — the CRM holds the other value and did not change since
+      the attempt (it was not applied), or the activity is not listed any
+      more: the entry is sent like any pending one.
+
+    The CRM's ``updated_at`` is the API's clock and ``attempted_at`` ours: they
+    are compared as they are, so this relies on both clocks agreeing to within
+    the time between an attempt and a CRM user's next change.
+    """
+    if crm_done is None:
+        return "unsent"
+    if crm_done is done:
+        return "delivered"
+    if crm_updated_at is not None and crm_updated_at > attempted_at:
+        return "overridden"
+    return "unsent"

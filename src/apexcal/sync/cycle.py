@@ -84,7 +84,7 @@ from apexcal.sync.pull import PullResult, pull
 from apexcal.sync.scope import Scope, narrow, scope_of
 from apexcal.sync.sink import Sink, SinkFactory
 from apexcal.sync.summary import CycleSummary
-from apexcal.sync.writeback import journal, send_and_refetch
+from apexcal.sync.writeback import WritebackResult, journal, send_and_refetch, settle
 
 __all__ = ["Cycle", "CycleSummary", "SinkFactory", "default_sink_factory"]
 
@@ -214,13 +214,15 @@ class Cycle:
     def write_back(self, scope: Scope, remote: RemoteState) -> None:
         """Send what earlier cycles left pending, then decide, journal and send this cycle's completions.
 
-        Pending entries go first, so the decision sees the CRM as they left it;
-        an entry the calendar has changed again since is dropped unsent (the
-        CRM never saw it, so it is no side's change).  The written-back
+        Pending entries go first, so the decision sees the CRM as they left it:
+        those in doubt (their answer lost) are settled by reading the CRM; an
+        entry the calendar has changed again since is dropped unsent (the CRM
+        never saw it, so it is no side's change).  The written-back
         activities are re-read by id.
         """
         name = self.target.name
         if self.store.count_pending_writebacks(name):
+            self._failed(settle(self.config, self.store, self.client, name, self.now, scope))
             self._drop_superseded(remote)
             if self.store.count_pending_writebacks(name):
                 self._send(scope)
@@ -253,10 +255,13 @@ class Cycle:
     def _send(self, scope: Scope) -> None:
         sent = send_and_refetch(self.config, self.store, self.client, self.target.name, self.now, scope)
         self.written_back += len(sent.sent)
-        if sent.error is not None:
+        self._failed(sent)
+
+    def _failed(self, result: WritebackResult) -> None:
+        if result.error is not None:
             self.retry = True
             self.errors.append(
-                ObjectError(uid="", href="", activity_id=None, kind="writeback", reason=str(sent.error))
+                ObjectError(uid="", href="", activity_id=None, kind="writeback", reason=str(result.error))
             )
 
     # --- plan ----------------------------------------------------------------------------
