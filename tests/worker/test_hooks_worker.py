@@ -1,8 +1,8 @@
-"""The sync webhook in worker mode: a POST defers a pull that a real `apexcal worker` runs.
+"""The sync webhook in worker mode: a POST to `apexcal serve` defers a pull that `apexcal worker` runs.
 
-PostgreSQL, the emulator, Radicale and the worker process are real; the
-webhook is served as ``apexcal serve`` mounts it.  The interval is an hour, so
-only the webhook can bring a CRM change into the calendar within seconds.
+PostgreSQL, the emulator, Radicale, the worker and the server processes are
+all real.  The interval is an hour, so only the webhook can bring a CRM
+change into the calendar within seconds.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from apexcal.clock import utcnow
 from apexcal.emulator import EmulatorState, create_app, serve_in_thread
@@ -24,8 +22,8 @@ from apexcal.feeds.tokens import hash_token, new_token
 from apexcal.ical.mapping import href_name, uid_for
 from apexcal.serve.hooks import DEBOUNCE_S, hook_path
 from apexcal.state import Store
-from apexcal.worker.trigger import worker_hooks
 from tests.fixtures.caldav_servers import CalDAVServerHandle
+from tests.integration.test_daemon_support import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.caldav, pytest.mark.slow]
 
@@ -38,6 +36,14 @@ def _eventually(check: object, within: float, what: str) -> None:
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out after {within:.0f} s waiting for {what}"
         time.sleep(0.2)
+
+
+def _answers(base: str) -> bool:
+    try:
+        httpx.get(base + "/healthz", timeout=2)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 def test_webhook_defers_a_pull_that_brings_a_crm_change_within_seconds(
@@ -67,39 +73,42 @@ def test_webhook_defers_a_pull_that_brings_a_crm_change_within_seconds(
         )
         secret = new_token()
         store.for_organization("hooked").add_hook_secret(hash_token(secret), None, utcnow())
-        endpoint, close = worker_hooks(
-            url=scratch_db, queue_schema=store.queue_schema(), secrets=store,
-            organizations=lambda: ("hooked",),
-        )
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "apexcal", "worker", "--config-dir", str(conf), "--concurrency", "2"],
-            stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        port = free_port()
+        server = f"http://127.0.0.1:{port}"
+        log = (tmp_path / "processes.log").open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "apexcal", *argv, "--config-dir", str(conf)],
+                stdout=log, stderr=log, env=env,
+            )
+            for argv in (["worker", "--concurrency", "2"], ["serve", "--listen", f"127.0.0.1:{port}"])
+        ]
         try:
-            with serve_in_thread(Starlette(routes=[Route("/hooks/{rest:path}", endpoint)])) as server:
-                activity = next(
-                    int(a["id"]) for a in state.activities(ORG_ID) if a.get("start_date")
-                )
-                href = calendar + href_name(uid_for(ORG_ID, activity, "127.0.0.1"))
-                auth = radicale_server.auth
+            _eventually(lambda: _answers(server), 60, "apexcal serve listening")
+            activity = next(
+                int(a["id"]) for a in state.activities(ORG_ID) if a.get("start_date")
+            )
+            href = calendar + href_name(uid_for(ORG_ID, activity, "127.0.0.1"))
+            auth = radicale_server.auth
 
-                def holds(text: str) -> bool:
-                    answer = httpx.get(href, auth=auth, timeout=10)
-                    return answer.status_code == 200 and text.encode() in answer.content
+            def holds(text: str) -> bool:
+                answer = httpx.get(href, auth=auth, timeout=10)
+                return answer.status_code == 200 and text.encode() in answer.content
 
-                _eventually(lambda: holds("SUMMARY"), 60, "the first sync by the tick")
+            _eventually(lambda: holds("SUMMARY"), 60, "the first sync by the tick")
 
-                subject = f"Pushed {time.monotonic_ns()}"
-                state.patch_activity(activity, {"subject": subject})
-                assert httpx.post(server + hook_path(new_token()), timeout=10).status_code == 404
-                assert httpx.post(server + hook_path(secret), timeout=10).status_code == 202
-                _eventually(lambda: holds(subject), DEBOUNCE_S + 20, "the pushed change in Radicale")
+            subject = f"Pushed {time.monotonic_ns()}"
+            state.patch_activity(activity, {"subject": subject})
+            assert httpx.post(server + hook_path(new_token()), timeout=10).status_code == 404
+            assert httpx.post(server + hook_path(secret), timeout=10).status_code == 202
+            _eventually(lambda: holds(subject), DEBOUNCE_S + 20, "the pushed change in Radicale")
         finally:
-            close()
-            worker.terminate()
-            worker.wait(timeout=30)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.wait(timeout=30)
             log.close()
-        output = (tmp_path / "worker.log").read_text()
+        output = (tmp_path / "processes.log").read_text()
         assert '"event": "worker.pulled"' in output
         assert secret not in output

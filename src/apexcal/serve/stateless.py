@@ -3,7 +3,8 @@
 It serves the feeds ``apexcal worker`` stores in PostgreSQL with the URLs,
 tokens, ETag/304, gzip and ``SOURCE`` of the daemon's own server
 (:mod:`apexcal.serve.database` for the caches and their bounds), plus
-``/healthz`` and ``/metrics``.  It holds no state of its own: run any number
+``/healthz``, ``/metrics`` and the sync webhook (``POST /hooks/<secret>/sync``
+defers a pull on the workers' queue: :mod:`apexcal.serve.hooks`).  It holds no state of its own: run any number
 of instances, on any machine, behind a load balancer.
 
 * SIGTERM / SIGINT: ``STOPPING=1``, the listener closes, responses in flight
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 import structlog
 from sqlalchemy.engine import make_url
@@ -98,7 +100,7 @@ def run_serve(
     require_postgresql(configs.state_url)
     server = configs.shared.server or ServerConfig()
     host, port = parse_listen(listen) if listen else (server.host, server.port)
-    current = {"feeds": _catalogue(configs)}
+    current: dict[str, Any] = {"feeds": _catalogue(configs), "organizations": set(configs.organizations)}
     notifier = Notifier()
     signals = _Signals()
     previous = {
@@ -118,7 +120,15 @@ def run_serve(
                 started_at=utcnow(), clock=utcnow,
             )
             metrics = Metrics()
+            from apexcal.worker.trigger import worker_hooks
+
+            hooks, close_hooks = worker_hooks(
+                url=configs.state_url, queue_schema=store.queue_schema(), secrets=store,
+                organizations=lambda: current["organizations"], registry=metrics.registry,
+            )
+            stack.callback(close_hooks)
             app = create_app(
+                hooks=hooks,
                 library=library,
                 health=health,
                 metrics_registry=metrics.registry,
@@ -157,7 +167,7 @@ def run_serve(
     return 0
 
 
-def _reload(configs: ConfigDir, current: dict[str, Catalogue], notifier: Notifier) -> None:
+def _reload(configs: ConfigDir, current: dict[str, Any], notifier: Notifier) -> None:
     notifier.reloading()
     try:
         fresh = load_config_dir(configs.path)
@@ -168,5 +178,6 @@ def _reload(configs: ConfigDir, current: dict[str, Catalogue], notifier: Notifie
         if fresh.shared.state != configs.shared.state or fresh.shared.server != configs.shared.server:
             log.warning("config.reload_needs_restart", keys=["state", "server"])
         current["feeds"] = _catalogue(fresh)
+        current["organizations"] = set(fresh.organizations)
         log.info("config.reloaded", organizations=len(fresh.organizations))
     notifier.ready()
