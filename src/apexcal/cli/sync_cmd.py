@@ -1,4 +1,12 @@
-"""``apexcal sync --config FILE | --config-dir DIR --org KEY [--target NAME] [--force]``: one cycle of every (or one) target, then the feeds.
+"""``apexcal sync --config FILE | --config-dir DIR --org KEY [--target NAME] [--force] [--dry-run [--json]]``: one cycle of every (or one) target, then the feeds.
+
+``--dry-run`` prints, per target, what the cycle would do — creates,
+updates (with the owned properties that change), deletes, adoptions,
+writebacks — and writes nothing anywhere: no calendar write, no API PATCH, no
+change to the state store (it works on a throwaway copy), no feeds.
+``--json`` prints that as one JSON document: ``{"dry_run": true, "targets":
+[{"target", "creates", "updates", "deletes", "adopts", "writebacks",
+"error"}]}``.
 
 Exit codes: 0 when every target synced, 1 when any target (or feed) failed,
 2 for operator errors (bad config, unreadable secret, unusable state store,
@@ -18,7 +26,7 @@ from apexcal.cli.app import app
 
 if TYPE_CHECKING:
     from apexcal.apex.client import ApexClient
-    from apexcal.config import Config
+    from apexcal.config import Config, TargetConfig
     from apexcal.state import Store
 
 
@@ -41,6 +49,14 @@ def sync_command(
         bool,
         typer.Option("--force", help="Allow a cycle to delete more than the configured share."),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print what each target's cycle would do and write nothing anywhere (calendar, CRM, state).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON.")] = False,
     log_level: Annotated[
         str | None, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = None,
@@ -73,6 +89,11 @@ def sync_command(
         if not targets:
             names = ", ".join(t.name for t in config.targets) or "none"
             raise UsageError(f"--target {target}: no such target (configured: {names})")
+    if as_json and not dry_run:
+        raise UsageError("--json goes with --dry-run (see 'apexcal sync --help')")
+    if dry_run:
+        _dry_run(config, org_key, targets, force=force, as_json=as_json)
+        return
     failed = False
     with ApexClient.for_source(config.source) as client:
         _check_access(client)
@@ -104,6 +125,38 @@ def sync_command(
                         raise typer.Exit(1) from None
                 failed = _build_feeds(config, store) or failed
     if failed:
+        raise typer.Exit(1)
+
+
+def _dry_run(config: Config, org_key: str, targets: list[TargetConfig], *, force: bool, as_json: bool) -> None:
+    """Preview every target on a throwaway copy of the store; exit 1 when one could not be planned."""
+    import json
+
+    from apexcal.apex.client import ApexClient
+    from apexcal.errors import ApexcalError, Forbidden, NotAuthenticated, StoreUnavailable
+    from apexcal.state import Store
+    from apexcal.state.scratch import scratch_store
+    from apexcal.sync.dry_run import TargetPreview, preview_target
+
+    previews: list[TargetPreview] = []
+    with ApexClient.for_source(config.source) as client:
+        _check_access(client)
+        with Store.open(config.state.url, migrate_schema=False) as opened, scratch_store(
+            opened.for_organization(org_key)
+        ) as scratch:
+            for t in targets:
+                try:
+                    preview = preview_target(config, t, scratch, client=client, force=force)
+                except (NotAuthenticated, Forbidden, StoreUnavailable):
+                    raise
+                except ApexcalError as exc:
+                    preview = TargetPreview(target=t.name, error=str(exc))
+                previews.append(preview)
+                if not as_json:
+                    print("\n".join(preview.lines()), flush=True)
+    if as_json:
+        print(json.dumps({"dry_run": True, "targets": [p.as_dict() for p in previews]}, indent=2))
+    if any(p.error is not None for p in previews):
         raise typer.Exit(1)
 
 

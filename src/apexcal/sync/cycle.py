@@ -160,6 +160,28 @@ class Cycle:
         result = self.apply(the_plan, desired, scope)
         return self.record(pulled, detected, scope, result, time.monotonic() - started)
 
+    def preview(self) -> Plan:
+        """Pull → detect → map → plan → merge, as :meth:`run` does, and the plan it would apply.
+
+        Completions are decided by the planner (its ``writebacks``), not
+        journaled or sent; nothing is applied or recorded.  Run it on a scratch
+        store and a sink that refuses writes (:mod:`apexcal.sync.dry_run`):
+        the pull still updates the mirror it is given.
+        """
+        pulled = self.pulled or pull(self.config, self.store, self.client, now=self.now, force=self.force)
+        self.open_calendar(pulled)
+        detected = detect(
+            self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns,
+            reconcile=self.calendar_reconcile_due(),
+        )
+        self.copies.update(copies_of(detected.remote.seen))
+        scope = scope_of(
+            self.store, self.target.name, self.org, detected,
+            since=None if self.full else self.state.mirror_seq_seen,
+        )
+        desired = self.desired.of(scope.activities.values())
+        return self.merged(self.plan(desired, scope, detected.remote))
+
     def calendar_reconcile_due(self) -> bool:
         """Whether ``[sync] caldav_reconcile_interval`` has passed since the last calendar reconcile."""
         last = self.state.last_caldav_reconcile_at
