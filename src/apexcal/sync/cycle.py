@@ -135,6 +135,28 @@ class Cycle:
     def run(self) -> CycleSummary:
         """Pull → reconcile → detect → writeback → map → plan → apply → record."""
         started = time.monotonic()
+        pulled, detected, scope = self.read()
+        self.write_back(scope, detected.remote)
+        self.check_stop()
+        desired = self.wanted(scope)
+        the_plan = self.plan(desired, scope, detected.remote)
+        self.check_stop()
+        result = self.apply(the_plan, desired, scope)
+        return self.record(pulled, detected, scope, result, time.monotonic() - started)
+
+    def preview(self) -> Plan:
+        """The plan :meth:`run` would apply now: its reads, mapping, planning and merging, nothing else.
+
+        Completions are decided by the planner (its ``writebacks``), not
+        journaled or sent; nothing is applied or recorded.  Run it on a scratch
+        store and a sink that refuses writes (:mod:`apexcal.sync.dry_run`):
+        the pull and the held-UID bookkeeping still write to the store given.
+        """
+        _, detected, scope = self.read()
+        return self.merged(self.plan(self.wanted(scope), scope, detected.remote))
+
+    def read(self) -> tuple[PullResult, Detected, Scope]:
+        """Pull, open the calendar, detect its changes, and scope the cycle (steps 1–3)."""
         pulled = self.pulled or pull(
             self.config, self.store, self.client, now=self.now, force=self.force
         )
@@ -152,35 +174,11 @@ class Cycle:
             since=None if self.full else self.state.mirror_seq_seen,
         )
         self.hold(scope)
-        self.write_back(scope, detected.remote)
-        self.check_stop()
-        desired = [d for d in self.desired.of(scope.activities.values()) if d.uid not in self.held.waiting]
-        the_plan = self.plan(desired, scope, detected.remote)
-        self.check_stop()
-        result = self.apply(the_plan, desired, scope)
-        return self.record(pulled, detected, scope, result, time.monotonic() - started)
+        return pulled, detected, scope
 
-    def preview(self) -> Plan:
-        """Pull → detect → map → plan → merge, as :meth:`run` does, and the plan it would apply.
-
-        Completions are decided by the planner (its ``writebacks``), not
-        journaled or sent; nothing is applied or recorded.  Run it on a scratch
-        store and a sink that refuses writes (:mod:`apexcal.sync.dry_run`):
-        the pull still updates the mirror it is given.
-        """
-        pulled = self.pulled or pull(self.config, self.store, self.client, now=self.now, force=self.force)
-        self.open_calendar(pulled)
-        detected = detect(
-            self.sink, self.store, self.target.name, self.state.sync_token, uid_filter=self.owns,
-            reconcile=self.calendar_reconcile_due(),
-        )
-        self.copies.update(copies_of(detected.remote.seen))
-        scope = scope_of(
-            self.store, self.target.name, self.org, detected,
-            since=None if self.full else self.state.mirror_seq_seen,
-        )
-        desired = self.desired.of(scope.activities.values())
-        return self.merged(self.plan(desired, scope, detected.remote))
+    def wanted(self, scope: Scope) -> list[Desired]:
+        """The objects the scope's activities map to, but those another calendar of the account holds."""
+        return [d for d in self.desired.of(scope.activities.values()) if d.uid not in self.held.waiting]
 
     def calendar_reconcile_due(self) -> bool:
         """Whether ``[sync] caldav_reconcile_interval`` has passed since the last calendar reconcile."""
