@@ -13,8 +13,10 @@ in a fresh interpreter so memory figures do not mix:
 
 Serve.  The built file is served by the project's feed server
 (``apexcal.serve.create_app`` + uvicorn, one process, access log off, the
-token checked against the same SQLite store) and by nginx (one worker,
-``sendfile``) from the same file, both up at once and measured in turn
+token checked against the same SQLite store), by the path of ``apexcal
+serve`` (the same bytes stored in the database as a worker stores them,
+served by version with the token cache; SQLite here, as the store is) and by
+nginx (one worker, ``sendfile``) from the same file, all up at once and measured in turn
 (``--rounds`` alternates the order and keeps each figure's best); ``wrk``
 measures full ``200`` answers and ``304`` answers to ``If-None-Match``, over
 loopback only, for a bounded time each, and each rate is shown as a ratio to
@@ -47,6 +49,7 @@ from typing import Any
 import httpx
 
 ORG = 27
+DB_ORG = "bench"
 TODAY = date(2026, 6, 15)
 
 
@@ -202,6 +205,34 @@ def role_serve(state_url: str, feed_path: Path, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def role_serve_db(state_url: str, port: int) -> None:
+    """``apexcal serve``'s feed path: the body stored in the database, token and version caches."""
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from apexcal.log import configure
+    from apexcal.serve import HealthSnapshot, create_app
+    from apexcal.serve.database import DatabaseFeeds, FeedEntry
+    from apexcal.state import Store
+
+    class Healthy:
+        def snapshot(self) -> HealthSnapshot:
+            now = datetime.now(UTC)
+            return HealthSnapshot(
+                now=now, stale_after=timedelta(hours=1), started_at=now, feeds={}, targets={}
+            )
+
+    configure("warning")
+    store = Store.open(state_url)
+    feeds = {DB_ORG: {"team": FeedEntry(per_user=False, max_age=300)}}
+    app = create_app(
+        library=DatabaseFeeds(store, lambda: feeds),
+        health=Healthy(),
+        metrics_registry=CollectorRegistry(),
+    )
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
 # --- the driver -----------------------------------------------------------------------
 
 
@@ -339,6 +370,9 @@ def main() -> None:
         if role == "serve":
             role_serve(state_url, Path(path), int(rest[0]))
             return
+        if role == "serve-db":
+            role_serve_db(state_url, int(path))
+            return
         traced = rest == ["traced"]
         work = role_build if role == "build" else role_baseline
         print(json.dumps(work(state_url, Path(path), traced)))
@@ -374,9 +408,26 @@ def main() -> None:
         )
         if not args.serve_only:
             build_figures(state_url, root, built)
+        # The same body as a worker stores it, for the stateless server's path.
+        from apexcal.feeds.output import compress
+        from apexcal.ical.feed import etag_for
+
+        db_token = new_token()
+        body = feed_file.read_bytes()
+        with Store.open(state_url) as store:
+            stored = store.for_organization(DB_ORG)
+            stored.put_feed_body(
+                "team", parent="team", body=body, gzip=compress(body), etag=etag_for(body),
+                at=datetime.now(UTC),
+            )
+            stored.add_feed_token("team", hash_token(db_token), "bench", datetime.now(UTC))
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, __file__, "--role", "serve", state_url, str(feed_file), str(port)]
+        )
+        db_port = free_port()
+        db_server = subprocess.Popen(
+            [sys.executable, __file__, "--role", "serve-db", state_url, str(db_port)]
         )
         nginx_dir = root / "nginx"
         nginx_dir.mkdir()
@@ -386,11 +437,14 @@ def main() -> None:
         nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(nginx_dir)])
         try:
             url = f"http://127.0.0.1:{port}{feed_path(token, 'team')}"
+            db_url = f"http://127.0.0.1:{db_port}{feed_path(db_token, 'team')}"
             lines = serve_rows(
                 {
                     NGINX_LABEL: (f"http://127.0.0.1:{nginx_port}/team.ics", {}),
                     "apexcal feed server": (url, {}),
                     "apexcal feed server (gzip)": (url, {"Accept-Encoding": "gzip"}),
+                    "apexcal serve, from the database": (db_url, {}),
+                    "  (gzip)": (db_url, {"Accept-Encoding": "gzip"}),
                 },
                 args.seconds,
                 args.connections,
@@ -398,6 +452,7 @@ def main() -> None:
             )
         finally:
             stop(server)
+            stop(db_server)
             stop(nginx)
         print(
             f"\nserving it: wrk -t1 -c{args.connections} -d{args.seconds}s over loopback, "

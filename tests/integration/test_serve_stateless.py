@@ -66,6 +66,7 @@ class Cluster:
     servers: list[str]
     paths: list[str]
     """Feed paths of two URLs from ``apexcal feed url`` (the same on every server)."""
+    serving: list[subprocess.Popen[bytes]]
 
     def stored(self) -> tuple[bytes, str] | None:
         engine = create_engine(self.db_url)
@@ -151,7 +152,9 @@ def cluster(scratch_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 out, err = issue.communicate(timeout=60)
                 assert issue.returncode == 0, err
                 paths.append(urlsplit(out.splitlines()[0]).path)
-            built = Cluster(config_dir=conf, db_url=scratch_db, servers=servers, paths=paths)
+            built = Cluster(
+                config_dir=conf, db_url=scratch_db, servers=servers, paths=paths, serving=processes[1:]
+            )
             _wait_for(lambda: built.stored() is not None, 90, "the worker to store the feed")
 
             def up() -> bool:
@@ -219,6 +222,21 @@ class TestStatelessServers:
         """A token never issued opens nothing."""
         for server in cluster.servers:
             assert httpx.get(f"{server}/feeds/{'x' * 43}/team.ics", timeout=10).status_code == 404
+
+
+    def test_sighup_reads_the_config_directory_again(self, cluster: Cluster) -> None:
+        """A feed added to an organization's file is known to a server once it got SIGHUP (503 until built)."""
+        org_file = cluster.config_dir / "acme.toml"
+        org_file.write_text(
+            org_file.read_text() + f'\n[[feeds]]\nname = "office"\npath = "{cluster.config_dir}/office.ics"\n'
+        )
+        done = _apexcal("feed", "url", "office", "--config-dir", str(cluster.config_dir), "--org", "acme")
+        assert done.returncode == 0, done.stderr
+        url = cluster.servers[0] + urlsplit(done.stdout.splitlines()[0]).path
+        assert httpx.get(url, timeout=10).status_code == 404
+        cluster.serving[0].send_signal(signal.SIGHUP)
+        _wait_for(lambda: httpx.get(url, timeout=10).status_code == 503, 10, "the reloaded server to know the feed")
+        assert cluster.serving[0].poll() is None
 
 
 class TestRefusals:
