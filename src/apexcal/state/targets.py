@@ -88,15 +88,26 @@ class TargetsPart(StorePart):
                 found.extend(_record(r) for r in rows)
         return found
 
-    def records_of_kind(self, target: str, kinds: Iterable[str]) -> list[ObjectRecord]:
-        """The records of ``target`` whose ``kind`` is one of ``kinds`` (e.g. UIDs held elsewhere)."""
+    def records_outside(self, target: str, collection: str, kinds: Iterable[str]) -> list[ObjectRecord]:
+        """The records of ``target`` of ``kinds`` whose href lies outside the path ``collection``.
+
+        Records naming an object in another calendar (UIDs held elsewhere);
+        read as two ranges of the href index, so the cost follows how many
+        there are, not the size of the target.
+        """
+        prefix = collection if collection.endswith("/") else collection + "/"
+        after = prefix[:-1] + chr(ord("/") + 1)  # the first path greater than every one under prefix
         with self._db.read("read object records") as conn:
-            rows = conn.execute(select(_O).where(
-                    _O.c.organization == self._org,
-                    _O.c.target == target,
-                    _O.c.kind.in_(sorted(set(kinds))),
-                ))
-            return [_record(r) for r in rows]
+            found: list[ObjectRecord] = []
+            for outside in (_O.c.href < prefix, _O.c.href >= after):
+                rows = conn.execute(select(_O).where(
+                        _O.c.organization == self._org,
+                        _O.c.target == target,
+                        outside,
+                        _O.c.kind.in_(sorted(set(kinds))),
+                    ))
+                found.extend(_record(r) for r in rows)
+            return found
 
     def records_for_hrefs(self, target: str, hrefs: Iterable[str]) -> dict[str, ObjectRecord]:
         """The records of ``target`` at the given hrefs, by href (for sync-collection results)."""

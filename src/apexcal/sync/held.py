@@ -96,7 +96,8 @@ def load(
     ``retry_unknown``: release the UIDs held by a calendar that is not one of
     our targets (the calendar reconcile is due).
     """
-    records = {r.uid: r for r in store.records_of_kind(target.name, HELD_KINDS)}
+    own = collection_path(str(target.url))
+    records = {r.uid: r for r in store.records_outside(target.name, own, HELD_KINDS)}
     held = Held(records=records)
     by_holder: dict[str, list[ObjectRecord]] = {}
     for rec in records.values():
