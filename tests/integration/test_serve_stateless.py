@@ -239,6 +239,15 @@ class TestStatelessServers:
         assert cluster.serving[0].poll() is None
 
 
+    def test_a_port_in_use_is_one_line_and_exit_2(self, cluster: Cluster) -> None:
+        """Another instance on a taken address refuses to start with one line naming it."""
+        taken = urlsplit(cluster.servers[0]).netloc
+        done = _apexcal("serve", "--config-dir", str(cluster.config_dir), "--listen", taken)
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert lines == [f"error: cannot listen on {taken}"], done.stderr
+
+
 class TestRefusals:
     def test_sqlite_config_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
         """serve needs the workers' PostgreSQL: a SQLite [state] url is one line naming it, exit 2."""

@@ -34,7 +34,8 @@ from sqlalchemy.engine import make_url
 from apexcal.clock import utcnow
 from apexcal.config.directory import ConfigDir, load_config_dir
 from apexcal.config.models import ServerConfig
-from apexcal.errors import ConfigError, UsageError
+from apexcal.errors import ConfigError, UsageError, is_operator_error
+from apexcal.log import held_back
 from apexcal.metrics import Metrics
 from apexcal.notify import Notifier
 from apexcal.serve.app import create_app
@@ -109,45 +110,48 @@ def run_serve(
     }
     try:
         with ExitStack() as stack:
-            store = stack.enter_context(
-                Store.open(configs.state_url, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW)
-            )
-            library = DatabaseFeeds(
-                store, lambda: current["feeds"], token_ttl=server.token_cache.total_seconds()
-            )
-            health = DatabaseHealth(
-                store, lambda: current["feeds"], stale_after=server.stale_after,
-                started_at=utcnow(), clock=utcnow,
-            )
-            metrics = Metrics()
-            from apexcal.worker.trigger import worker_hooks
+            # Start-up lines are held back: an operator error (a port in use, an
+            # unusable database) is then the one line the command prints.
+            with held_back(drop_if=is_operator_error):
+                store = stack.enter_context(
+                    Store.open(configs.state_url, pool_size=_POOL_SIZE, max_overflow=_POOL_OVERFLOW)
+                )
+                library = DatabaseFeeds(
+                    store, lambda: current["feeds"], token_ttl=server.token_cache.total_seconds()
+                )
+                health = DatabaseHealth(
+                    store, lambda: current["feeds"], stale_after=server.stale_after,
+                    started_at=utcnow(), clock=utcnow,
+                )
+                metrics = Metrics()
+                from apexcal.worker.trigger import worker_hooks
 
-            hooks, close_hooks = worker_hooks(
-                url=configs.state_url, queue_schema=store.queue_schema(), secrets=store,
-                organizations=lambda: current["organizations"], registry=metrics.registry,
-            )
-            stack.callback(close_hooks)
-            app = create_app(
-                hooks=hooks,
-                library=library,
-                health=health,
-                metrics_registry=metrics.registry,
-                metrics=metrics,
-                public_url=str(server.public_url) if server.public_url else None,
-                stale_is_unhealthy=False,
-            )
-            # A port in use is reported by the command line as one line; uvicorn's
-            # own error line about it would be a second one.
-            uvicorn_errors = logging.getLogger("uvicorn.error")
-            uvicorn_errors.disabled = True
-            try:
-                url = stack.enter_context(serve_in_thread(app, host=host, port=port))
-            finally:
-                uvicorn_errors.disabled = False
-            log.info(
-                "serve.listening", url=url, organizations=len(configs.organizations),
-                token_cache_seconds=server.token_cache.total_seconds(),
-            )
+                hooks, close_hooks = worker_hooks(
+                    url=configs.state_url, queue_schema=store.queue_schema(), secrets=store,
+                    organizations=lambda: current["organizations"], registry=metrics.registry,
+                )
+                stack.callback(close_hooks)
+                app = create_app(
+                    hooks=hooks,
+                    library=library,
+                    health=health,
+                    metrics_registry=metrics.registry,
+                    metrics=metrics,
+                    public_url=str(server.public_url) if server.public_url else None,
+                    stale_is_unhealthy=False,
+                )
+                # A port in use is reported by the command line as one line; uvicorn's
+                # own error line about it would be a second one.
+                uvicorn_errors = logging.getLogger("uvicorn.error")
+                uvicorn_errors.disabled = True
+                try:
+                    url = stack.enter_context(serve_in_thread(app, host=host, port=port))
+                finally:
+                    uvicorn_errors.disabled = False
+                log.info(
+                    "serve.listening", url=url, organizations=len(configs.organizations),
+                    token_cache_seconds=server.token_cache.total_seconds(),
+                )
             notifier.ready(status=f"serving {len(configs.organizations)} organization(s) on {url}")
             if on_ready is not None:
                 on_ready(url)
