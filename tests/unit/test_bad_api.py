@@ -207,3 +207,22 @@ class TestHugeStrings:
         data = object_for(parse_activity({**ACTIVITY, "activity_type": "no_such_type"}), {}, MappingOptions()).data
         assert b"CATEGORIES:no_such_type" in data
         assert b"COLOR:" not in data
+
+
+class TestPagingPastBadIds:
+    """A page whose every id is a numeric string still moves the keyset cursor: the listing is not stuck."""
+
+    def test_sweep_pages_past_a_page_of_string_ids(self) -> None:
+        """``"1"``, ``"2"`` then ``3``: the sweep finds all three instead of failing the cycle."""
+        pages = [_page([{"id": "1"}, {"id": "2"}], 3), _page([{"id": 3}], 1), _page([], 0)]
+        with _client(pages) as client:
+            assert client.all_activity_ids() == {1, 2, 3}
+
+    def test_change_feed_pages_past_a_page_of_string_ids(self) -> None:
+        """Records with string ids are reported; the feed goes on to the next page."""
+        t = "2025-06-01T09:30:15.%03dZ"
+        pages = [_page([_record("1", t % 1), _record("2", t % 2)], 3), _page([_record(3, t % 3)], 1)]
+        with capture_logs() as logs, _client(pages) as client:
+            got = list(client.changes_since(None, overlap=timedelta(0)))
+        assert [a.id for a in got] == [3]
+        assert [e["id"] for e in logs if e["event"] == "apex.invalid_record"] == ["1", "2"]

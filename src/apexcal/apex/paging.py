@@ -93,7 +93,7 @@ class Pager:
                 yield from page.data
                 if not page.data or (not until_empty and len(page.data) >= page.total):
                     break
-                next_id = max((i for i in map(valid_id, page.data) if i is not None), default=None)
+                next_id = max((i for i in map(present_id, page.data) if i is not None), default=None)
                 if next_id is None or (last_id is not None and next_id <= last_id):
                     raise _stuck(path, paged)
                 last_id = next_id
@@ -127,14 +127,13 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def valid_id(raw: object) -> int | None:
-    """The positive integer ``id`` of a raw record, or None."""
-    value = raw.get("id") if isinstance(raw, Mapping) else None
-    return value if is_int(value) and value > 0 else None  # type: ignore[operator]
-
-
 def present_id(raw: object) -> int | None:
-    """The id a record is present under for the deletion sweep: :func:`valid_id`, or a positive numeric string's value."""
+    """The id a record is present under (deletion sweep, keyset cursors): a positive int, or a positive numeric string's value.
+
+    Such a string makes the record invalid when it is parsed (and reported),
+    but the record is there: the sweep must not take it for a deleted
+    activity, and a page of them must not stop a listing.
+    """
     value = raw.get("id") if isinstance(raw, Mapping) else None
     if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
         value = int(value)
@@ -163,9 +162,14 @@ def _stuck(path: str, query: Mapping[str, Any]) -> ApiProtocolError:
 
 
 def _change_cursor(data: list[Any]) -> tuple[str, int] | None:
-    """``(updated_at as the server wrote it, id)`` of the last record that has both valid."""
+    """``(updated_at as the server wrote it, id)`` of the last record that has both valid.
+
+    An id written as a numeric string counts for the cursor (the server
+    orders by its value): a page of such records is reported record by
+    record, not a listing that cannot go on.
+    """
     for raw in reversed(data):
-        record_id = valid_id(raw)
+        record_id = present_id(raw)
         stamp = raw.get("updated_at") if isinstance(raw, Mapping) else None
         if record_id is None or not isinstance(stamp, str):
             continue
