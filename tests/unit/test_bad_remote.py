@@ -97,6 +97,12 @@ class TestReadingMalformedObjects:
         remote = read_remote(HREF, data)
         assert (remote.uid, remote.activity_id, remote.done) == (OURS, 101, True)
 
+    @pytest.mark.parametrize("size", [0, 300_000], ids=["small", "over-scan-threshold"])
+    def test_byte_order_mark_and_bare_newlines_are_read(self, size: int) -> None:
+        """A UTF-8 byte order mark and LF line ends (some clients write both) do not make an object unreadable."""
+        body = _TODO.format(uid=OURS, extra=f"X-A:{'x' * size}\r\n").replace("\r\n", "\n")
+        assert read_remote(HREF, b"\xef\xbb\xbf" + body.encode()).done is True
+
     def test_override_of_the_master_is_one_object(self) -> None:
         """A master and an override (RECURRENCE-ID) of one UID are a valid object: the master is read."""
         override = _COMPONENT.format(uid=OURS).replace("END:VEVENT", "RECURRENCE-ID:20260103T100000Z\r\nEND:VEVENT")

@@ -249,6 +249,7 @@ def _positive(value: int | None) -> int | None:
 def read_remote(href: str, data: bytes | str) -> RemoteObject:
     """The identity and completion state of one remote calendar object (rules in the module docstring)."""
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    text = text.removeprefix("\ufeff")  # a byte order mark some clients write first
     fields = _fields(href, text)
     if fields.uid is None:
         raise RemoteParseError(href, "no UID")
