@@ -9,7 +9,8 @@ Each round, drawn from a printed seed:
   straight to the CalDAV server the way tasks.org and Thunderbird write them;
 * random faults: the fault proxy in front of the CalDAV server (5xx, reset,
   drop after the write, delay, truncated and cut bodies) and the emulator's
-  own (5xx, 429 with Retry-After, dropped connections, malformed JSON);
+  own (5xx, 429 with Retry-After, dropped connections before or after the
+  request is applied, malformed JSON, short delays, short pages);
 * ``apexcal sync`` as a subprocess through the proxy, SIGKILLed at a random
   moment in half the rounds.
 
@@ -56,7 +57,11 @@ ROUNDS = int(os.environ.get("APEXCAL_CHAOS_ROUNDS", "4"))
 APEXCAL = [sys.executable, "-m", "apexcal"]
 _RUN_DEADLINE_S = 120
 USERS = {"a": 46, "b": 47}
-EMULATOR_FAULTS = ("status", "rate_limit", "drop", "malformed")
+EMULATOR_FAULTS = (
+    "status", "rate_limit", "drop", "drop_answer", "malformed", "delay", "short_page"
+)
+# Delays stay short, so the fixed seeds keep the suite within its CI budget.
+MAX_API_DELAY_S = 0.4
 WRITES = frozenset({"PUT", "DELETE", "PROPPATCH", "MKCALENDAR", "MOVE", "COPY"})
 KNOWN_DIVERGENCES: dict[str, str] = {}
 FOREIGN = (
@@ -301,6 +306,11 @@ def test_chaos_rounds_converge(harness: Harness, seed: int, request: pytest.Fixt
                 )
                 if kind == "rate_limit":
                     params["retry_after"] = 1
+                elif kind == "delay":
+                    params["seconds"] = round(chaos.rng.uniform(0.05, MAX_API_DELAY_S), 2)
+                elif kind == "short_page":
+                    # A find answers 1-5 records although more match: paging goes on by total.
+                    params["size"] = chaos.rng.randint(1, 5)
                 h.emulator.admin.fault(kind, count=1, **params)
                 chaos.figures[f"api_{kind}"] += 1
             kill = chaos.rng.random() < 0.5

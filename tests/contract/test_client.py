@@ -82,6 +82,29 @@ class TestListing:
         ids = [a.id for a in client.list_activities()]
         assert Counter(ids) == Counter(seeded)
 
+    @pytest.mark.parametrize("size", [1, 13])
+    @pytest.mark.parametrize(
+        "listing",
+        ["list_activities", "by_id", "ids", "changes", "refetch"],
+    )
+    def test_short_pages_everywhere_miss_and_repeat_nothing(
+        self, emulator: EmulatorHandle, client: ApexClient, listing: str, size: int
+    ) -> None:
+        """Every page shorter than its limit while more match: each listing pages on by total and still returns each activity once."""
+        seeded = emulator.state.seed(emulator.org_id, 40)
+        emulator.admin.fault("short_page", count=1000, size=size, path="/activities")
+        read: Callable[[], list[int]] = {
+            "list_activities": lambda: [a.id for a in client.list_activities()],
+            "by_id": lambda: [a.id for a in client.list_activities_by_id()],
+            "ids": lambda: sorted(client.all_activity_ids()),
+            "changes": lambda: [a.id for a in client.changes_since(None, overlap=timedelta(0))],
+            "refetch": lambda: [a.id for a in client.list_activities(id=seeded)],
+        }[listing]
+        ids = read()
+        assert Counter(ids) == Counter(seeded)
+        finds = len(emulator.admin.queries("/activities"))
+        assert finds >= 40 // size, "the listing did not page on"
+
     def test_query_carries_every_filter(self, emulator: EmulatorHandle, client: ApexClient) -> None:
         """Documented filters travel in bracket syntax and select what they say."""
         emulator.state.seed(emulator.org_id, 400)
