@@ -40,7 +40,7 @@ not travel further.
     │   ├── CalDAVTransportError     no HTTP answer
     │   ├── CalDAVAuthError          401/403 from the server
     │   ├── PreconditionFailed       412 on If-Match / If-None-Match (carries href, etag)
-    │   ├── UidConflict              the server refuses a duplicate UID (409 / 412 no-uid-conflict)
+    │   ├── UidConflict              the server refuses a duplicate UID (no-uid-conflict; Cyrus: 403 unique-scheduling-object-resource, per account)
     │   ├── InvalidSyncToken         DAV:valid-sync-token precondition
     │   ├── CalendarNotFound         the target's collection is missing and create is off
     │   └── ObjectTooLarge           an object over the sink's size limit (nothing sent)
