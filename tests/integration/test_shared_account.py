@@ -9,7 +9,13 @@ import pytest
 
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.fixtures.emulator import EmulatorHandle
-from tests.integration.test_sync_support import Harness, harness, new_activity
+from tests.integration.test_sync_support import (
+    Harness,
+    completed_like,
+    harness,
+    new_activity,
+    new_task,
+)
 
 __all__ = ["harness"]
 
@@ -27,17 +33,17 @@ class TestReassignment:
     """Activities reassigned from one target's user to the other's, on every server."""
 
     def test_reassignment_converges_whichever_target_runs_first(self, harness: Harness) -> None:
-        """New target first: nothing fails and it creates the object once the old one deleted it; the last two leave freely."""
+        """New target first: its cycle creates the object (on Cyrus removing the old target's copy); the last two leave freely."""
         ids = [new_activity(harness.emulator, assigned_to_user_id=ALICE) for _ in range(3)]
         _two_targets(harness)
         assert harness.cycle("a").created == 3
         harness.emulator.state.patch_activity(ids[0], {"assigned_to_user_id": BOB})
         early = harness.cycle("b")
-        assert early.ok, early.line()
-        assert harness.cycle("a").deleted == 1
-        late = harness.cycle("b")
-        assert late.ok, late.line()
-        assert early.created + late.created == 1
+        assert (early.ok, early.created) == (True, 1), early.line()
+        old = harness.cycle("a")
+        assert old.ok, old.line()
+        harness.assert_converged("a")
+        harness.assert_converged("b")
         # The old target's last two activities leave: it deletes both without --force.
         for aid in ids[1:]:
             harness.emulator.state.patch_activity(aid, {"assigned_to_user_id": BOB})
@@ -124,3 +130,21 @@ class TestSharedActivity:
         assert (freed.ok, freed.created) == (True, 1), freed.line()
         cyrus.assert_converged("a")
         cyrus.assert_converged("b")
+
+    def test_a_copy_changed_since_its_target_saw_it_is_left_to_that_target(self, cyrus: Harness) -> None:
+        """Reassigned task ticked in the old calendar: the new target does not delete that copy; it waits, then creates."""
+        aid = new_task(cyrus.emulator, assigned_to_user_id=ALICE)
+        _two_targets(cyrus, assigned_to_user_id=BOB)
+        cyrus.targets["a"]["tasks_as"] = cyrus.targets["b"]["tasks_as"] = "todos"
+        cyrus.cycle("a")
+        obj = cyrus.object_of("a", aid)
+        assert cyrus.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).is_success
+        cyrus.emulator.state.patch_activity(aid, {"assigned_to_user_id": BOB})
+        waiting = cyrus.cycle("b")
+        assert (waiting.ok, waiting.created) == (True, 0), waiting.line()
+        assert [status for method, status in cyrus.requests if method == "DELETE"] == [412]
+        assert b"COMPLETED" in cyrus.object_of("a", aid).data
+        assert cyrus.cycle("a").deleted == 1
+        freed = cyrus.cycle("b")
+        assert (freed.ok, freed.created) == (True, 1), freed.line()
+        cyrus.assert_converged("a")

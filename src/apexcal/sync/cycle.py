@@ -370,6 +370,8 @@ class Cycle:
         if result.exists:
             self._adopt(result, desired, scope)
         if result.uid_taken:
+            self._free_moved(result, scope)
+        if result.uid_taken:
             taken, result.uid_taken = result.uid_taken, []
             errors, skipped = held.settle(
                 taken, config=self.config, target=self.target, store=self.store,
@@ -409,6 +411,18 @@ class Cycle:
             again, self.sink, self.store, name, scope.records,
             result=result, should_stop=self.should_stop,
         )
+
+    def _free_moved(self, result: ApplyResult, scope: Scope) -> None:
+        """Creates refused for a UID another target's calendar keeps though it no longer wants it: free it, create again."""
+        retry, result.uid_taken = held.free_moved(
+            result.uid_taken, config=self.config, target=self.target, store=self.store,
+            sink=self.sink, activities=scope.activities,
+        )
+        if retry:
+            apply_writes(
+                Plan(creates=tuple(retry)), self.sink, self.store, self.target.name, scope.records,
+                result=result, should_stop=self.should_stop,
+            )
 
     def _adopt(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> None:
         """Creates met 412: read what is there, plan just those again, and adopt or update them."""

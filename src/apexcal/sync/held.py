@@ -10,8 +10,9 @@ its record on this target keeps the holder's href under one of two kinds.
   sync): reported once, as an error of the cycle that met it, with a line
   naming the activity and the holder's calendar.
 * :data:`MOVING_KIND` — the holder is another target of this config that no
-  longer wants the activity (it was reassigned): that target's next cycle
-  deletes its copy.  Not reported.
+  longer wants the activity (it was reassigned) and its copy could not be
+  removed for it (:func:`free_moved`: the copy changed since that target
+  last saw it): that target's next cycle deletes it.  Not reported.
 
 The planner never sees these records, and a held UID is not written again
 while its holder stands, so the refusal costs no request per cycle.  Each
@@ -32,11 +33,12 @@ import structlog
 from apexcal.apex.models import Activity
 from apexcal.config import Config, TargetConfig
 from apexcal.config.accounts import collection_path
-from apexcal.errors import UidConflict
+from apexcal.errors import CalDAVError, UidConflict
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync.apply import ObjectError
 from apexcal.sync.desired import DesiredObjects, mapping_options
 from apexcal.sync.plan import Create
+from apexcal.sync.sink import Sink
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +134,59 @@ def forget_unwanted(
             del held.records[uid]
 
 
+def free_moved(
+    taken: list[tuple[Create, UidConflict]],
+    *,
+    config: Config,
+    target: TargetConfig,
+    store: Store,
+    sink: Sink,
+    activities: Mapping[int, Activity],
+) -> tuple[list[Create], list[tuple[Create, UidConflict]]]:
+    """Delete the copies other targets keep of activities reassigned away from them; (creates to retry, the rest).
+
+    When the holder is another target's calendar whose target no longer wants
+    the activity, that target's next cycle would delete its copy; this does it
+    now, with ``If-Match`` on the etag that target recorded, so only a copy
+    exactly as it last saw it goes (one changed since — a completion ticked
+    there — fails the condition and is left to that target, which writes it
+    back first).  The create is then tried again at once, so a reassignment
+    converges in one cycle whichever target runs first.  That target's record
+    is left to it: its next cycle sees the copy gone and forgets it.
+    """
+    retry: list[Create] = []
+    rest: list[tuple[Create, UidConflict]] = []
+    own = collection_path(str(target.url))
+    for create, exc in taken:
+        holder = exc.existing_href
+        other = holder_target(config, target, holder) if holder else None
+        activity = activities.get(create.activity_id)
+        if (
+            holder is None
+            or other is None
+            or collection_path(str(other.url)) == own
+            or activity is None
+            or _wants(config, other, store, activity)
+        ):
+            rest.append((create, exc))
+            continue
+        theirs = store.records_for_hrefs(other.name, [holder]).get(holder)
+        if theirs is None or theirs.uid != create.uid or theirs.kind not in _LIVE_KINDS or not theirs.etag:
+            rest.append((create, exc))
+            continue
+        try:
+            sink.delete(holder, theirs.etag)
+        except CalDAVError as failed:
+            log.info("sync.uid_move_waits", activity_id=create.activity_id, holder=holder,
+                     holder_target=other.name, reason=str(failed))
+            rest.append((create, exc))
+            continue
+        log.info("sync.uid_moved", activity_id=create.activity_id, holder=holder,
+                 holder_target=other.name)
+        retry.append(create)
+    return retry, rest
+
+
 def settle(
     taken: Iterable[tuple[Create, UidConflict]],
     *,
@@ -207,6 +262,7 @@ __all__ = [
     "SHARED_KIND",
     "Held",
     "forget_unwanted",
+    "free_moved",
     "holder_target",
     "is_held",
     "load",
