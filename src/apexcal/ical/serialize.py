@@ -26,12 +26,13 @@ over generated components holds it to that.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from contextlib import suppress
+from datetime import date, datetime, tzinfo
 from functools import lru_cache
 from typing import Any
 
 from icalendar import Component, Parameters, vDDDTypes, vText
-from icalendar.timezone.tzid import is_utc
+from icalendar.timezone.tzid import is_utc, tzid_from_tzinfo
 
 _LIMIT = 74  # octets before a fold: icalendar folds when a character would reach 75
 _FOLD = b"\r\n "
@@ -87,12 +88,31 @@ def _as_text_bytes(data: bytes | str) -> bytes:
     return data
 
 
+_UTC_BY_ZONE: dict[tzinfo, bool] = {}
+
+
+def _is_utc(dt: datetime) -> bool:
+    """icalendar's ``is_utc``, remembered per zone when the zone alone decides it."""
+    zone = dt.tzinfo
+    if zone is None:
+        return is_utc(dt)
+    with suppress(KeyError, TypeError):  # TypeError: an unhashable zone, never remembered
+        return _UTC_BY_ZONE[zone]
+    tzid = tzid_from_tzinfo(zone)
+    if tzid is None:  # icalendar then asks the time itself for its zone's name
+        return is_utc(dt)
+    if len(_UTC_BY_ZONE) < 1024:
+        with suppress(TypeError):
+            _UTC_BY_ZONE[zone] = tzid == "UTC"
+    return tzid == "UTC"
+
+
 def _value(value: Any) -> bytes:
     if type(value) is vDDDTypes:
         dt = value.dt
         if type(dt) is datetime:
             text = f"{dt.year:04}{dt.month:02}{dt.day:02}T{dt.hour:02}{dt.minute:02}{dt.second:02}"
-            if value.params.get("TZID") == "UTC" or is_utc(dt):
+            if value.params.get("TZID") == "UTC" or _is_utc(dt):
                 text += "Z"
             return text.encode("ascii")
         if type(dt) is date:
@@ -120,7 +140,7 @@ def _write(component: Component, out: list[bytes]) -> None:
     kind = vText(component.name or "").to_ical()
     out.append(fold(b"BEGIN:" + kind))
     for name in component.sorted_keys():
-        values = component[name]
+        values = dict.__getitem__(component, name)  # the stored (upper-case) key: no case folding
         if isinstance(values, list):
             out.extend(_line(name, value) for value in values)
         else:
