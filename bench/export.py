@@ -118,6 +118,8 @@ class Tree:
         self.peak_sum = 0.0
         self.own_cpu = 0.0
         self.own_hwm = 0.0
+        self.peak_pss = 0.0
+        self.next_pss = 0.0
         self.tick = os.sysconf("SC_CLK_TCK")
         self.page = os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -159,6 +161,18 @@ class Tree:
             self.rss[pid] = max(self.rss.get(pid, 0.0), rss)
             total += rss
         self.peak_sum = max(self.peak_sum, total)
+        if time.perf_counter() >= self.next_pss:  # costlier to read: five times a second
+            self.next_pss = time.perf_counter() + 0.2
+            pss = 0.0
+            for pid in list(self.cpu):
+                try:
+                    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+                        for line in f:
+                            if line.startswith("Pss:"):
+                                pss += int(line.split()[1]) / 1024
+                except OSError:
+                    continue
+            self.peak_pss = max(self.peak_pss, pss)
         try:
             with open(f"/proc/{self.root}/status", encoding="ascii") as f:
                 for line in f:
@@ -201,19 +215,22 @@ def row(way: str, count: int, events: int, size: float, seconds: float, rss: flo
     """One line of the table."""
     return (
         f"{way:<30} {count:>8,} {events:>8,} {size:>6.1f} {seconds:>8.2f} {events / seconds:>8,.0f} "
-        f"{rss:>6.0f} {max(tree.rss.values()):>6.0f} {tree.peak_sum:>6.0f} {sum(tree.cpu.values()):>6.1f} "
+        f"{rss:>6.0f} {max(tree.rss.values()):>6.0f} {tree.peak_sum:>6.0f} {tree.peak_pss:>6.0f} "
+        f"{sum(tree.cpu.values()):>6.1f} "
         f"{len(tree.cpu):>3}"
     )
 
 
 HEADER = (
     f"{'way':<30} {'records':>8} {'events':>8} {'MiB':>6} {'seconds':>8} {'ev/s':>8} "
-    f"{'RSS':>6} {'maxRSS':>6} {'sumRSS':>6} {'CPU s':>6} {'ps':>3}"
+    f"{'RSS':>6} {'maxRSS':>6} {'sumRSS':>6} {'sumPSS':>6} {'CPU s':>6} {'ps':>3}"
 )
 LEGEND = (
     "RSS: the command's own peak; maxRSS: the largest peak of any process of its tree\n"
     "(workers, fork server); sumRSS: the peak of the tree's summed RSS (sampled every 20 ms;\n"
-    "pages shared by forked workers count once per process); CPU s: the tree's CPU time; ps: processes."
+    "pages shared by forked workers count once per process); sumPSS: the peak of the tree's\n"
+    "proportional set size (shared pages split between their sharers; sampled every 200 ms);\n"
+    "CPU s: the tree's CPU time; ps: processes.  Memory in MiB."
 )
 
 FEED_BUILD = """
