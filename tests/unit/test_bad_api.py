@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from apexcal.apex.client import ApexClient
 from apexcal.apex.models import DROPPABLE_FIELDS, Activity, parse_activity
 from apexcal.errors import InvalidRecord
+from tests.unit.test_bad_remote import World
 
 ORG = 27
 ACTIVITY: dict[str, Any] = {
@@ -226,3 +227,44 @@ class TestPagingPastBadIds:
             got = list(client.changes_since(None, overlap=timedelta(0)))
         assert [a.id for a in got] == [3]
         assert [e["id"] for e in logs if e["event"] == "apex.invalid_record"] == ["1", "2"]
+
+
+_FIELDS_TURNING_BAD = sorted(set(ACTIVITY) - {"id", "organization_id", "created_at", "updated_at", "deleted_at"})
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["2026-13-45", "25:99:00", "abc", "", "46", "task"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["id", "name"]), st.one_of(st.none(), st.integers(), st.text(max_size=4)), max_size=2),
+)
+
+
+class TestCycleOverRecordsTurnedBad:
+    """A real cycle (emulator app, real client, memory calendar) after random fields of one activity turned bad."""
+
+    @settings(max_examples=12, deadline=None)
+    @given(victim=st.integers(0, 3), mutations=st.dictionaries(st.sampled_from(_FIELDS_TURNING_BAD), _JSON_VALUES, min_size=1, max_size=4))
+    def test_no_object_is_lost_and_the_other_change_syncs(self, victim: int, mutations: dict[str, Any]) -> None:
+        """The activity turned bad keeps or updates its object (never loses it to a null); another activity's change is written."""
+        with capture_logs():
+            w = World()
+            try:
+                before = w.objects()
+                victim_id, other_id = w.ids[victim], w.ids[(victim + 1) % 4]
+                w.state.put_raw(victim_id, **mutations, updated_at=w.state.stamp())
+                w.state.patch_activity(other_id, {"subject": "Changed in the CRM"})
+                summary = w.cycle()
+                after = w.objects()
+            finally:
+                w.close()
+        assert summary.ok, summary.errors
+        assert b"SUMMARY:Changed in the CRM" in after[next(h for h in after if f"-{other_id}@".encode() in after[h].data)].data
+        lost = set(before) - set(after)
+        if lost:
+            # Only a valid change may take an object away: out of the target or hidden, never a dropped field.
+            raw = {**w.state.get(victim_id)}
+            activity = parse_activity({**raw, "organization_id": ORG})
+            assert all(getattr(activity, f) is not None or mutations[f] is None for f in mutations if f not in DROPPABLE_FIELDS)

@@ -229,7 +229,9 @@ class _Services:
         def ref(
             table: Mapping[int, Mapping[str, Any]], ref_id: Any, keys: tuple[str, ...]
         ) -> dict[str, Any] | None:
-            row = table.get(ref_id) if ref_id is not None else None
+            # A malformed reference (a list, a string) joins as null, as a failed lookup does.
+            hashable = isinstance(ref_id, int | str)
+            row = table.get(ref_id) if hashable else None
             return None if row is None else {k: row.get(k) for k in keys}
 
         person = ("id", "full_name", "email") if full else ("id", "full_name")

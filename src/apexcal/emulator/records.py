@@ -277,8 +277,8 @@ def base_activity(
     fields = select if select is not None else ACTIVITY_FIELDS
     out = {f: record.get(f) for f in fields}
     geo = out.get("location_geocoded")
-    if geo is not None:
-        out["location_geocoded"] = dict(geo)
+    if isinstance(geo, Mapping):
+        out["location_geocoded"] = dict(geo)  # a copy; anything else is served as stored
     return out
 
 
