@@ -1,10 +1,12 @@
 """The sync cycle merges: what a calendar user added to an apexcal object survives the CRM's next change.
 
-On every server of the suite: a client adds its own alarm, an attendee it
-invited and its X- properties to an object apexcal wrote; a CRM-side change of
-subject and time then updates the object from the server's copy, so the
-additions stay while the owned content follows the CRM, and the next cycle
-writes nothing.
+On every server of the suite: clients add what they write to objects apexcal
+wrote (Thunderbird's alarm, acknowledgement and snooze, Apple's travel
+advisory and default alarm, Evolution's attendee and alarm, tasks.org's and
+jtx's RELATED-TO, snoozes and comments); a CRM-side change of subject and
+time then updates each object from the server's copy, so the additions stay
+byte for byte while the owned content follows the CRM, the next cycle writes
+nothing, and additions the user removed stay removed.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import pytest
 
 from apexcal.ical.contentlines import parse
 from apexcal.ical.ownership import canonical_line, main_component, owned_hash
+from apexcal.ical.remote import read_remote
+from tests.integration.test_merge_servers import _user_lines
 from tests.integration.test_sync_cli import rad
-from tests.integration.test_sync_support import Harness, harness, new_activity
+from tests.integration.test_sync_support import Harness, harness, new_activity, new_task
+from tests.unit.ical.client_shapes import APPLE, EVOLUTION, JTX, TASKS_ORG, THUNDERBIRD, add_shape
 
 pytestmark = pytest.mark.caldav
 __all__ = ["harness", "rad"]
@@ -49,6 +54,11 @@ def _with_user_additions(data: bytes) -> bytes:
     return ("\r\n".join(out) + "\r\n").encode()
 
 
+def _raw_user_lines(data: bytes) -> list[str]:
+    """Every line of an object that is not apexcal's, as the server holds it (folding included), sorted."""
+    return sorted(line.raw for line in _user_lines(data))
+
+
 def _user_part(data: bytes) -> set[str]:
     """The user's lines of an object's VEVENT and its user alarm, in canonical form."""
     main = main_component(parse(data))
@@ -67,37 +77,46 @@ class TestMergeOnUpdate:
     """Updates start from the server's copy and replace only what apexcal owns."""
 
     def test_user_additions_survive_a_crm_change(self, harness: Harness) -> None:
-        """A user's alarm, attendee and X- properties stay through a CRM change, and stay removed once removed."""
-        aid = new_activity(harness.emulator, subject="Quarterly review")
+        """What Thunderbird, Apple, Evolution, tasks.org and jtx add stays through a CRM change, and stays removed once removed."""
+        meeting = new_activity(harness.emulator, subject="Quarterly review")
+        task = new_task(harness.emulator)
         harness.add_target("a")
         harness.cycle("a")
-        obj = harness.object_of("a", aid)
-        assert harness.put_raw("a", obj.href, _with_user_additions(obj.data), obj.etag).status_code in (200, 201, 204)
-        added = _user_part(harness.object_of("a", aid).data)
-        assert len(added) >= len(USER_LINES) + 4
+        for aid, shapes in ((meeting, (THUNDERBIRD, APPLE, EVOLUTION)), (task, (TASKS_ORG, JTX))):
+            obj = harness.object_of("a", aid)
+            data = obj.data
+            for shape in shapes:
+                data = add_shape(data, shape)
+            assert harness.put_raw("a", obj.href, data, obj.etag).status_code in (200, 201, 204)
+        held = {aid: _raw_user_lines(harness.object_of("a", aid).data) for aid in (meeting, task)}
+        assert all(len(lines) > 5 for lines in held.values())
 
         quiet = harness.cycle("a")  # the user's additions alone never cause a write
         assert (quiet.updated, harness.count("PUT")) == (0, 0)
 
-        harness.emulator.state.patch_activity(aid, {"subject": "Moved review", "start_time": "14:00:00", "end_time": "15:00:00"})
-        moved = harness.cycle("a")
-        assert (moved.updated, harness.count("PUT")) == (1, 1)
-        stored = harness.object_of("a", aid).data
-        assert b"Moved review" in stored
-        assert owned_hash(stored) == owned_hash(next(iter(harness.expected("a").values())))
-        assert _user_part(stored) == added
+        for aid in (meeting, task):
+            harness.emulator.state.patch_activity(
+                aid, {"subject": "Moved review", "start_time": "14:00:00", "end_time": "15:00:00"}
+            )
+        assert harness.cycle("a").updated == 2
+        want = harness.expected("a")
+        for aid in (meeting, task):
+            stored = harness.object_of("a", aid).data
+            assert b"Moved review" in stored
+            assert owned_hash(stored) == owned_hash(want[read_remote("", stored).uid])
+            assert _raw_user_lines(stored) == held[aid]  # byte for byte as the server held them
 
         again = harness.cycle("a")
         assert (again.updated, again.created, harness.count("PUT")) == (0, 0, 0)
 
         # The user removes what they had added; the CRM's next change does not bring it back.
-        current = harness.object_of("a", aid)
-        bare = next(iter(harness.expected("a").values()))
-        assert harness.put_raw("a", current.href, bare, current.etag).status_code in (200, 201, 204)
-        harness.emulator.state.patch_activity(aid, {"subject": "Final review"})
-        assert harness.cycle("a").updated == 1
-        assert _user_part(harness.object_of("a", aid).data) == set()
-
+        for aid in (meeting, task):
+            current = harness.object_of("a", aid)
+            bare = want[read_remote("", current.data).uid]
+            assert harness.put_raw("a", current.href, bare, current.etag).status_code in (200, 201, 204)
+            harness.emulator.state.patch_activity(aid, {"subject": "Final review"})
+        assert harness.cycle("a").updated == 2
+        assert [_raw_user_lines(harness.object_of("a", aid).data) for aid in (meeting, task)] == [[], []]
 
 
 def _acknowledge_ours_and_add_own(data: bytes) -> bytes:
