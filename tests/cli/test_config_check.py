@@ -164,3 +164,14 @@ class TestSharedAccount:
         config.write_text(EXAMPLE.read_text() + second)
         result = check(str(config))
         assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")
+
+    def test_a_config_directory_warns_per_organization_file(self, tmp_path: Path) -> None:
+        """`config check DIR` names the organization's file in the warning line."""
+        (tmp_path / "acme.toml").write_text(
+            '[source]\nbase_url = "http://127.0.0.1:9"\ntoken = "t"\norganization_id = 1\n'
+            '[[targets]]\nname = "sales"\nurl = "http://127.0.0.1:9/dav/calendars/user/jo/sales/"\n'
+            '[[targets]]\nname = "tasks"\nurl = "http://127.0.0.1:9/dav/calendars/user/jo/tasks/"\n'
+        )
+        result = check(str(tmp_path))
+        assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+        assert result.stderr.startswith(f"{tmp_path / 'acme.toml'}: warning: targets 'sales' and 'tasks'")
