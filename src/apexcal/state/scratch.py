@@ -80,7 +80,8 @@ def scratch_store(store: Store) -> Iterator[Store]:
     if path is not None:
         with tempfile.TemporaryDirectory(prefix="apexcal-dry-run-") as tmp:
             copy = Path(tmp) / "state.db"
-            _copy_sqlite(path, copy)
+            if path.exists():  # else a store never used: start from an empty one, create nothing
+                _copy_sqlite(path, copy)
             scratch = Store.open(f"sqlite:///{copy}")  # migrates the copy only, if it must
             try:
                 yield scratch.for_organization(store.organization)
