@@ -26,6 +26,7 @@ and every file written from them — are byte-identical either way.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import multiprocessing.context
 import os
@@ -146,6 +147,12 @@ def _tasks(batch: list[_Placed]) -> list[Task]:
     return [(activity, point, wanted) for activity, point, _, wanted in batch]
 
 
+def _emptied(items: list[list[_Placed]]) -> Iterator[list[_Placed]]:
+    """The items, each dropped from the list as it is taken."""
+    while items:
+        yield items.pop(0)
+
+
 def _mapped(
     batches: Iterator[list[_Placed]],
     types: Mapping[str, ActivityType],
@@ -184,17 +191,21 @@ def _mapped(
         # with SIGINT blocked, inherited, a Ctrl-C sent to the process group never reaches
         # one, not even before its initializer runs.  Blocked, not ignored: one arriving
         # meanwhile is delivered here once unblocked.
+        # Objects alive at the fork are frozen out of the collector's sight meanwhile, so
+        # the workers' collections do not write to (and so copy) the pages they share.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        gc.freeze()
         try:
-            window.append((head[0], pool.submit(_map_in_worker, _tasks(head[0]))))
+            first = head.pop(0)
+            window.append((first, pool.submit(_map_in_worker, _tasks(first))))
         finally:
+            gc.unfreeze()
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        for batch in chain(head[1:], batches):
+        for batch in chain(_emptied(head), batches):
             window.append((batch, pool.submit(_map_in_worker, _tasks(batch))))
-            if len(window) >= workers * _IN_FLIGHT:
+            while len(window) >= workers * _IN_FLIGHT:
                 done, future = window.popleft()
                 yield done, future.result()
-        head.clear()
         while window:
             done, future = window.popleft()
             yield done, future.result()
