@@ -225,6 +225,7 @@ class Cycle:
         ids = {r.activity_id for r in found.records.values()}
         live = {a.id: a for a in self.store.activities(self.org, ids)}
         held.forget_unwanted(found, self.store, self.target.name, live, self.desired)
+        held.release_moved(found, self.config, self.target, self.store, live)
         for uid, rec in found.records.items():
             if uid not in found.waiting and rec.activity_id in live:
                 scope.activities.setdefault(rec.activity_id, live[rec.activity_id])

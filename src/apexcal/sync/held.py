@@ -16,9 +16,10 @@ its record on this target keeps the holder's href under one of two kinds.
 
 The planner never sees these records, and a held UID is not written again
 while its holder stands, so the refusal costs no request per cycle.  Each
-cycle releases (plans the create again) the held UIDs whose holder is gone:
-when the holder is one of our targets, its records tell (no request); when it
-is not, the create is tried again when the calendar reconcile is due.  A
+cycle releases (plans the create again) the held UIDs whose holder is gone
+or no longer wants the activity: when the holder is one of our targets, its
+records and filter tell (no request); when it is not, the create is tried
+again when the calendar reconcile is due.  A
 held UID whose activity this target no longer wants is forgotten.
 """
 
@@ -132,6 +133,28 @@ def forget_unwanted(
             store.delete_record(target, uid)
             held.waiting.discard(uid)
             del held.records[uid]
+
+
+def release_moved(
+    held: Held, config: Config, target: TargetConfig, store: Store, activities: Mapping[int, Activity]
+) -> None:
+    """Release the waiting UIDs whose holder is another target that no longer wants the activity.
+
+    Their create is planned again; refused, it goes to :func:`free_moved`,
+    which removes that target's copy for it, so the overlap ending converges
+    in this cycle instead of after the holder's next one.
+    """
+    for uid in sorted(held.waiting):
+        rec = held.records[uid]
+        other = holder_target(config, target, rec.href)
+        activity = activities.get(rec.activity_id)
+        if (
+            other is not None
+            and other.name != target.name
+            and activity is not None
+            and not _wants(config, other, store, activity)
+        ):
+            held.waiting.discard(uid)
 
 
 def free_moved(
@@ -266,6 +289,7 @@ __all__ = [
     "holder_target",
     "is_held",
     "load",
+    "release_moved",
     "settle",
     "shared_line",
 ]
