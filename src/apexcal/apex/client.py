@@ -41,6 +41,7 @@ from apexcal.errors import (
     QueryError,
 )
 from apexcal.log import redactor
+from apexcal.tls import tls_context
 
 if TYPE_CHECKING:
     from apexcal.config import SourceConfig
@@ -104,6 +105,7 @@ class ApexClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
+            verify=tls_context(),
         )
         self._request = ApiSession(
             self._http, token=token, retry=self.retry, on_request=on_request

@@ -20,6 +20,7 @@ import structlog
 from apexcal import USER_AGENT
 from apexcal.errors import CalDAVAuthError, CalDAVError, CalDAVTransportError
 from apexcal.sync.caldav import davxml
+from apexcal.tls import tls_context
 
 log = structlog.get_logger("apexcal.sync.caldav_sink")
 
@@ -73,6 +74,7 @@ class DavSession:
             ),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
+            verify=tls_context(),
         )
 
     def close(self) -> None:
