@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,29 @@ class TestWorkerMetrics:
             assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=5).status_code == 404
         finally:
             stop()
+
+    def test_organizations_metrics_keep_targets_of_the_same_name_apart(self) -> None:
+        """Two organizations' targets named alike are counted apart, as ``<org>/<target>``, once qualified."""
+        from prometheus_client import generate_latest
+
+        from apexcal.metrics import Metrics
+        from apexcal.worker.metrics import OrganizationMetrics
+
+        metrics = Metrics()
+        acme, beta = OrganizationMetrics(metrics, "acme"), OrganizationMetrics(metrics, "beta")
+        acme.cycle_finished("jane", {"created": 2}, 0.5)
+        beta.cycle_failed("jane", "CalDAVAuthError", 0.1)
+        beta.caldav_hook("jane")("PUT", 201)
+        beta.feed_built("team", datetime.now(UTC))
+        sample = metrics.registry.get_sample_value
+        assert sample("apexcal_cycles_total", {"target": "acme/jane", "outcome": "ok"}) == 1
+        assert sample("apexcal_objects_total", {"target": "acme/jane", "action": "created"}) == 2
+        assert sample("apexcal_cycles_total", {"target": "beta/jane", "outcome": "failed"}) == 1
+        assert sample("apexcal_errors_total", {"target": "beta/jane", "kind": "CalDAVAuthError"}) == 1
+        assert sample("apexcal_caldav_requests_total",
+                      {"target": "beta/jane", "method": "PUT", "status": "201"}) == 1
+        assert sample("apexcal_feed_builds_total", {"feed": "beta/team"}) == 1
+        assert b'target="jane"' not in generate_latest(metrics.registry)
 
     def test_queue_gauges_follow_the_queue(self) -> None:
         """Depth and oldest age per task come from the queue; a task with no waiting job reads 0."""

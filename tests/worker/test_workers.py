@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -357,6 +358,9 @@ class TestThreeWorkers:
             scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             assert 'apexcal_worker_jobs_total{outcome="ok",task="apexcal.sync_target"}' in scrape
             assert 'apexcal_queue_jobs{task="apexcal.sync_target"}' in scrape
+            # Cycle metrics name the organization: targets called alike in two organizations stay apart.
+            assert re.search(r'apexcal_cycles_total\{outcome="ok",target="(acme|beta|gamma)/cal\d+"\}', scrape)
+            assert 'target="cal' not in scrape
             health = httpx.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=10)
             assert health.status_code == 200, health.text
             assert health.json()["worker"] == "running"

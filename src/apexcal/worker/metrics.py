@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 from prometheus_client import Counter, Gauge
 
 from apexcal.metrics import Metrics
@@ -46,3 +50,50 @@ class WorkerMetrics:
             row = seen.get(task)
             self.depth.labels(task).set(float(row["n"]) if row else 0.0)  # type: ignore[arg-type]
             self.oldest.labels(task).set(float(row["oldest"]) if row else 0.0)  # type: ignore[arg-type]
+
+
+class OrganizationMetrics(Metrics):
+    """A worker's metrics as one organization's jobs record them: ``target`` and ``feed`` labels read ``<org>/<name>``.
+
+    A worker runs the targets of every organization, and two organizations
+    may both have a target ``jane``; the view shares the worker's registry
+    and collectors and only qualifies the names (configured names hold no
+    ``/``, so a name is qualified once however the methods call each other).
+    """
+
+    def __init__(self, parent: Metrics, organization: str) -> None:
+        self.__dict__.update(parent.__dict__)
+        self._prefix = f"{organization}/"
+
+    def _qualified(self, name: str) -> str:
+        return name if "/" in name else self._prefix + name
+
+    def cycle_finished(
+        self, target: str, summary: Mapping[str, Any] | object, seconds: float,
+        *, at: datetime | None = None,
+    ) -> None:
+        """As :meth:`Metrics.cycle_finished`, for ``<org>/<target>``."""
+        super().cycle_finished(self._qualified(target), summary, seconds, at=at)
+
+    def cycle_failed(
+        self, target: str, kind: str, seconds: float,
+        *, summary: Mapping[str, Any] | object | None = None,
+    ) -> None:
+        """As :meth:`Metrics.cycle_failed`, for ``<org>/<target>``."""
+        super().cycle_failed(self._qualified(target), kind, seconds, summary=summary)
+
+    def error(self, target: str, kind: str) -> None:
+        """As :meth:`Metrics.error`, for ``<org>/<target>``."""
+        super().error(self._qualified(target), kind)
+
+    def writeback(self, target: str, count: int = 1) -> None:
+        """As :meth:`Metrics.writeback`, for ``<org>/<target>``."""
+        super().writeback(self._qualified(target), count)
+
+    def caldav_request(self, target: str, method: str, status: int) -> None:
+        """As :meth:`Metrics.caldav_request`, for ``<org>/<target>``."""
+        super().caldav_request(self._qualified(target), method, status)
+
+    def feed_built(self, name: str, at: datetime, *, changed: bool = True) -> None:
+        """As :meth:`Metrics.feed_built`, for ``<org>/<feed>``."""
+        super().feed_built(self._qualified(name), at, changed=changed)

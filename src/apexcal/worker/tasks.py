@@ -31,7 +31,7 @@ from apexcal.errors import ApexcalError
 from apexcal.metrics import Metrics
 from apexcal.state import Store, TargetBusy
 from apexcal.state.records import TargetState
-from apexcal.worker.metrics import WorkerMetrics
+from apexcal.worker.metrics import OrganizationMetrics, WorkerMetrics
 from apexcal.worker.schedule import is_due, phase, slot
 
 log = structlog.get_logger("apexcal.worker")
@@ -230,17 +230,18 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             log.warning("worker.unknown_organization", organization=org, job_id=context.job.id)
             return
         store = ctx.store.for_organization(org)
+        metrics = OrganizationMetrics(ctx.metrics, org)
         with structlog.contextvars.bound_contextvars(organization=org, job_id=context.job.id):
             now = utcnow()
             interval = config.sync.interval.total_seconds()
             try:
-                with api_client(config, ctx.metrics, interval) as client:
+                with api_client(config, metrics, interval) as client:
                     result = pull_changes(config, store, client, now=now)
             except ApexcalError as exc:
                 kind = type(exc).__name__
                 log.error("worker.pull_failed", kind=kind, error=_error_text(exc))
                 store.record_failure(PULL_LABEL, utcnow(), kind, _error_text(exc))
-                ctx.metrics.error(PULL_LABEL, kind)
+                metrics.error(PULL_LABEL, kind)
                 outcome(PULL, "failed")
                 return
             store.record_success(
@@ -286,6 +287,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             log.warning("worker.unknown_target", organization=org, target=target)
             return
         store = ctx.store.for_organization(org)
+        metrics = OrganizationMetrics(ctx.metrics, org)
         pulled = PullResult(
             listed=0, changed=0, deleted=0, reconciled=False, types_changed=types_changed,
             seq=store.mirror_seq(config.source.organization_id),
@@ -293,10 +295,10 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
         interval = (config.target(target).interval or config.sync.interval).total_seconds()
         with structlog.contextvars.bound_contextvars(job_id=context.job.id):
             try:
-                with api_client(config, ctx.metrics, interval) as client:
+                with api_client(config, metrics, interval) as client:
                     run_target_cycle(
                         config, config.target(target), store, client=client,
-                        metrics=ctx.metrics,
+                        metrics=metrics,
                         should_stop=stop_check(context, settings.max_job_duration),
                         pulled=pulled,
                     )
@@ -327,6 +329,7 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             log.warning("worker.unknown_feed", organization=org, feed=feed)
             return
         store = ctx.store.for_organization(org)
+        metrics = OrganizationMetrics(ctx.metrics, org)
         label = f"feed:{feed}"
         with structlog.contextvars.bound_contextvars(
             organization=org, feed=feed, job_id=context.job.id
@@ -339,13 +342,13 @@ def register_tasks(app: App, ctx: WorkerContext) -> None:
             except (ApexcalError, OSError) as exc:
                 kind = type(exc).__name__
                 log.error("feed.job_failed", kind=kind, error=_error_text(exc))
-                ctx.metrics.error(label, kind)
+                metrics.error(label, kind)
                 store.record_failure(label, utcnow(), kind, _error_text(exc))
                 outcome(BUILD_FEED, "failed")
                 return
             changed = 0
             for result in results:
-                ctx.metrics.feed_built(result.name, utcnow(), changed=result.changed)
+                metrics.feed_built(result.name, utcnow(), changed=result.changed)
                 changed += result.changed
             store.record_success(label, utcnow(), {"files": len(results), "changed": changed})
             log.info("feed.built", files=len(results), changed=changed)
