@@ -129,6 +129,7 @@ class TestShutdown:
     ) -> None:
         """Ctrl-C while reading (after the pool started) goes on as KeyboardInterrupt, and no worker is left."""
         activities, types = records
+        running = set(multiprocessing.active_children())
 
         def interrupted() -> Iterator[Activity]:
             yield from activities[:300]
@@ -136,16 +137,17 @@ class TestShutdown:
 
         with pytest.raises(KeyboardInterrupt), ComponentSpool() as spool:
             spool_mapped(interrupted(), [SpoolJob(spool=spool, options=MappingOptions())], types=types, workers=2, min_parallel=0, batch_size=20)
-        assert multiprocessing.active_children() == []
+        assert set(multiprocessing.active_children()) <= running
 
     def test_a_failing_worker_raises_in_the_caller(
         self, records: tuple[list[Activity], dict[str, ActivityType]]
     ) -> None:
         """An error inside a worker reaches the caller as itself, and the pool is gone."""
         activities, types = records
+        running = set(multiprocessing.active_children())
         with pytest.raises(RuntimeError, match="lookup of"), ComponentSpool() as spool:
             spool_mapped(activities, [SpoolJob(spool=spool, options=MappingOptions())], types=Exploding(types), workers=2, min_parallel=0, batch_size=20)
-        assert multiprocessing.active_children() == []
+        assert set(multiprocessing.active_children()) <= running
 
     @pytest.mark.parametrize("other_thread", [False, True], ids=["forked", "fork-server"])
     def test_sigint_to_the_process_group_does_not_reach_the_workers(self, tmp_path: Path, other_thread: bool) -> None:
