@@ -13,7 +13,9 @@ Outcomes per object:
 
 * accepted → recorded;
 * ``412`` on a create → the object exists: returned in ``exists`` for the
-  engine to read and adopt;
+  engine to read and adopt, or, when it is one of ours broken by a client
+  (unreadable, or its UID rewritten), to overwrite with ``If-Match``
+  (:func:`read_refused_creates`, :func:`replace_broken`);
 * ``412`` on an update or delete → someone changed or deleted it after our
   read: returned in ``conflicted`` for the engine to re-read (gone →
   re-created or forgotten at once; changed → skipped and re-read next cycle,
@@ -79,6 +81,10 @@ class ApplyResult:
     """Creates refused because another href holds their UID (on Cyrus, maybe in another calendar)."""
     written: dict[str, ObjectRecord] = field(default_factory=dict)
     """Records of objects written, by href, whose etag is still to be read."""
+    broken: list[tuple[Update, str]] = field(default_factory=list)
+    """Our objects found broken where creates met 412, to overwrite (``If-Match``), and what is wrong."""
+    warnings: list[str] = field(default_factory=list)
+    """Lines for the cycle's summary (objects reported once)."""
 
 
 def _kind_of(kind: str) -> str:
@@ -246,26 +252,87 @@ def record_etags(sink: Sink, store: Store, written: Mapping[str, ObjectRecord]) 
 def read_refused_creates(
     result: ApplyResult, sink: Sink, owns: Callable[[str], bool]
 ) -> list[RemoteSeen]:
-    """Read what stands where creates met 412; an object of another UID there is an error."""
+    """Read what stands where creates met 412: our object there is returned to adopt.
+
+    The href of a create is the one apexcal names for that UID, so nobody
+    else's object lives there.  An object there that cannot be read, or whose
+    UID a client rewrote to one that is not ours, is one of ours broken while
+    its record was lost (e.g. the state database): it is queued in
+    ``result.broken`` to be overwritten with ``If-Match`` on the etag just read,
+    so a change made meanwhile still wins (412).  Only another of our UIDs
+    there, or nothing at all, is an error (retried next cycle).
+    """
     creates, result.exists = result.exists, []
     by_href = {sink.href_for(c.href_name): c for c in creates}
-    read, _ = read_objects(sink, by_href, owns)
+    unreadable: dict[str, str] = {}
+    read, foreign = read_objects(sink, by_href, owns, unreadable)
     seen: list[RemoteSeen] = []
     for href, create in by_href.items():
         item = read.get(href)
-        if item is None or item.uid != create.uid:
-            result.errors.append(
-                ObjectError(
-                    uid=create.uid,
-                    href=href,
-                    activity_id=create.activity_id,
-                    kind="href_taken",
-                    reason="another object holds this href",
-                )
-            )
+        if item is not None and item.uid == create.uid:
+            seen.append(item)
             continue
-        seen.append(item)
+        if item is not None and item.uid is None:
+            etag, why = item.etag, unreadable.get(href, "unreadable")
+        elif href in foreign:
+            etag, why = foreign[href] or None, "holds a UID that is not apexcal's"
+        else:
+            etag, why = None, ""
+        if etag is not None:
+            result.broken.append((_over(create, href, etag), why))
+            continue
+        reason = (
+            f"an object apexcal cannot read and cannot overwrite safely (no etag) holds this href: {why}"
+            if why
+            else "another object holds this href"
+        )
+        result.errors.append(
+            ObjectError(
+                uid=create.uid,
+                href=href,
+                activity_id=create.activity_id,
+                kind="href_taken",
+                reason=reason,
+            )
+        )
     return seen
+
+
+def _over(create: Create, href: str, etag: str) -> Update:
+    return Update(
+        uid=create.uid,
+        activity_id=create.activity_id,
+        href=href,
+        etag=etag,
+        data=create.data,
+        content_hash=create.content_hash,
+        kind=create.kind,
+        done=create.done,
+    )
+
+
+def replace_broken(
+    result: ApplyResult,
+    sink: Sink,
+    store: Store,
+    target: str,
+    records: Mapping[str, ObjectRecord],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """Write the CRM's version over our broken objects found by :func:`read_refused_creates`.
+
+    Each is reported once, with its href and what was wrong (``sync.broken_replaced``
+    and a summary warning); a 412 (changed meanwhile) is re-read next cycle.
+    """
+    broken, result.broken = result.broken, []
+    if not broken:
+        return
+    for update, why in broken:
+        log.warning("sync.broken_replaced", uid=update.uid, href=update.href, reason=why)
+        result.warnings.append(f"{update.href}: one of apexcal's objects, broken ({why}): replaced")
+    plan = Plan(updates=tuple(u for u, _ in broken))
+    apply_writes(plan, sink, store, target, records, result=result, should_stop=should_stop)
 
 
 def adopt(

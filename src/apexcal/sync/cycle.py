@@ -62,6 +62,7 @@ from apexcal.sync.apply import (
     apply_writes,
     read_refused_creates,
     record_etags,
+    replace_broken,
     unadoptable,
     unresolved_conflicts,
 )
@@ -436,6 +437,10 @@ class Cycle:
                 [d for d in desired if d.uid in uids], own, RemoteState(seen=tuple(seen)), scope.total
             )
             adopt(self.merged(again), result, self.sink, self.store, self.target.name, scope.records)
+        replace_broken(
+            result, self.sink, self.store, self.target.name, scope.records,
+            should_stop=self.should_stop,
+        )
         unadoptable(result, self.sink)
 
     # --- record ------------------------------------------------------------------------------
@@ -469,7 +474,7 @@ class Cycle:
             errors=tuple(errors),
             seconds=seconds,
             cycle_id=self.cycle_id,
-            warnings=tuple(self.warnings),
+            warnings=(*self.warnings, *result.warnings),
         )
         if summary.ok:
             store.record_success(name, utcnow(), {**summary.as_dict(), "settings": self.settings})
