@@ -1,27 +1,27 @@
 """The sync webhook of ``apexcal run``: a real daemon (interval one hour), the emulator and Radicale.
 
 With nothing else due for an hour, only the webhook can bring a CRM change
-into the calendar within seconds; the webhook URLs are made and rotated with
-``apexcal hook`` while the daemon runs.
+into the calendar within seconds; webhook secrets are issued and rotated in
+the store while the daemon runs, as ``apexcal hook`` does (tests/cli/test_hook_cmd.py).
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from apexcal.clock import utcnow
 from apexcal.emulator import EmulatorState, create_app, serve_in_thread
 from apexcal.emulator.state import DEMO_TOKEN
-from apexcal.feeds.tokens import new_token
+from apexcal.feeds.tokens import hash_token, new_token
 from apexcal.ical.mapping import href_name, uid_for
-from apexcal.serve.hooks import DEBOUNCE_S
+from apexcal.serve.hooks import DEBOUNCE_S, hook_path
+from apexcal.state import Store
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.integration.test_daemon_support import (
-    APEXCAL,
     NotifySocket,
     daemon_process,
     eventually,
@@ -33,13 +33,14 @@ from tests.integration.test_daemon_support import (
 USER = 46
 
 
-def _hook(config: Path, command: str) -> str:
-    """Run ``apexcal hook COMMAND --config FILE``; its stdout's URL."""
-    done = subprocess.run(
-        [APEXCAL, "hook", command, "--config", str(config), "--label", "crm"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )
-    return done.stdout.strip()
+def _issue(root: Path, port: int, *, rotate: bool = False) -> str:
+    """A new webhook URL of the daemon's organization, as `apexcal hook url` (or `rotate`) makes it."""
+    secret = new_token()
+    with Store.open(f"sqlite:///{root / 'state.db'}") as store:
+        if rotate:
+            store.revoke_hook_secrets(at=utcnow())
+        store.add_hook_secret(hash_token(secret), "crm", utcnow())
+    return f"http://127.0.0.1:{port}" + hook_path(secret)
 
 
 @pytest.mark.caldav
@@ -66,9 +67,7 @@ def test_webhook_syncs_now_debounced_and_rotated_secrets_stop(
             targets=[{"name": "alice", "url": calendar, "username": auth[0],
                       "password": auth[1], "user": USER}],
         )
-        url = _hook(config, "url")
-        assert url.startswith(f"http://127.0.0.1:{port}/hooks/")
-        assert url.endswith("/sync")
+        url = _issue(tmp_path, port)
         daemon.start()
         daemon.wait_event("sync.cycle", target="alice")  # the run at start; the next is in an hour
 
@@ -94,10 +93,10 @@ def test_webhook_syncs_now_debounced_and_rotated_secrets_stop(
         assert len(daemon.events("sync.cycle_started", target="alice")) == started + 1
         assert len(daemon.events("hook.sync")) == 2
 
-        # 3. A wrong secret: 404; after `apexcal hook rotate` the old URL is 404, the new one 202.
+        # 3. A wrong secret: 404; after a rotation the old URL is 404, the new one 202.
         wrong = url.replace(url.split("/")[-2], new_token())
         assert httpx.post(wrong, timeout=10).status_code == 404
-        new_url = _hook(config, "rotate")
+        new_url = _issue(tmp_path, port, rotate=True)
         assert new_url != url
         assert httpx.post(url, timeout=10).status_code == 404
         assert httpx.post(new_url, timeout=10).status_code == 202
