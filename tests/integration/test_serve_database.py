@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from apexcal.feeds.tokens import hash_token, new_token
 from apexcal.serve import create_app, serve_in_thread
 from apexcal.serve.app import Grant
 from apexcal.serve.database import DatabaseFeeds, DatabaseHealth, FeedEntry
+from apexcal.serve.tokens import MISS
 from apexcal.state import Store
 
 T0 = datetime(2026, 6, 15, 9, tzinfo=UTC)
@@ -40,6 +42,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
+@contextmanager
+def _another_process(store: Store) -> Iterator[Store]:
+    with Store.open(store.url) as other:
+        yield other
+
+
 def put(store: Store, org: str, name: str, body: bytes, parent: str = "team") -> None:
     store.for_organization(org).put_feed_body(
         name, parent=parent, body=body, gzip=compress(body), etag=f'"{len(body)}-{body[:4]!r}"', at=T0
@@ -48,16 +56,29 @@ def put(store: Store, org: str, name: str, body: bytes, parent: str = "team") ->
 
 class TestTokens:
     def test_a_revoked_token_works_at_most_for_the_token_lifetime(self, store: Store) -> None:
-        """A cached grant is trusted for token_ttl, then read again, so revocation shows within that bound."""
+        """A cached grant is trusted for token_ttl, then read again, so revocation elsewhere shows within that bound."""
         clock = Clock()
         library = DatabaseFeeds(store, lambda: FEEDS, token_ttl=30, clock=clock)
         token = hash_token(new_token())
         store.for_organization("acme").add_feed_token("team", token, None, T0)
         assert library.grant(token) == Grant(scope="acme", feed="team", revoked=False)
-        store.for_organization("acme").revoke_feed_tokens("team")
+        with _another_process(store) as other:  # a store object of its own, as `apexcal feed revoke` has
+            other.for_organization("acme").revoke_feed_tokens("team")
         clock.now += 29.9
         assert library.grant(token) == Grant(scope="acme", feed="team", revoked=False)
         clock.now += 0.1
+        assert library.grant(token) == Grant(scope="acme", feed="team", revoked=True)
+
+    def test_a_revocation_through_the_same_store_shows_at_once(self, store: Store) -> None:
+        """Revoking or rotating through the store the server reads drops the cached grants at once."""
+        library = DatabaseFeeds(store, lambda: FEEDS, token_ttl=30, clock=Clock())
+        token = hash_token(new_token())
+        store.for_organization("acme").add_feed_token("team", token, None, T0)
+        assert library.grant_now(token) is MISS
+        assert library.grant(token) == Grant(scope="acme", feed="team", revoked=False)
+        assert library.grant_now(token) == Grant(scope="acme", feed="team", revoked=False)
+        store.for_organization("acme").revoke_feed_tokens("team")
+        assert library.grant_now(token) is MISS
         assert library.grant(token) == Grant(scope="acme", feed="team", revoked=True)
 
     def test_unknown_tokens_are_not_cached(self, store: Store) -> None:
@@ -74,8 +95,10 @@ class TestTokens:
         hashes = [hash_token(new_token()) for _ in range(3)]
         for h in hashes:
             store.for_organization("acme").add_feed_token("team", h, None, T0)
+        for h in hashes:
             library.grant(h)
-        store.for_organization("acme").revoke_feed_tokens("team")
+        with _another_process(store) as other:  # a store object of its own, as `apexcal feed revoke` has
+            other.for_organization("acme").revoke_feed_tokens("team")
         grants = [library.grant(h) for h in reversed(hashes)]
         assert [g.revoked if g else None for g in grants] == [False, False, True]
 

@@ -182,6 +182,7 @@ class Daemon:
             metrics_registry=self.metrics.registry,
             metrics=self.metrics,
             hooks=hooks,
+            token_cache=server.token_cache.total_seconds(),
         )
         # A port in use is an operator error reported as one line by the CLI;
         # uvicorn's own error line about it would be a second one.

@@ -16,8 +16,9 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,9 +33,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apexcal.errors import StoreFailure
 from apexcal.feeds.tokens import hash_token
 from apexcal.metrics import Metrics
-from apexcal.serve.conditional import http_date, none_match, not_modified_since, wants_gzip
-from apexcal.serve.files import FeedFileCache, FeedVersion
+from apexcal.serve.conditional import none_match, not_modified_since, wants_gzip
+from apexcal.serve.files import BodyVariant, FeedFileCache, FeedVersion, HeaderBlocks
 from apexcal.serve.health import HealthSource, health_report
+from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
+
+__all__ = ["FeedLibrary", "FeedTokenLookup", "Grant", "Servable", "ServedFeed", "create_app"]
 
 log = structlog.get_logger("apexcal.serve")
 
@@ -76,19 +80,6 @@ FeedsSource = Callable[[], Mapping[str, Path | ServedFeed]]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Grant:
-    """What a token opens: the feed it was issued for, in which scope, and whether revoked.
-
-    ``scope`` is the organization key with a config directory, ``''`` for the
-    daemon's single organization.
-    """
-
-    scope: str
-    feed: str
-    revoked: bool
-
-
-@dataclass(frozen=True, kw_only=True)
 class Servable:
     """A feed the server may serve: its current version (``None``: not built yet) and cache lifetime."""
 
@@ -107,50 +98,74 @@ class FeedLibrary(Protocol):
         """Feed ``name`` of ``scope`` with its current version; ``None`` when there is no such feed."""
         ...
 
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """:meth:`grant` from memory only (no store, no blocking): :data:`MISS` when not held."""
+        ...
+
+    def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
+        """:meth:`servable` from memory (and at most a ``stat``): :data:`MISS` when it must read."""
+        ...
+
 
 class FileFeeds:
-    """A :class:`FeedLibrary` over feed files on disk and tokens in the state store (``apexcal run``)."""
+    """A :class:`FeedLibrary` over feed files on disk and tokens in the state store (``apexcal run``).
 
-    def __init__(self, *, feeds: FeedsSource, tokens: FeedTokenLookup) -> None:
+    Token grants are held for ``token_ttl`` seconds (:class:`TokenCache`; 0
+    reads the store on every request); tokens issued or revoked through the
+    same store object drop them at once.
+    """
+
+    def __init__(
+        self, *, feeds: FeedsSource, tokens: FeedTokenLookup, token_ttl: float = 0.0
+    ) -> None:
         self._feeds = feeds
         self._tokens = tokens
         self._cache = FeedFileCache()
+        writes = getattr(type(tokens), "feed_token_writes", None)
+        self._grants = TokenCache(
+            self._lookup,
+            ttl=token_ttl,
+            writes=(lambda: int(getattr(tokens, "feed_token_writes", 0))) if writes is not None else None,
+        )
 
-    def grant(self, token_hash: str) -> Grant | None:
-        """The store's record of the token."""
+    def _lookup(self, token_hash: str) -> Grant | None:
         state = self._tokens.feed_token_state(token_hash)
         return None if state is None else Grant(scope="", feed=state[0], revoked=state[1])
 
-    def servable(self, scope: str, name: str) -> Servable | None:
-        """The configured file of ``name``, read once per version."""
+    def grant(self, token_hash: str) -> Grant | None:
+        """The store's record of the token (held for the token lifetime)."""
+        return self._grants.grant(token_hash)
+
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """The held record of the token, if fresh."""
+        return self._grants.cached(token_hash)
+
+    def _served(self, name: str) -> ServedFeed | None:
         entry = self._feeds().get(name)
         if entry is None:
             return None
-        served = entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
+        return entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """The configured file of ``name``, read once per version."""
+        served = self._served(name)
+        if served is None:
+            return None
         return Servable(version=self._cache.load(served.path), max_age=served.max_age)
+
+    def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
+        """The configured file of ``name`` if the version read last is still the file's (one ``stat``)."""
+        served = self._served(name)
+        if served is None:
+            return None
+        version = self._cache.current(served.path)
+        if isinstance(version, _Miss):
+            return MISS
+        return Servable(version=version, max_age=served.max_age)
 
 
 def _not_found() -> Response:
     return PlainTextResponse("Not Found", status_code=404, headers={"Cache-Control": "no-store"})
-
-
-def _gone() -> Response:
-    return PlainTextResponse(
-        "Gone: this feed URL was revoked", status_code=410, headers={"Cache-Control": "no-store"}
-    )
-
-
-def _unavailable() -> Response:
-    return PlainTextResponse(
-        "Service Unavailable: the state store cannot be read", status_code=503,
-        headers={"Retry-After": "30", "Cache-Control": "no-store"},
-    )
-
-
-def _method_not_allowed() -> Response:
-    return PlainTextResponse(
-        "Method Not Allowed", status_code=405, headers={"Allow": ALLOWED_METHODS}
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,7 +182,13 @@ _REVOKED = 410
 
 
 class FeedEndpoint:
-    """The ASGI endpoint under ``/feeds/``."""
+    """The raw ASGI endpoint under ``/feeds/``: no Request/Response objects, header blocks per version.
+
+    A request whose token grant and feed version are in memory (the token
+    cache, the version cache) is answered on the event loop with header
+    blocks built once per version; anything else (a cache miss, a changed
+    file, a gzip body not compressed yet) is resolved in the thread pool.
+    """
 
     def __init__(
         self,
@@ -179,102 +200,202 @@ class FeedEndpoint:
         self._library = library
         self._metrics = metrics
         self._public_url = public_url.rstrip("/") if public_url else None
+        self._gzip_wanted: dict[bytes, bool] = {}
+        # The request counter of each (feed, status) seen: labels() looked up once.
+        self._counters: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        feed, response = await self._respond(request)
+        feed, status = await self._respond(scope, send)
         if self._metrics is not None:
-            self._metrics.feed_request(feed, response.status_code)
-        log.debug("feed.request", feed=feed, method=request.method, status=response.status_code)
-        await response(scope, receive, send)
+            counter = self._counters.get((feed, status))
+            if counter is None:
+                counter = self._metrics.feed_requests.labels(feed=feed, status=str(status))
+                self._counters[feed, status] = counter
+            counter.inc()
+        log.debug("feed.request", feed=feed, method=scope["method"], status=status)
+
+    def _resolve_now(self, token: str, name: str) -> _Found | int | None:
+        """:meth:`_resolve` from memory only; ``None`` when the store or the disk must be read."""
+        grant = self._library.grant_now(hash_token(token))
+        if isinstance(grant, _Miss):
+            return None
+        return self._decide(grant, name, now=True)
 
     def _resolve(self, token: str, name: str) -> _Found | int:
-        """The feed for ``token``/``name``, else the status to answer (404, 410); blocking (store, disk).
+        """The feed for ``token``/``name``, else the status to answer (404, 410); blocking (store, disk)."""
+        found = self._decide(self._library.grant(hash_token(token)), name, now=False)
+        assert found is not None
+        return found
+
+    def _decide(self, grant: Grant | None, name: str, *, now: bool) -> _Found | int | None:
+        """404 or 410 for ``grant`` asking for ``name``, else the feed (``None``: not in memory).
 
         410 only for a revoked token asking for the very feed it was issued
         for: a revoked token with another name is as unknown as any other.
         """
-        grant = self._library.grant(hash_token(token))
         bound, revoked = (grant.feed, grant.revoked) if grant is not None else (_NO_FEED, False)
         same = hmac.compare_digest(bound.encode(), name.encode())
         if grant is None or not same:
             return _MISSING
         if revoked:
             return _REVOKED
-        found = self._library.servable(grant.scope, name)
+        found = (
+            self._library.servable_now(grant.scope, name)
+            if now
+            else self._library.servable(grant.scope, name)
+        )
+        if isinstance(found, _Miss):
+            return None
         if found is None:
             return _MISSING
         label = f"{grant.scope}/{name}" if grant.scope else name
         return _Found(name=name, label=label, version=found.version, max_age=found.max_age)
 
-    async def _respond(self, request: Request) -> tuple[str, Response]:
-        raw = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
+    async def _respond(self, scope: Scope, send: Send) -> tuple[str, int]:
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         if len(raw) > MAX_PATH_BYTES:
-            return "-", _not_found()
+            return "-", await _send(send, _NOT_FOUND)
         match = _FEED_PATH.fullmatch(raw.decode("latin-1"))
-        if match is None or ".." in match["name"] or request.scope["path"] != match[0]:
-            return "-", _not_found()
-        if request.method not in ("GET", "HEAD"):
-            return "-", _method_not_allowed()
+        if match is None or ".." in match["name"] or scope["path"] != match[0]:
+            return "-", await _send(send, _NOT_FOUND)
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            return "-", await _send(send, _METHOD_NOT_ALLOWED)
+        token, name = match["token"], match["name"]
         try:
-            found = await run_in_threadpool(self._resolve, match["token"], match["name"])
+            found = self._resolve_now(token, name)
+            if found is None:
+                found = await run_in_threadpool(self._resolve, token, name)
         except StoreFailure as exc:
             log.warning("feed.store_unavailable", operation=exc.operation)
-            return "-", _unavailable()
+            return "-", await _send(send, _UNAVAILABLE)
         if found == _REVOKED:
-            return match["name"], _gone()
+            return name, await _send(send, _GONE)
         if not isinstance(found, _Found):
-            return "-", _not_found()
+            return "-", await _send(send, _NOT_FOUND)
         if found.version is None:
-            return found.label, PlainTextResponse(
-                "feed not built yet", status_code=503, headers={"Retry-After": "60"}
-            )
+            return found.label, await _send(send, _NOT_BUILT)
         source = f"{self._public_url}{match[0]}" if self._public_url else None
-        return found.label, await run_in_threadpool(
-            _feed_response, request, found.name, found.version, found.max_age, source
-        )
+        request = _conditions(scope["headers"])
+        use_gzip = self._wants_gzip(request.accept_encoding)
+        served = found.version.for_source(source)
+        if use_gzip and not served.gzip_ready:
+            await run_in_threadpool(served.gzip_body)
+        blocks = served.blocks(found.name, found.max_age, found.version.last_modified)
+        status, headers, body = answer(request, served, blocks, found.version.last_modified, use_gzip)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if method != "GET" or len(body) <= _CHUNK:
+            await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+            return found.label, status
+        # A large body goes in slices (no copy): each is written as the socket
+        # takes it, instead of the whole body copied into the transport's buffer.
+        view = memoryview(body)
+        for start in range(0, len(body), _CHUNK):
+            end = start + _CHUNK
+            await send({"type": "http.response.body", "body": view[start:end], "more_body": end < len(body)})
+        return found.label, status
+
+    def _wants_gzip(self, accept_encoding: bytes | None) -> bool:
+        if accept_encoding is None:
+            return False
+        known = self._gzip_wanted.get(accept_encoding)
+        if known is None:
+            known = wants_gzip(accept_encoding.decode("latin-1"))
+            if len(self._gzip_wanted) >= _MAX_REMEMBERED:
+                self._gzip_wanted.clear()
+            self._gzip_wanted[accept_encoding] = known
+        return known
 
 
-def _feed_response(
-    request: Request, name: str, version: FeedVersion, max_age: int, source: str | None
-) -> Response:
-    """The 200 or 304 answer for one feed version (may compress: run in a thread)."""
-    served = version.for_source(source)
-    use_gzip = wants_gzip(request.headers.get("accept-encoding"))
+_MAX_REMEMBERED = 256
+_CHUNK = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Conditions:
+    accept_encoding: bytes | None
+    if_none_match: bytes | None
+    if_modified_since: bytes | None
+
+
+def _conditions(headers: list[tuple[bytes, bytes]]) -> _Conditions:
+    """The request headers a feed answer depends on (ASGI header names are lower-case)."""
+    accept_encoding = if_none_match = if_modified_since = None
+    for key, value in headers:
+        if key == b"accept-encoding":
+            accept_encoding = value if accept_encoding is None else accept_encoding + b"," + value
+        elif key == b"if-none-match":
+            if_none_match = value if if_none_match is None else if_none_match + b"," + value
+        elif key == b"if-modified-since":
+            if_modified_since = value
+    return _Conditions(accept_encoding, if_none_match, if_modified_since)
+
+
+def answer(
+    request: _Conditions,
+    served: BodyVariant,
+    blocks: HeaderBlocks,
+    last_modified: datetime,
+    use_gzip: bool,
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, header block and body for one feed version (RFC 9110 §13.2.2 order).
+
+    If-None-Match is evaluated when present (weak comparison; either variant's
+    tag proves the client holds this content, and the 304 carries the tag it
+    holds so its cache freshens the right entry); If-Modified-Since only when
+    If-None-Match is absent.
+    """
     etag = served.gzip_etag if use_gzip else served.etag
-    headers = {
-        "Cache-Control": f"private, max-age={max_age}",
-        "Last-Modified": http_date(version.last_modified),
-        "Vary": "Accept-Encoding",
-    }
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        # Either variant's tag proves the client holds this content; answer
-        # with the tag it holds so its cache freshens the right entry.
-        matched = none_match(if_none_match, (etag, served.etag, served.gzip_etag))
+    if request.if_none_match is not None:
+        header = request.if_none_match
+        if header == blocks.etag_bytes:
+            return 304, blocks.not_modified_plain, b""
+        if header == blocks.gzip_etag_bytes:
+            return 304, blocks.not_modified_gzip, b""
+        matched = none_match(header.decode("latin-1"), (etag, served.etag, served.gzip_etag))
         if matched is not None:
-            return Response(status_code=304, headers={**headers, "ETag": matched})
-    else:
-        if_modified_since = request.headers.get("if-modified-since")
-        if if_modified_since is not None and not_modified_since(
-            if_modified_since, version.last_modified
-        ):
-            return Response(status_code=304, headers={**headers, "ETag": etag})
-    body = served.gzip_body() if use_gzip else served.body
-    headers.update(
-        {
-            "ETag": etag,
-            "Content-Type": "text/calendar; charset=utf-8",
-            "Content-Disposition": f'inline; filename="{name}.ics"',
-            "Content-Length": str(len(body)),
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
+            block = blocks.not_modified_gzip if matched == served.gzip_etag else blocks.not_modified_plain
+            return 304, block, b""
+    elif request.if_modified_since is not None and not_modified_since(
+        request.if_modified_since.decode("latin-1"), last_modified
+    ):
+        return 304, blocks.not_modified_gzip if use_gzip else blocks.not_modified_plain, b""
     if use_gzip:
-        headers["Content-Encoding"] = "gzip"
-    if request.method == "HEAD":
-        return Response(content=b"", status_code=200, headers=headers)
-    return Response(content=body, status_code=200, headers=headers)
+        return 200, blocks.ok_gzip, served.gzip_body()
+    return 200, blocks.ok_plain, served.body
+
+
+async def _send(send: Send, canned: _Canned) -> int:
+    await send({"type": "http.response.start", "status": canned.status, "headers": canned.headers})
+    await send({"type": "http.response.body", "body": canned.body})
+    return canned.status
+
+
+@dataclass(frozen=True)
+class _Canned:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def _canned(status: int, text: str, extra: dict[str, str]) -> _Canned:
+    body = text.encode()
+    headers = [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+    ]
+    return _Canned(status, headers, body)
+
+
+_NOT_FOUND = _canned(404, "Not Found", {"Cache-Control": "no-store"})
+_GONE = _canned(410, "Gone: this feed URL was revoked", {"Cache-Control": "no-store"})
+_UNAVAILABLE = _canned(
+    503, "Service Unavailable: the state store cannot be read",
+    {"Retry-After": "30", "Cache-Control": "no-store"},
+)
+_METHOD_NOT_ALLOWED = _canned(405, "Method Not Allowed", {"Allow": ALLOWED_METHODS})
+_NOT_BUILT = _canned(503, "feed not built yet", {"Retry-After": "60"})
 
 
 def create_app(
@@ -288,7 +409,8 @@ def create_app(
     public_url: str | None = None,
     hooks: ASGIApp | None = None,
     stale_is_unhealthy: bool = True,
-) -> Starlette:
+    token_cache: float = 0.0,
+) -> ASGIApp:
     """The feed server application (with ``hooks``: the sync webhook under ``/hooks/``).
 
     Feeds come from ``library``, or from ``feeds`` and ``tokens`` (files,
@@ -300,12 +422,18 @@ def create_app(
     cannot be read); ``metrics_registry`` is exposed on ``/metrics``; when
     ``metrics`` is given, feed requests are counted in it.  With
     ``public_url``, each feed is served with a ``SOURCE`` property naming the
-    very URL (and so the very token) the subscriber used.
+    very URL (and so the very token) the subscriber used.  ``token_cache``
+    (seconds) is how long :class:`FileFeeds` trusts a token read from
+    ``tokens`` (0: read on every request).
+
+    ``/feeds/`` is answered by :class:`FeedEndpoint` directly, before any
+    routing; everything else by a Starlette application.
     """
     if library is None:
         if feeds is None or tokens is None:
             raise TypeError("create_app needs library, or feeds and tokens")
-        library = FileFeeds(feeds=feeds, tokens=tokens)
+        library = FileFeeds(feeds=feeds, tokens=tokens, token_ttl=token_cache)
+    endpoint = FeedEndpoint(library=library, metrics=metrics, public_url=public_url)
 
     async def healthz(request: Request) -> Response:
         try:
@@ -343,14 +471,24 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/robots.txt", robots, methods=["GET"]),
-            Route(
-                "/feeds/{rest:path}",
-                FeedEndpoint(library=library, metrics=metrics, public_url=public_url),
-            ),
             *([Route("/hooks/{rest:path}", hooks)] if hooks is not None else []),
         ],
         exception_handlers={404: http_error, 405: http_error},
     )
     # "/healthz/" is another path, not a redirect to one.
     app.router.redirect_slashes = False
-    return app
+    return FeedServerApp(feeds=endpoint, rest=app)
+
+
+class FeedServerApp:
+    """The feed server's ASGI application: ``/feeds/`` straight to its endpoint, the rest routed."""
+
+    def __init__(self, *, feeds: FeedEndpoint, rest: ASGIApp) -> None:
+        self.feeds = feeds
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/feeds/"):
+            await self.feeds(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)

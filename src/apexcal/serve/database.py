@@ -31,17 +31,23 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apexcal.feeds.naming import split_user_feed_name
-from apexcal.serve.app import DEFAULT_MAX_AGE, Grant, Servable
+from apexcal.serve.app import DEFAULT_MAX_AGE, Servable
 from apexcal.serve.feedmap import FeedSettings
 from apexcal.serve.files import FeedVersion
 from apexcal.serve.health import HealthSnapshot
+from apexcal.serve.tokens import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TOKEN_TTL,
+    MISS,
+    Grant,
+    TokenCache,
+    _Miss,
+)
 
 if TYPE_CHECKING:
     from apexcal.state import Store
 
-DEFAULT_TOKEN_TTL = 30.0
 DEFAULT_VERSION_TTL = 1.0
-DEFAULT_MAX_TOKENS = 100_000
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 
 
@@ -104,47 +110,60 @@ class DatabaseFeeds:
         self._cache_bytes = cache_bytes
         self._clock = clock
         self._lock = threading.Lock()
-        self._tokens: OrderedDict[str, tuple[float, Grant]] = OrderedDict()
+        self._grants = TokenCache(
+            self._lookup, ttl=token_ttl, max_entries=max_tokens,
+            writes=lambda: store.feed_token_writes, clock=clock,
+        )
         self._bodies: OrderedDict[tuple[str, str], _Body] = OrderedDict()
         self._held = 0
 
     # --- tokens ---------------------------------------------------------------------
 
+    def _lookup(self, token_hash: str) -> Grant | None:
+        found = self._store.token_grant(token_hash)
+        if found is None:
+            return None
+        return Grant(scope=found.organization, feed=found.feed, revoked=found.revoked)
+
     def grant(self, token_hash: str) -> Grant | None:
         """The token's grant, from the cache while younger than ``token_ttl``, else from the store."""
-        now = self._clock()
-        with self._lock:
-            cached = self._tokens.get(token_hash)
-            if cached is not None and now - cached[0] < self._token_ttl:
-                self._tokens.move_to_end(token_hash)
-                return cached[1]
-        found = self._store.token_grant(token_hash)
-        with self._lock:
-            if found is None:
-                self._tokens.pop(token_hash, None)
-                return None
-            grant = Grant(scope=found.organization, feed=found.feed, revoked=found.revoked)
-            self._tokens[token_hash] = (now, grant)
-            self._tokens.move_to_end(token_hash)
-            while len(self._tokens) > self._max_tokens:
-                self._tokens.popitem(last=False)
-        return grant
+        return self._grants.grant(token_hash)
+
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """The token's grant if held and fresh (no store access)."""
+        return self._grants.cached(token_hash)
 
     # --- feeds ----------------------------------------------------------------------
 
-    def servable(self, scope: str, name: str) -> Servable | None:
-        """Feed ``name`` of organization ``scope`` with its current body, if the config has it."""
+    def _entry(self, scope: str, name: str) -> tuple[FeedEntry, bool] | None:
         feeds = self._feeds().get(scope)
         if feeds is None:
             return None
         entry = feeds.get(name)
-        per_user = False
-        if entry is None:
-            split = split_user_feed_name(name)
-            entry = feeds.get(split[0]) if split is not None else None
-            if entry is None or not entry.per_user:
-                return None
-            per_user = True
+        if entry is not None:
+            return entry, False
+        split = split_user_feed_name(name)
+        entry = feeds.get(split[0]) if split is not None else None
+        if entry is None or not entry.per_user:
+            return None
+        return entry, True
+
+    def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
+        """:meth:`servable` when the feed's body is held and its version check is not due (no store access)."""
+        found = self._entry(scope, name)
+        if found is None:
+            return None
+        cached = self._bodies.get((scope, name))
+        if cached is None or self._clock() - cached.checked >= self._version_ttl:
+            return MISS
+        return Servable(version=cached.feed, max_age=found[0].max_age)
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """Feed ``name`` of organization ``scope`` with its current body, if the config has it."""
+        found = self._entry(scope, name)
+        if found is None:
+            return None
+        entry, per_user = found
         version = self._version(scope, name)
         if version is None and per_user:
             return None  # a user no worker built a feed for is no feed at all

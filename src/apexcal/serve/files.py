@@ -18,6 +18,8 @@ from pathlib import Path
 
 from apexcal.feeds.output import compress
 from apexcal.ical.feed import etag_for
+from apexcal.serve.conditional import http_date
+from apexcal.serve.tokens import MISS, _Miss
 
 
 def gzip_etag(plain_etag: str) -> str:
@@ -62,6 +64,55 @@ def with_source(body: bytes, url: str) -> bytes:
     return _CALENDAR_START + line + body[len(_CALENDAR_START) :]
 
 
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeaderBlocks:
+    """The ASGI header lists of one body variant's answers, built once: 200 identity/gzip, 304 per tag."""
+
+    etag_bytes: bytes
+    gzip_etag_bytes: bytes
+    ok_plain: Headers
+    ok_gzip: Headers
+    not_modified_plain: Headers
+    not_modified_gzip: Headers
+
+
+def header_blocks(
+    *, name: str, max_age: int, last_modified: datetime, etag: str, gzip_etag: str,
+    length: int, gzip_length: int | None,
+) -> HeaderBlocks:
+    """The answers' headers for one variant: caching and validators on all, content headers on 200s."""
+    common: Headers = [
+        (b"cache-control", f"private, max-age={max_age}".encode()),
+        (b"last-modified", http_date(last_modified).encode()),
+        (b"vary", b"Accept-Encoding"),
+    ]
+
+    def ok(tag: str, size: int, gzip: bool) -> Headers:
+        headers = [
+            *common,
+            (b"etag", tag.encode()),
+            (b"content-type", b"text/calendar; charset=utf-8"),
+            (b"content-disposition", f'inline; filename="{name}.ics"'.encode()),
+            (b"content-length", str(size).encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if gzip:
+            headers.append((b"content-encoding", b"gzip"))
+        return headers
+
+    return HeaderBlocks(
+        etag_bytes=etag.encode(),
+        gzip_etag_bytes=gzip_etag.encode(),
+        ok_plain=ok(etag, length, False),
+        ok_gzip=ok(gzip_etag, gzip_length, True) if gzip_length is not None else [],
+        not_modified_plain=[*common, (b"etag", etag.encode())],
+        not_modified_gzip=[*common, (b"etag", gzip_etag.encode())],
+    )
+
+
 @dataclass(kw_only=True)
 class BodyVariant:
     """The body served for one URL, with its own strong ETag and gzip form."""
@@ -70,6 +121,30 @@ class BodyVariant:
     etag: str
     _gzip: bytes | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _blocks: dict[tuple[str, int, bool], HeaderBlocks] = field(default_factory=dict, repr=False)
+
+    @property
+    def gzip_ready(self) -> bool:
+        """Whether the gzip body is made (else :meth:`gzip_body` compresses: call it from a thread)."""
+        return self._gzip is not None
+
+    def blocks(self, name: str, max_age: int, last_modified: datetime) -> HeaderBlocks:
+        """The header blocks of this variant served as ``name`` with ``max_age``, built once.
+
+        The gzip 200 block is filled in once the gzip body exists.
+        """
+        key = (name, max_age, self._gzip is not None)
+        found = self._blocks.get(key)
+        if found is None:
+            found = header_blocks(
+                name=name, max_age=max_age, last_modified=last_modified, etag=self.etag,
+                gzip_etag=self.gzip_etag, length=len(self.body),
+                gzip_length=len(self._gzip) if self._gzip is not None else None,
+            )
+            if len(self._blocks) >= _MAX_VARIANTS:
+                self._blocks.clear()
+            self._blocks[key] = found
+        return found
 
     @property
     def gzip_etag(self) -> str:
@@ -129,12 +204,35 @@ class FeedVersion:
         return self.for_source(None).gzip_body()
 
 
+def _identity(key: str, st: os.stat_result) -> FileIdentity:
+    return FileIdentity(
+        path=key, device=st.st_dev, inode=st.st_ino, size=st.st_size,
+        mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
+    )
+
+
 class FeedFileCache:
     """The current version of each served feed file, refreshed when the file changes."""
 
     def __init__(self) -> None:
         self._versions: dict[str, FeedVersion] = {}
         self._lock = threading.Lock()
+
+    def current(self, path: Path) -> FeedVersion | _Miss | None:
+        """The version held for ``path`` if the file is still that one (one ``stat``), else :data:`MISS`.
+
+        ``None`` when the file does not exist.  A file replaced since has
+        another identity (inode, mtime, ctime, size): :meth:`load` reads it.
+        """
+        key = str(path)
+        try:
+            st = os.stat(key)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        cached = self._versions.get(key)
+        if cached is not None and cached.identity == _identity(key, st):
+            return cached
+        return MISS
 
     def load(self, path: Path) -> FeedVersion | None:
         """The current version of the file at ``path``, or ``None`` when it does not exist.
@@ -148,14 +246,7 @@ class FeedFileCache:
             return None
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(handle.fileno())
-            identity = FileIdentity(
-                path=key,
-                device=st.st_dev,
-                inode=st.st_ino,
-                size=st.st_size,
-                mtime_ns=st.st_mtime_ns,
-                ctime_ns=st.st_ctime_ns,
-            )
+            identity = _identity(key, st)
             with self._lock:
                 cached = self._versions.get(key)
             if cached is not None and cached.identity == identity:

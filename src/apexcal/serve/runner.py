@@ -1,13 +1,18 @@
 """Running an ASGI app under uvicorn in a background thread (daemon, demo, tests).
 
 Uvicorn's access log is turned off: feed URLs carry secret tokens, and an
-access log line would write them to the journal.
+access log line would write them to the journal.  HTTP is parsed by
+httptools (uvicorn's C parser), with the request target kept whole in
+``raw_path`` when it is not origin-form (``GET http://host/feeds/…``), as
+uvicorn's h11 protocol keeps it, so that only a plain ``/feeds/…`` path is a
+feed URL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +20,20 @@ from contextlib import contextmanager
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from apexcal.errors import ServerStartError
+
+
+class FeedHttpProtocol(HttpToolsProtocol):
+    """Uvicorn's httptools protocol, with a target that is not origin-form left whole in ``raw_path``."""
+
+    def on_headers_complete(self) -> None:
+        target = self.url
+        super().on_headers_complete()
+        # The request's task is only scheduled, not started: its scope can still change.
+        if not target.startswith(b"/"):
+            self.scope["raw_path"] = target.partition(b"?")[0]
 
 
 def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
@@ -28,6 +45,7 @@ def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         log_config=None,
         lifespan="off",
+        http=FeedHttpProtocol,
         server_header=False,
         proxy_headers=False,
     )
@@ -49,21 +67,60 @@ def bound_port(server: uvicorn.Server) -> int:
     raise RuntimeError("server is not listening")
 
 
+def reuse_port_socket(host: str, port: int, *, first: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` with ``SO_REUSEPORT``: processes bound alike share the port.
+
+    The kernel spreads new connections over every socket bound to the port.
+    ``first``: the port must be free (another server bound with
+    ``SO_REUSEPORT`` would otherwise be joined, not reported).
+    :class:`ServerStartError` when it cannot bind.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if first and port:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ServerStartError(f"cannot listen on {host}:{port}") from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ServerStartError(f"cannot listen on {host}:{port}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 @contextmanager
 def serve_in_thread(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, start_timeout: float = 10.0
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    start_timeout: float = 10.0,
+    reuse_port: bool = False,
+    join: bool = False,
 ) -> Iterator[str]:
     """Serve ``app`` in a thread; yields the base URL once it accepts connections.
 
-    On exit the server stops and the thread is joined.
+    With ``reuse_port``, the listening socket is bound with ``SO_REUSEPORT``
+    (:func:`reuse_port_socket`), so other processes can listen on the same
+    port; unless ``join``, the port must be free.  On exit the server stops
+    and the thread is joined.
     """
     server = make_server(app, host=host, port=port)
+    sockets = [reuse_port_socket(host, port, first=not join)] if reuse_port else None
 
     def run() -> None:
         # Uvicorn exits (SystemExit) when it cannot bind; end the thread quietly
         # and let the start-up loop below report it.
         with contextlib.suppress(SystemExit):
-            server.run()
+            server.run(sockets=sockets)
 
     thread = threading.Thread(target=run, name="apexcal-http", daemon=True)
     thread.start()
@@ -82,3 +139,5 @@ def serve_in_thread(
     finally:
         server.should_exit = True
         thread.join(start_timeout)
+        for sock in sockets or ():
+            sock.close()

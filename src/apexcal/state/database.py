@@ -151,6 +151,9 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.url = safe_url(engine.url)
+        # Feed tokens issued or revoked through this database object: the feed
+        # server's token cache in this process drops what it holds when it moves.
+        self.feed_token_writes = 0
 
     @contextmanager
     def read(self, operation: str) -> Iterator[Connection]:

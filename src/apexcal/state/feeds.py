@@ -63,7 +63,13 @@ class FeedsPart(StorePart):
                 )
                 .returning(_F.c.id)
             ).scalar_one()
+        self._db.feed_token_writes += 1
         return int(new_id)
+
+    @property
+    def feed_token_writes(self) -> int:
+        """How many token issues and revocations went through this store's database object (any organization)."""
+        return self._db.feed_token_writes
 
     def feed_for_token_hash(self, token_hash: str) -> str | None:
         """The feed a non-revoked token hash opens, or ``None``."""
@@ -100,7 +106,9 @@ class FeedsPart(StorePart):
         if token_id is not None:
             query = query.where(_F.c.id == token_id)
         with self._db.write("revoke feed tokens") as conn:
-            return conn.execute(query.values(revoked_at=at or self._clock())).rowcount
+            revoked: int = conn.execute(query.values(revoked_at=at or self._clock())).rowcount
+        self._db.feed_token_writes += 1
+        return revoked
 
     def feed_tokens(self, feed: str) -> list[FeedToken]:
         """Every token of ``feed``, revoked ones included, by id."""
