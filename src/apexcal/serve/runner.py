@@ -10,6 +10,7 @@ feed URL.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -20,20 +21,31 @@ from contextlib import contextmanager
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from apexcal.errors import ServerStartError
 
 
-class FeedHttpProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol, with a target that is not origin-form left whole in ``raw_path``."""
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    """httptools' protocol keeping a target that is not origin-form whole; h11's where httptools is missing."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # an environment installed before httptools became a dependency
+        return "h11"
 
-    def on_headers_complete(self) -> None:
-        target = self.url
-        super().on_headers_complete()
-        # The request's task is only scheduled, not started: its scope can still change.
-        if not target.startswith(b"/"):
-            self.scope["raw_path"] = target.partition(b"?")[0]
+    class FeedHttpProtocol(HttpToolsProtocol):
+        """Uvicorn's httptools protocol, with a target that is not origin-form left whole in ``raw_path``."""
+
+        def on_headers_complete(self) -> None:
+            target = self.url
+            super().on_headers_complete()
+            # The request's task is only scheduled, not started: its scope can still change.
+            if not target.startswith(b"/"):
+                self.scope["raw_path"] = target.partition(b"?")[0]
+
+    return FeedHttpProtocol
+
+
+_HTTP = _http_protocol()
 
 
 def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
@@ -45,7 +57,7 @@ def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         log_config=None,
         lifespan="off",
-        http=FeedHttpProtocol,
+        http=_HTTP,
         server_header=False,
         proxy_headers=False,
     )
