@@ -116,7 +116,7 @@ def _keeps_line(line: Line, held_kind: str, ours: Block, names: set[str], addres
     if line.name.startswith(OWNED_PREFIX):
         return False
     if line.name in MARKED:
-        if is_marked(line) or (line.name == "ORGANIZER" and "ORGANIZER" in names):
+        if is_marked(line) or (line.name == "ORGANIZER" and ours.first("ORGANIZER") is not None):
             return False
         if line.name == "ATTENDEE" and _address(line) in addresses:
             return False
