@@ -190,6 +190,21 @@ class TargetConfig(_Table):
     alarms: Alarms = Field(
         default=True, description="Reminders on this target (default: [mapping.alarms]). " + _ALARMS_HELP
     )
+    attendees: Annotated[bool, Field(strict=True)] = Field(
+        default=False,
+        description="The activity's assigned user as ORGANIZER and ATTENDEE, its contact as "
+        "ATTENDEE (name and email from the CRM), all with SCHEDULE-AGENT=CLIENT so no server "
+        'sends invitations; only with privacy = "full" (elsewhere it would show whom a meeting is with).',
+    )
+
+    @model_validator(mode="after")
+    def _attendees_need_full_privacy(self) -> TargetConfig:
+        if self.attendees and self.privacy != "full":
+            raise ValueError(
+                f'attendees = true needs privacy = "full" (this target has privacy = "{self.privacy}", '
+                "which hides whom an activity is with)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _password_source(self, info: ValidationInfo) -> TargetConfig:

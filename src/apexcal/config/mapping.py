@@ -19,11 +19,13 @@ def mapping_options(
     tasks_as: TasksAs,
     done_events: DoneEvents = "keep",
     alarms: bool | Mapping[str, Sequence[str]] = False,
+    attendees: bool = False,
 ) -> MappingOptions:
     """The pure mapping's options: the source's zone and UID domain, ``[mapping]``, and the calendar's choices.
 
     ``alarms`` is the calendar's setting: ``True`` for ``[mapping.alarms]``,
-    ``False`` for none, or a table of its own.
+    ``False`` for none, or a table of its own.  ``attendees`` is the target's
+    setting (feeds and exports have none: they are shared files).
     """
     m = config.mapping
     return MappingOptions(
@@ -38,6 +40,7 @@ def mapping_options(
         max_note_bytes=m.max_note_bytes,
         done_events=done_events,
         alarms=tuple((k, tuple(v)) for k, v in _alarm_table(m.alarms, alarms).items()),
+        attendees=attendees,
     )
 
 

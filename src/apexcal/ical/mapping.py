@@ -44,6 +44,16 @@ Decisions worth knowing:
   apexcal's own VALARMs (:mod:`apexcal.ical.alarms`: a UID and the
   ``X-APEX-ALARM`` marker each) to activities that are not done; none by
   default.
+- **Attendees.** With ``attendees`` (and ``full`` privacy only: under
+  ``public`` the contact's name is not shown, under ``busy`` nothing is), the
+  assigned user is the ``ORGANIZER`` and an ``ATTENDEE`` (``ROLE=CHAIR``,
+  ``PARTSTAT=ACCEPTED``), the contact an ``ATTENDEE``
+  (``ROLE=REQ-PARTICIPANT``), each with ``CN`` and ``mailto:`` from the
+  joined record's email.  Every such line carries ``SCHEDULE-AGENT=CLIENT``
+  (RFC 6638: the server sends no invitation or cancellation) and
+  ``X-APEX-OWNED=TRUE`` (it is apexcal's; attendees the user adds are not,
+  :mod:`apexcal.ical.ownership`).  Without a usable email there is no line
+  for that person; the contact's is left out when it is the user's address.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
-from icalendar import Conference, Event, Todo, vGeo, vUri
+from icalendar import Conference, Event, Todo, vCalAddress, vGeo, vUri
 
 from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
@@ -72,6 +82,7 @@ from apexcal.ical.fields import (
     TasksAs,
 )
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
+from apexcal.ical.ownership import MARK_PARAM
 from apexcal.ical.summary import parse_template, render_summary, render_template, summary_values
 from apexcal.ical.text import clean_line, clean_text, truncate_utf8
 from apexcal.ical.times import DEFAULT_DURATION, is_utc, span
@@ -83,6 +94,8 @@ PRODID = "-//apexcal//apexcal {}//EN".format(".".join(__version__.split(".")[:2]
 
 _UID = re.compile(r"^apexcal-([1-9][0-9]*)-([1-9][0-9]*)@(.+)$")
 _UNSAFE_HREF = re.compile(r"[^A-Za-z0-9._-]")
+_EMAIL = re.compile(r"^[^@\s\"<>()\[\]\\,;:]+@[^@\s\"<>()\[\]\\,;:]+$")
+_EMAIL_MAX = 254
 
 
 
@@ -126,6 +139,8 @@ class MappingOptions:
     done_events: DoneEvents = "keep"
     alarms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """apexcal's reminders: (type key or ``default``, triggers) pairs (:mod:`apexcal.ical.alarms`)."""
+    attendees: bool = False
+    """The assigned user as ORGANIZER and ATTENDEE, the contact as ATTENDEE (``full`` privacy only)."""
 
     def __post_init__(self) -> None:
         # Keys normalised to type keys ("Customer Training" → customer_training) and
@@ -349,11 +364,63 @@ def map_activity(
         component.add("X-APEX-COLOR", hex_color)
     if activity_type and activity_type.icon_key and not busy:
         component.add("X-APEX-ICON", clean_line(activity_type.icon_key))
+    if options.attendees and options.privacy == "full":
+        _add_people(component, activity)
     if options.alarms and not activity.done:  # a done activity needs no reminder
         key = type_key(activity.activity_type) if activity.activity_type else None
         for alarm in alarms_for(component, triggers_for(options.alarms, key), timezone=options.timezone):
             component.add_component(alarm)
     return component
+
+
+def mail_address(email: str | None) -> str | None:
+    """``email`` as a ``mailto:`` calendar address, or ``None`` when it is not a usable address.
+
+    Surrounding whitespace is dropped; anything with spaces, quotes, brackets,
+    separators, not exactly one ``@`` with text on both sides, or longer than
+    254 characters is not used (a wrong address is worse than none).
+    """
+    if email is None:
+        return None
+    text = email.strip()
+    if len(text) > _EMAIL_MAX or not _EMAIL.match(text) or not text.isprintable():
+        return None
+    return f"mailto:{text}"
+
+
+def _person(address: str, name: str | None, **params: str) -> vCalAddress:
+    value = vCalAddress(address)
+    cn = clean_line(name).replace('"', "'") if name else ""
+    if cn:
+        value.params["CN"] = cn
+    for key, param in params.items():
+        value.params[key.replace("_", "-")] = param
+    value.params["SCHEDULE-AGENT"] = "CLIENT"
+    value.params[MARK_PARAM] = "TRUE"
+    return value
+
+
+def _add_people(component: Event | Todo, activity: Activity) -> None:
+    """ORGANIZER and ATTENDEEs from the joined user and contact (see the module docstring)."""
+    user = activity.assigned_to_user
+    contact = activity.contact
+    user_address = mail_address(user.email) if user else None
+    contact_address = mail_address(contact.email) if contact else None
+    if user_address is not None and user is not None:
+        component.add("ORGANIZER", _person(user_address, user.full_name))
+        component.add(
+            "ATTENDEE",
+            _person(user_address, user.full_name, CUTYPE="INDIVIDUAL", ROLE="CHAIR", PARTSTAT="ACCEPTED"),
+        )
+    if (
+        contact_address is not None
+        and contact is not None
+        and (user_address is None or contact_address.lower() != user_address.lower())
+    ):
+        component.add(
+            "ATTENDEE",
+            _person(contact_address, contact.full_name, CUTYPE="INDIVIDUAL", ROLE="REQ-PARTICIPANT"),
+        )
 
 
 @cache

@@ -206,7 +206,7 @@ class Cycle:
         self.settings = settings_hash(options, target)
         previous = (self.state.last_summary or {}).get("settings")
         self.full = self.state.mirror_seq_seen == 0 or pulled.types_changed or previous != self.settings
-        self.desired = DesiredObjects.for_target(self.config, target, self.store, options)
+        self.desired = DesiredObjects.for_target(self.config, target, self.store, options, client=self.client)
         if self.state.mirror_seq_seen == 0:
             for line in shared_account_warnings(self.config, target.name):
                 self.warnings.append(line)

@@ -6,7 +6,9 @@ everything that decides a target's bytes and membership, so a change to it
 makes the next cycle plan the whole target again.  Geocodes are filled in
 before mapping by :class:`apexcal.geocode.policy.Geocoding`.
 :class:`DesiredObjects` is the cycle's map step: each activity mapped at most
-once per cycle.
+once per cycle; on a target with ``attendees`` it first fills in the
+emails of the activities' users and contacts (:mod:`apexcal.apex.people`,
+one request per person not known yet).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from datetime import datetime
 
 import structlog
 
+from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity, ActivityType
+from apexcal.apex.people import Fetch, PeopleEmails, emails_for
 from apexcal.config import Config, TargetConfig
 from apexcal.config.mapping import mapping_options as config_mapping_options
 from apexcal.errors import Unmappable
@@ -37,7 +41,12 @@ def mapping_options(config: Config, target: TargetConfig, *, tasks_as: str | Non
     """The mapping options of a target (its privacy and tasks, the config's mapping table)."""
     tasks: TasksAs = "events" if (tasks_as or target.tasks_as) == "events" else "todos"
     return config_mapping_options(
-        config, privacy=target.privacy, tasks_as=tasks, done_events=target.done_events, alarms=target.alarms
+        config,
+        privacy=target.privacy,
+        tasks_as=tasks,
+        done_events=target.done_events,
+        alarms=target.alarms,
+        attendees=target.attendees,
     )
 
 
@@ -68,8 +77,10 @@ class DesiredObjects:
         types: Mapping[str, ActivityType],
         options: MappingOptions,
         geocoding: Geocoding | None,
+        people: tuple[PeopleEmails, Fetch] | None = None,
     ) -> None:
         self._target = target
+        self._people = people if options.attendees else None
         self._types = types
         self.options = options
         self._geocoding = geocoding
@@ -79,16 +90,30 @@ class DesiredObjects:
 
     @classmethod
     def for_target(
-        cls, config: Config, target: TargetConfig, store: Store, options: MappingOptions
+        cls,
+        config: Config,
+        target: TargetConfig,
+        store: Store,
+        options: MappingOptions,
+        *,
+        client: ApexClient | None = None,
     ) -> DesiredObjects:
-        """The map step of ``target`` with ``options``, the store's types and the config's geocoder."""
+        """The map step of ``target`` with ``options``, the store's types and the config's geocoder.
+
+        With ``attendees`` on, ``client`` reads the people's emails (the
+        process's directory for the source caches them); without a client
+        only emails the records already carry are used.
+        """
         geocoding = (
             Geocoding.for_config(config, store, network=True)
             if config.mapping.geocoder != "none"
             else None
         )
         org = config.source.organization_id
-        return cls(target=target, types=store.types(org), options=options, geocoding=geocoding)
+        people = None
+        if options.attendees and client is not None:
+            people = (emails_for(str(config.source.base_url), org), client.get_activity)
+        return cls(target=target, types=store.types(org), options=options, geocoding=geocoding, people=people)
 
     def wants(self, activity: Activity) -> bool:
         """Whether the target wants an object for ``activity`` (live, inside its filter, not hidden as done)."""
@@ -104,10 +129,14 @@ class DesiredObjects:
 
     def of(self, activities: Iterable[Activity]) -> list[Desired]:
         """The objects wanted for ``activities``, mapped once each per version."""
+        wanted = [a for a in activities if self.wants(a)]
+        if self._people is not None:
+            directory, fetch = self._people
+            todo = [a for a in wanted if not self._cached(a)]
+            filled = {a.id: a for a in directory.fill(todo, fetch)} if todo else {}
+            wanted = [filled.get(a.id, a) for a in wanted]
         out: list[Desired] = []
-        for activity in activities:
-            if not self.wants(activity):
-                continue
+        for activity in wanted:
             hit = self._cache.get(activity.id)
             if hit is not None and hit[0] == activity.updated_at:
                 desired = hit[1]
@@ -117,6 +146,10 @@ class DesiredObjects:
             if desired is not None:
                 out.append(desired)
         return out
+
+    def _cached(self, activity: Activity) -> bool:
+        hit = self._cache.get(activity.id)
+        return hit is not None and hit[0] == activity.updated_at
 
     def _map(self, activity: Activity) -> Desired | None:
         self.mapped += 1
