@@ -122,9 +122,17 @@ class TestAttendeesOnTargets:
         assert harness.count("PUT") == 0
         assert harness.count("DELETE") == 0
 
+        # An attendee the user invites in their calendar app is theirs: it stays through a CRM change.
+        held = harness.object_of("a", meeting)
+        friend = "ATTENDEE;CN=Friend;PARTSTAT=NEEDS-ACTION:mailto:friend@example.org"
+        edited = held.data.replace(b"END:VEVENT", friend.encode() + b"\r\nEND:VEVENT")
+        assert harness.put_raw("a", held.href, edited, held.etag).status_code in (200, 201, 204)
         e.state.patch_activity(meeting, {"subject": "Kick-off (moved)"})
         assert harness.cycle("a").ok
         assert harness.count("PUT") == 1
+        people = _people(harness.object_of("a", meeting).data)
+        assert len(people) == 4, people
+        assert any(line.lower().endswith("mailto:friend@example.org") and "X-APEX" not in line for line in people)
         e.state.delete_activity(meeting)
         assert harness.cycle("a", force=True).ok
         assert harness.count("DELETE") == 1
