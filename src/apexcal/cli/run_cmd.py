@@ -1,8 +1,12 @@
 """``apexcal run --config FILE | --config-dir DIR [--org KEY] [--log-level LEVEL]``: the daemon (scheduler + feed server).
 
-With ``--config-dir`` it runs one organization of the directory (``--org``,
-which may be left out when the directory holds one), its state keyed by the
-organization; many organizations are the workers' job (``apexcal worker``).
+With ``--config-dir`` it runs every organization of the directory in this
+one process (one scheduler, one state store keyed per organization, one feed
+server for every organization's feeds and sync webhooks), or with ``--org``
+just that one.  SIGHUP re-reads the directory: organizations added or
+removed get their jobs added or removed; one whose file is broken keeps its
+previous config while the others take their new one.  Many processes on
+many machines are the workers' job (``apexcal worker``).
 
 Runs until SIGTERM or SIGINT (exit 0 once in-flight cycles have stopped);
 SIGHUP reloads the config.  Operator errors at start (bad config, unreadable
@@ -30,10 +34,12 @@ def run_command(
     ] = None,
     config_dir: Annotated[
         Path | None,
-        typer.Option("--config-dir", help="A config directory (with --org).", file_okay=False),
+        typer.Option("--config-dir", help="A config directory: every organization, or --org's.",
+                     file_okay=False),
     ] = None,
     org: Annotated[
-        str | None, typer.Option("--org", help="The organization (file stem) of --config-dir.")
+        str | None,
+        typer.Option("--org", help="Run only this organization (file stem) of --config-dir."),
     ] = None,
     log_level: Annotated[
         str | None,

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from apexcal.apex.client import ApexClient
 from apexcal.apex.retry import RetryPolicy
@@ -65,24 +65,37 @@ class JobOutcome:
 
 @dataclass(frozen=True, kw_only=True)
 class JobSpec:
-    """One scheduled job: its id, what it runs, and how often."""
+    """One scheduled job: its id, what it runs, how often, and for which organization.
+
+    ``org`` is the organization key whose config and state the job uses
+    (``''``: a single config file); ``jitter`` is its config's ``sync.jitter``.
+    """
 
     id: str
     kind: str
     name: str
     interval: timedelta
+    org: str = ""
+    jitter: timedelta = timedelta(0)
 
 
-def job_specs(config: Config) -> list[JobSpec]:
-    """The jobs a config asks for: one per target, one per feed."""
+def job_specs(config: Config, org: str = "", *, qualify: bool = False) -> list[JobSpec]:
+    """The jobs a config asks for: one per target, one per feed.
+
+    Ids are ``target:<name>`` and ``feed:<name>``; with ``qualify`` (one
+    process running several organizations) ``target:<org>/<name>`` and
+    ``feed:<org>/<name>``, so that names alike in two organizations stay apart.
+    """
+    prefix = f"{org}/" if qualify else ""
+    jitter = config.sync.jitter
     specs = [
-        JobSpec(id=f"target:{t.name}", kind="target", name=t.name,
-                interval=t.interval or config.sync.interval)
+        JobSpec(id=f"target:{prefix}{t.name}", kind="target", name=t.name,
+                interval=t.interval or config.sync.interval, org=org, jitter=jitter)
         for t in config.targets
     ]
     specs += [
-        JobSpec(id=f"feed:{f.name}", kind="feed", name=f.name,
-                interval=f.interval or config.sync.interval)
+        JobSpec(id=f"feed:{prefix}{f.name}", kind="feed", name=f.name,
+                interval=f.interval or config.sync.interval, org=org, jitter=jitter)
         for f in config.feeds
     ]
     return specs
@@ -219,22 +232,28 @@ def run_feed(
 class JobRunner:
     """Runs the firings of every job: waits for the initial pull, backs off, runs, remembers.
 
-    ``config`` and ``store`` are read when a job fires (a reload changes the
-    config of the next run, never of a running one).
+    ``config``, ``store`` and ``metrics`` give an organization's config, state
+    store view and metrics (``KeyError``: an organization no longer
+    configured); they are read when a job fires (a reload changes the config
+    of the next run, never of a running one).  ``specs`` lists every job in
+    force, for the status line.
     """
 
     def __init__(
         self,
         *,
-        config: Callable[[], Config],
-        store: Callable[[], Store],
-        metrics: Metrics,
+        config: Callable[[str], Config],
+        store: Callable[[str], Store],
+        metrics: Callable[[str], Metrics],
+        specs: Callable[[], list[JobSpec]],
         notifier: Notifier,
         inflight: InFlight,
+        registry: CollectorRegistry,
     ) -> None:
         self._config = config
         self._store = store
         self._metrics = metrics
+        self._specs = specs
         self._notifier = notifier
         self._inflight = inflight
         self.stopping = threading.Event()
@@ -248,7 +267,7 @@ class JobRunner:
             "apexcal_job_consecutive_failures",
             "Consecutive failed runs of a daemon job (target:<name> or feed:<name>); 0 when healthy.",
             ["job"],
-            registry=metrics.registry,
+            registry=registry,
         )
 
     def should_stop(self) -> bool:
@@ -291,9 +310,15 @@ class JobRunner:
                 return
         if self.stopping.is_set():
             return
-        config = self._config()  # a reload during the run does not change this run
+        try:
+            # A reload during the run does not change this run.
+            config = self._config(spec.org)
+            store, metrics = self._store(spec.org), self._metrics(spec.org)
+        except KeyError:
+            return  # its organization was removed by a reload
+        where = {"organization": spec.org} if spec.org else {}
         with self._inflight.track(), structlog.contextvars.bound_contextvars(
-            job=spec.id, organization_id=config.source.organization_id
+            job=spec.id, organization_id=config.source.organization_id, **where
         ):
             now = utcnow()
             with self._lock:
@@ -305,10 +330,10 @@ class JobRunner:
             seconds = interval.total_seconds()
             try:
                 if spec.kind == "target":
-                    outcome = run_target(config, spec.name, self._store(), self._metrics,
+                    outcome = run_target(config, spec.name, store, metrics,
                                          interval_seconds=seconds, should_stop=self.should_stop)
                 else:
-                    outcome = run_feed(config, spec.name, self._store(), self._metrics,
+                    outcome = run_feed(config, spec.name, store, metrics,
                                        interval_seconds=seconds)
             except KeyError:
                 return  # removed by a reload between scheduling and running
@@ -347,7 +372,7 @@ class JobRunner:
 
     def status_line(self) -> str:
         """The one-line STATUS= summary: jobs ok or failing, and the last outcome."""
-        specs = job_specs(self._config())
+        specs = self._specs()
         with self._lock:
             failing = [s.id for s in specs if self._health.get(s.id, JobHealth()).failures]
             last = self._last

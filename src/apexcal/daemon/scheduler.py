@@ -1,8 +1,10 @@
 """The daemon's schedule: APScheduler 3.x jobs made from the config's job specs.
 
-A ``BackgroundScheduler`` with an in-memory job store, rebuilt from the config
-at start and on reload: ``target:<name>`` and ``feed:<name>`` at their
-``interval`` (default ``sync.interval``), each with ``sync.jitter``,
+A ``BackgroundScheduler`` with an in-memory job store, rebuilt from the job
+specs of the config (or configs: one per organization of a config directory)
+at start and on reload: ``target:<name>`` and ``feed:<name>`` (with several
+organizations ``target:<org>/<name>`` and ``feed:<org>/<name>``) at their
+``interval`` (default ``sync.interval``), each with its ``sync.jitter``,
 ``max_instances=1`` (a slow cycle never overlaps itself), ``coalesce=True``
 (missed runs collapse into one) and a misfire grace of one interval.  New jobs
 run at once, spread over ``sync.jitter``.
@@ -17,8 +19,7 @@ from typing import Any
 
 import structlog
 
-from apexcal.config import Config
-from apexcal.daemon.jobs import JobSpec, job_specs
+from apexcal.daemon.jobs import JobSpec
 from apexcal.daemon.process import quiet_overlap_warnings
 
 log = structlog.get_logger("apexcal.daemon")
@@ -28,14 +29,18 @@ RunJob = Callable[[JobSpec, tuple[timedelta, timedelta]], None]
 
 
 class JobScheduler:
-    """The scheduler threads running ``run_job`` for every job of the config in force."""
+    """The scheduler threads running ``run_job`` for every job in force.
 
-    def __init__(self, config: Config, run_job: RunJob) -> None:
+    ``jobs`` (the number of jobs at start) sizes the thread pool: one thread
+    per job, at least 2 and at most 16.
+    """
+
+    def __init__(self, run_job: RunJob, *, jobs: int) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        workers = max(2, min(16, len(config.targets) + len(config.feeds)))
+        workers = max(2, min(16, jobs))
         self._run_job = run_job
         self._scheduler: Any = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(workers)},
@@ -75,14 +80,14 @@ class JobScheduler:
             return False
         return True
 
-    def schedule(self, config: Config, *, first: bool) -> None:
-        """Make the scheduler's jobs those of ``config``.
+    def schedule(self, specs: list[JobSpec], *, first: bool) -> None:
+        """Make the scheduler's jobs those of ``specs``.
 
         New jobs run at once — spread over ``sync.jitter`` so that many
         targets do not start together; jobs whose interval or jitter changed
         get the new trigger; others keep their place in the schedule.
         """
-        wanted = {spec.id: spec for spec in job_specs(config)}
+        wanted = {spec.id: spec for spec in specs}
         scheduler = self._scheduler
         for job in scheduler.get_jobs():
             if job.id not in wanted:
@@ -90,8 +95,8 @@ class JobScheduler:
                 log.info("job.removed", job=job.id)
         now = datetime.now(UTC)
         for spec in wanted.values():
-            trigger = _trigger(config, spec.interval)
-            timing = (spec.interval, config.sync.jitter)
+            trigger = _trigger(spec.jitter, spec.interval)
+            timing = (spec.interval, spec.jitter)
             existing = scheduler.get_job(spec.id)
             grace = max(1, int(spec.interval.total_seconds()))
             if existing is not None:
@@ -102,7 +107,7 @@ class JobScheduler:
                     log.info("job.rescheduled", job=spec.id,
                              interval_seconds=spec.interval.total_seconds())
                 continue
-            spread = min(config.sync.jitter.total_seconds(), spec.interval.total_seconds() / 2)
+            spread = min(spec.jitter.total_seconds(), spec.interval.total_seconds() / 2)
             scheduler.add_job(
                 self._run_job,
                 trigger=trigger,
@@ -122,10 +127,10 @@ def _overlap_skipped(event: Any) -> None:
     log.debug("job.still_running", job=event.job_id)
 
 
-def _trigger(config: Config, interval: timedelta) -> Any:
+def _trigger(jitter: timedelta, interval: timedelta) -> Any:
     from apscheduler.triggers.interval import IntervalTrigger
 
     seconds = interval.total_seconds()
     # Jitter spreads jobs; more than half an interval would reorder them.
-    jitter = min(config.sync.jitter.total_seconds(), seconds / 2)
-    return IntervalTrigger(seconds=seconds, jitter=jitter or None, timezone=UTC)
+    spread = min(jitter.total_seconds(), seconds / 2)
+    return IntervalTrigger(seconds=seconds, jitter=spread or None, timezone=UTC)

@@ -15,6 +15,16 @@ every job runs once, spread over ``sync.jitter``.
   bad one is logged (``config.reload_failed`` with every problem) and the old
   config keeps running; a good one replaces the jobs.  ``state.url`` and
   ``[server]`` need a restart (logged).  Then ``READY=1``.
+
+With a config directory and no ``--org``, one process runs every
+organization of the directory: one scheduler holding each organization's
+jobs (``target:<org>/<name>``, ``feed:<org>/<name>``), each organization's
+state keyed by its key in the one store, one feed server for every
+organization's feeds and sync webhooks, and metrics labelled
+``<org>/<name>``.  SIGHUP re-reads the directory: organizations added or
+removed get their jobs added or removed, and one whose file is broken keeps
+its previous config while the others take theirs
+(:mod:`apexcal.daemon.organizations`).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -31,11 +41,12 @@ import structlog
 
 from apexcal.clock import utcnow
 from apexcal.config import Config, load_config
-from apexcal.daemon.jobs import JobRunner, job_specs
+from apexcal.daemon.jobs import JobRunner, JobSpec, job_specs
+from apexcal.daemon.organizations import Reloaded
 from apexcal.daemon.process import InFlight, exit_now, muted
 from apexcal.daemon.scheduler import JobScheduler
 from apexcal.daemon.signals import Wakeup, wait_for_stop
-from apexcal.errors import ConfigError, SecretError
+from apexcal.errors import ConfigError, Problem, SecretError
 from apexcal.log import configure_from
 from apexcal.metrics import Metrics
 from apexcal.notify import Notifier
@@ -52,6 +63,12 @@ _ACCESS_CHECK_S = 5.0
 class Daemon:
     """The long-running process of ``apexcal run`` (and of ``apexcal demo``).
 
+    One organization (``config``, its state keyed by ``organization``) or,
+    with ``organizations``, every organization of a config directory (job
+    ids and metrics qualified by the organization's key).  ``reread`` gives
+    the organizations to run after a SIGHUP, with the problems found (see
+    :func:`~apexcal.daemon.organizations.reload_directory`).
+
     Use :meth:`start` (operator errors surface here, before ``READY=1``), then
     :meth:`serve` from the main thread until a signal or :meth:`request_stop`
     ends it.
@@ -59,33 +76,44 @@ class Daemon:
 
     def __init__(
         self,
-        config: Config,
+        config: Config | None = None,
         *,
         config_path: Path | None = None,
         log_level: str | None = None,
         notifier: Notifier | None = None,
         organization: str = "",
-        reread: Callable[[], Config] | None = None,
+        organizations: Mapping[str, Config] | None = None,
+        reread: Callable[[Mapping[str, Config]], Reloaded] | None = None,
     ) -> None:
-        self._config = config
+        if (config is None) == (organizations is None):
+            raise TypeError("Daemon needs config or organizations")
+        self._orgs: dict[str, Config] = (
+            dict(organizations) if organizations is not None
+            else {organization: config}  # type: ignore[dict-item]
+        )
+        if not self._orgs:
+            raise ValueError("Daemon needs at least one organization")
+        self._qualify = organizations is not None
         self._config_path = config_path
-        self._organization = organization
         self._reread = reread
         self._log_level = log_level
         self.notifier = notifier or Notifier()
         self.metrics = Metrics()
+        self._org_metrics: dict[str, Metrics] = {}
         self.server_url: str | None = None
         self.clean_exit = True
-        self._store: Store | None = None
+        self._root: Store | None = None
         self._scheduler: JobScheduler | None = None
         self._stack = ExitStack()
         self._inflight = InFlight()
         self._jobs = JobRunner(
-            config=lambda: self._config,
-            store=lambda: self.store,
-            metrics=self.metrics,
+            config=lambda org: self._orgs[org],
+            store=self.store_of,
+            metrics=self.metrics_of,
+            specs=self.specs,
             notifier=self.notifier,
             inflight=self._inflight,
+            registry=self.metrics.registry,
         )
         self._wakeup = Wakeup()
 
@@ -93,15 +121,42 @@ class Daemon:
 
     @property
     def config(self) -> Config:
-        """The config in force."""
-        return self._config
+        """The config in force (with several organizations: the first's, for what all share)."""
+        return next(iter(self._orgs.values()))
+
+    @property
+    def organizations(self) -> Mapping[str, Config]:
+        """The organizations in force, by key (``''``: a single config file)."""
+        return self._orgs
 
     @property
     def store(self) -> Store:
-        """The open state store."""
-        if self._store is None:
+        """The open state store, as the first organization sees it."""
+        return self.store_of(next(iter(self._orgs)))
+
+    def store_of(self, org: str) -> Store:
+        """The state store as organization ``org`` sees it."""
+        if self._root is None:
             raise RuntimeError("the daemon is not started")
-        return self._store
+        return self._root.for_organization(org)
+
+    def metrics_of(self, org: str) -> Metrics:
+        """The metrics organization ``org``'s jobs record (names ``<org>/<name>`` when qualified)."""
+        if not self._qualify:
+            return self.metrics
+        found = self._org_metrics.get(org)
+        if found is None:
+            from apexcal.worker.metrics import OrganizationMetrics
+
+            found = self._org_metrics[org] = OrganizationMetrics(self.metrics, org)
+        return found
+
+    def specs(self) -> list[JobSpec]:
+        """Every job of every organization in force."""
+        return [
+            spec for key, config in self._orgs.items()
+            for spec in job_specs(config, key, qualify=self._qualify)
+        ]
 
     def should_stop(self) -> bool:
         """Whether shutdown has begun (the engine polls this between objects)."""
@@ -111,29 +166,31 @@ class Daemon:
 
     def start(self) -> None:
         """Open the store, start the feed server and the scheduler, then send ``READY=1``."""
-        config = self._config
+        config = self.config
         try:
-            opened = self._stack.enter_context(Store.open(config.state.url))
-            self._store = opened.for_organization(self._organization)
-            self._check_access(config)
+            self._root = self._stack.enter_context(Store.open(config.state.url))
+            for key, one in self._orgs.items():
+                self._check_access(key, one)
             if config.server is not None:
                 self._start_server(config)
-            self._warn_about(config)
-            self._start_scheduler(config)
+            self._warn_about()
+            self._start_scheduler()
         except BaseException:
             self._stack.close()
             self._wakeup.close()
             raise
+        where = {"organizations": list(self._orgs)} if self._qualify else {}
         log.info(
             "daemon.ready",
-            targets=[t.name for t in config.targets],
-            feeds=[f.name for f in config.feeds],
+            targets=[s.id.partition(":")[2] for s in self.specs() if s.kind == "target"],
+            feeds=[s.id.partition(":")[2] for s in self.specs() if s.kind == "feed"],
             server=self.server_url,
             pid=os.getpid(),
+            **where,
         )
         self.notifier.ready(status=self._jobs.status_line())
 
-    def _check_access(self, config: Config) -> None:
+    def _check_access(self, key: str, config: Config) -> None:
         """One API request at start: a refused token is an operator error; an absent API is not.
 
         401/403 propagate (the CLI prints one line, exit 2).  Anything else —
@@ -148,10 +205,19 @@ class Daemon:
         try:
             with api_client(config, self.metrics, _ACCESS_CHECK_S) as client:
                 client.check_access()
-        except (NotAuthenticated, Forbidden):
-            raise
+        except (NotAuthenticated, Forbidden) as exc:
+            if not self._qualify:
+                raise
+            # The operator's one line names the organization and its file.
+            raise type(exc)(
+                f"{exc.server_message} (organization {key}, {config.path})",
+                method=exc.method, url=exc.url, status=exc.status, name=exc.name,
+                class_name=exc.class_name,
+            ) from exc
         except ApexcalError as exc:
-            log.warning("daemon.api_unavailable_at_start", kind=type(exc).__name__, error=str(exc))
+            where = {"organization": key} if self._qualify else {}
+            log.warning("daemon.api_unavailable_at_start", kind=type(exc).__name__,
+                        error=str(exc), **where)
 
     def _start_server(self, config: Config) -> None:
         from apexcal.serve import StoreHealth, create_app, feeds_source, serve_in_thread
@@ -160,30 +226,46 @@ class Daemon:
         server = config.server
         assert server is not None
         store = self.store
-        health = StoreHealth(
-            store,
-            feeds=lambda: [f.name for f in self._config.feeds],
-            targets=lambda: [t.name for t in self._config.targets],
-            per_user_feeds=lambda: [f.name for f in self._config.feeds if f.per_user],
-            stale_after=server.stale_after,
-            started_at=utcnow(),
-            clock=utcnow,
-        )
-        debouncer = Debouncer(lambda _org: self.sync_now())
+        debouncer = Debouncer(self.sync_now)
         self._stack.callback(debouncer.close)
         hooks = HookEndpoint(
-            secrets=store, debouncer=debouncer, organizations=lambda: (store.organization,),
+            secrets=store, debouncer=debouncer, organizations=lambda: self._orgs.keys(),
             registry=self.metrics.registry,
         )
-        app = create_app(
-            feeds=feeds_source(lambda: self._config.feeds),
-            tokens=store,
-            health=health,
-            metrics_registry=self.metrics.registry,
-            metrics=self.metrics,
-            hooks=hooks,
-            token_cache=server.token_cache.total_seconds(),
-        )
+        if self._qualify:
+            from apexcal.daemon.served import DirectoryFeeds, DirectoryHealth
+
+            assert self._root is not None
+            app = create_app(
+                library=DirectoryFeeds(self._root, lambda: self._orgs,
+                                       token_ttl=server.token_cache.total_seconds()),
+                health=DirectoryHealth(self._root, lambda: self._orgs,
+                                       stale_after=server.stale_after, started_at=utcnow(),
+                                       clock=utcnow),
+                metrics_registry=self.metrics.registry,
+                metrics=self.metrics,
+                hooks=hooks,
+                token_cache=server.token_cache.total_seconds(),
+            )
+        else:
+            health = StoreHealth(
+                store,
+                feeds=lambda: [f.name for f in self.config.feeds],
+                targets=lambda: [t.name for t in self.config.targets],
+                per_user_feeds=lambda: [f.name for f in self.config.feeds if f.per_user],
+                stale_after=server.stale_after,
+                started_at=utcnow(),
+                clock=utcnow,
+            )
+            app = create_app(
+                feeds=feeds_source(lambda: self.config.feeds),
+                tokens=store,
+                health=health,
+                metrics_registry=self.metrics.registry,
+                metrics=self.metrics,
+                hooks=hooks,
+                token_cache=server.token_cache.total_seconds(),
+            )
         # A port in use is an operator error reported as one line by the CLI;
         # uvicorn's own error line about it would be a second one.
         with muted("uvicorn.error"):
@@ -192,11 +274,11 @@ class Daemon:
             )
         log.info("server.listening", url=self.server_url)
 
-    def _warn_about(self, config: Config) -> None:
-        server = config.server
+    def _warn_about(self) -> None:
+        server = self.config.server
         if server is None:
             return
-        for spec in job_specs(config):
+        for spec in self.specs():
             if spec.interval >= server.stale_after:
                 log.warning(
                     "config.interval_exceeds_stale_after",
@@ -205,47 +287,64 @@ class Daemon:
                     stale_after_seconds=server.stale_after.total_seconds(),
                 )
 
-    def _start_scheduler(self, config: Config) -> None:
-        scheduler = JobScheduler(config, self._jobs.run_job)
-        if job_specs(config):
+    def _start_scheduler(self) -> None:
+        specs = self.specs()
+        scheduler = JobScheduler(self._jobs.run_job, jobs=len(specs))
+        if specs:
             threading.Thread(
-                target=self._prime, args=(config,), name="apexcal-initial-pull", daemon=True
+                target=self._prime, args=(dict(self._orgs),), name="apexcal-initial-pull",
+                daemon=True,
             ).start()
         else:
             self._jobs.primed.set()
-        scheduler.schedule(config, first=True)
+        scheduler.schedule(specs, first=True)
         scheduler.start()
         self._scheduler = scheduler
         self._stack.callback(scheduler.shutdown)
 
-    def _prime(self, config: Config) -> None:
+    def _prime(self, organizations: Mapping[str, Config]) -> None:
         """Pull the CRM once before the first cycles, so they do not all pull everything at once."""
+        try:
+            for key, config in organizations.items():
+                if self._jobs.stopping.is_set():
+                    return
+                if job_specs(config):
+                    self._prime_one(key, config)
+        finally:
+            self._jobs.primed.set()
+
+    def _prime_one(self, key: str, config: Config) -> None:
         from apexcal.daemon.jobs import api_client
         from apexcal.errors import ApexcalError
         from apexcal.sync.pull import pull
 
+        where = {"organization": key} if self._qualify else {}
         try:
             with self._inflight.track(), structlog.contextvars.bound_contextvars(
-                job="initial-pull", organization_id=config.source.organization_id
+                job="initial-pull", organization_id=config.source.organization_id, **where
             ):
                 seconds = min(s.interval for s in job_specs(config)).total_seconds()
                 with api_client(config, self.metrics, seconds) as client:
-                    result = pull(config, self.store, client, now=utcnow())
+                    result = pull(config, self.store_of(key), client, now=utcnow())
                 log.info("daemon.initial_pull", changed=result.changed, listed=result.listed)
         except ApexcalError as exc:
             # The jobs pull for themselves, and back off if the API stays away.
-            log.warning("daemon.initial_pull_failed", kind=type(exc).__name__, error=str(exc))
+            log.warning("daemon.initial_pull_failed", kind=type(exc).__name__, error=str(exc),
+                        **where)
         except Exception:
-            log.exception("daemon.initial_pull_crashed")
-        finally:
-            self._jobs.primed.set()
+            log.exception("daemon.initial_pull_crashed", **where)
 
-    def sync_now(self) -> None:
-        """Run every target and feed now (the sync webhook); a running one runs again when it ends."""
+    def sync_now(self, org: str | None = None) -> None:
+        """Run every target and feed (of organization ``org``) now; a running one runs again when it ends.
+
+        What the sync webhook does for the organization of its secret.
+        """
         scheduler = self._scheduler
         if scheduler is None or self._jobs.stopping.is_set():
             return
-        for spec in job_specs(self._config):
+        for spec in self.specs():
+            if org is not None and spec.org != org:
+                continue
             if not self._jobs.request_run(spec.id):
                 scheduler.run_now(spec.id)
 
@@ -273,48 +372,82 @@ class Daemon:
     # --- reload -------------------------------------------------------------------
 
     def reload(self) -> bool:
-        """Re-read the config file (validated, secrets resolved); keep the old one if it is bad."""
+        """Re-read the config (validated, secrets resolved); keep the old one where it is bad.
+
+        ``True`` when everything read cleanly.  With a config directory, an
+        organization whose file is broken keeps its old config while the
+        others take their new one (``config.reload_failed`` names each file).
+        """
         self.notifier.reloading()
         if self._config_path is None:
             log.info("config.reload_skipped", reason="the config was not read from a file")
             self.notifier.ready(status=self._jobs.status_line())
             return False
         log.info("config.reloading", file=str(self._config_path))
-        try:
-            if self._reread is not None:
-                new = self._reread()
-            else:
-                new = load_config(self._config_path, resolve_secrets=True)
-        except (ConfigError, SecretError) as exc:
-            problems = [str(p) for p in getattr(exc, "problems", ())] or [str(exc)]
-            log.error("config.reload_failed", file=str(self._config_path), problems=problems)
+        reread = self._reread or (lambda _old: self._reread_file())
+        reloaded = reread(self._orgs)
+        if reloaded.problems:
+            log.error(
+                "config.reload_failed",
+                file=str(self._config_path),
+                files=sorted({p.file for p in reloaded.problems}),
+                problems=[str(p) for p in reloaded.problems],
+                **({"kept": reloaded.kept, "skipped": reloaded.skipped} if self._qualify else {}),
+            )
+        if reloaded.problems and reloaded.organizations == self._orgs:
             self.notifier.ready(status="config reload failed; old config still running; "
                                 + self._jobs.status_line())
             return False
-        old = self._config
+        self._apply(reloaded.organizations)
+        self.notifier.ready(status=("config reload failed in part; " if reloaded.problems else "")
+                            + self._jobs.status_line())
+        return not reloaded.problems
+
+    def _reread_file(self) -> Reloaded:
+        assert self._config_path is not None
+        try:
+            new = load_config(self._config_path, resolve_secrets=True)
+        except (ConfigError, SecretError) as exc:
+            problems = list(getattr(exc, "problems", ())) or [
+                Problem(file=str(self._config_path), path="", message=str(exc))
+            ]
+            return Reloaded(organizations=dict(self._orgs), problems=problems,
+                            kept=list(self._orgs), skipped=[])
+        return Reloaded(organizations={next(iter(self._orgs)): new}, problems=[], kept=[],
+                        skipped=[])
+
+    def _apply(self, organizations: Mapping[str, Config]) -> None:
+        """Make ``organizations`` the ones in force: their jobs replace the old ones."""
+        old = self.config
+        first = next(iter(organizations.values()))
         kept = []
-        if new.state != old.state:
+        if first.state != old.state:
             kept.append("state")
-        if new.server != old.server:
+        if first.server != old.server:
             kept.append("server")
         if kept:
             log.warning("config.reload_needs_restart", keys=kept)
-            new = new.model_copy(update={"state": old.state, "server": old.server})
-        if new.log != old.log:
-            configure_from(new.log, self._log_level)
-        self._config = new
+        update: dict[str, object] = {"state": old.state, "server": old.server}
+        new = {key: config.model_copy(update=update) if kept else config
+               for key, config in organizations.items()}
+        if first.log != old.log:
+            configure_from(first.log, self._log_level)
+        added = sorted(set(new) - set(self._orgs))
+        removed = sorted(set(self._orgs) - set(new))
+        self._orgs = new
         if self._scheduler is not None:
-            self._scheduler.schedule(new, first=False)
-        log.info("config.reloaded", targets=[t.name for t in new.targets],
-                 feeds=[f.name for f in new.feeds])
-        self.notifier.ready(status=self._jobs.status_line())
-        return True
+            self._scheduler.schedule(self.specs(), first=False)
+        where = {"added": added, "removed": removed} if self._qualify else {}
+        log.info("config.reloaded",
+                 targets=[s.id.partition(":")[2] for s in self.specs() if s.kind == "target"],
+                 feeds=[s.id.partition(":")[2] for s in self.specs() if s.kind == "feed"],
+                 **where)
 
     # --- shutdown -------------------------------------------------------------------
 
     def _shutdown(self, signum: int) -> int:
         started = time.monotonic()
-        bound = self._config.sync.shutdown_timeout.total_seconds()
+        bound = max(c.sync.shutdown_timeout for c in self._orgs.values()).total_seconds()
         self.notifier.stopping()
         log.info("daemon.stopping", signal=signal.Signals(signum).name,
                  running_jobs=self._inflight.count, timeout_seconds=bound)
@@ -346,25 +479,37 @@ def run(config_path: Path | None, *, log_level: str | None = None,
         config_dir: Path | None = None, org: str | None = None) -> int:
     """``apexcal run``: read the config (secrets included), start the daemon, serve until a signal.
 
-    The config is ``config_path``, or organization ``org`` of the config
-    directory ``config_dir`` (its state keyed by ``org``; SIGHUP re-reads the
-    directory).  Operator errors at start (bad config, unreadable secret,
-    unusable state store, a token the API refuses, a port in use) are raised
-    before anything is logged, for the CLI to print as one line with exit
-    code 2.
+    The config is ``config_path``; or, with ``config_dir``, organization
+    ``org`` of that directory (its state keyed by ``org``), or without
+    ``org`` every organization of the directory in this one process.  SIGHUP
+    re-reads the file or the directory.  Operator errors at start (bad
+    config, unreadable secret, unusable state store, a token the API
+    refuses, a port in use) are raised before anything is logged, for the
+    CLI to print as one line with exit code 2.
     """
-    from apexcal.config.directory import load_one
+    from apexcal.config.directory import load_config_dir, load_one
+    from apexcal.daemon.organizations import reload_directory
     from apexcal.errors import is_operator_error
     from apexcal.log import held_back
 
-    config, key = load_one(config_path, config_dir, org, resolve_secrets=True)
-    configure_from(config.log, log_level)
-    reread = None
-    if config_dir is not None:
-        def reread() -> Config:
-            return load_one(None, config_dir, key, resolve_secrets=True)[0]
-    daemon = Daemon(config, config_path=config_path or config.path, log_level=log_level,
-                    organization=key, reread=reread)
+    if config_dir is not None and org is None:
+        configs = load_config_dir(config_dir, resolve_secrets=True)
+        organizations = dict(configs.organizations)
+        first = next(iter(organizations.values()))
+        configure_from(first.log, log_level)
+        daemon = Daemon(
+            organizations=organizations, config_path=config_dir, log_level=log_level,
+            reread=lambda old: reload_directory(config_dir, old),
+        )
+    else:
+        config, key = load_one(config_path, config_dir, org, resolve_secrets=True)
+        configure_from(config.log, log_level)
+        reread = None
+        if config_dir is not None:
+            def reread(old: Mapping[str, Config]) -> Reloaded:
+                return reload_directory(config_dir, old, only=key)
+        daemon = Daemon(config, config_path=config_path or config.path, log_level=log_level,
+                        organization=key, reread=reread)
     with held_back(drop_if=is_operator_error):
         daemon.start()
     if on_ready is not None:

@@ -1,0 +1,126 @@
+"""The feed server of one ``apexcal run`` process running every organization of a config directory.
+
+A token resolves to its organization and feed through the shared store
+(token hashes are unique across organizations), and that organization's
+file is served (:class:`DirectoryFeeds`); ``/healthz`` reports every
+organization's targets and feeds as ``<org>/<name>`` (:class:`DirectoryHealth`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+from apexcal.config import Config
+from apexcal.serve.app import Servable, ServedFeed
+from apexcal.serve.feedmap import served_feeds
+from apexcal.serve.files import FeedFileCache
+from apexcal.serve.health import HealthSnapshot, StoreHealth
+from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
+from apexcal.state import Store
+
+Organizations = Callable[[], Mapping[str, Config]]
+"""The organizations in force, by key (followed across reloads)."""
+
+
+class DirectoryFeeds:
+    """A :class:`~apexcal.serve.app.FeedLibrary` over every organization's feed files.
+
+    A token opens the feed it was issued for in its own organization; a token
+    of an organization no longer configured opens nothing.  Grants are held
+    for ``token_ttl`` seconds (``[server] token_cache``), as the
+    single-organization server holds them.
+    """
+
+    def __init__(self, store: Store, organizations: Organizations, *, token_ttl: float = 0.0) -> None:
+        self._store = store
+        self._organizations = organizations
+        self._cache = FeedFileCache()
+        self._grants = TokenCache(
+            self._lookup, ttl=token_ttl, writes=lambda: int(getattr(store, "feed_token_writes", 0))
+        )
+
+    def _lookup(self, token_hash: str) -> Grant | None:
+        found = self._store.token_grant(token_hash)
+        if found is None:
+            return None
+        return Grant(scope=found.organization, feed=found.feed, revoked=found.revoked)
+
+    def grant(self, token_hash: str) -> Grant | None:
+        """The store's record of the token, in whichever organization issued it."""
+        return self._grants.grant(token_hash)
+
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """The held record of the token, if fresh."""
+        return self._grants.cached(token_hash)
+
+    def _served(self, scope: str, name: str) -> ServedFeed | None:
+        config = self._organizations().get(scope)
+        return None if config is None else served_feeds(config.feeds).get(name)
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """The file of feed ``name`` of organization ``scope``, read once per version."""
+        entry = self._served(scope, name)
+        if entry is None:
+            return None
+        return Servable(version=self._cache.load(entry.path), max_age=entry.max_age)
+
+    def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
+        """The file of feed ``name`` of ``scope`` if the version read last is still the file's."""
+        entry = self._served(scope, name)
+        if entry is None:
+            return None
+        version = self._cache.current(entry.path)
+        if isinstance(version, _Miss):
+            return MISS
+        return Servable(version=version, max_age=entry.max_age)
+
+
+class DirectoryHealth:
+    """``/healthz`` of every organization: its targets and feeds as ``<org>/<name>``."""
+
+    def __init__(
+        self,
+        store: Store,
+        organizations: Organizations,
+        *,
+        stale_after: timedelta,
+        started_at: datetime,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._organizations = organizations
+        self._stale_after = stale_after
+        self._started_at = started_at
+        self._clock = clock
+
+    def snapshot(self) -> HealthSnapshot:
+        """Each organization's snapshot, names qualified by its key."""
+        feeds: dict[str, datetime | None] = {}
+        targets: dict[str, datetime | None] = {}
+        for key, config in sorted(self._organizations().items()):
+            feed_names = [f.name for f in config.feeds]
+            target_names = [t.name for t in config.targets]
+            per_user = [f.name for f in config.feeds if f.per_user]
+            one = StoreHealth(
+                self._store.for_organization(key),
+                feeds=_constant(feed_names),
+                targets=_constant(target_names),
+                per_user_feeds=_constant(per_user),
+                stale_after=self._stale_after,
+                started_at=self._started_at,
+                clock=self._clock,
+            ).snapshot()
+            feeds.update({f"{key}/{name}": at for name, at in one.feeds.items()})
+            targets.update({f"{key}/{name}": at for name, at in one.targets.items()})
+        return HealthSnapshot(
+            now=self._clock(),
+            stale_after=self._stale_after,
+            started_at=self._started_at,
+            feeds=feeds,
+            targets=targets,
+        )
+
+
+def _constant(names: list[str]) -> Callable[[], list[str]]:
+    return lambda: names
