@@ -13,6 +13,7 @@ then stop polling, where on a 404 they keep showing the last copy forever.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -121,11 +122,13 @@ class FileFeeds:
         self._feeds = feeds
         self._tokens = tokens
         self._cache = FeedFileCache()
+        # The store's count of tokens issued and revoked through it (test doubles have none).
+        counted: Any = tokens
         writes = getattr(type(tokens), "feed_token_writes", None)
         self._grants = TokenCache(
             self._lookup,
             ttl=token_ttl,
-            writes=(lambda: int(getattr(tokens, "feed_token_writes", 0))) if writes is not None else None,
+            writes=(lambda: counted.feed_token_writes) if writes is not None else None,
         )
 
     def _lookup(self, token_hash: str) -> Grant | None:
@@ -142,9 +145,9 @@ class FileFeeds:
 
     def _served(self, name: str) -> ServedFeed | None:
         entry = self._feeds().get(name)
-        if entry is None:
-            return None
-        return entry if isinstance(entry, ServedFeed) else ServedFeed(path=entry)
+        if entry is None or isinstance(entry, ServedFeed):
+            return entry
+        return ServedFeed(path=entry)
 
     def servable(self, scope: str, name: str) -> Servable | None:
         """The configured file of ``name``, read once per version."""
@@ -212,7 +215,8 @@ class FeedEndpoint:
                 counter = self._metrics.feed_requests.labels(feed=feed, status=str(status))
                 self._counters[feed, status] = counter
             counter.inc()
-        log.debug("feed.request", feed=feed, method=scope["method"], status=status)
+        if _debug_enabled():
+            log.debug("feed.request", feed=feed, method=scope["method"], status=status)
 
     def _resolve_now(self, token: str, name: str) -> _Found | int | None:
         """:meth:`_resolve` from memory only; ``None`` when the store or the disk must be read."""
@@ -308,6 +312,12 @@ class FeedEndpoint:
 
 
 _MAX_REMEMBERED = 256
+
+
+def _debug_enabled() -> bool:
+    """Whether structlog's configured level lets debug lines through (without binding a logger)."""
+    check = getattr(structlog.get_config()["wrapper_class"], "is_enabled_for", None)
+    return True if check is None else bool(check(None, logging.DEBUG))
 _CHUNK = 512 * 1024
 
 

@@ -216,6 +216,8 @@ class FeedFileCache:
 
     def __init__(self) -> None:
         self._versions: dict[str, FeedVersion] = {}
+        # The stat fields of each held version's identity, compared as a tuple.
+        self._stamps: dict[str, tuple[int, int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     def current(self, path: Path) -> FeedVersion | _Miss | None:
@@ -229,9 +231,9 @@ class FeedFileCache:
             st = os.stat(key)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        cached = self._versions.get(key)
-        if cached is not None and cached.identity == _identity(key, st):
-            return cached
+        stamp = self._stamps.get(key)
+        if stamp == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev):
+            return self._versions[key]
         return MISS
 
     def load(self, path: Path) -> FeedVersion | None:
@@ -268,4 +270,7 @@ class FeedFileCache:
         )
         with self._lock:
             self._versions[key] = version
+            self._stamps[key] = (
+                identity.inode, identity.size, identity.mtime_ns, identity.ctime_ns, identity.device
+            )
         return version
