@@ -12,18 +12,24 @@ in a fresh interpreter so memory figures do not mix:
   (sorted by UID) and serialized whole: the in-memory way.
 
 Serve.  The built file is served by the project's feed server
-(``apexcal.serve.create_app`` + uvicorn, one process, access log off, the
-token checked against the same SQLite store), by the path of ``apexcal
-serve`` (the same bytes stored in the database as a worker stores them,
-served by version with the token cache; SQLite here, as the store is) and by
-nginx (one worker, ``sendfile``) from the same file, all up at once and measured in turn
+(``apexcal.serve.create_app`` under the product's uvicorn set-up —
+``make_server``: httptools, access log off — one process, tokens from the
+same SQLite store held for ``[server] token_cache``'s default), by the path
+of ``apexcal serve`` (the same bytes stored in the database as a worker
+stores them, served by version with the token cache; SQLite here, as the
+store is), by ``--processes`` such servers sharing one port with
+``SO_REUSEPORT`` as ``[server] processes`` runs them, by nginx (one worker,
+``sendfile``, ``gzip_static`` with the same gzip bytes beside the file) and,
+as the floor of any Python server here, by a bare ASGI app under the same
+uvicorn set-up answering a constant 304 — all up at once and measured in turn
 (``--rounds`` alternates the order and keeps each figure's best); ``wrk``
 measures full ``200`` answers and ``304`` answers to ``If-None-Match``, over
 loopback only, for a bounded time each, and each rate is shown as a ratio to
-nginx's.  ``--serve-only`` skips the build figures (one unmeasured build).
+nginx's (gzip 200s to nginx's ``gzip_static`` 200s).  ``--serve-only`` skips
+the build figures (one unmeasured build).
 Needs ``wrk`` and ``nginx`` (Debian: ``apt-get install -y wrk nginx-light``).
 
-Run: ``.venv/bin/python bench/feeds.py [--count 10000] [--seconds 5] [--connections 8] [--rounds N] [--serve-only]``
+Run: ``.venv/bin/python bench/feeds.py [--count 10000] [--seconds 5] [--connections 8] [--rounds N] [--processes 2] [--serve-only]``
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ import httpx
 
 ORG = 27
 DB_ORG = "bench"
+# [server] token_cache's default.
+TOKEN_CACHE_S = 30.0
 TODAY = date(2026, 6, 15)
 
 
@@ -180,11 +188,10 @@ def role_baseline(state_url: str, out_path: Path, traced: bool) -> dict[str, Any
 
 
 def role_serve(state_url: str, feed_path: Path, port: int) -> None:
-    import uvicorn
     from prometheus_client import CollectorRegistry
 
     from apexcal.log import configure
-    from apexcal.serve import HealthSnapshot, create_app
+    from apexcal.serve import HealthSnapshot, create_app, make_server
     from apexcal.state import Store
 
     class Healthy:
@@ -201,17 +208,17 @@ def role_serve(state_url: str, feed_path: Path, port: int) -> None:
         tokens=store,
         health=Healthy(),
         metrics_registry=CollectorRegistry(),
+        token_cache=TOKEN_CACHE_S,
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    make_server(app, host="127.0.0.1", port=port).run()
 
 
-def role_serve_db(state_url: str, port: int) -> None:
+def role_serve_db(state_url: str, port: int, shared: bool = False) -> None:
     """``apexcal serve``'s feed path: the body stored in the database, token and version caches."""
-    import uvicorn
     from prometheus_client import CollectorRegistry
 
     from apexcal.log import configure
-    from apexcal.serve import HealthSnapshot, create_app
+    from apexcal.serve import HealthSnapshot, create_app, make_server
     from apexcal.serve.database import DatabaseFeeds, FeedEntry
     from apexcal.state import Store
 
@@ -226,11 +233,34 @@ def role_serve_db(state_url: str, port: int) -> None:
     store = Store.open(state_url)
     feeds = {DB_ORG: {"team": FeedEntry(per_user=False, max_age=300)}}
     app = create_app(
-        library=DatabaseFeeds(store, lambda: feeds),
+        library=DatabaseFeeds(store, lambda: feeds, token_ttl=TOKEN_CACHE_S),
         health=Healthy(),
         metrics_registry=CollectorRegistry(),
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # shared: one of [server] processes' processes, the port bound with SO_REUSEPORT.
+    from apexcal.serve.runner import reuse_port_socket
+
+    sockets = [reuse_port_socket("127.0.0.1", port)] if shared else None
+    make_server(app, host="127.0.0.1", port=port).run(sockets=sockets)
+
+
+def role_floor(port: int) -> None:
+    """The floor: the smallest ASGI app under the same uvicorn set-up, a constant answer, no lookup."""
+    from apexcal.serve import make_server
+
+    etag = b'"floor"'
+    ok = [(b"etag", etag), (b"content-length", b"0")]
+    not_modified = [(b"etag", etag)]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        conditional = any(key == b"if-none-match" for key, _ in scope["headers"])
+        await send({
+            "type": "http.response.start", "status": 304 if conditional else 200,
+            "headers": not_modified if conditional else ok,
+        })
+        await send({"type": "http.response.body", "body": b""})
+
+    make_server(app, host="127.0.0.1", port=port).run()
 
 
 # --- the driver -----------------------------------------------------------------------
@@ -288,6 +318,7 @@ events {{ worker_connections 256; }}
 http {{
     access_log off;
     sendfile on;
+    gzip_static on;
     types {{ text/calendar ics; }}
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
@@ -314,11 +345,18 @@ def serve_rows(
     etags: dict[str, str] = {}
     for label, (url, headers) in servers.items():
         first = wait_for(url, headers)
+        if "gzip" in label:
+            assert first.headers.get("Content-Encoding") == "gzip", label
         assert first.status_code == 200, (label, first.status_code)
         etags[label] = first.headers["ETag"]
         check = httpx.get(url, headers={**headers, "If-None-Match": etags[label]}, timeout=5)
         assert check.status_code == 304, (label, check.status_code)
-    runs = [(label, status) for status in ("200", "304") for label in servers]
+    runs = [
+        (label, status)
+        for status in ("200", "304")
+        for label in servers
+        if not (status == "200" and label == FLOOR_LABEL)
+    ]
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for round_ in range(rounds):
         for label, status in runs if round_ % 2 == 0 else runs[::-1]:
@@ -328,19 +366,24 @@ def serve_rows(
             figures = wrk(url, seconds, connections, headers)
             if (label, status) not in best or figures["rate"] > best[label, status]["rate"]:
                 best[label, status] = figures
-    nginx = {status: best.get((NGINX_LABEL, status)) for status in ("200", "304")}
     lines = []
     for label, status in runs:
         figures = best[label, status]
-        base = nginx[status]
+        # gzip answers beside nginx's precompressed file (gzip_static), the rest beside the plain file.
+        baseline = NGINX_GZIP_LABEL if "gzip" in label and status == "200" else NGINX_LABEL
+        base = best.get((baseline, status))
         ratio = f"{figures['rate'] / base['rate']:.3f}×" if base and base["rate"] else "-"
         lines.append(
-            f"{label:<34} {status:>5} {figures['rate']:>12,.0f} {figures['p99']:>9} {figures['bad']:>6} {ratio:>9}"
+            f"{label:<42} {status:>5} {figures['rate']:>12,.0f} {figures['p99']:>9} {figures['bad']:>6} {ratio:>9}"
         )
     return lines
 
 
 NGINX_LABEL = "baseline: nginx static file"
+NGINX_GZIP_LABEL = "baseline: nginx gzip_static"
+FLOOR_LABEL = "floor: bare ASGI app, uvicorn"
+# httpx asks for gzip unless told otherwise; wrk asks for nothing.
+IDENTITY = {"Accept-Encoding": "identity"}
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -359,6 +402,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="wrk rounds per figure (best kept)")
     parser.add_argument(
+        "--processes", type=int, default=2,
+        help="processes of the [server] processes row (SO_REUSEPORT on one port)",
+    )
+    parser.add_argument(
         "--serve-only",
         action="store_true",
         help="build the feed once, unmeasured, and measure only the serving",
@@ -371,7 +418,10 @@ def main() -> None:
             role_serve(state_url, Path(path), int(rest[0]))
             return
         if role == "serve-db":
-            role_serve_db(state_url, int(path))
+            role_serve_db(state_url, int(path), shared=rest == ["shared"])
+            return
+        if role == "floor":
+            role_floor(int(state_url))
             return
         traced = rest == ["traced"]
         work = role_build if role == "build" else role_baseline
@@ -429,6 +479,18 @@ def main() -> None:
         db_server = subprocess.Popen(
             [sys.executable, __file__, "--role", "serve-db", state_url, str(db_port)]
         )
+        multi_port = free_port()
+        multi = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--role", "serve-db", state_url, str(multi_port), "shared"]
+            )
+            for _ in range(args.processes)
+        ]
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, __file__, "--role", "floor", str(floor_port), "-"]
+        )
+        (feed_file.parent / "team.ics.gz").write_bytes(compress(body))
         nginx_dir = root / "nginx"
         nginx_dir.mkdir()
         nginx_port = free_port()
@@ -438,13 +500,20 @@ def main() -> None:
         try:
             url = f"http://127.0.0.1:{port}{feed_path(token, 'team')}"
             db_url = f"http://127.0.0.1:{db_port}{feed_path(db_token, 'team')}"
+            multi_url = f"http://127.0.0.1:{multi_port}{feed_path(db_token, 'team')}"
             lines = serve_rows(
                 {
-                    NGINX_LABEL: (f"http://127.0.0.1:{nginx_port}/team.ics", {}),
-                    "apexcal feed server": (url, {}),
+                    NGINX_LABEL: (f"http://127.0.0.1:{nginx_port}/team.ics", IDENTITY),
+                    NGINX_GZIP_LABEL: (
+                        f"http://127.0.0.1:{nginx_port}/team.ics", {"Accept-Encoding": "gzip"}
+                    ),
+                    FLOOR_LABEL: (f"http://127.0.0.1:{floor_port}/", {}),
+                    "apexcal feed server": (url, IDENTITY),
                     "apexcal feed server (gzip)": (url, {"Accept-Encoding": "gzip"}),
-                    "apexcal serve, from the database": (db_url, {}),
-                    "  (gzip)": (db_url, {"Accept-Encoding": "gzip"}),
+                    "apexcal serve, from the database": (db_url, IDENTITY),
+                    "apexcal serve, from the database (gzip)": (db_url, {"Accept-Encoding": "gzip"}),
+                    f"  … {args.processes} processes": (multi_url, IDENTITY),
+                    f"  … {args.processes} processes (gzip)": (multi_url, {"Accept-Encoding": "gzip"}),
                 },
                 args.seconds,
                 args.connections,
@@ -453,12 +522,15 @@ def main() -> None:
         finally:
             stop(server)
             stop(db_server)
+            stop(floor)
+            for proc in multi:
+                stop(proc)
             stop(nginx)
         print(
             f"\nserving it: wrk -t1 -c{args.connections} -d{args.seconds}s over loopback, "
             f"both servers up, best of {args.rounds} round(s); load average {os.getloadavg()[0]:.1f}\n"
         )
-        print(f"{'server':<34} {'status':>5} {'requests/s':>12} {'p99':>9} {'bad':>6} {'÷ nginx':>9}")
+        print(f"{'server':<42} {'status':>5} {'requests/s':>12} {'p99':>9} {'bad':>6} {'÷ nginx':>9}")
         print("\n".join(lines))
 
 

@@ -112,7 +112,7 @@ def cluster(scratch_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     conf.mkdir()
     (conf / "apexcal.toml").write_text(
         f'[state]\nurl = "{scratch_db}"\n\n[server]\npublic_url = "https://cal.example.com"\n'
-        f'token_cache = "{TOKEN_CACHE_S}s"\n\n[sync]\ninterval = "1h"\njitter = "0s"\n\n'
+        f'token_cache = "{TOKEN_CACHE_S}s"\nprocesses = 2\n\n[sync]\ninterval = "1h"\njitter = "0s"\n\n'
         '[worker]\ntick = "2s"\n\n[log]\nformat = "json"\n'
     )
     (conf / "acme.token").write_text("serve-token")
@@ -176,7 +176,22 @@ def cluster(scratch_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 proc.wait(timeout=30)
 
 
+def _children(pid: int) -> list[int]:
+    """The server processes ``pid`` started (not multiprocessing's resource tracker)."""
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+        children = [int(child) for child in listing.read().split()]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
 class TestStatelessServers:
+    def test_processes_share_the_port(self, cluster: Cluster) -> None:
+        """[server] processes = 2: each server runs one more process on its port; every connection is served."""
+        for proc in cluster.serving:
+            _wait_for(lambda p=proc: len(_children(p.pid)) == 1, 30, "the second server process")
+        for server in cluster.servers:
+            for _ in range(12):  # a fresh connection each: the kernel spreads them over both processes
+                assert httpx.get(server + cluster.paths[0], timeout=10).status_code == 200
+
     def test_two_servers_give_the_same_bytes_and_etag(self, cluster: Cluster) -> None:
         """Both instances serve the worker's body (with SOURCE) under one ETag, 304 on it, and one gzip form."""
         path = cluster.paths[0]

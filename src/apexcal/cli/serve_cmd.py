@@ -52,6 +52,6 @@ def serve_command(
         (log_level or shared_log.level).lower(),
         json=None if shared_log.format == "auto" else shared_log.format == "json",
     )
-    code = run_serve(configs, listen=listen)
+    code = run_serve(configs, listen=listen, log_level=log_level)
     if code:
         raise typer.Exit(code)

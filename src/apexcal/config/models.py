@@ -199,9 +199,18 @@ class ServerConfig(_Table):
     )
     token_cache: Annotated[Duration, AfterValidator(_at_most_a_minute)] = Field(
         default=timedelta(seconds=30),
-        description="apexcal serve: how long a feed token looked up in the database is "
-        "trusted before it is looked up again, so a revoked feed URL stops working within "
-        "this time (at most 1m).",
+        description="How long a feed token looked up in the state store is trusted before "
+        "it is looked up again, so a URL revoked by another process (apexcal feed revoke, "
+        "another server) stops working within this time (at most 1m); one revoked through "
+        "the server's own store stops at once.",
+    )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="apexcal serve: server processes sharing the listening port "
+        "(SO_REUSEPORT). Each keeps its own caches, so a revoked feed URL stops within "
+        "token_cache on every one of them.",
     )
 
     @property

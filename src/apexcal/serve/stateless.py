@@ -13,6 +13,13 @@ of instances, on any machine, behind a load balancer.
   exist, their cache lifetimes); a bad one is logged and the old one kept.
   ``[state]`` and ``[server]`` need a restart.
 
+With ``[server] processes = N`` above 1, the process started serves and
+starts N-1 more (fresh interpreters), all listening on the same port with
+``SO_REUSEPORT``: the kernel spreads connections over them.  Signals reach
+them through the first (SIGTERM/SIGINT stop all, SIGHUP reloads all); one
+that dies is started again.  Each holds its own caches: a URL revoked through
+any process stops everywhere within ``[server] token_cache``.
+
 SQLite is refused (one line, exit 2): with SQLite there are no workers, and
 ``apexcal run`` serves its feed files itself.
 """
@@ -20,11 +27,15 @@ SQLite is refused (one line, exit 2): with SQLite there are no workers, and
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -91,16 +102,81 @@ def _catalogue(configs: ConfigDir) -> Catalogue:
     return catalogue((org, config.feeds) for org, config in configs)
 
 
+def _serve_child(config_dir: str, listen: str, log_level: str | None) -> None:
+    """One more server process of ``[server] processes`` (a fresh interpreter): serve until SIGTERM."""
+    from apexcal.log import configure
+
+    os.environ.pop("NOTIFY_SOCKET", None)  # only the first process speaks to systemd
+    configs = load_config_dir(Path(config_dir))
+    shared_log = configs.shared.log
+    configure(
+        (log_level or shared_log.level).lower(),
+        json=None if shared_log.format == "auto" else shared_log.format == "json",
+    )
+    raise SystemExit(run_serve(configs, listen=listen, child=True))
+
+
+class _Processes:
+    """The other server processes of ``[server] processes``, started, signalled and stopped together."""
+
+    def __init__(self, count: int, config_dir: Path, listen: str, log_level: str | None) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._args = (str(config_dir), listen, log_level)
+        self._running: list[BaseProcess] = [self._start() for _ in range(count)]
+
+    def _start(self) -> BaseProcess:
+        process = self._context.Process(
+            target=_serve_child, args=self._args, name="apexcal-serve", daemon=False
+        )
+        process.start()
+        return process
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the other processes."""
+        return [p.pid for p in self._running if p.pid is not None]
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to every other process."""
+        for process in self._running:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    def restart_dead(self) -> None:
+        """Start again any process that exited."""
+        for index, process in enumerate(self._running):
+            if not process.is_alive():
+                log.warning("serve.process_exited", pid=process.pid, exit_code=process.exitcode)
+                self._running[index] = self._start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM every other process and wait for them (SIGKILL after ``timeout``)."""
+        self.signal(signal.SIGTERM)
+        for process in self._running:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
 def run_serve(
     configs: ConfigDir,
     *,
     listen: str | None = None,
     on_ready: Callable[[str], None] | None = None,
+    log_level: str | None = None,
+    child: bool = False,
 ) -> int:
-    """Serve the feeds of every organization of ``configs`` until SIGTERM/SIGINT; the exit code."""
+    """Serve the feeds of every organization of ``configs`` until SIGTERM/SIGINT; the exit code.
+
+    ``[server] processes`` above 1 starts that many processes in all (the
+    others with ``child``, which start none and listen on the same port);
+    ``log_level`` is theirs too.
+    """
     require_postgresql(configs.state_url)
     server = configs.shared.server or ServerConfig()
     host, port = parse_listen(listen) if listen else (server.host, server.port)
+    shared_port = child or server.processes > 1
     current: dict[str, Any] = {"feeds": _catalogue(configs), "organizations": set(configs.organizations)}
     notifier = Notifier()
     signals = _Signals()
@@ -145,12 +221,22 @@ def run_serve(
                 uvicorn_errors = logging.getLogger("uvicorn.error")
                 uvicorn_errors.disabled = True
                 try:
-                    url = stack.enter_context(serve_in_thread(app, host=host, port=port))
+                    url = stack.enter_context(
+                        serve_in_thread(app, host=host, port=port, reuse_port=shared_port, join=child)
+                    )
                 finally:
                     uvicorn_errors.disabled = False
+                others = None
+                if server.processes > 1 and not child:
+                    # Port 0 became a port: the others bind that one.
+                    bound = url.rpartition(":")[2]
+                    shown = f"[{host}]" if ":" in host else host
+                    others = _Processes(server.processes - 1, configs.path, f"{shown}:{bound}", log_level)
+                    stack.callback(others.stop)
                 log.info(
                     "serve.listening", url=url, organizations=len(configs.organizations),
                     token_cache_seconds=server.token_cache.total_seconds(),
+                    processes=1 if child else server.processes,
                 )
             notifier.ready(status=f"serving {len(configs.organizations)} organization(s) on {url}")
             if on_ready is not None:
@@ -161,6 +247,10 @@ def run_serve(
                 if signals.reload.is_set() and not signals.stop.is_set():
                     signals.reload.clear()
                     _reload(configs, current, notifier)
+                    if others is not None:
+                        others.signal(signal.SIGHUP)
+                if others is not None and not signals.stop.is_set():
+                    others.restart_dead()
             notifier.stopping()
             log.info("serve.stopping", signal=signal.Signals(signals.received).name)
     finally:
