@@ -43,7 +43,8 @@ not travel further.
     │   ├── UidConflict              the server refuses a duplicate UID (no-uid-conflict; Cyrus: 403 unique-scheduling-object-resource, per account)
     │   ├── InvalidSyncToken         DAV:valid-sync-token precondition
     │   ├── CalendarNotFound         the target's collection is missing and create is off
-    │   └── ObjectTooLarge           an object over the sink's size limit (nothing sent)
+    │   ├── ObjectTooLarge           an object over the sink's size limit (nothing sent)
+    │   └── ObjectsUnread            a read missed objects present on the server (carries found, unread)
     ├── FeedBuildError               some feeds could not be written (carries failures, results)
     ├── EmulatorHTTPError            an error answer of the API emulator, a test peer (carries status)
     │   └── EmulatorQueryError       a query or body the emulated service refuses (400)
@@ -477,6 +478,25 @@ class ObjectTooLarge(CalDAVError):
         self.size = size
         self.limit = limit
         super().__init__(f"object of {size} bytes exceeds the {limit}-byte limit", url=href)
+
+
+class ObjectsUnread(CalDAVError):
+    """A read that could not return some objects present on the server.
+
+    ``found``: the objects read (href → :class:`~apexcal.sync.sink.FetchedObject`);
+    ``unread``: href → (what went wrong, the etag the server gave or None).
+    The unread ones are neither gone nor seen: whoever reads must not take
+    them for deleted, nor for unchanged, and must read them again later.
+    """
+
+    def __init__(
+        self, url: str, found: Mapping[str, Any], unread: Mapping[str, tuple[str, str | None]]
+    ) -> None:
+        self.found = dict(found)
+        self.unread = dict(unread)
+        first = next(iter(self.unread), "")
+        why = self.unread[first][0] if first else ""
+        super().__init__(f"{len(self.unread)} object(s) not read, {first}: {why}", url=url)
 
 
 class CycleCancelled(SyncError):

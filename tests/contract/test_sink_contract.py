@@ -15,7 +15,7 @@ import httpx
 import icalendar
 import pytest
 
-from apexcal.errors import CalendarNotFound, PreconditionFailed, UidConflict
+from apexcal.errors import CalendarNotFound, ObjectsUnread, PreconditionFailed, UidConflict
 from apexcal.sync.caldav import CalDAVSink
 from apexcal.sync.memory_sink import MemorySink
 from apexcal.sync.plan import Create, Delete, Update, Write
@@ -60,6 +60,13 @@ class SinkContract:
         """Another client deletes the object at ``href``."""
         raise NotImplementedError
 
+    def unservable(self, sink: Sink, name: str) -> str:
+        """An object the backend lists but cannot return (its store holds it corrupt): its href.
+
+        Skips where the backend cannot be made to hold one.
+        """
+        raise NotImplementedError
+
     # --- the collection ---------------------------------------------------------
 
     def test_existing_calendar_holds_events_and_tasks(self, sink: Sink) -> None:
@@ -68,6 +75,19 @@ class SinkContract:
         assert info.supports_vevent
         assert info.supports_vtodo
         assert not info.created
+
+    # --- reading ------------------------------------------------------------------
+
+    def test_multiget_reads_around_an_object_it_cannot_return(self, sink: Sink) -> None:
+        """An object listed but not returned is neither read nor missing: ObjectsUnread, with the others read."""
+        hrefs = [sink.create(f"g{i}.ics", make_object(f"uid-g{i}")).href for i in range(3)]
+        bad = self.unservable(sink, "bad.ics")
+        with pytest.raises(ObjectsUnread) as info:
+            sink.multiget([hrefs[0], bad, *hrefs[1:], sink.href_for("nothing.ics")])
+        assert set(info.value.found) == set(hrefs)
+        assert list(info.value.unread) == [bad]
+        assert bad in str(info.value)
+        assert bad in sink.listing()
 
     # --- conditional writes -----------------------------------------------------
 
@@ -231,6 +251,12 @@ class TestMemorySink(SinkContract):
         assert isinstance(sink, MemorySink)
         sink.remove(href)
 
+    def unservable(self, sink: Sink, name: str) -> str:
+        assert isinstance(sink, MemorySink)
+        href = sink.create(name, make_object("uid-" + name)).href
+        sink.make_unservable(href)
+        return href
+
     def test_missing_calendar_is_created_only_when_asked(self) -> None:
         """Without the collection: CalendarNotFound, unless create is asked."""
         sink = MemorySink(exists=False)
@@ -259,6 +285,7 @@ class TestCalDAVSink(SinkContract):
             calendar_url, username=caldav_server.username, password=caldav_server.password
         ) as s:
             self._auth = caldav_server.auth
+            self._server, self._url = caldav_server, calendar_url
             yield s
 
     def other_put(self, sink: Sink, href: str, data: bytes) -> None:
@@ -273,3 +300,11 @@ class TestCalDAVSink(SinkContract):
         assert isinstance(sink, CalDAVSink)
         r = httpx.delete(sink.url_for(href), auth=self._auth, timeout=10.0)
         assert r.status_code in (200, 204)
+
+    def unservable(self, sink: Sink, name: str) -> str:
+        if self._server.kind != "xandikos":
+            pytest.skip(f"{self._server.kind} keeps no object it cannot return")
+        # Written into its store behind its back: Xandikos answers 500 to reading it.
+        body = make_object("uid-" + name).replace(b"SUMMARY:", b"SUMMARY:caf\xe9 \xff ")
+        self._server.seed(self._url, {name: body})
+        return sink.href_for(name)

@@ -39,6 +39,7 @@ from apexcal.errors import (
     CalDAVError,
     CalDAVTransportError,
     CycleCancelled,
+    ObjectsUnread,
     PreconditionFailed,
     UidConflict,
 )
@@ -238,7 +239,10 @@ def record_etags(sink: Sink, store: Store, written: Mapping[str, ObjectRecord]) 
     """Read back the etags of written objects (calendar-multiget, batched) and record them."""
     if not written:
         return 0
-    fetched = sink.multiget(written)
+    try:
+        fetched = sink.multiget(written)
+    except ObjectsUnread as exc:  # those keep no etag: read again next cycle
+        fetched = exc.found
     count = 0
     for href, rec in written.items():
         obj = fetched.get(href)
@@ -259,13 +263,20 @@ def read_refused_creates(
     UID a client rewrote to one that is not ours, is one of ours broken while
     its record was lost (e.g. the state database): it is queued in
     ``result.broken`` to be overwritten with ``If-Match`` on the etag just read,
-    so a change made meanwhile still wins (412).  Only another of our UIDs
-    there, or nothing at all, is an error (retried next cycle).
+    so a change made meanwhile still wins (412).  So is one the server lists
+    but cannot return (:class:`~apexcal.errors.ObjectsUnread`; its etag from
+    the listing when the read gave none).  Only another of our UIDs there, an
+    object without an etag, or nothing at all, is an error (retried next cycle).
     """
     creates, result.exists = result.exists, []
     by_href = {sink.href_for(c.href_name): c for c in creates}
     unreadable: dict[str, str] = {}
-    read, foreign = read_objects(sink, by_href, owns, unreadable)
+    unread: dict[str, tuple[str, str | None]] = {}
+    read, foreign = read_objects(sink, by_href, owns, unreadable, unread)
+    if any(etag is None for _, etag in unread.values()):
+        # The server failed to read it, so gave no etag: the listing has it.
+        listing = sink.listing()
+        unread = {h: (why, etag or listing.get(h) or None) for h, (why, etag) in unread.items()}
     seen: list[RemoteSeen] = []
     for href, create in by_href.items():
         item = read.get(href)
@@ -276,16 +287,19 @@ def read_refused_creates(
             etag, why = item.etag, unreadable.get(href, "unreadable")
         elif href in foreign:
             etag, why = foreign[href] or None, "holds a UID that is not apexcal's"
+        elif href in unread:
+            why, etag = unread[href]
         else:
             etag, why = None, ""
         if etag is not None:
             result.broken.append((_over(create, href, etag), why))
             continue
-        reason = (
-            f"an object apexcal cannot read and cannot overwrite safely (no etag) holds this href: {why}"
-            if why
-            else "another object holds this href"
-        )
+        if why:
+            reason = f"an object without an etag holds this href, not overwritten: {why}"
+        elif item is not None:
+            reason = f"another of apexcal's objects ({item.uid}) holds this href"
+        else:
+            reason = "the object that refused the create is gone; created next cycle"
         result.errors.append(
             ObjectError(
                 uid=create.uid,
@@ -328,11 +342,12 @@ def replace_broken(
     broken, result.broken = result.broken, []
     if not broken:
         return
-    for update, why in broken:
-        log.warning("sync.broken_replaced", uid=update.uid, href=update.href, reason=why)
-        result.warnings.append(f"{update.href}: one of apexcal's objects, broken ({why}): replaced")
     plan = Plan(updates=tuple(u for u, _ in broken))
     apply_writes(plan, sink, store, target, records, result=result, should_stop=should_stop)
+    for update, why in broken:
+        if update.href in result.written:  # else a 412 (re-read next cycle) or an error naming it
+            log.warning("sync.broken_replaced", uid=update.uid, href=update.href, reason=why)
+            result.warnings.append(f"{update.href}: one of apexcal's objects, broken ({why}): replaced")
 
 
 def adopt(

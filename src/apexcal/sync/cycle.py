@@ -50,7 +50,7 @@ from apexcal.apex.client import ApexClient
 from apexcal.clock import utcnow
 from apexcal.config import Config, TargetConfig
 from apexcal.config.accounts import shared_account_warnings
-from apexcal.errors import CycleCancelled
+from apexcal.errors import CycleCancelled, ObjectsUnread
 from apexcal.ical.mapping import parse_uid
 from apexcal.state import ObjectRecord, Store
 from apexcal.sync import held
@@ -124,6 +124,8 @@ class Cycle:
         self.errors: list[ObjectError] = []
         self.warnings: list[str] = []
         self.retry = False
+        self.unread = False
+        """Changed objects the server did not return: the sync token stays where it is."""
         self.written_back = 0
         self.conflicts_logged: set[str] = set()
         self.full = False
@@ -169,6 +171,7 @@ class Cycle:
         )
         self.copies.update(copies_of(detected.remote.seen))
         self.warnings.extend(f"{href}: unreadable, skipped: {why}" for href, why in detected.unreadable)
+        self._not_read({href: (why, None) for href, why in detected.unread})
         self.check_stop()
         scope = scope_of(  # what this cycle plans: everything, or what changed
             self.store, self.target.name, self.org, detected,
@@ -291,11 +294,13 @@ class Cycle:
     def plan(self, desired: list[Desired], scope: Scope, remote: RemoteState) -> Plan:
         """Plan the scope; read what the plan must see first and plan just those again."""
         the_plan = self._plan(desired, scope.records, remote, scope.total)
+        unread: dict[str, tuple[str, str | None]] = {}
         for _ in range(_MAX_ROUNDS):
             if not the_plan.refreshes:
                 break
             uids = {r.uid for r in the_plan.refreshes}
-            remote = reread(self.sink, remote, [r.href for r in the_plan.refreshes], self.owns)
+            hrefs = [r.href for r in the_plan.refreshes if r.href not in unread]
+            remote = reread(self.sink, remote, hrefs, self.owns, unread)
             self.copies.update(copies_of(remote.seen))
             again = self._plan(
                 [d for d in desired if d.uid in uids],
@@ -304,6 +309,7 @@ class Cycle:
                 scope.total,
             )
             the_plan = replan(the_plan, again, uids)
+        self._not_read(unread)
         self._log_conflicts(the_plan.conflicts)  # those a writeback's answer brought
         return the_plan
 
@@ -346,13 +352,29 @@ class Cycle:
             owns=self.owns,
         )
 
+    def _not_read(self, unread: Mapping[str, tuple[str, str | None]]) -> None:
+        """Objects the server did not return: reported; the sync token stays, so they are read again."""
+        if unread:
+            self.unread = True
+            self.warnings.extend(f"{href}: not read, read again next cycle: {why}" for href, (why, _) in unread.items())
+
     # --- merge ------------------------------------------------------------------------------
 
     def merged(self, the_plan: Plan) -> Plan:
-        """The plan with each update merged into the server's copy, reading the copies not read yet."""
+        """The plan with each update merged into the server's copy, reading the copies not read yet.
+
+        An update whose copy the server does not return waits (it is not
+        written unmerged): the sync token stays, and the next cycle plans it again.
+        """
         missing = to_read(the_plan, self.copies)
         if missing:
-            fetched = self.sink.multiget(missing)
+            try:
+                fetched = self.sink.multiget(missing)
+            except ObjectsUnread as exc:
+                fetched = exc.found
+                self._not_read(exc.unread)
+                kept = tuple(u for u in the_plan.updates if u.href not in exc.unread)
+                the_plan = dataclasses.replace(the_plan, updates=kept)
             self.copies.update((h, Copy(etag=o.etag or None, data=o.data)) for h, o in fetched.items())
         return merge_updates(the_plan, self.copies)
 
@@ -395,7 +417,7 @@ class Cycle:
         cycle reads the change and plans from it.
         """
         conflicted, result.conflicted = result.conflicted, []
-        remote = reread(self.sink, RemoteState(), [a.href for a in conflicted], self.owns)
+        remote = reread(self.sink, RemoteState(), [a.href for a in conflicted], self.owns, {})
         self.copies.update(copies_of(remote.seen))
         result.conflicted = [a for a in conflicted if a.href not in remote.deleted]
         uids = {a.uid for a in conflicted if a.href in remote.deleted}
@@ -452,7 +474,7 @@ class Cycle:
         """Store the token and mirror position when nothing is left to retry; the cycle's outcome."""
         store, name, state = self.store, self.target.name, self.state
         errors = [*self.errors, *result.errors]
-        if not (self.retry or result.retry or result.errors):
+        if not (self.retry or self.unread or result.retry or result.errors):
             token = detected.token if detected.token is not None or detected.remote.full else state.sync_token
             if token != state.sync_token:
                 store.set_sync_token(name, token)

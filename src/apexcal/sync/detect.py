@@ -9,7 +9,10 @@ this UID domain) reach the planner; an unreadable object at a recorded href
 (or one whose UID a client changed to one not ours) reaches it without a UID,
 so the planner judges it by its record: it is reported, left as it is, and
 replaced only when the CRM changes the activity.  Unreadable objects are
-listed in :attr:`Detected.unreadable` for the cycle's summary.
+listed in :attr:`Detected.unreadable` for the cycle's summary.  Objects the
+server lists but does not return (:class:`~apexcal.errors.ObjectsUnread`) are
+neither gone nor read: listed in :attr:`Detected.unread`, taken as unchanged,
+and the cycle keeps its sync token so they are read again.
 
 The recorded hrefs are loaded only when the server forces a full listing, so
 a cycle with no remote change reads no records.
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 import structlog
 
 from apexcal.config import Config
-from apexcal.errors import ContentLineError, RemoteParseError
+from apexcal.errors import ContentLineError, ObjectsUnread, RemoteParseError
 from apexcal.ical.mapping import parse_uid
 from apexcal.ical.ownership import owned_hash
 from apexcal.ical.remote import read_remote
@@ -73,6 +76,10 @@ class Detected:
     """Whether a full listing of the calendar was compared with the records."""
     unreadable: tuple[tuple[str, str], ...] = ()
     """``(href, what is wrong)`` of each object read that is not a calendar object apexcal can read."""
+    unread: tuple[tuple[str, str], ...] = ()
+    """``(href, what went wrong)`` of each changed object the server did not return
+    (:class:`~apexcal.errors.ObjectsUnread`): taken as unchanged this cycle, so the
+    sync token must not move past it."""
 
 
 def is_our_uid(uid: str, *, organization_id: int, domain: str) -> bool:
@@ -203,10 +210,14 @@ def detect(
         else:
             to_read.append(href)
     unreadable: dict[str, str] = {}
-    read, foreign_hrefs = read_objects(sink, to_read, uid_filter, unreadable)
+    unread: dict[str, tuple[str, str | None]] = {}
+    read, foreign_hrefs = read_objects(sink, to_read, uid_filter, unreadable, unread)
     seen: list[RemoteSeen] = []
     deleted = set(changes.deleted)
+    listed.update(unread)  # present, not read: neither gone nor changed this cycle
     for href in to_read:
+        if href in unread:
+            continue
         item = read.get(href)
         if item is None and href in by_href and href in foreign_hrefs:
             item = _rewritten(href, foreign_hrefs[href], unreadable)
@@ -231,6 +242,7 @@ def detect(
         records=records,
         foreign=len(foreign_hrefs),
         unreadable=tuple(sorted(unreadable.items())),
+        unread=tuple(sorted((h, why) for h, (why, _) in unread.items())),
     )
 
 
@@ -267,14 +279,23 @@ def read_objects(
     hrefs: Iterable[str],
     owns: Callable[[str], bool],
     unreadable: dict[str, str] | None = None,
+    unread: dict[str, tuple[str, str | None]] | None = None,
 ) -> tuple[dict[str, RemoteSeen], dict[str, str]]:
     """Read ``hrefs`` (calendar-multiget): what the planner sees of each, and the hrefs (→ etags) of foreign UIDs.
 
-    An href in neither is gone from the sink.  Unreadable objects are noted
-    in ``unreadable`` (href → what is wrong).
+    An href in neither is gone from the sink, unless the sink could not
+    return it: given ``unread``, those are noted there (href → (what went
+    wrong, etag or None)) instead of raising :class:`ObjectsUnread`.
+    Unreadable objects are noted in ``unreadable`` (href → what is wrong).
     """
     wanted = list(hrefs)
-    fetched = sink.multiget(wanted) if wanted else {}
+    try:
+        fetched = sink.multiget(wanted) if wanted else {}
+    except ObjectsUnread as exc:
+        if unread is None:
+            raise
+        fetched = exc.found
+        unread.update(exc.unread)
     seen: dict[str, RemoteSeen] = {}
     foreign: dict[str, str] = {}
     for href in wanted:
@@ -290,13 +311,24 @@ def read_objects(
 
 
 def reread(
-    sink: Sink, remote: RemoteState, hrefs: list[str], owns: Callable[[str], bool]
+    sink: Sink,
+    remote: RemoteState,
+    hrefs: list[str],
+    owns: Callable[[str], bool],
+    unread: dict[str, tuple[str, str | None]] | None = None,
 ) -> RemoteState:
-    """``remote`` with ``hrefs`` read again (gone when the sink no longer has them)."""
-    read, _ = read_objects(sink, hrefs, owns)
+    """``remote`` with ``hrefs`` read again (gone when the sink no longer has them).
+
+    Given ``unread``, the hrefs the sink could not return are noted there and
+    left as ``remote`` had them (else :class:`ObjectsUnread` is raised).
+    """
+    missed: dict[str, tuple[str, str | None]] = {} if unread is None else unread
+    read, _ = read_objects(sink, hrefs, owns, unread=None if unread is None else missed)
     seen = {s.href: s for s in remote.seen}
     deleted = set(remote.deleted)
     for href in hrefs:
+        if href in missed:
+            continue
         item = read.get(href)
         if item is None:
             deleted.add(href)

@@ -8,8 +8,9 @@ a second href for a UID raises :class:`~apexcal.errors.UidConflict`; sync
 tokens name a position in a change log, report deletions, and an unknown or
 expired token gives a full listing.  For tests and dry runs: what "another
 client" does is :meth:`MemorySink.put_unconditionally` and
-:meth:`MemorySink.remove`, and :meth:`MemorySink.expire_tokens` makes every
-issued token invalid.  Thread-safe.
+:meth:`MemorySink.remove`, :meth:`MemorySink.expire_tokens` makes every
+issued token invalid, and :meth:`MemorySink.make_unservable` an object the
+backend lists but cannot return.  Thread-safe.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from apexcal.errors import CalendarNotFound, PreconditionFailed, UidConflict
+from apexcal.errors import CalendarNotFound, ObjectsUnread, PreconditionFailed, UidConflict
 from apexcal.sync.sink import (
     CalendarInfo,
     FetchedObject,
@@ -67,6 +68,7 @@ class MemorySink:
         self._supports_vtodo = supports_vtodo
         self._display_name: str | None = None
         self._objects: dict[str, _Stored] = {}
+        self._unservable: dict[str, bool] = {}
         self._changed_at: dict[str, int] = {}
         self._seq = 0
         self._oldest_token = 0
@@ -158,10 +160,17 @@ class MemorySink:
             self._check_exists()
             self.request_count += 1
             out: dict[str, FetchedObject] = {}
+            unread: dict[str, tuple[str, str | None]] = {}
             for href in hrefs:
                 obj = self._objects.get(href)
-                if obj is not None:
+                if obj is not None and href in self._unservable:
+                    with_etag = self._unservable[href]
+                    why = "listed without its calendar-data" if with_etag else "the backend fails to read it"
+                    unread[href] = (why, obj.etag if with_etag else None)
+                elif obj is not None:
                     out[href] = FetchedObject(href=href, etag=obj.etag, data=obj.data)
+            if unread:
+                raise ObjectsUnread(self.url, out, unread)
             return out
 
     # --- writing --------------------------------------------------------------
@@ -228,6 +237,17 @@ class MemorySink:
             if href in self._objects:
                 self._drop(href)
 
+    def make_unservable(self, href: str, *, with_etag: bool = False) -> None:
+        """The object at ``href`` stays listed but :meth:`multiget` cannot return it.
+
+        As a server whose store holds it corrupt: the read fails for it
+        (:class:`~apexcal.errors.ObjectsUnread`, no etag), or, ``with_etag``,
+        it is answered with its etag and no calendar-data.  Until it is
+        written again or removed.
+        """
+        with self._lock:
+            self._unservable[href] = with_etag
+
     def expire_tokens(self) -> None:
         """Every sync token issued so far becomes invalid (the server forgot its history)."""
         with self._lock:
@@ -258,5 +278,6 @@ class MemorySink:
         self._touch(href)
 
     def _touch(self, href: str) -> None:
+        self._unservable.pop(href, None)
         self._seq += 1
         self._changed_at[href] = self._seq

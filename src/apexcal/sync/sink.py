@@ -161,7 +161,11 @@ class Sink(Protocol):
         ...
 
     def multiget(self, hrefs: Iterable[str]) -> dict[str, FetchedObject]:
-        """Read the objects at ``hrefs``; missing ones are absent from the result."""
+        """Read the objects at ``hrefs``; missing ones are absent from the result.
+
+        Objects present that the backend does not return end the call with
+        :class:`~apexcal.errors.ObjectsUnread`, which carries the others.
+        """
         ...
 
     def create(self, name: str, data: bytes) -> WriteResult:

@@ -6,7 +6,8 @@ a CalDAV server:
 * :meth:`~CalDAVSink.ensure_calendar` — check (or MKCALENDAR) the collection;
 * :meth:`~CalDAVSink.changes` — what changed since a sync token (RFC 6578),
   falling back to a full listing when the token is invalid;
-* :meth:`~CalDAVSink.multiget` — read many objects in few requests (RFC 4791);
+* :meth:`~CalDAVSink.multiget` — read many objects in few requests (RFC 4791),
+  splitting a read the server fails so one bad object cannot fail the rest;
 * :meth:`~CalDAVSink.create` / :meth:`~CalDAVSink.update` /
   :meth:`~CalDAVSink.delete` — conditional writes (``If-None-Match: *`` /
   ``If-Match``), and :meth:`~CalDAVSink.apply_many` to run many with bounded
@@ -62,6 +63,7 @@ from apexcal.errors import (
     CalDAVError,
     CalendarNotFound,
     InvalidSyncToken,
+    ObjectsUnread,
     ObjectTooLarge,
     PreconditionFailed,
     UidConflict,
@@ -88,6 +90,11 @@ log = structlog.get_logger("apexcal.sync.caldav_sink")
 
 MULTIGET_BATCH = 100
 """Hrefs per calendar-multiget REPORT."""
+
+MULTIGET_FAILURES = 32
+"""Failed (5xx) calendar-multiget answers one :meth:`CalDAVSink.multiget` call splits
+before it gives up: enough to isolate a few bad objects among thousands, few
+enough that a server failing every request is not asked once per object."""
 
 MAX_OBJECT_BYTES = 8 * 1024 * 1024
 """The largest object the adapter sends.  Radicale answers 412 to a body over
@@ -287,28 +294,63 @@ class CalDAVSink:
     def multiget(self, hrefs: Iterable[str]) -> dict[str, FetchedObject]:
         """Read the objects at ``hrefs`` with calendar-multiget, :data:`MULTIGET_BATCH` per REPORT.
 
-        Hrefs missing on the server are simply absent from the result.
+        Hrefs missing on the server (a ``404`` response, or nothing found for
+        them) are simply absent from the result.  An object the server has
+        but does not return is not missing: listed without its
+        calendar-data, or failing the read itself (Xandikos answers ``500``
+        to a multiget naming an object of invalid UTF-8 in its store).  A
+        ``5xx`` answer is split in halves, down to single hrefs, so such an
+        object is isolated and the others are read (at most
+        :data:`MULTIGET_FAILURES` failed answers per call; then the last
+        one is raised).  Those objects end the call with
+        :class:`ObjectsUnread`, which carries what was read.
         """
         wanted = list(dict.fromkeys(davxml.normalise_href(h) for h in hrefs))
         found: dict[str, FetchedObject] = {}
+        unread: dict[str, tuple[str, str | None]] = {}
+        failures = [MULTIGET_FAILURES]
         for start in range(0, len(wanted), MULTIGET_BATCH):
-            batch = wanted[start : start + MULTIGET_BATCH]
-            resp = self._dav.request(
-                "REPORT",
-                self._dav.path,
-                content=davxml.multiget_body(batch),
-                headers={"Depth": "1", "Content-Type": XML_TYPE},
-            )
-            if resp.status_code != 207:
-                raise self._dav.failure(resp, "REPORT calendar-multiget")
-            for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
-                data = r.text(CALDAV, "calendar-data")
-                if data is None or r.status == 404:
-                    continue
-                found[r.href] = FetchedObject(
-                    href=r.href, etag=r.text(DAV, "getetag") or "", data=_crlf(data)
-                )
+            self._multiget(wanted[start : start + MULTIGET_BATCH], found, unread, failures)
+        if unread:
+            for href, (why, _) in unread.items():
+                log.warning("caldav.object_unread", href=href, reason=why)
+            raise ObjectsUnread(self.url, found, unread)
         return found
+
+    def _multiget(
+        self,
+        batch: list[str],
+        found: dict[str, FetchedObject],
+        unread: dict[str, tuple[str, str | None]],
+        failures: list[int],
+    ) -> None:
+        resp = self._dav.request(
+            "REPORT",
+            self._dav.path,
+            content=davxml.multiget_body(batch),
+            headers={"Depth": "1", "Content-Type": XML_TYPE},
+        )
+        if resp.status_code >= 500 and failures[0] > 0:
+            failures[0] -= 1
+            if len(batch) == 1:
+                unread[batch[0]] = (f"the server answers {resp.status_code} to reading it", None)
+                return
+            log.info("caldav.multiget_split", url=self.url, hrefs=len(batch), status=resp.status_code)
+            middle = len(batch) // 2
+            self._multiget(batch[:middle], found, unread, failures)
+            self._multiget(batch[middle:], found, unread, failures)
+            return
+        if resp.status_code != 207:
+            raise self._dav.failure(resp, "REPORT calendar-multiget")
+        for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
+            if r.status == 404 or not r.props:
+                continue  # not there (Radicale, Xandikos: 404; DAViCal leaves it out)
+            data = r.text(CALDAV, "calendar-data")
+            etag = r.text(DAV, "getetag") or ""
+            if data is None:
+                unread[r.href] = ("listed without its calendar-data", etag or None)
+                continue
+            found[r.href] = FetchedObject(href=r.href, etag=etag, data=_crlf(data))
 
     def find_uid(self, uid: str) -> dict[str, str]:
         """The objects (href → etag) whose VEVENT or VTODO has this UID (calendar-query).
