@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apexcal.errors import CalDAVError, ObjectsUnread
 from apexcal.sync.caldav import CalDAVSink
-from apexcal.sync.caldav.sink import MULTIGET_FAILURES
+from apexcal.sync.caldav.sink import MULTIGET_BATCH, MULTIGET_FAILURES
 
 BASE = "/cal/"
 DATA = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:{uid}\nDTSTART:20260102T100000Z\nEND:VEVENT\nEND:VCALENDAR\n"
@@ -120,3 +122,33 @@ def test_a_complete_answer_is_returned_as_before(sink: CalDAVSink) -> None:
     got = sink.multiget([BASE + "a.ics", BASE + "gone.ics"])
     assert set(got) == {BASE + "a.ics"}
     assert got[BASE + "a.ics"].etag == '"e-a.ics"'
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 250), bad=st.sets(st.integers(0, 249), max_size=6))
+def test_splitting_isolates_exactly_the_bad_objects_or_gives_up(size: int, bad: set[int]) -> None:
+    """Any number of hrefs, any few bad ones: exactly those unread and the rest read, or the server's error; never a guess."""
+    names = [f"o{i}.ics" for i in range(size)]
+    bad_names = {f"o{i}.ics" for i in bad if i < size}
+    server = FakeServer(dict.fromkeys(names, "ok"), fails=lambda h: h.rsplit("/", 1)[1] in bad_names)
+    outcome: dict[str, object] | ObjectsUnread | CalDAVError
+    with CalDAVSink("http://calendar.test" + BASE) as sink:
+        _serve(sink, server)
+        try:
+            outcome = dict(sink.multiget([BASE + n for n in names]))
+        except CalDAVError as exc:
+            outcome = exc
+    good = {BASE + n for n in names if n not in bad_names}
+    if isinstance(outcome, ObjectsUnread):
+        assert set(outcome.found) == good
+        assert set(outcome.unread) == {BASE + n for n in bad_names}
+    elif isinstance(outcome, CalDAVError):
+        assert outcome.status == 500
+        assert len(bad_names) > 1
+    else:
+        assert not bad_names
+        assert set(outcome) == good
+    failed = sum(1 for hrefs in server.reports if any(h.rsplit("/", 1)[1] in bad_names for h in hrefs))
+    assert failed <= MULTIGET_FAILURES + 1
+    if len(bad_names) == 1:  # one bad object never exhausts the budget
+        assert failed <= 2 + (MULTIGET_BATCH - 1).bit_length()
