@@ -7,7 +7,8 @@ creates a scheduling message for them.  Cyrus and DAViCal schedule
 own accounts (alice owns the calendar, bob is the contact), so implicit
 scheduling would deliver a request to bob's schedule inbox (and a reply or
 cancellation to alice's) on the server itself; both inboxes must stay as
-they were through a create, an update and a delete.  Radicale and Xandikos
+they were through a create, an update and a delete, also for an object
+whose organizer has no account on the server.  Radicale and Xandikos
 have no scheduling inbox.
 """
 
@@ -19,6 +20,7 @@ from xml.etree import ElementTree
 
 import httpx
 
+from apexcal.apex.people import forget_all
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.integration.test_sync_support import Harness, harness, new_activity
 
@@ -77,6 +79,7 @@ class TestAttendeesOnTargets:
     def test_people_written_without_any_scheduling_message(self, harness: Harness) -> None:
         """Create, a second cycle, a CRM change and a deletion: attendees there, no inbox gets a message."""
         server, e = harness.server, harness.emulator
+        forget_all()  # the emulator reuses ids after its reset: emails the process knows are another test's
         alice_inbox, alice_address = _scheduling(server, "alice")
         bob_inbox, bob_address = _scheduling(server, "bob")
         owner = alice_address or "owner@example.com"
@@ -97,6 +100,13 @@ class TestAttendeesOnTargets:
         )
         no_email = e.state.add_contact(organization_id=e.org_id, full_name="Nomail Person", email=None)
         other = new_activity(e, subject="Call", activity_type="call", assigned_to_user_id=user_id, contact_id=no_email)
+        # An organizer who has no account on the server (the CRM user's address is elsewhere).
+        outsider = user_id + 1
+        e.state.add_user(
+            id=outsider, full_name="Ext Organizer", email="ext.organizer@example.net",
+            organizations=[e.org_id], token=f"attendees-{uuid.uuid4().hex}",
+        )
+        foreign = new_activity(e, subject="Visit", assigned_to_user_id=outsider, contact_id=contact)
         harness.sync = {"reconcile_interval": "0s"}
         harness.add_target("a", attendees=True)
 
@@ -113,8 +123,9 @@ class TestAttendeesOnTargets:
         assert any(line.startswith("ORGANIZER") and line.lower().endswith(f"mailto:{owner}".lower()) for line in people)
         # A contact without an email is no attendee; the user still is.
         assert [line.split(";")[0] for line in _people(objects[str(other)])] == ["ATTENDEE", "ORGANIZER"]
+        assert len(_people(objects[str(foreign)])) == 3
         # One single-activity read per person at most, never one per activity.
-        assert sum(1 for r in harness.api_requests if "/activities/:id" in r) <= 3
+        assert sum(1 for r in harness.api_requests if "/activities/:id" in r) <= 4
 
         # The second cycle writes nothing: what the server stored hashes as what we render.
         summary = harness.cycle("a", force=True)

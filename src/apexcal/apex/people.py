@@ -135,4 +135,10 @@ def emails_for(base_url: str, organization_id: int) -> PeopleEmails:
         return found
 
 
-__all__ = ["DEFAULT_MAX_AGE", "Fetch", "PeopleEmails", "Person", "emails_for"]
+def forget_all() -> None:
+    """Drop every directory of the process (the next cycles read the people again)."""
+    with _DIRECTORIES_LOCK:
+        _DIRECTORIES.clear()
+
+
+__all__ = ["DEFAULT_MAX_AGE", "Fetch", "PeopleEmails", "Person", "emails_for", "forget_all"]
