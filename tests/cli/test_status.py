@@ -105,7 +105,9 @@ class TestStatus:
         out = output
         joe = row(out, "joe")
         assert "ApiTransportError: cannot reach the API at all" in joe
-        assert joe.rstrip(" │").endswith("due")
+        cells = [c.strip() for c in joe.split("│")]
+        assert cells[7] == "due"
+        assert cells[8] == "1"  # one failure since the last success
 
     def test_failing_feed_shows_its_error(self, output: str) -> None:
         """A feed whose job failed after its last build shows the error, on its per-user rows too."""
@@ -140,3 +142,28 @@ class TestStatus:
         assert "Traceback" not in done.stderr
 
 
+
+
+def test_config_dir_lists_every_organization(tmp_path: Path) -> None:
+    """With --config-dir on SQLite: one table per organization, each from its own state, no queue column."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "apexcal.toml").write_text(f'[state]\nurl = "sqlite:///{tmp_path}/state.db"\n')
+    for key, org in (("acme", 27), ("beta", 28)):
+        (conf / f"{key}.toml").write_text(
+            f'[source]\nbase_url = "http://127.0.0.1:9"\norganization_id = {org}\n\n'
+            f'[[targets]]\nname = "jane"\nurl = "http://127.0.0.1:9/{key}/"\n'
+        )
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        store.for_organization("beta").record_failure("jane", utcnow(), "CalDAVError", "refused")
+    done = subprocess.run([APEXCAL, "status", "--config-dir", str(conf)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    acme, beta = done.stdout.split("apexcal — beta (organization 28)")
+    assert "apexcal — acme (organization 27)" in acme
+    assert "queue" not in done.stdout
+    acme_jane = [c.strip() for c in row(acme, "jane").split("│")]
+    beta_jane = [c.strip() for c in row(beta, "jane").split("│")]
+    assert (acme_jane[3], acme_jane[-2]) == ("never", "0")
+    assert "CalDAVError: refused" in beta_jane[4]
+    assert beta_jane[-2] == "1"

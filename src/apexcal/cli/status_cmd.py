@@ -2,11 +2,14 @@
 
 With ``--config-dir`` there is one table per organization and, when the
 state is in PostgreSQL, a ``queue`` column: whether the workers have a job of
-the target or feed running or queued.
+the target or feed running or queued; the organization's pull (the workers'
+``pull`` job, once per interval for all its targets) then has a row of its
+own once it has run.
 
 Columns: kind, name, last success, last error (only when it is more recent
 than the last success), objects (records of a target; size of a feed file),
-pending writebacks, next run.  The daemon's scheduler lives in another
+pending writebacks, next run, failures (consecutive failed runs; ``-`` where
+the store keeps no count: a feed under ``apexcal run``).  The daemon's scheduler lives in another
 process, so "next run" is computed: the last run (success or error) plus the
 job's interval; ``due`` when that is past, ``at start`` when it never ran.
 Secrets are not read: the command needs only the state store.
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
     from apexcal.config import Config
     from apexcal.state import FeedStatus, Store, TargetState
+    from apexcal.worker.queue import QueueState
 
 _MAX_ERROR_CHARS = 80
 
@@ -44,6 +48,7 @@ class StatusRow:
     objects: str
     pending: str
     next_run: str
+    failures: str = "-"
 
 
 def _when(moment: datetime | None) -> str:
@@ -75,6 +80,10 @@ def _current_error(state: TargetState | FeedStatus) -> str | None:
     return f"{_when(state.last_error_at)}: {state.last_error_kind or 'error'}: {text}"
 
 
+def _ran(state: TargetState) -> bool:
+    return state.last_success_at is not None or state.last_error_at is not None
+
+
 def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
     """The rows of the status table for ``config``'s targets and feeds."""
     from apexcal.feeds.naming import split_user_feed_name
@@ -96,6 +105,7 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
                     target.interval or config.sync.interval,
                     now,
                 ),
+                failures=str(state.consecutive_failures),
             )
         )
     built = {status.feed: status for status in store.all_feed_status()}
@@ -105,16 +115,24 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
             names += sorted(
                 n for n in built if (split_user_feed_name(n) or ("",))[0] == feed.name
             )
-        # Feed jobs record their failures in the feed's status (per-user files share them).
+        # Feed jobs record their failures in the feed's status (per-user files
+        # share them); workers record them, with a count, as the state of "feed:<name>".
         feed_state = built.get(feed.name)
+        error = _current_error(feed_state) if feed_state else None
+        failures = "-"
+        worker = store.target_state(f"feed:{feed.name}")
+        if _ran(worker):
+            error = error or _current_error(worker)
+            failures = str(worker.consecutive_failures)
         for name in names:
             status = built.get(name)
             rows.append(
                 StatusRow(
                     kind="feed",
                     name=name,
+                    failures=failures,
                     last_success=status.built_at if status else None,
-                    last_error=_current_error(feed_state) if feed_state else None,
+                    last_error=error,
                     objects=f"{status.length} bytes" if status and status.length is not None else "-",
                     pending="-",
                     next_run=next_run(
@@ -172,14 +190,40 @@ def status_command(
 
             queue = read_queue(configs.state_url, opened.queue_schema())
         for key, config in configs:
-            rows = status_rows(config, opened.for_organization(key), utcnow())
+            store = opened.for_organization(key)
+            rows = status_rows(config, store, utcnow())
             if queue is not None:
                 rows = [
                     replace(row, queue=queue.describe(f"{row.kind}:{key}/{row.name}"))
                     for row in rows
                 ]
+                pull = _pull_row(key, config, store, queue)
+                if pull is not None:
+                    rows.insert(0, pull)
             title = f"apexcal — {key} (organization {config.source.organization_id})"
             _print(console, title, rows, queue=queue is not None)
+
+
+def _pull_row(key: str, config: Config, store: Store, queue: QueueState) -> StatusRow | None:
+    """The workers' pull of organization ``key``, once it has run."""
+    from apexcal.clock import utcnow
+    from apexcal.worker.tasks import PULL_LABEL, pull_lock
+
+    state = store.target_state(PULL_LABEL)
+    if not _ran(state):
+        return None
+    return StatusRow(
+        kind="pull",
+        name=PULL_LABEL,
+        queue=queue.describe(pull_lock(key)),
+        last_success=state.last_success_at,
+        last_error=_current_error(state),
+        objects="-",
+        pending="-",
+        next_run=next_run(_latest(state.last_success_at, state.last_error_at),
+                          config.sync.interval, utcnow()),
+        failures=str(state.consecutive_failures),
+    )
 
 
 def _print(console: Console, title: str, rows: list[StatusRow], *, queue: bool) -> None:
@@ -190,7 +234,7 @@ def _print(console: Console, title: str, rows: list[StatusRow], *, queue: bool) 
         return
     table = Table(title=title)
     columns = ["kind", "name", *(["queue"] if queue else []), "last success", "last error",
-               "objects", "pending writebacks", "next run"]
+               "objects", "pending writebacks", "next run", "failures"]
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -203,5 +247,6 @@ def _print(console: Console, title: str, rows: list[StatusRow], *, queue: bool) 
             row.objects,
             row.pending,
             row.next_run,
+            row.failures,
         )
     console.print(table)
