@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from apexcal.apex.client import ApexClient
-from apexcal.apex.people import PeopleEmails
+from apexcal.apex.people import MAX_FAILED, PeopleEmails
 from tests.contract.test_client import make_client
 from tests.fixtures.emulator import EmulatorHandle
 
@@ -84,3 +84,41 @@ class TestPeopleEmails:
         now[0] = 61.0
         people.fill(listed, client.get_activity)
         assert people.requests == first + 1
+
+    def test_a_read_failing_for_its_record_leaves_the_person_unknown_and_is_retried(
+        self, emulator: EmulatorHandle, client: ApexClient
+    ) -> None:
+        """A 500 on one activity's read: that activity keeps its names only, the next call reads it again."""
+        org = emulator.org_id
+        contact = emulator.state.add_contact(organization_id=org, full_name="Cleo", email="cleo@example.org")
+        emulator.state.create_activity(
+            {"organization_id": org, "subject": "Call", "assigned_to_user_id": 46, "contact_id": contact,
+             "start_date": "2026-01-05", "done": False},
+            user_id=46,
+        )
+        listed = list(client.list_activities(fastJoinForActivityList=True, contact_id=contact))
+        assert len(listed) == 1
+        people = PeopleEmails()
+        emulator.admin.fault("status", count=1, status=500, method="GET", path=f"/activities/{listed[0].id}")
+        (first,) = people.fill(listed, client.get_activity)
+        assert first.contact is None or first.contact.email is None
+        (second,) = people.fill(listed, client.get_activity)
+        assert second.contact is not None
+        assert second.contact.email == "cleo@example.org"
+        assert people.requests == 2
+
+    def test_a_broken_api_is_not_read_on_and_on(self, emulator: EmulatorHandle, client: ApexClient) -> None:
+        """Every read failing: MAX_FAILED reads in one call, not one per activity."""
+        org = emulator.org_id
+        for i in range(12):
+            contact = emulator.state.add_contact(organization_id=org, full_name=f"P{i}", email=f"p{i}@example.org")
+            emulator.state.create_activity(
+                {"organization_id": org, "subject": "Call", "assigned_to_user_id": 46, "contact_id": contact,
+                 "start_date": "2026-01-05", "done": False},
+                user_id=46,
+            )
+        listed = list(client.list_activities(fastJoinForActivityList=True))
+        emulator.admin.fault("status", count=100, status=404, method="GET", path="/activities/")
+        people = PeopleEmails()
+        people.fill(listed, client.get_activity)
+        assert people.requests == MAX_FAILED

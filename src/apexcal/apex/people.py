@@ -24,8 +24,25 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import structlog
+
 from apexcal.apex.models import Activity, ContactRef, UserRef
-from apexcal.errors import NotFound
+from apexcal.errors import (
+    ApiProtocolError,
+    BadRequest,
+    Forbidden,
+    InvalidRecord,
+    NotFound,
+    ServerError,
+)
+
+log = structlog.get_logger(__name__)
+
+_RECORD_ERRORS = (NotFound, Forbidden, BadRequest, ServerError, ApiProtocolError, InvalidRecord)
+"""Failures of one read that say nothing about the API as a whole: that person stays unknown for now."""
+
+MAX_FAILED = 5
+"""Reads that may fail for their record alone in one :meth:`PeopleEmails.fill` before it stops reading."""
 
 DEFAULT_MAX_AGE = 86400.0
 """Seconds a known email (or a known absence of one) is used before it is read again."""
@@ -77,22 +94,32 @@ class PeopleEmails:
         """``activities`` with their user's and contact's emails set, where the CRM has them.
 
         Reads one activity for each user or contact not known yet (emails a
-        listing already carries are taken without a request).  An activity
-        gone meanwhile (404) teaches nothing; any other API error propagates.
+        listing already carries are taken without a request).  A read that
+        fails for that record alone (gone, refused, unreadable, a 5xx) teaches
+        nothing: its people stay unknown (no attendee line) and are tried
+        again in a later call, through another activity of theirs in this
+        one; at most :data:`MAX_FAILED` such failures per call, then the rest
+        waits.  Transport errors, 401 and 429 propagate: the API as a whole
+        is unwell and the cycle fails as its pull would.
         """
         batch = list(activities)
+        failed = 0
         with self._lock:
             now = self._clock()
             for activity in batch:
                 self._learn(activity, now)
             for activity in batch:
+                if failed >= MAX_FAILED:
+                    break
                 if not self._missing(activity, now):
                     continue
+                self.requests += 1
                 try:
                     full = fetch(activity.id)
-                except NotFound:
+                except _RECORD_ERRORS as exc:
+                    failed += 1
+                    log.warning("apex.people_unread", activity_id=activity.id, error=type(exc).__name__)
                     continue
-                self.requests += 1
                 self._learn(full, now)
                 # Whatever the read said, these people are known now (without an email if it had none).
                 if activity.assigned_to_user_id is not None and self._fresh(
@@ -141,4 +168,4 @@ def forget_all() -> None:
         _DIRECTORIES.clear()
 
 
-__all__ = ["DEFAULT_MAX_AGE", "Fetch", "PeopleEmails", "Person", "emails_for", "forget_all"]
+__all__ = ["DEFAULT_MAX_AGE", "MAX_FAILED", "Fetch", "PeopleEmails", "Person", "emails_for", "forget_all"]
