@@ -257,7 +257,10 @@ class JobRunner:
         self._notifier = notifier
         self._inflight = inflight
         self.stopping = threading.Event()
+        # Set once the initial pull of every organization is done; an
+        # organization's jobs may start as soon as its own is (prime()).
         self.primed = threading.Event()
+        self._primed_orgs: set[str] = set()
         self._lock = threading.Lock()
         self._health: dict[str, JobHealth] = {}
         self._running: set[str] = set()
@@ -273,6 +276,11 @@ class JobRunner:
     def should_stop(self) -> bool:
         """Whether shutdown has begun (the engine polls this between objects)."""
         return self.stopping.is_set()
+
+    def prime(self, org: str) -> None:
+        """Organization ``org``'s initial pull is done: its jobs may start."""
+        with self._lock:
+            self._primed_orgs.add(org)
 
     def request_run(self, job_id: str) -> bool:
         """Have job ``job_id`` run once more right after its current run; ``False`` when it is not running.
@@ -308,6 +316,9 @@ class JobRunner:
         while not self.primed.wait(0.2):
             if self.stopping.is_set():
                 return
+            with self._lock:
+                if spec.org in self._primed_orgs:
+                    break
         if self.stopping.is_set():
             return
         try:

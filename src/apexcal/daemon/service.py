@@ -310,6 +310,7 @@ class Daemon:
                     return
                 if job_specs(config):
                     self._prime_one(key, config)
+                self._jobs.prime(key)
         finally:
             self._jobs.primed.set()
 
