@@ -24,6 +24,9 @@ from apexcal.daemon.process import quiet_overlap_warnings
 
 log = structlog.get_logger("apexcal.daemon")
 
+MAX_THREADS = 16
+"""The most jobs that run at once in one process."""
+
 RunJob = Callable[[JobSpec, tuple[timedelta, timedelta]], None]
 """What a firing calls: ``(spec, (interval, jitter))``."""
 
@@ -32,7 +35,7 @@ class JobScheduler:
     """The scheduler threads running ``run_job`` for every job in force.
 
     ``jobs`` (the number of jobs at start) sizes the thread pool: one thread
-    per job, at least 2 and at most 16.
+    per job, at least 2 and at most :data:`MAX_THREADS`.
     """
 
     def __init__(self, run_job: RunJob, *, jobs: int) -> None:
@@ -40,7 +43,7 @@ class JobScheduler:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        workers = max(2, min(16, jobs))
+        workers = max(2, min(MAX_THREADS, jobs))
         self._run_job = run_job
         self._scheduler: Any = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(workers)},

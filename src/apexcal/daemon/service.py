@@ -44,7 +44,7 @@ from apexcal.config import Config, load_config
 from apexcal.daemon.jobs import JobRunner, JobSpec, job_specs
 from apexcal.daemon.organizations import Reloaded
 from apexcal.daemon.process import InFlight, exit_now, muted
-from apexcal.daemon.scheduler import JobScheduler
+from apexcal.daemon.scheduler import MAX_THREADS, JobScheduler
 from apexcal.daemon.signals import Wakeup, wait_for_stop
 from apexcal.errors import ConfigError, Problem, SecretError
 from apexcal.log import configure_from
@@ -289,7 +289,10 @@ class Daemon:
 
     def _start_scheduler(self) -> None:
         specs = self.specs()
-        scheduler = JobScheduler(self._jobs.run_job, jobs=len(specs))
+        # A reload may add organizations: a directory gets the largest pool
+        # (its threads start only as jobs need them).
+        threads = MAX_THREADS if self._qualify else len(specs)
+        scheduler = JobScheduler(self._jobs.run_job, jobs=threads)
         if specs:
             threading.Thread(
                 target=self._prime, args=(dict(self._orgs),), name="apexcal-initial-pull",
