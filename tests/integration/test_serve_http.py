@@ -799,3 +799,30 @@ class TestLargeBodies:
         assert headers["Content-Length"] == str(len(body))
         assert headers["ETag"] == sha_etag(body)
         assert (head[0], head[2], head[1]["Content-Length"]) == (200, b"", str(len(body)))
+
+
+class TestFeedMap:
+    def test_the_feed_map_is_not_read_for_every_request(self, tmp_path: Path) -> None:
+        """The feed map (a directory listing per per-user feed in the daemon) is read off the event loop, about once a second."""
+        path = tmp_path / "team.ics"
+        path.write_bytes(TEAM_BODY)
+        calls = 0
+
+        def feeds() -> dict[str, Path | ServedFeed]:
+            nonlocal calls
+            calls += 1
+            return {"team": path}
+
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            token = TokenTable(store).issue("team")
+            app = create_app(
+                feeds=feeds,
+                tokens=store,
+                health=SettableHealth(_healthy(datetime.now(UTC))),
+                metrics_registry=Metrics().registry,
+                token_cache=30,
+            )
+            with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as c:
+                statuses = {c.get(feed_path(token, "team")).status_code for _ in range(50)}
+        assert statuses == {200}
+        assert calls < 25

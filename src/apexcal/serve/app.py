@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,8 @@ __all__ = ["FeedLibrary", "FeedTokenLookup", "Grant", "Servable", "ServedFeed", 
 log = structlog.get_logger("apexcal.serve")
 
 MAX_PATH_BYTES = 512
+# How long the feed map FileFeeds read last answers requests on the event loop (seconds).
+FEED_MAP_TTL = 1.0
 DEFAULT_MAX_AGE = 300
 ALLOWED_METHODS = "GET, HEAD"
 
@@ -122,6 +125,7 @@ class FileFeeds:
         self._feeds = feeds
         self._tokens = tokens
         self._cache = FeedFileCache()
+        self._held: tuple[float, Mapping[str, Path | ServedFeed]] = (-FEED_MAP_TTL, {})
         # The store's count of tokens issued and revoked through it (test doubles have none).
         counted: Any = tokens
         writes = getattr(type(tokens), "feed_token_writes", None)
@@ -143,25 +147,40 @@ class FileFeeds:
         """The held record of the token, if fresh."""
         return self._grants.cached(token_hash)
 
-    def _served(self, name: str) -> ServedFeed | None:
-        entry = self._feeds().get(name)
+    @staticmethod
+    def _entry(feeds: Mapping[str, Path | ServedFeed], name: str) -> ServedFeed | None:
+        entry = feeds.get(name)
         if entry is None or isinstance(entry, ServedFeed):
             return entry
         return ServedFeed(path=entry)
 
     def servable(self, scope: str, name: str) -> Servable | None:
-        """The configured file of ``name``, read once per version."""
-        served = self._served(name)
+        """The configured file of ``name``, read once per version (blocking: ``feeds`` may list directories)."""
+        feeds = self._feeds()
+        self._held = (time.monotonic(), feeds)
+        served = self._entry(feeds, name)
         if served is None:
             return None
         return Servable(version=self._cache.load(served.path), max_age=served.max_age)
 
     def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
-        """The configured file of ``name`` if the version read last is still the file's (one ``stat``)."""
-        served = self._served(name)
+        """The file of ``name`` if the version read last is still the file's (one ``stat``), else :data:`MISS`.
+
+        The feed map is the one :meth:`servable` read within the last
+        ``FEED_MAP_TTL`` seconds (``feeds`` may list directories, which the
+        event loop does not wait for): a feed dropped from the config is served
+        at most that much longer; a name it does not hold, a missing file or a
+        changed one go to :meth:`servable`.
+        """
+        at, feeds = self._held
+        if time.monotonic() - at >= FEED_MAP_TTL:
+            return MISS
+        served = self._entry(feeds, name)
         if served is None:
-            return None
+            return MISS
         version = self._cache.current(served.path)
+        if version is None:
+            return MISS
         if isinstance(version, _Miss):
             return MISS
         return Servable(version=version, max_age=served.max_age)
