@@ -301,7 +301,9 @@ class FeedEndpoint:
         source = f"{self._public_url}{match[0]}" if self._public_url else None
         request = _conditions(scope["headers"])
         use_gzip = self._wants_gzip(request.accept_encoding)
-        served = found.version.for_source(source)
+        served = found.version.held_variant(source)
+        if served is None:  # built once per URL and version: a copy and a hash of the body
+            served = await run_in_threadpool(found.version.for_source, source)
         if use_gzip and not served.gzip_ready:
             await run_in_threadpool(served.gzip_body)
         blocks = served.blocks(found.name, found.max_age, found.version.last_modified)

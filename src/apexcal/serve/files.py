@@ -177,6 +177,12 @@ class FeedVersion:
     _plain: BodyVariant | None = field(default=None, repr=False)
     _variants: dict[str, BodyVariant] = field(default_factory=dict, repr=False)
 
+    def held_variant(self, url: str | None) -> BodyVariant | None:
+        """The body served at ``url`` if already built (no hashing: for the event loop), else ``None``."""
+        if url is None:
+            return self._plain
+        return self._variants.get(url)
+
     def for_source(self, url: str | None) -> BodyVariant:
         """The body served at ``url`` (with its SOURCE property; the file as is for ``None``), built once."""
         with self._lock:
