@@ -1,7 +1,9 @@
 """The apexcal daemon: scheduled sync cycles and feed builds, the feed server, signals, systemd notify.
 
-:func:`run` is ``apexcal run``; :class:`Daemon` is the same process for
-embedding (``apexcal demo`` builds one from an in-memory config).
+:func:`run` is ``apexcal run`` (one config file, one organization of a
+config directory, or every organization of it in one process);
+:class:`Daemon` is the same process for embedding (``apexcal demo`` builds
+one from an in-memory config).
 """
 
 from __future__ import annotations
