@@ -131,7 +131,7 @@ class TestSharedActivity:
         cyrus.assert_converged("b")
 
     def test_a_copy_changed_since_its_target_saw_it_is_left_to_that_target(self, cyrus: Harness) -> None:
-        """Reassigned task ticked in the old calendar: the new target does not delete that copy; it waits, then creates."""
+        """Reassigned task ticked in the old calendar: the new target does not delete that copy; the old one writes the tick back, then the new one creates it done."""
         aid = new_task(cyrus.emulator, assigned_to_user_id=ALICE)
         _two_targets(cyrus, assigned_to_user_id=BOB)
         cyrus.targets["a"]["tasks_as"] = cyrus.targets["b"]["tasks_as"] = "todos"
@@ -143,7 +143,16 @@ class TestSharedActivity:
         assert (waiting.ok, waiting.created) == (True, 0), waiting.line()
         assert [status for method, status in cyrus.requests if method == "DELETE"] == [412]
         assert b"COMPLETED" in cyrus.object_of("a", aid).data
-        assert cyrus.cycle("a").deleted == 1
+        old = cyrus.cycle("a")
+        assert (old.ok, old.written_back, old.deleted) == (True, 1, 1), old.line()
+        assert cyrus.emulator.state.get(aid)["done"] is True
         freed = cyrus.cycle("b")
         assert (freed.ok, freed.created) == (True, 1), freed.line()
+        assert b"COMPLETED" in cyrus.object_of("b", aid).data
+        for name in ("a", "b"):
+            quiet = cyrus.cycle(name)
+            assert (quiet.ok, quiet.written_back, cyrus.count("PUT"), cyrus.count("DELETE")) == (
+                True, 0, 0, 0,
+            ), quiet.line()
         cyrus.assert_converged("a")
+        cyrus.assert_converged("b")

@@ -190,3 +190,128 @@ class TestLostWritebackAnswer:
         harness.cycle("a")
         assert harness.count("PUT") == 0
         assert harness.emulator.state.get(task)["done"] is False
+
+
+ALICE, BOB = 46, 47
+
+
+def _tick_then_leave(h: Harness, client: str = "tasks.org") -> int:
+    """Targets of Alice's and Bob's to-dos; a task of Alice's synced, ticked in her calendar (``client``'s shape)."""
+    h.add_target("a", tasks_as="todos", filter={"assigned_to_user_id": ALICE})
+    h.add_target("b", tasks_as="todos", filter={"assigned_to_user_id": BOB})
+    task = new_task(h.emulator, assigned_to_user_id=ALICE)
+    h.cycle("a")
+    h.cycle("b")
+    obj = h.object_of("a", task)
+    assert h.put_raw("a", obj.href, completed_like(obj.data, client), obj.etag).is_success
+    return task
+
+
+def _quiet(h: Harness, *names: str) -> None:
+    """One more cycle of each target writes nothing to either side."""
+    for name in names:
+        h.emulator.admin.reset_counters()
+        summary = h.cycle(name)
+        assert summary.ok, summary.line()
+        writes = [m for m, _ in h.requests if m in ("PUT", "DELETE")]
+        assert (writes, summary.written_back, patches(h)) == ([], 0, []), name
+
+
+# The calendar server plays no part in what is tested here: one is enough (the
+# held-UID path of Cyrus is tested in test_shared_account).
+@pytest.mark.parametrize("caldav_server", ["radicale"], indirect=True)
+class TestCompletionOfLeavingObjects:
+    """A to-do ticked in a calendar just before its activity leaves that target's filter is written back before its copy goes."""
+
+    @pytest.mark.parametrize("client", ["tasks.org", "thunderbird"])
+    def test_reassigned_after_a_tick_is_written_back_then_moved(self, harness: Harness, client: str) -> None:
+        """Ticked in Alice's calendar, reassigned to Bob: the CRM takes the tick, the to-do ends in Bob's calendar only, done."""
+        task = _tick_then_leave(harness, client)
+        harness.emulator.state.patch_activity(task, {"assigned_to_user_id": BOB})
+        old = harness.cycle("a")
+        assert (old.ok, old.written_back, old.deleted) == (True, 1, 1), old.line()
+        assert harness.emulator.state.get(task)["done"] is True
+        new = harness.cycle("b")
+        assert (new.ok, new.created) == (True, 1), new.line()
+        assert harness.remote("a") == {}
+        assert read_remote("", harness.object_of("b", task).data).done is True
+        _quiet(harness, "a", "b")
+        harness.assert_converged("b")
+
+    def test_new_target_first_converges_on_the_next_run(self, harness: Harness) -> None:
+        """Bob's target runs before Alice's: it creates the to-do open; the tick reaches the CRM, then Bob's copy."""
+        task = _tick_then_leave(harness)
+        harness.emulator.state.patch_activity(task, {"assigned_to_user_id": BOB})
+        assert harness.cycle("b").created == 1
+        assert harness.cycle("a").written_back == 1
+        assert harness.emulator.state.get(task)["done"] is True
+        assert harness.cycle("b").updated == 1
+        assert read_remote("", harness.object_of("b", task).data).done is True
+        assert harness.remote("a") == {}
+        _quiet(harness, "a", "b")
+
+    def test_retyped_out_of_the_filter_after_a_tick_is_written_back(self, harness: Harness) -> None:
+        """A target of tasks only; the ticked task becomes a call in the CRM: the tick is written back, the to-do removed."""
+        harness.add_target("a", tasks_as="todos", filter={"activity_type": "task"})
+        task = new_task(harness.emulator)
+        harness.cycle("a")
+        obj = harness.object_of("a", task)
+        assert harness.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).is_success
+        harness.emulator.state.patch_activity(task, {"activity_type": "call"})
+        left = harness.cycle("a")
+        assert (left.ok, left.written_back, left.deleted) == (True, 1, 1), left.line()
+        assert harness.emulator.state.get(task)["done"] is True
+        _quiet(harness, "a")
+
+    def test_a_tick_after_the_read_stops_the_delete_and_is_written_back_next(self, harness: Harness) -> None:
+        """Ticked between the cycle's read and its delete: the conditional delete is refused; the next cycle writes the tick back, then deletes."""
+        harness.add_target("a", tasks_as="todos", filter={"assigned_to_user_id": ALICE})
+        task = new_task(harness.emulator, assigned_to_user_id=ALICE)
+        harness.cycle("a")
+        obj = harness.object_of("a", task)
+        harness.emulator.state.patch_activity(task, {"assigned_to_user_id": BOB})
+        ticked: list[str] = []
+
+        def tick(method: str, _status: int) -> None:
+            # After the calendar's listing (the cycle's last read: the etag is unchanged then).
+            ticked.append(method)
+            if ticked.count("PROPFIND") == 2 and method == "PROPFIND":
+                assert harness.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).is_success
+
+        harness.hooks.append(tick)
+        refused = harness.cycle("a")
+        harness.hooks.clear()
+        assert ticked.count("PROPFIND") == 2
+        assert (refused.deleted, refused.skipped) == (0, 1), refused.line()
+        assert [status for method, status in harness.requests if method == "DELETE"] == [412]
+        assert harness.emulator.state.get(task)["done"] is False
+        then = harness.cycle("a")
+        assert (then.ok, then.written_back, then.deleted) == (True, 1, 1), then.line()
+        assert harness.emulator.state.get(task)["done"] is True
+        _quiet(harness, "a")
+
+    def test_writeback_refused_keeps_the_copy_until_it_is_sent(self, harness: Harness) -> None:
+        """The API refuses the writeback: the copy stays (its tick journaled); the next cycle sends it, then deletes."""
+        task = _tick_then_leave(harness)
+        harness.emulator.state.patch_activity(task, {"assigned_to_user_id": BOB})
+        harness.emulator.admin.fault("status", count=1, status=400, method="PATCH", path="/activities")
+        refused = harness.cycle("a")
+        assert (refused.ok, refused.deleted) == (False, 0), refused.line()
+        assert harness.store.count_pending_writebacks("a") == 1
+        assert harness.emulator.state.get(task)["done"] is False
+        then = harness.cycle("a")
+        assert (then.ok, then.deleted) == (True, 1), then.line()
+        assert harness.emulator.state.get(task)["done"] is True
+        harness.cycle("b")
+        assert read_remote("", harness.object_of("b", task).data).done is True
+        _quiet(harness, "a", "b")
+
+    def test_a_crm_deletion_wins_over_a_tick(self, harness: Harness) -> None:
+        """The activity deleted in the CRM after the tick: nothing is written back to it, its copy goes."""
+        harness.sync = {"reconcile_interval": "0s"}
+        task = _tick_then_leave(harness)
+        harness.emulator.state.delete_activity(task)
+        gone = harness.cycle("a")
+        assert (gone.ok, gone.written_back, gone.deleted) == (True, 0, 1), gone.line()
+        assert patches(harness) == []
+        _quiet(harness, "a", "b")

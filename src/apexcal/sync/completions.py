@@ -5,6 +5,15 @@ A pure step of the cycle (:mod:`apexcal.sync.cycle`): from the mirror's
 it gives the writebacks and conflicts the planner would give — so they are
 sent, and the mirror updated, before each activity is mapped once.  The rule
 itself is :func:`~apexcal.sync.writeback_policy.decide_completion`.
+
+It also judges the recorded to-dos this cycle is about to delete or replace
+— their activity *leaving* the target (reassigned to another user, retyped,
+out of a changed filter, hidden) or no longer a to-do there — which the
+planner never weighs: a tick made in the calendar just before the activity
+left is written back before its copy goes, not lost with it.  An activity
+deleted in the CRM is not among them: the CRM's deletion wins over a tick
+(DESIGN §5, "Ownership": the CRM owns content; completion of an activity
+that no longer exists is nobody's).
 """
 
 from __future__ import annotations
@@ -41,20 +50,30 @@ def completions(
     policy: ConflictPolicy = ConflictPolicy.CRM_WINS,
     writeback: bool = True,
     owns: Callable[[str], bool] | None = None,
+    leaving: Mapping[int, CrmCompletion] | None = None,
 ) -> tuple[tuple[Writeback, ...], tuple[Conflict, ...]]:
     """The completions to write back (and conflicts to report), decided before anything is mapped.
 
     ``todos`` holds the wanted activities that are to-dos on this target.
-    Gives exactly the writebacks and conflicts :func:`plan` gives for the
-    same records and remote state, so the cycle can send them, update the
-    mirror, and map each activity once, in its written-back state.
+    For them it gives exactly the writebacks and conflicts :func:`plan`
+    gives for the same records and remote state, so the cycle can send them,
+    update the mirror, and map each activity once, in its written-back state.
+    ``leaving`` holds the other live activities in play: those of its
+    activities recorded here as a VTODO are judged by the same rule (the
+    planner deletes or replaces them, so this is their only chance).
     """
     records = {r.uid: r for r in recorded}
-    wanted = {r.uid for r in records.values() if r.activity_id in todos}
+    crm_of = dict(leaving or {})
+    crm_of.update(todos)
+    wanted = {
+        r.uid
+        for r in records.values()
+        if r.activity_id in todos or (r.activity_id in crm_of and r.kind == "VTODO")
+    }
     writebacks: list[Writeback] = []
     conflicts: list[Conflict] = []
     for case in cases(wanted, records, remote, owns):
-        crm = todos.get(case.record.activity_id) if case.record is not None else None
+        crm = crm_of.get(case.record.activity_id) if case.record is not None else None
         if not case.by_record or case.gone or crm is None or case.uid not in wanted:
             continue
         assert case.record is not None
@@ -68,6 +87,23 @@ def completions(
                 Writeback(uid=case.uid, activity_id=crm.activity_id, done=decision.calendar_done)
             )
     return tuple(writebacks), tuple(conflicts)
+
+
+def unread_leaving(
+    recorded: Iterable[ObjectRecord], leaving: Mapping[int, object], remote: RemoteState
+) -> list[str]:
+    """Hrefs of recorded VTODOs of ``leaving`` activities whose etag is unknown and that were not read.
+
+    Their delete would read them first and go with whatever etag it read, so
+    a tick there would be judged by no one: they are read before
+    :func:`completions` instead.
+    """
+    read = {s.href for s in remote.seen} | remote.deleted | remote.listed
+    return sorted(
+        r.href
+        for r in recorded
+        if r.activity_id in leaving and r.kind == "VTODO" and r.etag is None and r.href not in read
+    )
 
 
 def decide_for_record(

@@ -67,7 +67,7 @@ from apexcal.sync.apply import (
     unresolved_conflicts,
 )
 from apexcal.sync.caldav import default_sink_factory
-from apexcal.sync.completions import CrmCompletion, completions, superseded
+from apexcal.sync.completions import CrmCompletion, completions, superseded, unread_leaving
 from apexcal.sync.desired import DesiredObjects, mapping_options, settings_hash
 from apexcal.sync.detect import Detected, detect, ownership, reread
 from apexcal.sync.plan import (
@@ -139,10 +139,10 @@ class Cycle:
         """Pull → reconcile → detect → writeback → map → plan → apply → record."""
         started = time.monotonic()
         pulled, detected, scope = self.read()
-        self.write_back(scope, detected.remote)
+        remote = self.write_back(scope, detected.remote)
         self.check_stop()
         desired = self.wanted(scope)
-        the_plan = self.plan(desired, scope, detected.remote)
+        the_plan = self.wait_for_writebacks(self.plan(desired, scope, remote), scope)
         self.check_stop()
         result = self.apply(the_plan, desired, scope)
         return self.record(pulled, detected, scope, result, time.monotonic() - started)
@@ -236,7 +236,7 @@ class Cycle:
 
     # --- write back: completions decided before mapping --------------------------------
 
-    def write_back(self, scope: Scope, remote: RemoteState) -> None:
+    def write_back(self, scope: Scope, remote: RemoteState) -> RemoteState:
         """Send what earlier cycles left pending, then decide, journal and send this cycle's completions.
 
         Pending entries go first, so the decision sees the CRM as they left it:
@@ -244,6 +244,11 @@ class Cycle:
         entry the calendar has changed again since is dropped unsent (the CRM
         never saw it, so it is no side's change).  The written-back
         activities are re-read by id.
+
+        The to-dos whose activity leaves this target (another user's now,
+        retyped, out of the filter) are judged too, before their delete is
+        planned; those whose etag is unknown are read first.  Returns the
+        remote state to plan with (``remote`` with those reads).
         """
         name = self.target.name
         if self.store.count_pending_writebacks(name):
@@ -251,19 +256,51 @@ class Cycle:
             self._drop_superseded(remote)
             if self.store.count_pending_writebacks(name):
                 self._send(scope)
-        todos = {
-            a.id: CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
-            for a in scope.activities.values()
-            if self.desired.wants(a) and self.desired.is_todo(a)
-        }
+        todos: dict[int, CrmCompletion] = {}
+        leaving: dict[int, CrmCompletion] = {}
+        for a in scope.activities.values():
+            crm = CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
+            if self.desired.wants(a) and self.desired.is_todo(a):
+                todos[a.id] = crm
+            elif a.deleted_at is None:  # a CRM deletion wins over a tick
+                leaving[a.id] = crm
+        unread = unread_leaving(scope.records.values(), leaving, remote) if leaving else []
+        if unread:
+            remote = reread(self.sink, remote, unread, self.owns)
+            self.copies.update(copies_of(remote.seen))
         writebacks, conflicts = completions(
             todos=todos, recorded=scope.records.values(), remote=remote,
-            policy=self.policy, writeback=self.target.writeback, owns=self.owns,
+            policy=self.policy, writeback=self.target.writeback, owns=self.owns, leaving=leaving,
         )
         self._log_conflicts(conflicts)
         journal(self.store, name, ((w.activity_id, w.done) for w in writebacks), self.now)
         if writebacks and not self.retry:
             self._send(scope)
+        return remote
+
+    def wait_for_writebacks(self, the_plan: Plan, scope: Scope) -> Plan:
+        """The plan without the deletes of objects whose activity has a writeback not sent yet.
+
+        A to-do ticked just before its activity left this target stays in the
+        calendar until its completion has reached the CRM (a later cycle
+        sends the journaled entry, then deletes it); the cycle keeps its sync
+        token and mirror position so that cycle plans it again.
+        """
+        name = self.target.name
+        if not the_plan.deletes or not self.store.count_pending_writebacks(name):
+            return the_plan
+        pending = {e.activity_id for e in self.store.pending_writebacks(name)}
+        waiting = {
+            d.uid for d in the_plan.deletes
+            if (r := scope.records.get(d.uid)) is not None and r.activity_id in pending
+        }
+        if not waiting:
+            return the_plan
+        log.info("sync.delete_waits_for_writeback", objects=len(waiting))
+        self.retry = True
+        return dataclasses.replace(
+            the_plan, deletes=tuple(d for d in the_plan.deletes if d.uid not in waiting)
+        )
 
     def _drop_superseded(self, remote: RemoteState) -> None:
         """Drop pending entries the calendar has changed again since (:func:`superseded`)."""
