@@ -281,3 +281,25 @@ class TestCrashSafety:
         assert read_remote("", rig.h.object_of("a", task).data).done is False
         rig.converge()
         assert rig.h.emulator.state.get(task)["done"] is False
+
+    # The calendar server plays no part in what is tested here: one is enough.
+    @pytest.mark.parametrize("caldav_server", ["radicale"], indirect=True)
+    def test_killed_while_ticked_todos_leave_the_target_loses_no_tick(self, rig: CrashRig) -> None:
+        """Ticked to-dos reassigned away: kills around the bulk PATCH and the deletes; every tick reaches the CRM, every copy goes."""
+        rng = random.Random(f"{SEED}:leaving")
+        rig.h.targets["a"]["filter"] = {"assigned_to_user_id": 46}
+        with rig.config.open("a") as config:  # the target's table is the file's last
+            config.write("[targets.filter]\nassigned_to_user_id = 46\n")
+        tasks = [new_task(rig.h.emulator, subject=f"Task {i}", assigned_to_user_id=46) for i in range(6)]
+        assert rig.h.cycle("a").created == 6
+        ticked, leaving = tasks[:2], tasks[1:4]
+        for task in ticked:
+            obj = rig.h.object_of("a", task)
+            assert rig.h.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).status_code in (200, 204)
+        for task in leaving:
+            rig.h.emulator.state.patch_activity(task, {"assigned_to_user_id": 47})
+        rig.run(KillPlan(match=lambda m, p: m == "PATCH", at=1, before=rng.random() < 0.5), rig.api)
+        rig.run(KillPlan(match=_method("DELETE"), at=rng.randint(1, 2), before=rng.random() < 0.5), rig.dav)
+        rig.converge()
+        for task in tasks:
+            assert rig.h.emulator.state.get(task)["done"] is (task in ticked), rig.kills
