@@ -19,7 +19,9 @@ by running again (DESIGN §1, §5):
    pure step (:func:`~apexcal.sync.completions.completions`) then decides,
    before anything is mapped, which calendar-side completions go to the CRM;
    they are journaled, sent, marked sent, and re-read by id into the mirror
-   (:mod:`apexcal.sync.writeback`);
+   (:mod:`apexcal.sync.writeback`).  The to-dos whose activity leaves the
+   target are judged too, so a tick is written back before its copy is
+   deleted; a delete waits while its activity's writeback is unsent;
 5. **map** each activity once, in its written-back state
    (:class:`~apexcal.sync.desired.DesiredObjects`);
 6. **plan** (pure, :func:`~apexcal.sync.plan.plan`); objects whose etag must be
