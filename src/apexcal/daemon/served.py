@@ -8,11 +8,13 @@ organization's targets and feeds as ``<org>/<name>`` (:class:`DirectoryHealth`).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from apexcal.config import Config
-from apexcal.serve.app import Servable, ServedFeed
+from apexcal.serve.app import FEED_MAP_TTL, Servable, ServedFeed
 from apexcal.serve.feedmap import served_feeds
 from apexcal.serve.files import FeedFileCache
 from apexcal.serve.health import HealthSnapshot, StoreHealth
@@ -36,6 +38,9 @@ class DirectoryFeeds:
         self._store = store
         self._organizations = organizations
         self._cache = FeedFileCache()
+        self._lock = threading.Lock()
+        # Each organization's feed map as servable() read it last, with when.
+        self._held: dict[str, tuple[float, dict[str, ServedFeed]]] = {}
         self._grants = TokenCache(
             self._lookup, ttl=token_ttl, writes=lambda: int(getattr(store, "feed_token_writes", 0))
         )
@@ -54,24 +59,39 @@ class DirectoryFeeds:
         """The held record of the token, if fresh."""
         return self._grants.cached(token_hash)
 
-    def _served(self, scope: str, name: str) -> ServedFeed | None:
-        config = self._organizations().get(scope)
-        return None if config is None else served_feeds(config.feeds).get(name)
-
     def servable(self, scope: str, name: str) -> Servable | None:
-        """The file of feed ``name`` of organization ``scope``, read once per version."""
-        entry = self._served(scope, name)
+        """The file of feed ``name`` of organization ``scope``, read once per version.
+
+        Blocking: the feed map lists the directories of per-user feeds.
+        """
+        config = self._organizations().get(scope)
+        if config is None:
+            return None
+        feeds = served_feeds(config.feeds)
+        with self._lock:
+            self._held[scope] = (time.monotonic(), feeds)
+        entry = feeds.get(name)
         if entry is None:
             return None
         return Servable(version=self._cache.load(entry.path), max_age=entry.max_age)
 
     def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
-        """The file of feed ``name`` of ``scope`` if the version read last is still the file's."""
-        entry = self._served(scope, name)
-        if entry is None:
+        """The file of ``name`` of ``scope`` if the version read last is still the file's, else :data:`MISS`.
+
+        As the single-organization server does: the organization's feed map is
+        the one :meth:`servable` read within ``FEED_MAP_TTL`` seconds; a name
+        it does not hold, a missing or a changed file go to :meth:`servable`.
+        """
+        if scope not in self._organizations():
             return None
+        held = self._held.get(scope)
+        if held is None or time.monotonic() - held[0] >= FEED_MAP_TTL:
+            return MISS
+        entry = held[1].get(name)
+        if entry is None:
+            return MISS
         version = self._cache.current(entry.path)
-        if isinstance(version, _Miss):
+        if version is None or isinstance(version, _Miss):
             return MISS
         return Servable(version=version, max_age=entry.max_age)
 
