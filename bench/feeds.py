@@ -301,7 +301,7 @@ def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> di
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    p99 = re.search(r"^\s+99%\s+(\S+)$", out, re.MULTILINE)
     return {
         "rate": rate,
         "bad": int(bad.group(1)) if bad else 0,

@@ -223,6 +223,8 @@ class FeedEndpoint:
         self._metrics = metrics
         self._public_url = public_url.rstrip("/") if public_url else None
         self._gzip_wanted: dict[bytes, bool] = {}
+        # Feed paths seen, parsed and with their token hashed (well-formed ones only).
+        self._paths: dict[bytes, _Path] = {}
         # The request counter of each (feed, status) seen: labels() looked up once.
         self._counters: dict[tuple[str, int], Any] = {}
 
@@ -237,16 +239,16 @@ class FeedEndpoint:
         if _debug_enabled():
             log.debug("feed.request", feed=feed, method=scope["method"], status=status)
 
-    def _resolve_now(self, token: str, name: str) -> _Found | int | None:
+    def _resolve_now(self, token_hash: str, name: str) -> _Found | int | None:
         """:meth:`_resolve` from memory only; ``None`` when the store or the disk must be read."""
-        grant = self._library.grant_now(hash_token(token))
+        grant = self._library.grant_now(token_hash)
         if isinstance(grant, _Miss):
             return None
         return self._decide(grant, name, now=True)
 
-    def _resolve(self, token: str, name: str) -> _Found | int:
-        """The feed for ``token``/``name``, else the status to answer (404, 410); blocking (store, disk)."""
-        found = self._decide(self._library.grant(hash_token(token)), name, now=False)
+    def _resolve(self, token_hash: str, name: str) -> _Found | int:
+        """The feed for the token/``name``, else the status to answer (404, 410); blocking (store, disk)."""
+        found = self._decide(self._library.grant(token_hash), name, now=False)
         assert found is not None
         return found
 
@@ -276,19 +278,28 @@ class FeedEndpoint:
 
     async def _respond(self, scope: Scope, send: Send) -> tuple[str, int]:
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
-        if len(raw) > MAX_PATH_BYTES:
-            return "-", await _send(send, _NOT_FOUND)
-        match = _FEED_PATH.fullmatch(raw.decode("latin-1"))
-        if match is None or ".." in match["name"] or scope["path"] != match[0]:
+        parsed = self._paths.get(raw)
+        if parsed is None:
+            if len(raw) > MAX_PATH_BYTES:
+                return "-", await _send(send, _NOT_FOUND)
+            match = _FEED_PATH.fullmatch(raw.decode("latin-1"))
+            if match is None or ".." in match["name"]:
+                return "-", await _send(send, _NOT_FOUND)
+            parsed = _Path(match[0], match["name"], hash_token(match["token"]))
+            if len(self._paths) >= _MAX_PATHS:
+                self._paths.clear()
+            self._paths[raw] = parsed
+        # The decoded path must be the raw one: no percent-encoding anywhere.
+        if scope["path"] != parsed.path:
             return "-", await _send(send, _NOT_FOUND)
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             return "-", await _send(send, _METHOD_NOT_ALLOWED)
-        token, name = match["token"], match["name"]
+        name = parsed.name
         try:
-            found = self._resolve_now(token, name)
+            found = self._resolve_now(parsed.token_hash, name)
             if found is None:
-                found = await run_in_threadpool(self._resolve, token, name)
+                found = await run_in_threadpool(self._resolve, parsed.token_hash, name)
         except StoreFailure as exc:
             log.warning("feed.store_unavailable", operation=exc.operation)
             return "-", await _send(send, _UNAVAILABLE)
@@ -298,7 +309,7 @@ class FeedEndpoint:
             return "-", await _send(send, _NOT_FOUND)
         if found.version is None:
             return found.label, await _send(send, _NOT_BUILT)
-        source = f"{self._public_url}{match[0]}" if self._public_url else None
+        source = f"{self._public_url}{parsed.path}" if self._public_url else None
         request = _conditions(scope["headers"])
         use_gzip = self._wants_gzip(request.accept_encoding)
         served = found.version.held_variant(source)
@@ -333,6 +344,14 @@ class FeedEndpoint:
 
 
 _MAX_REMEMBERED = 256
+_MAX_PATHS = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class _Path:
+    path: str
+    name: str
+    token_hash: str
 
 
 def _debug_enabled() -> bool:
