@@ -182,6 +182,25 @@ class SinkContract:
         changes = sink.changes(sink.changes(None).token)
         assert (changes.changed, changes.deleted, changes.full) == ({}, frozenset(), False)
 
+    def test_collection_token_names_the_state_a_listing_answers(self, sink: Sink) -> None:
+        """The calendar's sync token, when given, is the token of its current state.
+
+        Read before a listing from that token, it is what the listing answers;
+        after a change by another client it differs and the listing names the change.
+        """
+        href = sink.create("a.ics", make_object("uid-a")).href
+        token = sink.changes(None).token
+        token = sink.changes(token).token or token  # settles the echo of our write
+        info = sink.ensure_calendar()
+        changes = sink.changes(token)
+        assert (changes.changed, changes.deleted, changes.full) == ({}, frozenset(), False)
+        assert info.sync_token in (None, token)
+        assert changes.token == token
+        self.other_put(sink, href, make_object("uid-a", "Edited in the app"))
+        info = sink.ensure_calendar()
+        assert info.sync_token is None or info.sync_token != token
+        assert set(sink.changes(token).changed) >= {href}
+
     def test_invalid_token_gives_a_full_listing_with_deletions(self, sink: Sink) -> None:
         """A token the backend never issued: full listing; known hrefs now absent are deleted."""
         a, b = (sink.create(f"{n}.ics", make_object(f"uid-{n}")).href for n in "ab")

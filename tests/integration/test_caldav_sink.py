@@ -319,6 +319,51 @@ class TestChanges:
         assert sink.request_count - before == 1
         assert (changes.changed, changes.deleted, changes.full) == ({}, frozenset(), False)
 
+    def test_collection_token_equal_to_the_stored_one_skips_the_report(
+        self, sink: CalDAVSink, other_client: httpx.Client
+    ) -> None:
+        """The PROPFIND of the calendar reads its sync token: equal to the stored one, no REPORT at all.
+
+        A change by another client after that gives another token: the next
+        probe differs and the REPORT names the change.
+        """
+        a = sink.create("a.ics", make_object("uid-a")).href
+        sink.ensure_calendar()
+        first = sink.changes(None)
+        sink.ensure_calendar()
+        token = sink.changes(first.token).token or first.token  # settles the echo of our write
+        info = sink.ensure_calendar()
+        assert info.sync_token == token
+        before = sink.request_count
+        changes = sink.changes(token)
+        assert sink.request_count == before
+        assert (changes.token, changes.changed, changes.deleted, changes.full) == (
+            token, {}, frozenset(), False,
+        )
+        other_put(other_client, sink, a, make_object("uid-a", "Edited in the app"))
+        assert sink.ensure_calendar().sync_token != token
+        changes = sink.changes(token)
+        assert set(changes.changed) == {a}
+        assert changes.token != token
+
+    def test_probe_is_not_trusted_after_a_request_or_without_a_token(self, sink: CalDAVSink) -> None:
+        """The probe holds only for the next listing, with no request of ours in between."""
+        sink.create("a.ics", make_object("uid-a"))
+        token = sink.changes(None).token
+        sink.ensure_calendar()
+        sink.create("b.ics", make_object("uid-b"))
+        changes = sink.changes(token)
+        assert sink.href_for("b.ics") in changes.changed  # (DAViCal repeats a.ics too)
+        sink.ensure_calendar()
+        sink.changes(changes.token)
+        before = sink.request_count
+        assert sink.changes(changes.token).changed == {}  # no probe of its own: a REPORT
+        assert sink.request_count - before == 1
+        sink.ensure_calendar()
+        before = sink.request_count
+        sink.changes(None)  # no stored token: a full listing whatever the probe said
+        assert sink.request_count - before == 1
+
     @pytest.mark.parametrize(
         "bad_token",
         ["garbage", "http://radicale.org/ns/sync/" + "0" * 64, "0" * 40],

@@ -110,6 +110,9 @@ class TestDeletionMissed:
         summary = harness.cycle("a")
         assert summary.created == 0
         assert harness.count("PUT") == 0
+        harness.cycle("a")  # unchanged since its token: no REPORT, but the due listing is read
+        assert [m for m, _ in harness.requests] == ["PROPFIND", "PROPFIND"]
+        assert harness.store.target_state("a").last_caldav_reconcile_at > reconciled
 
     def test_without_a_due_reconcile_the_listing_is_not_read(self, harness: Harness) -> None:
         """The default interval (1 day): once our writes' echo is past, a cycle sends no full listing."""

@@ -116,6 +116,7 @@ class MemorySink:
                 supports_vtodo=self._supports_vtodo,
                 supports_sync=True,
                 created=created,
+                sync_token=f"{_TOKEN_PREFIX}{self._seq}",
             )
 
     # --- reading --------------------------------------------------------------

@@ -56,7 +56,9 @@ class CalendarInfo:
     ``supports_vevent``/``supports_vtodo`` come from
     ``supported-calendar-component-set`` (absent means everything is allowed).
     ``supports_sync`` says whether the server lists the sync-collection report
-    (None when it does not say).
+    (None when it does not say).  ``sync_token`` is the collection's
+    ``DAV:sync-token`` as read with the other properties (None when the server
+    gives none): equal to the token of the last sync, it means nothing changed.
     """
 
     url: str
@@ -65,6 +67,7 @@ class CalendarInfo:
     supports_vtodo: bool
     supports_sync: bool | None = None
     created: bool = False
+    sync_token: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

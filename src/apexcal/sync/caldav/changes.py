@@ -4,11 +4,20 @@ Functions over a :class:`~apexcal.sync.caldav.session.DavSession`, used by
 :class:`~apexcal.sync.caldav.CalDAVSink`.  An invalid token is recognised by
 the ``DAV:valid-sync-token`` element whatever the status (Radicale 403,
 Xandikos 412); ``DAV:limit`` is never sent.
+
+Before any REPORT, the collection's own ``DAV:sync-token`` (read with its
+other properties in the cycle's one Depth-0 PROPFIND) is compared with the
+stored token (:class:`Probe`): a server's sync token names the state of the
+collection, so an equal one means nothing changed since the last sync, and a
+no-change cycle costs that one request.  Nothing of the probe is stored: the
+stored token is only ever the one a REPORT answered, recorded with the
+changes it describes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import structlog
 
@@ -26,6 +35,28 @@ _MAX_SYNC_PAGES = 10_000
 
 class SyncUnsupported(Exception):
     """The server does not do sync-collection on this collection."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probe:
+    """The collection's ``DAV:sync-token`` as read, and how many requests the session had sent then."""
+
+    token: str | None
+    requests: int
+
+    def unchanged_since(self, stored: str | None, dav: DavSession) -> bool:
+        """Whether the collection is known unchanged since ``stored`` (the token of the last sync).
+
+        Only when the server gave a token, it equals the stored one, and this
+        session sent nothing since it was read (a write of our own would make
+        a state the probe did not see).
+        """
+        return (
+            stored is not None
+            and self.token is not None
+            and self.token == stored
+            and dav.request_count == self.requests
+        )
 
 
 def sync_collection(

@@ -39,6 +39,7 @@ _CALENDAR_PROPS = (
     dav.DisplayName(),
     cdav.SupportedCalendarComponentSet(),
     dav.SupportedReportSet(),
+    dav.SyncToken(),
 )
 
 
@@ -77,6 +78,10 @@ class CalendarCollection:
     def read(self) -> CalendarInfo | None:
         """The collection as the server describes it (one PROPFIND, depth 0); None when missing.
 
+        The same PROPFIND reads the collection's ``DAV:sync-token``: the sink
+        compares it with the stored token to skip the sync-collection REPORT
+        of a collection that has not changed.
+
         Xandikos answers a missing path with 207 + a 404 inside; python-caldav
         reports both that and a plain 404 as ``NotFoundError``.
         """
@@ -107,12 +112,14 @@ class CalendarCollection:
                 reports_el.find(f".//{davxml.clark(DAV, 'sync-collection')}") is not None
             )
         name_el = props.get(davxml.clark(DAV, "displayname"))
+        token_el = props.get(davxml.clark(DAV, "sync-token"))
         return CalendarInfo(
             url=url,
             display_name=(name_el.text or None) if name_el is not None else None,
             supports_vevent="VEVENT" in comps,
             supports_vtodo="VTODO" in comps,
             supports_sync=supports_sync,
+            sync_token=((token_el.text or "").strip() or None) if token_el is not None else None,
         )
 
     def create(self, display_name: str | None) -> None:

@@ -69,7 +69,13 @@ from apexcal.errors import (
     UidConflict,
 )
 from apexcal.sync.caldav import davxml
-from apexcal.sync.caldav.changes import XML_TYPE, SyncUnsupported, list_members, sync_collection
+from apexcal.sync.caldav.changes import (
+    XML_TYPE,
+    Probe,
+    SyncUnsupported,
+    list_members,
+    sync_collection,
+)
 from apexcal.sync.caldav.davxml import CALDAV, DAV
 from apexcal.sync.caldav.discovery import CalendarCollection
 from apexcal.sync.caldav.session import DavSession
@@ -166,6 +172,7 @@ class CalDAVSink:
         self.concurrency = concurrency
         self._sync_supported: bool | None = None
         self._calendar: CalendarCollection | None = None
+        self._probe: Probe | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -220,6 +227,7 @@ class CalDAVSink:
             if made is None:
                 raise CalDAVError("calendar still missing after MKCALENDAR", url=self.url)
             info = replace(made, created=True)
+        self._probe = Probe(token=info.sync_token, requests=self._dav.request_count)
         if info.supports_sync is False:
             self._sync_supported = False
         return info
@@ -242,7 +250,13 @@ class CalDAVSink:
         ``deleted`` name the recorded objects that are gone.  A truncated answer
         (507 on the collection) is followed with the new token until complete.
         Never sends ``DAV:limit``; never returns a token the server did not issue.
+        When the ``DAV:sync-token`` read by :meth:`ensure_calendar` just before
+        (no request since) equals ``sync_token``, nothing changed: no REPORT.
         """
+        probe, self._probe = self._probe, None
+        if probe is not None and probe.unchanged_since(sync_token, self._dav):
+            log.debug("caldav.unchanged", url=self.url)
+            return RemoteChanges(token=sync_token, changed={}, deleted=frozenset(), full=False)
         if self._sync_supported is not False:
             try:
                 if sync_token is not None:
@@ -272,6 +286,9 @@ class CalDAVSink:
         PROPFIND listing: when it names every object there, it is taken for a
         full listing, so the known hrefs absent from it are deleted.  (The echo
         of a cycle that wrote most of the calendar is checked too: one PROPFIND.)
+        Only an answer that hid deletions is certainly a listing in disguise
+        (``caldav.sync_answer_full`` is a warning then); one that named every
+        object and hid nothing may be such an echo, and is logged at info.
         """
         if changes.deleted or not known_hrefs:
             return changes
@@ -281,8 +298,10 @@ class CalDAVSink:
         members = list_members(self._dav)
         if not members or not all(h in changes.changed for h in members):
             return changes
-        log.warning("caldav.sync_answer_full", url=self.url, objects=len(members))
         deleted = frozenset(h for h in known_hrefs if h not in members)
+        (log.warning if deleted else log.info)(
+            "caldav.sync_answer_full", url=self.url, objects=len(members), hidden_deletions=len(deleted)
+        )
         return RemoteChanges(token=changes.token, changed=members, deleted=deleted, full=True)
 
     def listing(self) -> dict[str, str]:
