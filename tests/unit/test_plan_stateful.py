@@ -266,6 +266,8 @@ class SyncMachine(RuleBasedStateMachine):
         self.crm_touched: dict[int, bool] = {}
         self.cal_touched: dict[int, bool] = {}
         self.ambiguous: set[int] = set()
+        self.left: set[int] = set()
+        """Slots reassigned out of the filter right after a calendar-side completion change."""
 
     def teardown(self) -> None:
         self.store.close()
@@ -406,6 +408,43 @@ class SyncMachine(RuleBasedStateMachine):
         done = not read_remote(obj.href, obj.data).done
         self.calendar.put_unconditionally(obj.href, with_completion(obj.data, done, self._tick()))
         self.cal_touched[slot] = done
+
+    def _our_assigned_todos(self) -> list[int]:
+        return [s for s in self._our_todos() if self._raw(s)["assigned_to_user_id"] == 46]
+
+    @precondition(lambda self: self._our_assigned_todos())
+    @rule(
+        pick=PICK,
+        refuse=WRITES,
+        conflict=WRITES,
+        lose=WRITES,
+        crash_at=st.none() | st.integers(0, 5),
+        api=st.sampled_from([None, "down", "lost"]),
+    )
+    def remote_tick_then_crm_reassign(
+        self,
+        pick: int,
+        refuse: frozenset[int],
+        conflict: frozenset[int],
+        lose: frozenset[int],
+        crash_at: int | None,
+        api: str | None,
+    ) -> None:
+        """From a converged state, a to-do ticked (or unticked) in the calendar just before the CRM reassigns it away.
+
+        A cycle with faults follows, then fault-free ones: the calendar's
+        change reaches the CRM and the copy goes, whatever the faults.
+        """
+        self.converge()
+        todos = self._our_assigned_todos()
+        if not todos:
+            return
+        slot = todos[pick % len(todos)]
+        self._toggle(slot)
+        self.crm.patch_activity(self.ids[slot], {"assigned_to_user_id": 47})
+        self.left.add(slot)
+        self.cycle_with_faults(refuse, conflict, lose, crash_at, api)
+        self.converge()
 
     @precondition(lambda self: self._ours())
     @rule(pick=PICK)
@@ -551,9 +590,10 @@ class SyncMachine(RuleBasedStateMachine):
                 if slot in other or slot in self.ambiguous or slot not in self.ids:
                     continue
                 uid = uid_for(DEMO_ORG_ID, self.ids[slot], DOMAIN)
-                if self.is_task(slot) and uid in desired:
+                if self.is_task(slot) and (uid in desired or slot in self.left):
                     assert self._crm_done(slot) == done, f"slot {slot}: the last change was lost"
         self.crm_touched.clear()
+        self.left.clear()
         self.cal_touched.clear()
         self.ambiguous.clear()
 
@@ -625,6 +665,20 @@ class TestCycleConverges:
             m.converge()
             assert m._crm_done(1) is False
             assert read_remote("x", m._ours()[1].data).done is False
+
+    def test_a_tick_just_before_a_reassignment_reaches_the_crm(self) -> None:
+        """Ticked in the calendar, reassigned away in the CRM, the API down at the next cycle: the tick arrives, the copy goes."""
+        with machine() as m:
+            m.setup(recreate=True)
+            m.crm_create(slot=1, done=False)
+            m.converge()
+            m._toggle(1)
+            m.crm.patch_activity(m.ids[1], {"assigned_to_user_id": 47})
+            m.cycle_with_faults(frozenset(), frozenset(), frozenset(), None, "down")
+            assert 1 in m._ours()  # the copy waits for its writeback
+            m.converge()
+            assert m._crm_done(1) is True
+            assert m._ours() == {}
 
     def test_first_activity_after_a_cycle_on_an_empty_mirror_is_synced(self) -> None:
         """An activity created after a target's first cycle over an empty mirror reaches the calendar."""
