@@ -81,6 +81,20 @@ class TestDryRun:
         # The written-back to-do is also rewritten, with the SEQUENCE of the CRM's answer.
         assert (summary.created, summary.updated, summary.deleted, summary.written_back) == (1, 2, 1, 1)
 
+    def test_a_tick_on_a_to_do_leaving_the_target_is_listed(self, rad: Harness) -> None:
+        """Ticked, then reassigned away: the dry run names its writeback beside its delete."""
+        task = new_task(rad.emulator)
+        rad.add_target("a", filter={"assigned_to_user_id": 46})
+        rad.cycle("a")
+        obj = rad.object_of("a", task)
+        assert rad.put_raw("a", obj.href, completed_like(obj.data, "tasks.org"), obj.etag).is_success
+        rad.emulator.state.patch_activity(task, {"assigned_to_user_id": 45})
+        result = sync(rad.config_file(), "--dry-run", "--json")
+        assert result.returncode == 0, result.stderr
+        (plan,) = json.loads(result.stdout)["targets"]
+        assert [d["href"] for d in plan["deletes"]] == [obj.href]
+        assert plan["writebacks"] == [{"activity_id": task, "done": True, "pending": False}]
+
     def test_postgres_state_is_rolled_back(self, pg: Harness) -> None:
         """On PostgreSQL the dry run's pull and plan happen in a transaction that is rolled back."""
         moved = new_activity(pg.emulator, subject="Quarterly review")

@@ -158,7 +158,17 @@ class Cycle:
         the pull and the held-UID bookkeeping still write to the store given.
         """
         _, detected, scope = self.read()
-        return self.merged(self.plan(self.wanted(scope), scope, detected.remote))
+        the_plan = self.merged(self.plan(self.wanted(scope), scope, detected.remote))
+        # The completions of to-dos leaving the target, which run() sends before
+        # planning their delete (the planner gives only those of wanted ones).
+        _, leaving = self._completion_sides(scope)
+        if leaving:
+            writebacks, _ = completions(
+                todos={}, recorded=scope.records.values(), remote=detected.remote,
+                policy=self.policy, writeback=self.target.writeback, owns=self.owns, leaving=leaving,
+            )
+            the_plan = dataclasses.replace(the_plan, writebacks=(*the_plan.writebacks, *writebacks))
+        return the_plan
 
     def read(self) -> tuple[PullResult, Detected, Scope]:
         """Pull, open the calendar, detect its changes, and scope the cycle (steps 1–3)."""
@@ -258,14 +268,7 @@ class Cycle:
             self._drop_superseded(remote)
             if self.store.count_pending_writebacks(name):
                 self._send(scope)
-        todos: dict[int, CrmCompletion] = {}
-        leaving: dict[int, CrmCompletion] = {}
-        for a in scope.activities.values():
-            crm = CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
-            if self.desired.wants(a) and self.desired.is_todo(a):
-                todos[a.id] = crm
-            elif a.deleted_at is None:  # a CRM deletion wins over a tick
-                leaving[a.id] = crm
+        todos, leaving = self._completion_sides(scope)
         unread = unread_leaving(scope.records.values(), leaving, remote) if leaving else []
         if unread:
             remote = reread(self.sink, remote, unread, self.owns)
@@ -279,6 +282,20 @@ class Cycle:
         if writebacks and not self.retry:
             self._send(scope)
         return remote
+
+    def _completion_sides(
+        self, scope: Scope
+    ) -> tuple[dict[int, CrmCompletion], dict[int, CrmCompletion]]:
+        """The CRM's completion of the scope's wanted to-dos, and of its other live activities (leaving)."""
+        todos: dict[int, CrmCompletion] = {}
+        leaving: dict[int, CrmCompletion] = {}
+        for a in scope.activities.values():
+            crm = CrmCompletion(activity_id=a.id, done=a.done, updated_at=a.updated_at)
+            if self.desired.wants(a) and self.desired.is_todo(a):
+                todos[a.id] = crm
+            elif a.deleted_at is None:  # a CRM deletion wins over a tick
+                leaving[a.id] = crm
+        return todos, leaving
 
     def wait_for_writebacks(self, the_plan: Plan, scope: Scope) -> Plan:
         """The plan without the deletes of objects whose activity has a writeback not sent yet.
