@@ -13,7 +13,9 @@ For each server (started like the test fixtures, on loopback):
    emulator and the server run elsewhere).
 2. **No-change cycle** on a calendar of ``--big`` objects: API requests, CalDAV
    requests and seconds, beside the server's own sync-collection REPORT with
-   the same token (timed alone) and vdirsyncer's no-change re-sync of the same
+   the same token and the cycle's Depth-0 PROPFIND of the calendar (each timed
+   alone; the PROPFIND reads the calendar's sync token, and a no-change cycle
+   sends only it) and vdirsyncer's no-change re-sync of the same
    collection to a local directory (``pip install vdirsyncer``; bench only).
    The big calendar is set up once and kept between runs in ``--cache``: the
    engine's own bytes are written straight into the server's storage, then one
@@ -314,10 +316,14 @@ def big(handle: CalDAVServerHandle, root: Path, count: int, concurrency: int, *,
             best, cpu, api_requests = _best_no_change(config, store, api, counter)
             token = store.target_state("bench").sync_token
             report = _report_time(url, handle, token)
+            propfind = _propfind_time(url, handle)
+            costs = ", ".join(f"{name} {t:.3f} s" for name, t in _property_times(url, handle).items())
+            print(f"  Depth-0 PROPFIND of the calendar asking one property (best of 3): {costs}")
             print(
                 f"  no-change cycle ({count} objects): {api_requests} API requests, {best.caldav_requests} CalDAV "
                 f"requests, {best.seconds:.3f} s (best of 3; {cpu:.3f} s CPU of the cycle's thread); "
-                f"the server's sync-collection REPORT alone: {report:.3f} s"
+                f"the server's sync-collection REPORT alone: {report:.3f} s; the cycle's PROPFIND of the "
+                f"calendar alone: {propfind:.3f} s"
             )
             cmd = _vdirsyncer(root, url, handle)
             if cmd:
@@ -384,6 +390,49 @@ def _report_time(url: str, handle: CalDAVServerHandle, token: str | None) -> flo
             sink.changes(token)
             best = min(best, time.perf_counter() - started)
     return best
+
+
+def _propfind_time(url: str, handle: CalDAVServerHandle) -> float:
+    """Best of 3: the Depth-0 PROPFIND every cycle makes of the calendar (with its sync token)."""
+    with CalDAVSink(url, username=handle.username, password=handle.password) as sink:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            sink.ensure_calendar()
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+_PROPERTIES = {
+    "resourcetype": "<D:resourcetype/>",
+    "sync-token": "<D:sync-token/>",
+    "getctag": "<CS:getctag/>",
+    "getetag": "<D:getetag/>",
+    "getlastmodified": "<D:getlastmodified/>",
+}
+
+
+def _property_times(url: str, handle: CalDAVServerHandle) -> dict[str, float]:
+    """Best of 3 per property: what each candidate "has anything changed" probe costs the server."""
+    times: dict[str, float] = {}
+    with httpx.Client(auth=handle.auth, timeout=300) as client:
+        for name, prop in _PROPERTIES.items():
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:" '
+                f'xmlns:CS="http://calendarserver.org/ns/"><D:prop>{prop}</D:prop></D:propfind>'
+            )
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                r = client.request(
+                    "PROPFIND", url, content=body,
+                    headers={"Depth": "0", "Content-Type": "application/xml; charset=utf-8"},
+                )
+                best = min(best, time.perf_counter() - started)
+            if r.status_code != 207:
+                raise RuntimeError(f"PROPFIND {name}: {r.status_code}")
+            times[name] = best
+    return times
 
 
 def _apexcal_sync_time(config: Config, root: Path) -> float:
