@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import httpx
 import icalendar
@@ -345,6 +345,24 @@ class TestChanges:
         changes = sink.changes(token)
         assert set(changes.changed) == {a}
         assert changes.token != token
+
+    def test_answer_naming_nothing_reads_no_recorded_hrefs(self, sink: CalDAVSink) -> None:
+        """The caller's recorded hrefs are read only when an answer could be a full listing."""
+
+        class Untouchable(Collection[str]):
+            def __contains__(self, href: object) -> bool:
+                raise AssertionError("recorded hrefs read")
+
+            def __iter__(self) -> Iterator[str]:
+                raise AssertionError("recorded hrefs read")
+
+            def __len__(self) -> int:
+                raise AssertionError("recorded hrefs read")
+
+        sink.create("a.ics", make_object("uid-a"))
+        token = sink.changes(None).token
+        token = sink.changes(token).token or token  # settles the echo of our write
+        assert sink.changes(token, known_hrefs=Untouchable()).changed == {}
 
     def test_probe_is_not_trusted_after_a_request_or_without_a_token(self, sink: CalDAVSink) -> None:
         """The probe holds only for the next listing, with no request of ours in between."""

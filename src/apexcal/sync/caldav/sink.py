@@ -290,7 +290,7 @@ class CalDAVSink:
         (``caldav.sync_answer_full`` is a warning then); one that named every
         object and hid nothing may be such an echo, and is logged at info.
         """
-        if changes.deleted or not known_hrefs:
+        if changes.deleted or not changes.changed or not known_hrefs:
             return changes
         named = sum(1 for h in changes.changed if h in known_hrefs)
         if not named or 2 * named < len(known_hrefs):
