@@ -33,6 +33,7 @@ from icalendar import Calendar
 from sqlalchemy import create_engine, text
 
 from apexcal.emulator import EmulatorState, create_app, serve_in_thread
+from apexcal.state.queue import current_queue_schema
 from tests.fixtures.caldav_servers import CalDAVServerHandle
 from tests.fixtures.emulator import EmulatorAdmin
 
@@ -153,6 +154,19 @@ class World:
                 return time.monotonic() - start
             time.sleep(1.0)
         pytest.fail(f"not converged after {within:.0f}s: {problems[:5]}")
+
+    def job_status(self, job_id: int) -> str:
+        """The queue's status of job ``job_id`` (``doing``, ``succeeded``, ``failed``…)."""
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                schema = current_queue_schema(conn)
+                return str(conn.execute(
+                    text(f"SELECT status::text FROM {schema}.procrastinate_jobs WHERE id = :id"),  # noqa: S608  (our own schema name)
+                    {"id": job_id},
+                ).scalar_one())
+        finally:
+            engine.dispose()
 
     def events(self) -> list[dict[str, Any]]:
         """Every JSON log line of every worker."""
@@ -312,7 +326,7 @@ class TestThreeWorkers:
         # 4. SIGKILL a worker in the middle of writing: the targets converge, no duplicates.
         for activity in world.state.activities(ORGS["acme"]):
             world.state.patch_activity(activity["id"], {"subject": f"Renamed {activity['id']}"})
-        victim: list[int] = []
+        victim: list[tuple[int, int]] = []  # (worker, job id) of a cycle caught writing
 
         def writing() -> bool:
             # A cycle that has started, written at least one object and not ended yet.
@@ -320,22 +334,33 @@ class TestThreeWorkers:
             for event in world.events():
                 name, cycle = event.get("event"), event.get("cycle_id")
                 if name == "sync.cycle_started":
-                    open_cycles[cycle] = [event["_worker"], 0]
+                    open_cycles[cycle] = [event["_worker"], int(event["job_id"]), 0]
                 elif name in ("sync.cycle", "sync.cycle_failed", "sync.cycle_cancelled"):
                     open_cycles.pop(cycle, None)
                 elif name == "caldav.write" and cycle in open_cycles:
-                    open_cycles[cycle][1] += 1
-            busy = [worker for worker, writes in open_cycles.values() if writes]
+                    open_cycles[cycle][2] += 1
+            busy = [(worker, job) for worker, job, writes in open_cycles.values() if writes]
             victim[:] = busy[:1]
             return bool(busy)
 
         _wait_for(writing, within=4 * INTERVAL_S, what="a worker writing")
-        world.workers[victim[-1]].send_signal(signal.SIGKILL)
-        world.workers[victim[-1]].wait(timeout=10)
-        world.killed[victim[-1]] = time.time()
+        killed, job_id = victim[-1]
+        world.workers[killed].send_signal(signal.SIGKILL)
+        world.workers[killed].wait(timeout=10)
+        world.killed[killed] = time.time()
         bound = STALLED_S + 5 + INTERVAL_S + 30  # heartbeat timeout + reaper period + one interval + slack
         world.wait_converged(within=bound)
-        assert any(e.get("event") == "worker.job_reaped" for e in world.events())
+        # The killed job is reaped, unless it had finished between the look at the
+        # logs and the kill (a fast cycle): then it succeeded and nothing is left.
+        if world.job_status(job_id) != "succeeded":
+            _wait_for(
+                lambda: any(
+                    e.get("event") == "worker.job_reaped" and e.get("job_id") == job_id
+                    for e in world.events()
+                ),
+                within=STALLED_S + 5 + 20, what=f"job {job_id} of the killed worker reaped",
+            )
+            assert world.job_status(job_id) == "failed"
         world.start_worker(3)
 
         # 5. Every database session of the workers dropped: they recover by themselves.
