@@ -909,3 +909,29 @@ class TestErrors:
         assert info.value.operation == "add feed token"
         assert "no such table" in str(info.value)
         assert "secret-hash-value" not in str(info.value)
+
+
+class TestFieldJournal:
+    def test_closing_an_entry_moves_the_record_baseline_with_it(self, store: Store) -> None:
+        """A delivered field writeback and the record's per-field baseline change in one step."""
+        store.put_record(
+            ObjectRecord(target="t", uid="u", activity_id=7, href="/c/u.ics", fields={"subject": "s0", "start": "t0"})
+        )
+        [entry_id] = store.journal_field_writebacks("t", [("u", 7, {"subject": "New"}, {"subject": "s1"})], T0)
+        store.set_field_writeback_attempt([entry_id], T0)
+        [pending] = store.pending_field_writebacks("t")
+        assert pending.in_doubt
+        assert pending.patch == {"subject": "New"}
+        assert store.close_field_writebacks([entry_id], T0) == 1
+        assert store.count_pending_field_writebacks("t") == 0
+        assert store.records("t")["u"].fields == {"subject": "s1", "start": "t0"}
+
+    def test_a_failed_attempt_not_applied_is_not_in_doubt(self, store: Store) -> None:
+        """A refused attempt clears its start; a lost answer keeps it."""
+        ids = store.journal_field_writebacks("t", [("u", 7, {"location": "x"}, {"location": "l1"})], T0)
+        store.set_field_writeback_attempt(ids, T0)
+        store.mark_field_writeback_failed(ids, "400", in_doubt=False)
+        assert not store.pending_field_writebacks("t")[0].in_doubt
+        store.set_field_writeback_attempt(ids, T0)
+        store.mark_field_writeback_failed(ids, "timeout", in_doubt=True)
+        assert store.pending_field_writebacks("t")[0].in_doubt

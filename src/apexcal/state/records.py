@@ -91,6 +91,31 @@ class WritebackEntry:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FieldWritebackEntry:
+    """One journaled calendar edit of an object's fields, for the CRM (``PATCH /activities/:id``)."""
+
+    id: int
+    target: str
+    uid: str
+    activity_id: int
+    patch: Mapping[str, Any]
+    """The activity's API fields and the values to set."""
+    agreed: Mapping[str, str]
+    """Field → hash the object record's baseline takes once the CRM holds ``patch``."""
+    detected_at: datetime
+    status: WritebackStatus
+    sent_at: datetime | None = None
+    """As :attr:`WritebackEntry.sent_at`: on a pending entry, the start of an attempt in doubt."""
+    attempts: int = 0
+    last_error: str | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """Pending, but the API may have applied it: the CRM must be read before it is sent again."""
+        return self.status == "pending" and self.sent_at is not None
+
+
+@dataclass(frozen=True, kw_only=True)
 class FeedToken:
     """A feed URL token as stored: its hash, never the token itself."""
 

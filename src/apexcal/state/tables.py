@@ -164,6 +164,8 @@ class ObjectRow(Base):
     updated_at: Mapped[datetime]
     pending_done: Mapped[bool | None]
     """Completion of an update sent but not yet recorded (write-ahead; see ObjectRecord)."""
+    fields: Mapped[dict[str, Any] | None]
+    """Per editable field, the hash of the value last pushed or agreed (see ObjectRecord)."""
 
 
 class TargetStateRow(Base):
@@ -202,6 +204,31 @@ class WritebackRow(Base):
     target: Mapped[str] = mapped_column(String(200))
     activity_id: Mapped[int] = mapped_column(BigInteger)
     done: Mapped[bool]
+    detected_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FieldWritebackRow(Base):
+    """Calendar edits of one object's fields, to be sent to the CRM (``PATCH /activities/:id``)."""
+
+    __tablename__ = "field_writebacks"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'superseded')", name="status_known"),
+        Index(None, "organization", "status", "target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization: Mapped[str] = mapped_column(String(100), server_default=text("''"))
+    target: Mapped[str] = mapped_column(String(200))
+    uid: Mapped[str] = mapped_column(String(500))
+    activity_id: Mapped[int] = mapped_column(BigInteger)
+    patch: Mapped[dict[str, Any]]
+    """The activity's API fields and values to set."""
+    agreed: Mapped[dict[str, Any]]
+    """Field → hash: what the object record's baseline takes once the CRM holds ``patch``."""
     detected_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16))
     sent_at: Mapped[datetime | None]

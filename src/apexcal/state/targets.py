@@ -47,6 +47,7 @@ def _record(row: Row[Any]) -> ObjectRecord:
         kind=row.kind,
         updated_at=row.updated_at,
         pending_done=row.pending_done,
+        fields=row.fields,
     )
 
 
@@ -135,6 +136,7 @@ class TargetsPart(StorePart):
             "kind": rec.kind,
             "updated_at": rec.updated_at or self._clock(),
             "pending_done": rec.pending_done,
+            "fields": dict(rec.fields) if rec.fields is not None else None,
         }
         with self._db.write("write object record") as conn:
             upsert(conn, _O, values, keys=("organization", "target", "uid"))

@@ -8,7 +8,7 @@ as it is, and a :class:`~apexcal.sync.sink.Sink` takes the writes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, TypeVar
@@ -69,6 +69,13 @@ class ObjectRecord:
     After a crash between a PUT and its record, the server shows our own write
     as a change; when its completion equals this, it is taken as ours, not as
     a calendar-side change to write back.  Not stored by every store.
+    """
+
+    fields: Mapping[str, str] | None = field(default=None, compare=False)
+    """Per editable field, the hash of the value last pushed or agreed (two-way edits).
+
+    None: not known (a record from before two-way edits, or a target without
+    them); no calendar edit is then written back until the next push records it.
     """
 
     @property
