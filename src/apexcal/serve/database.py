@@ -31,10 +31,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apexcal.feeds.naming import split_user_feed_name
-from apexcal.serve.app import DEFAULT_MAX_AGE, Servable
 from apexcal.serve.feedmap import FeedSettings
 from apexcal.serve.files import FeedVersion
 from apexcal.serve.health import HealthSnapshot
+from apexcal.serve.library import DEFAULT_MAX_AGE, Servable
 from apexcal.serve.tokens import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TOKEN_TTL,
@@ -89,7 +89,7 @@ class _Body:
 
 
 class DatabaseFeeds:
-    """A :class:`~apexcal.serve.app.FeedLibrary` over the bodies and tokens in the state store."""
+    """A :class:`~apexcal.serve.library.FeedLibrary` over the bodies and tokens in the state store."""
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from apexcal.feeds.naming import FeedFiles, feed_files
-from apexcal.serve.app import DEFAULT_MAX_AGE, ServedFeed
+from apexcal.serve.library import DEFAULT_MAX_AGE, ServedFeed
 
 
 class FeedSettings(FeedFiles, Protocol):

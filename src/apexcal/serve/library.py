@@ -1,0 +1,151 @@
+"""Where the feed server finds feeds and tokens: the :class:`FeedLibrary` protocol and the files one.
+
+:class:`FileFeeds` serves the daemon's feed files (the configured mapping)
+with tokens from the state store; :mod:`apexcal.serve.database` serves the
+bodies workers keep in the database (``apexcal serve``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from apexcal.serve.files import FeedFileCache, FeedVersion
+from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
+
+__all__ = [
+    "DEFAULT_MAX_AGE", "FEED_MAP_TTL", "FeedLibrary", "FeedTokenLookup", "FeedsSource", "FileFeeds",
+    "Servable", "ServedFeed",
+]
+
+# How long the feed map FileFeeds read last answers requests on the event loop (seconds).
+FEED_MAP_TTL = 1.0
+DEFAULT_MAX_AGE = 300
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServedFeed:
+    """A feed file the server may serve, with its client cache lifetime in seconds."""
+
+    path: Path
+    max_age: int = DEFAULT_MAX_AGE
+
+
+class FeedTokenLookup(Protocol):
+    """Resolves a token hash to the feed it is bound to (the state store, in the daemon)."""
+
+    def feed_token_state(self, token_hash: str) -> tuple[str, bool] | None:
+        """The feed a token with this SHA-256 hex hash was issued for and whether it is revoked.
+
+        ``None`` for a hash never issued.
+        """
+        ...
+
+
+FeedsSource = Callable[[], Mapping[str, Path | ServedFeed]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Servable:
+    """A feed the server may serve: its current version (``None``: not built yet) and cache lifetime."""
+
+    version: FeedVersion | None
+    max_age: int = DEFAULT_MAX_AGE
+
+
+class FeedLibrary(Protocol):
+    """Tokens and feed versions, wherever they live (files and the store; the database)."""
+
+    def grant(self, token_hash: str) -> Grant | None:
+        """What the token with this SHA-256 hex hash opens; ``None`` for a hash never issued."""
+        ...
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """Feed ``name`` of ``scope`` with its current version; ``None`` when there is no such feed."""
+        ...
+
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """:meth:`grant` from memory only (no store, no blocking): :data:`MISS` when not held."""
+        ...
+
+    def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
+        """:meth:`servable` from memory (and at most a ``stat``): :data:`MISS` when it must read."""
+        ...
+
+
+class FileFeeds:
+    """A :class:`FeedLibrary` over feed files on disk and tokens in the state store (``apexcal run``).
+
+    Token grants are held for ``token_ttl`` seconds (:class:`TokenCache`; 0
+    reads the store on every request); tokens issued or revoked through the
+    same store object drop them at once.
+    """
+
+    def __init__(
+        self, *, feeds: FeedsSource, tokens: FeedTokenLookup, token_ttl: float = 0.0
+    ) -> None:
+        self._feeds = feeds
+        self._tokens = tokens
+        self._cache = FeedFileCache()
+        self._held: tuple[float, Mapping[str, Path | ServedFeed]] = (-FEED_MAP_TTL, {})
+        # The store's count of tokens issued and revoked through it (test doubles have none).
+        counted: Any = tokens
+        writes = getattr(type(tokens), "feed_token_writes", None)
+        self._grants = TokenCache(
+            self._lookup,
+            ttl=token_ttl,
+            writes=(lambda: counted.feed_token_writes) if writes is not None else None,
+        )
+
+    def _lookup(self, token_hash: str) -> Grant | None:
+        state = self._tokens.feed_token_state(token_hash)
+        return None if state is None else Grant(scope="", feed=state[0], revoked=state[1])
+
+    def grant(self, token_hash: str) -> Grant | None:
+        """The store's record of the token (held for the token lifetime)."""
+        return self._grants.grant(token_hash)
+
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """The held record of the token, if fresh."""
+        return self._grants.cached(token_hash)
+
+    @staticmethod
+    def _entry(feeds: Mapping[str, Path | ServedFeed], name: str) -> ServedFeed | None:
+        entry = feeds.get(name)
+        if entry is None or isinstance(entry, ServedFeed):
+            return entry
+        return ServedFeed(path=entry)
+
+    def servable(self, scope: str, name: str) -> Servable | None:
+        """The configured file of ``name``, read once per version (blocking: ``feeds`` may list directories)."""
+        feeds = self._feeds()
+        self._held = (time.monotonic(), feeds)
+        served = self._entry(feeds, name)
+        if served is None:
+            return None
+        return Servable(version=self._cache.load(served.path), max_age=served.max_age)
+
+    def servable_now(self, scope: str, name: str) -> Servable | _Miss | None:
+        """The file of ``name`` if the version read last is still the file's (one ``stat``), else :data:`MISS`.
+
+        The feed map is the one :meth:`servable` read within the last
+        ``FEED_MAP_TTL`` seconds (``feeds`` may list directories, which the
+        event loop does not wait for): a feed dropped from the config is served
+        at most that much longer; a name it does not hold, a missing file or a
+        changed one go to :meth:`servable`.
+        """
+        at, feeds = self._held
+        if time.monotonic() - at >= FEED_MAP_TTL:
+            return MISS
+        served = self._entry(feeds, name)
+        if served is None:
+            return MISS
+        version = self._cache.current(served.path)
+        if version is None:
+            return MISS
+        if isinstance(version, _Miss):
+            return MISS
+        return Servable(version=version, max_age=served.max_age)
