@@ -56,6 +56,22 @@ class TestHelpImports:
         heavy = {"sqlalchemy", "alembic", "icalendar", "httpx", "typer", "rich", "pydantic", "structlog"}
         assert loaded & heavy == set()
 
+    def test_config_check_imports_no_heavy_library(self) -> None:
+        """A plain `config check` loads pydantic and the config, not the calendar, HTTP, database or CLI libraries."""
+        done = subprocess.run(
+            [sys.executable, "-c", _MODULES_AFTER_HELP, "config", "check", str(EXAMPLE)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout == "ok\n"
+        loaded = set(json.loads(done.stderr.splitlines()[-1]))
+        heavy = {"sqlalchemy", "alembic", "icalendar", "httpx", "typer", "rich", "structlog"}
+        assert {name.split(".")[0] for name in loaded} & heavy == set()
+        assert "apexcal.apex.models" not in loaded
+        assert "apexcal.config" in loaded
+
 
 class TestRootHelp:
     @pytest.mark.parametrize("columns", ["40", "60", "80", "100", "200"])

@@ -31,13 +31,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-
-from icalendar import Alarm, Component
+from typing import TYPE_CHECKING
 
 from apexcal.errors import TriggerError
-from apexcal.ical.ownership import ALARM_MARKER, ALARM_UID_PREFIX
-from apexcal.ical.times import is_utc
-from apexcal.ical.timezones import zone_for
+
+if TYPE_CHECKING:
+    from icalendar import Alarm, Component
+
+# What builds alarms (icalendar, the time zones, the ownership rules) is imported
+# where alarms are built: the config reads triggers (parse_trigger) without it.
 
 _RELATIVE = re.compile(r"^([+-]?)((?:\d+[wdhm])+)$")
 _PART = re.compile(r"(\d+)([wdhm])")
@@ -118,6 +120,8 @@ def triggers_for(table: Iterable[tuple[str, Iterable[str]]], type_key: str | Non
 
 def alarm_uid(object_uid: str, trigger: Trigger) -> str:
     """The RFC 9074 UID of our alarm for ``trigger`` on the object ``object_uid`` (stable, deterministic)."""
+    from apexcal.ical.ownership import ALARM_UID_PREFIX
+
     digest = hashlib.sha256(f"{object_uid}\x00{trigger.key}".encode()).hexdigest()[:24]
     domain = object_uid.rpartition("@")[2] or "apexcal"
     return f"{ALARM_UID_PREFIX}{digest}@{domain}"
@@ -131,6 +135,9 @@ def _value(component: Component, name: str) -> date | datetime | None:
 
 
 def _day(value: date | datetime, timezone: str) -> date:
+    from apexcal.ical.times import is_utc
+    from apexcal.ical.timezones import zone_for
+
     if not isinstance(value, datetime):
         return value
     if value.tzinfo is None:
@@ -139,6 +146,9 @@ def _day(value: date | datetime, timezone: str) -> date:
 
 
 def _instant(day: date, at: time, timezone: str) -> datetime:
+    from apexcal.ical.times import is_utc
+    from apexcal.ical.timezones import zone_for
+
     zone = UTC if is_utc(timezone) else zone_for(timezone)
     # fold=0: a gap time resolves with the offset before the gap, i.e. moves forward by it.
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
@@ -158,6 +168,10 @@ def alarms_for(component: Component, triggers: Iterable[str | Trigger], *, timez
     before serialising; order follows ``triggers``.  Raises
     :class:`TriggerError` for a trigger that cannot be read.
     """
+    from icalendar import Alarm
+
+    from apexcal.ical.ownership import ALARM_MARKER
+
     uid = str(component.get("UID", ""))
     summary = str(component.get("SUMMARY", "")) or "Reminder"
     start = _value(component, "DTSTART")
