@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from apexcal.errors import CalDAVError, ObjectsUnread
 from apexcal.sync.caldav import CalDAVSink
-from apexcal.sync.caldav.sink import MULTIGET_BATCH, MULTIGET_FAILURES
+from apexcal.sync.caldav.reads import MULTIGET_BATCH, MULTIGET_FAILURES
 
 BASE = "/cal/"
 DATA = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:{uid}\nDTSTART:20260102T100000Z\nEND:VEVENT\nEND:VCALENDAR\n"

@@ -2,6 +2,8 @@
 
 :mod:`~apexcal.sync.caldav.sink` holds the sink itself,
 :mod:`~apexcal.sync.caldav.changes` sync-collection and PROPFIND listings,
+:mod:`~apexcal.sync.caldav.reads` calendar-multiget and UID lookups,
+:mod:`~apexcal.sync.caldav.writes` what the answer to a conditional write means,
 :mod:`~apexcal.sync.caldav.session` the httpx session, :mod:`~apexcal.sync.caldav.davxml`
 the XML, and :mod:`~apexcal.sync.caldav.discovery` the collection itself.
 Log events of all of them use the logger ``apexcal.sync.caldav_sink``.
@@ -11,7 +13,9 @@ from collections.abc import Callable
 
 from apexcal.config import TargetConfig
 from apexcal.errors import CalendarNotFound, ObjectTooLarge
-from apexcal.sync.caldav.sink import MAX_OBJECT_BYTES, MULTIGET_BATCH, CalDAVSink
+from apexcal.sync.caldav.reads import MULTIGET_BATCH
+from apexcal.sync.caldav.sink import CalDAVSink
+from apexcal.sync.caldav.writes import MAX_OBJECT_BYTES
 
 __all__ = [
     "MAX_OBJECT_BYTES",

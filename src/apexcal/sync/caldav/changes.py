@@ -135,3 +135,33 @@ def list_members(dav: DavSession) -> dict[str, str]:
             continue
         members[r.href] = r.text(DAV, "getetag") or ""
     return members
+
+
+def unless_full_listing(
+    dav: DavSession, changes: RemoteChanges, known_hrefs: Collection[str]
+) -> RemoteChanges:
+    """``changes``, or a full listing when the answer was one in disguise.
+
+    DAViCal answers an unknown or expired token with a plain 207 listing
+    every object, no ``DAV:valid-sync-token``.  An answer that names no
+    deletion and at least half of the known hrefs is checked against a
+    PROPFIND listing: when it names every object there, it is taken for a
+    full listing, so the known hrefs absent from it are deleted.  (The echo
+    of a cycle that wrote most of the calendar is checked too: one PROPFIND.)
+    Only an answer that hid deletions is certainly a listing in disguise
+    (``caldav.sync_answer_full`` is a warning then); one that named every
+    object and hid nothing may be such an echo, and is logged at info.
+    """
+    if changes.deleted or not changes.changed or not known_hrefs:
+        return changes
+    named = sum(1 for h in changes.changed if h in known_hrefs)
+    if not named or 2 * named < len(known_hrefs):
+        return changes
+    members = list_members(dav)
+    if not members or not all(h in changes.changed for h in members):
+        return changes
+    deleted = frozenset(h for h in known_hrefs if h not in members)
+    (log.warning if deleted else log.info)(
+        "caldav.sync_answer_full", url=dav.url, objects=len(members), hidden_deletions=len(deleted)
+    )
+    return RemoteChanges(token=changes.token, changed=members, deleted=deleted, full=True)

@@ -27,8 +27,9 @@ Two HTTP clients share the work, each where it fits:
   front (no unauthenticated probe), never to sleep on 429/503, and to do no
   DNS discovery; its exceptions are translated at that boundary, and every
   request it sends is counted through a response hook.
-* **httpx** (:mod:`apexcal.sync.caldav.session`) carries the hot paths: PUT,
-  DELETE, calendar-multiget and sync-collection
+* **httpx** (:mod:`apexcal.sync.caldav.session`) carries the hot paths: PUT
+  and DELETE (what their answers mean: :mod:`apexcal.sync.caldav.writes`),
+  calendar-multiget (:mod:`apexcal.sync.caldav.reads`) and sync-collection
   (:mod:`apexcal.sync.caldav.changes`).  These run many times per
   cycle, concurrently from :meth:`~CalDAVSink.apply_many` over one bounded,
   thread-safe connection pool (python-caldav's client is not documented as
@@ -56,29 +57,20 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
-import httpx
 import structlog
 
-from apexcal.errors import (
-    CalDAVError,
-    CalendarNotFound,
-    InvalidSyncToken,
-    ObjectsUnread,
-    ObjectTooLarge,
-    PreconditionFailed,
-    UidConflict,
-)
-from apexcal.sync.caldav import davxml
+from apexcal.errors import CalDAVError, CalendarNotFound, InvalidSyncToken
+from apexcal.sync.caldav import davxml, reads
 from apexcal.sync.caldav.changes import (
-    XML_TYPE,
     Probe,
     SyncUnsupported,
     list_members,
     sync_collection,
+    unless_full_listing,
 )
-from apexcal.sync.caldav.davxml import CALDAV, DAV
 from apexcal.sync.caldav.discovery import CalendarCollection
 from apexcal.sync.caldav.session import DavSession
+from apexcal.sync.caldav.writes import ICS_TYPE, check_size, write_result
 from apexcal.sync.sink import (
     CalendarInfo,
     FetchedObject,
@@ -88,51 +80,10 @@ from apexcal.sync.sink import (
     WriteResult,
     check_member_name,
     run_writes,
-    uid_of,
     write_one,
 )
 
 log = structlog.get_logger("apexcal.sync.caldav_sink")
-
-MULTIGET_BATCH = 100
-"""Hrefs per calendar-multiget REPORT."""
-
-MULTIGET_FAILURES = 32
-"""Failed (5xx) calendar-multiget answers one :meth:`CalDAVSink.multiget` call splits
-before it gives up: enough to isolate a few bad objects among thousands, few
-enough that a server failing every request is not asked once per object."""
-
-MAX_OBJECT_BYTES = 8 * 1024 * 1024
-"""The largest object the adapter sends.  Radicale answers 412 to a body over
-its limit (10 MiB by default), indistinguishable from a conflict; refusing
-bigger bodies here keeps a 412 meaning "someone else changed it"."""
-
-_ICS_TYPE = "text/calendar; charset=utf-8"
-
-REFUSAL_CONDITIONS = frozenset(
-    {
-        "no-uid-conflict",
-        "unique-scheduling-object-resource",
-        "supported-calendar-component",
-        "supported-calendar-data",
-        "valid-calendar-data",
-        "valid-calendar-object-resource",
-        "max-resource-size",
-    }
-)
-"""CalDAV preconditions (RFC 4791 §5.3.2.1, RFC 6638 §3.2.4.1) by which a server refuses
-the object itself; any other body of a 412 is the conditional header failing."""
-
-
-def _check_size(href: str, data: bytes) -> None:
-    if len(data) > MAX_OBJECT_BYTES:
-        raise ObjectTooLarge(href, len(data), MAX_OBJECT_BYTES)
-
-
-def _crlf(text: str) -> bytes:
-    """iCalendar text with CRLF line endings, UTF-8 encoded."""
-    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-
 
 class CalDAVSink:
     """A session with one CalDAV calendar collection.
@@ -264,7 +215,7 @@ class CalDAVSink:
                         changes = sync_collection(
                             self._dav, sync_token, full=False, known_hrefs=known_hrefs
                         )
-                        return self._unless_full_listing(changes, known_hrefs)
+                        return unless_full_listing(self._dav, changes, known_hrefs)
                     except InvalidSyncToken:
                         log.warning("caldav.sync_token_invalid", url=self.url)
                 return sync_collection(self._dav, None, full=True, known_hrefs=known_hrefs)
@@ -275,35 +226,6 @@ class CalDAVSink:
         deleted = frozenset(h for h in known_hrefs if h not in members)
         return RemoteChanges(token=None, changed=members, deleted=deleted, full=True)
 
-    def _unless_full_listing(
-        self, changes: RemoteChanges, known_hrefs: Collection[str]
-    ) -> RemoteChanges:
-        """``changes``, or a full listing when the answer was one in disguise.
-
-        DAViCal answers an unknown or expired token with a plain 207 listing
-        every object, no ``DAV:valid-sync-token``.  An answer that names no
-        deletion and at least half of the known hrefs is checked against a
-        PROPFIND listing: when it names every object there, it is taken for a
-        full listing, so the known hrefs absent from it are deleted.  (The echo
-        of a cycle that wrote most of the calendar is checked too: one PROPFIND.)
-        Only an answer that hid deletions is certainly a listing in disguise
-        (``caldav.sync_answer_full`` is a warning then); one that named every
-        object and hid nothing may be such an echo, and is logged at info.
-        """
-        if changes.deleted or not changes.changed or not known_hrefs:
-            return changes
-        named = sum(1 for h in changes.changed if h in known_hrefs)
-        if not named or 2 * named < len(known_hrefs):
-            return changes
-        members = list_members(self._dav)
-        if not members or not all(h in changes.changed for h in members):
-            return changes
-        deleted = frozenset(h for h in known_hrefs if h not in members)
-        (log.warning if deleted else log.info)(
-            "caldav.sync_answer_full", url=self.url, objects=len(members), hidden_deletions=len(deleted)
-        )
-        return RemoteChanges(token=changes.token, changed=members, deleted=deleted, full=True)
-
     def listing(self) -> dict[str, str]:
         """Every calendar object in the collection, href → etag (PROPFIND, Depth 1)."""
         return list_members(self._dav)
@@ -311,65 +233,13 @@ class CalDAVSink:
     # --- reading --------------------------------------------------------------
 
     def multiget(self, hrefs: Iterable[str]) -> dict[str, FetchedObject]:
-        """Read the objects at ``hrefs`` with calendar-multiget, :data:`MULTIGET_BATCH` per REPORT.
+        """Read the objects at ``hrefs`` with calendar-multiget (:func:`~apexcal.sync.caldav.reads.multiget`).
 
-        Hrefs missing on the server (a ``404`` response, or nothing found for
-        them) are simply absent from the result.  An object the server has
-        but does not return is not missing: listed without its
-        calendar-data, or failing the read itself (Xandikos answers ``500``
-        to a multiget naming an object of invalid UTF-8 in its store).  A
-        ``5xx`` answer is split in halves, down to single hrefs, so such an
-        object is isolated and the others are read (at most
-        :data:`MULTIGET_FAILURES` failed answers per call; then the last
-        one is raised).  Those objects end the call with
-        :class:`ObjectsUnread`, which carries what was read.
+        Hrefs missing on the server are absent from the result; objects the
+        server has but does not return end the call with :class:`ObjectsUnread`,
+        which carries what was read.
         """
-        wanted = list(dict.fromkeys(davxml.normalise_href(h) for h in hrefs))
-        found: dict[str, FetchedObject] = {}
-        unread: dict[str, tuple[str, str | None]] = {}
-        failures = [MULTIGET_FAILURES]
-        for start in range(0, len(wanted), MULTIGET_BATCH):
-            self._multiget(wanted[start : start + MULTIGET_BATCH], found, unread, failures)
-        if unread:
-            for href, (why, _) in unread.items():
-                log.warning("caldav.object_unread", href=href, reason=why)
-            raise ObjectsUnread(self.url, found, unread)
-        return found
-
-    def _multiget(
-        self,
-        batch: list[str],
-        found: dict[str, FetchedObject],
-        unread: dict[str, tuple[str, str | None]],
-        failures: list[int],
-    ) -> None:
-        resp = self._dav.request(
-            "REPORT",
-            self._dav.path,
-            content=davxml.multiget_body(batch),
-            headers={"Depth": "1", "Content-Type": XML_TYPE},
-        )
-        if resp.status_code >= 500 and failures[0] > 0:
-            failures[0] -= 1
-            if len(batch) == 1:
-                unread[batch[0]] = (f"the server answers {resp.status_code} to reading it", None)
-                return
-            log.info("caldav.multiget_split", url=self.url, hrefs=len(batch), status=resp.status_code)
-            middle = len(batch) // 2
-            self._multiget(batch[:middle], found, unread, failures)
-            self._multiget(batch[middle:], found, unread, failures)
-            return
-        if resp.status_code != 207:
-            raise self._dav.failure(resp, "REPORT calendar-multiget")
-        for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
-            if r.status == 404 or not r.props:
-                continue  # not there (Radicale, Xandikos: 404; DAViCal leaves it out)
-            data = r.text(CALDAV, "calendar-data")
-            etag = r.text(DAV, "getetag") or ""
-            if data is None:
-                unread[r.href] = ("listed without its calendar-data", etag or None)
-                continue
-            found[r.href] = FetchedObject(href=r.href, etag=etag, data=_crlf(data))
+        return reads.multiget(self._dav, hrefs)
 
     def find_uid(self, uid: str) -> dict[str, str]:
         """The objects (href → etag) whose VEVENT or VTODO has this UID (calendar-query).
@@ -377,33 +247,7 @@ class CalDAVSink:
         For resolving a :class:`UidConflict`: the object already holding the UID
         can be adopted or removed.  Empty when none is found.
         """
-        found: dict[str, str] = {}
-        for component in ("VEVENT", "VTODO"):
-            resp = self._dav.request(
-                "REPORT",
-                self._dav.path,
-                content=davxml.uid_query_body(uid, component),
-                headers={"Depth": "1", "Content-Type": XML_TYPE},
-            )
-            if resp.status_code != 207:
-                raise self._dav.failure(resp, "REPORT calendar-query")
-            for r in davxml.parse_multistatus(resp.content, url=self.url).responses:
-                if r.status != 404 and not r.href.endswith("/"):
-                    found[r.href] = r.text(DAV, "getetag") or ""
-            if found:
-                break
-        return found
-
-    def _holder_of(self, uid: str, href: str) -> str | None:
-        """Best effort: the href already holding ``uid`` (servers rarely name it)."""
-        if not uid:
-            return None
-        try:
-            holders = [h for h in self.find_uid(uid) if h != href]
-        except CalDAVError as exc:
-            log.info("caldav.uid_lookup_failed", uid=uid, error=str(exc))
-            return None
-        return holders[0] if holders else None
+        return reads.find_uid(self._dav, uid)
 
     # --- writing ------------------------------------------------------------
 
@@ -416,10 +260,10 @@ class CalDAVSink:
         :data:`MAX_OBJECT_BYTES`.
         """
         href = self.href_for(name)
-        _check_size(href, data)
-        headers = {"If-None-Match": "*", "Content-Type": _ICS_TYPE}
+        check_size(href, data)
+        headers = {"If-None-Match": "*", "Content-Type": ICS_TYPE}
         resp = self._dav.write_request("PUT", href, content=data, headers=headers)
-        return self._write_result(resp, "PUT", href, data, None)
+        return write_result(self._dav, resp, "PUT", href, data, None)
 
     def update(self, href: str, data: bytes, etag: str) -> WriteResult:
         """Replace the object at ``href`` with exactly ``data`` if it still has ``etag`` (``If-Match``).
@@ -427,10 +271,10 @@ class CalDAVSink:
         Raises :class:`PreconditionFailed` when someone else changed or deleted it.
         """
         href = davxml.normalise_href(href)
-        _check_size(href, data)
-        headers = {"If-Match": etag, "Content-Type": _ICS_TYPE}
+        check_size(href, data)
+        headers = {"If-Match": etag, "Content-Type": ICS_TYPE}
         resp = self._dav.write_request("PUT", href, content=data, headers=headers)
-        return self._write_result(resp, "PUT", href, data, etag)
+        return write_result(self._dav, resp, "PUT", href, data, etag)
 
     def delete(self, href: str, etag: str | None = None) -> WriteResult:
         """Delete the object at ``href`` (``If-Match`` when ``etag`` is given).
@@ -443,49 +287,7 @@ class CalDAVSink:
         resp = self._dav.write_request("DELETE", href, headers=headers)
         if resp.status_code == 404:
             return WriteResult(href=href, etag=None, status=404)
-        return self._write_result(resp, "DELETE", href, b"", etag)
-
-    def _write_result(
-        self, resp: httpx.Response, method: str, href: str, data: bytes, etag: str | None
-    ) -> WriteResult:
-        status = resp.status_code
-        if 200 <= status < 300:
-            log.debug("caldav.write", method=method, href=href, status=status)
-            return WriteResult(href=href, etag=resp.headers.get("ETag"), status=status)
-        err = davxml.parse_error_body(resp.content)
-        uid_condition = next(
-            (c for c in ("no-uid-conflict", "unique-scheduling-object-resource") if err.has(c)), None
-        )
-        if uid_condition is not None:
-            # Cyrus (and Fastmail) keep UIDs unique per account and name the
-            # holder under CalDAV's unique-scheduling-object-resource.
-            uid = uid_of(data)
-            existing = err.hrefs.get(uid_condition, ())
-            raise UidConflict(
-                href,
-                uid,
-                status=status,
-                existing_href=existing[0] if existing else self._holder_of(uid, href),
-            )
-        if status == 404 and method == "PUT" and etag is not None:
-            # Some servers answer If-Match on a vanished object with 404, not 412.
-            raise PreconditionFailed(href, etag=etag, status=404)
-        if status == 412 and not (err.conditions & REFUSAL_CONDITIONS):
-            # A 412 to a conditional request is the condition failing, whatever
-            # else the body names (DAViCal: DAV:if-match / DAV:if-none-match).
-            # Only a CalDAV precondition that means "not this object"
-            # (Xandikos: valid-calendar-data, supported-calendar-component…)
-            # is the server refusing the object itself.
-            raise PreconditionFailed(href, etag=etag, status=412)
-        if err.conditions:
-            names = ", ".join(sorted(err.conditions))
-            desc = f": {err.description}" if err.description else ""
-            raise CalDAVError(
-                f"{method} refused by the server ({names}){desc}",
-                url=self.url_for(href),
-                status=status,
-            )
-        raise self._dav.failure(resp, method)
+        return write_result(self._dav, resp, "DELETE", href, b"", etag)
 
     def apply_many(
         self,
