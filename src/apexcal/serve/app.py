@@ -141,6 +141,8 @@ class FeedServerApp:
     def __init__(self, *, feeds: FeedEndpoint, rest: ASGIApp) -> None:
         self.feeds = feeds
         self.rest = rest
+        # For the server's protocol: a feed revalidation answered from memory (apexcal.serve.runner).
+        self.not_modified = feeds.not_modified
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/feeds/"):

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -44,8 +44,8 @@ _FEED_PATH = re.compile(r"/feeds/(?P<token>[A-Za-z0-9_-]{22,128})/(?P<name>[A-Za
 # same constant-time comparison.
 _NO_FEED = "\x00no-feed"
 
-@dataclass(frozen=True, kw_only=True)
-class _Found:
+
+class _Found(NamedTuple):  # one per request: a named tuple is made fastest
     name: str
     label: str
     version: FeedVersion | None
@@ -84,6 +84,9 @@ class FeedEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         feed, status = await self._respond(scope, send)
+        self._counted(feed, status, scope["method"])
+
+    def _counted(self, feed: str, status: int, method: str) -> None:
         if self._metrics is not None:
             counter = self._counters.get((feed, status))
             if counter is None:
@@ -91,7 +94,47 @@ class FeedEndpoint:
                 self._counters[feed, status] = counter
             counter.inc()
         if _debug_enabled():
-            log.debug("feed.request", feed=feed, method=scope["method"], status=status)
+            log.debug("feed.request", feed=feed, method=method, status=status)
+
+    def not_modified(
+        self, raw_path: bytes, method: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> bytes | None:
+        """The headers of a 304 for a revalidation answered from memory alone, else ``None``.
+
+        For the server's protocol (:mod:`apexcal.serve.runner`), before any
+        ASGI scope or task exists: ``raw_path`` is an origin-form target
+        without its query.  Only a path this endpoint has seen, parsed and
+        checked before, with the token's grant, the feed's version and its
+        body variant (and gzip form, when asked for) all in memory, and
+        conditions that make the answer a 304, gets the header block (as
+        written on the wire, one ``name: value\\r\\n`` each); anything
+        else — another status, anything to read — is ``None`` and goes the
+        ASGI way, which decides exactly as this does.
+        """
+        parsed = self._paths.get(raw_path)
+        if parsed is None or (method != b"GET" and method != b"HEAD"):
+            return None
+        try:
+            found = self._resolve_now(parsed.token_hash, parsed.name)
+        except StoreFailure:
+            return None
+        if not isinstance(found, _Found) or found.version is None:
+            return None
+        request = _conditions(headers)
+        if request.if_none_match is None and request.if_modified_since is None:
+            return None
+        served = found.version.held_variant(parsed.source)
+        if served is None:
+            return None
+        use_gzip = self._wants_gzip(request.accept_encoding)
+        if use_gzip and not served.gzip_ready:
+            return None
+        blocks = served.blocks(found.name, found.max_age, found.version.last_modified)
+        status, block, _ = answer(request, served, blocks, found.version.last_modified, use_gzip)
+        if status != 304:
+            return None
+        self._counted(found.label, 304, method.decode("ascii"))
+        return blocks.not_modified_gzip_raw if block is blocks.not_modified_gzip else blocks.not_modified_plain_raw
 
     def _resolve_now(self, token_hash: str, name: str) -> _Found | int | None:
         """:meth:`_resolve` from memory only; ``None`` when the store or the disk must be read."""
@@ -139,7 +182,8 @@ class FeedEndpoint:
             match = _FEED_PATH.fullmatch(raw.decode("latin-1"))
             if match is None or ".." in match["name"]:
                 return "-", await _send(send, _NOT_FOUND)
-            parsed = _Path(match[0], match["name"], hash_token(match["token"]))
+            source = f"{self._public_url}{match[0]}" if self._public_url else None
+            parsed = _Path(match[0], match["name"], hash_token(match["token"]), source)
             if len(self._paths) >= _MAX_PATHS:
                 self._paths.clear()
             self._paths[raw] = parsed
@@ -163,12 +207,11 @@ class FeedEndpoint:
             return "-", await _send(send, _NOT_FOUND)
         if found.version is None:
             return found.label, await _send(send, _NOT_BUILT)
-        source = f"{self._public_url}{parsed.path}" if self._public_url else None
         request = _conditions(scope["headers"])
         use_gzip = self._wants_gzip(request.accept_encoding)
-        served = found.version.held_variant(source)
+        served = found.version.held_variant(parsed.source)
         if served is None:  # built once per URL and version: a copy and a hash of the body
-            served = await run_in_threadpool(found.version.for_source, source)
+            served = await run_in_threadpool(found.version.for_source, parsed.source)
         if use_gzip and not served.gzip_ready:
             await run_in_threadpool(served.gzip_body)
         blocks = served.blocks(found.name, found.max_age, found.version.last_modified)
@@ -206,6 +249,8 @@ class _Path:
     path: str
     name: str
     token_hash: str
+    # The URL named in the body's SOURCE (with a public URL), else None.
+    source: str | None
 
 
 def _debug_enabled() -> bool:
@@ -215,8 +260,7 @@ def _debug_enabled() -> bool:
 _CHUNK = 512 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class _Conditions:
+class _Conditions(NamedTuple):
     accept_encoding: bytes | None
     if_none_match: bytes | None
     if_modified_since: bytes | None

@@ -77,6 +77,9 @@ class HeaderBlocks:
     ok_gzip: Headers
     not_modified_plain: Headers
     not_modified_gzip: Headers
+    # The 304 blocks as written on the wire ("name: value\r\n" each): the server's fast path.
+    not_modified_plain_raw: bytes
+    not_modified_gzip_raw: bytes
 
 
 def header_blocks(
@@ -103,14 +106,22 @@ def header_blocks(
             headers.append((b"content-encoding", b"gzip"))
         return headers
 
+    not_modified_plain = [*common, (b"etag", etag.encode())]
+    not_modified_gzip = [*common, (b"etag", gzip_etag.encode())]
     return HeaderBlocks(
         etag_bytes=etag.encode(),
         gzip_etag_bytes=gzip_etag.encode(),
         ok_plain=ok(etag, length, False),
         ok_gzip=ok(gzip_etag, gzip_length, True) if gzip_length is not None else [],
-        not_modified_plain=[*common, (b"etag", etag.encode())],
-        not_modified_gzip=[*common, (b"etag", gzip_etag.encode())],
+        not_modified_plain=not_modified_plain,
+        not_modified_gzip=not_modified_gzip,
+        not_modified_plain_raw=_wire(not_modified_plain),
+        not_modified_gzip_raw=_wire(not_modified_gzip),
     )
+
+
+def _wire(headers: Headers) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
 
 
 @dataclass(kw_only=True)

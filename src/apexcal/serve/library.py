@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from apexcal.serve.files import FeedFileCache, FeedVersion
 from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
@@ -48,9 +48,11 @@ class FeedTokenLookup(Protocol):
 FeedsSource = Callable[[], Mapping[str, Path | ServedFeed]]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Servable:
-    """A feed the server may serve: its current version (``None``: not built yet) and cache lifetime."""
+class Servable(NamedTuple):
+    """A feed the server may serve: its current version (``None``: not built yet) and cache lifetime.
+
+    A named tuple: one is made for each request answered from memory.
+    """
 
     version: FeedVersion | None
     max_age: int = DEFAULT_MAX_AGE

@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
@@ -24,9 +24,35 @@ from starlette.types import ASGIApp
 
 from apexcal.errors import ServerStartError
 
+NotModified = Callable[[bytes, bytes, list[tuple[bytes, bytes]]], bytes | None]
+"""``(raw path, method, headers)`` → the header block of a 304 answered from memory, else ``None``."""
 
-def _http_protocol() -> type[asyncio.Protocol] | str:
-    """httptools' protocol keeping a target that is not origin-form whole; h11's where httptools is missing."""
+_STATUS_304 = b"HTTP/1.1 304 Not Modified\r\n"
+
+
+class _Answered:
+    """The request cycle of a request answered by the protocol itself: complete, nothing to wait for."""
+
+    response_complete = True
+    disconnected = False
+
+    class message_event:  # what uvicorn sets on a cycle when the connection drops
+        @staticmethod
+        def set() -> None:
+            return None
+
+
+_ANSWERED = _Answered()
+
+
+def _http_protocol(not_modified: NotModified | None = None) -> type[asyncio.Protocol] | str:
+    """httptools' protocol keeping a target that is not origin-form whole; h11's where httptools is missing.
+
+    With ``not_modified``: a request it answers (a feed revalidation whose
+    answer is in memory, :meth:`apexcal.serve.endpoint.FeedEndpoint.not_modified`)
+    gets its 304 written by the protocol at once, without an ASGI scope,
+    task or messages; every other request goes to the application.
+    """
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # an environment installed before httptools became a dependency
@@ -37,19 +63,72 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
 
         def on_headers_complete(self) -> None:
             target = self.url
+            if (
+                not_modified is not None
+                and target.startswith(b"/feeds/")
+                and (self.cycle is None or self.cycle.response_complete)
+                and not self.pipeline
+                and not self.parser.should_upgrade()
+                and not self.transport.is_closing()
+            ):
+                head = not_modified(target.partition(b"?")[0], self.parser.get_method(), self.headers)
+                if head is not None:
+                    self._answer_not_modified(head)
+                    return
             super().on_headers_complete()
             # The request's task is only scheduled, not started: its scope can still change.
             if not target.startswith(b"/"):
                 self.scope["raw_path"] = target.partition(b"?")[0]
 
+        def _answer_not_modified(self, head: bytes) -> None:
+            """Write the 304 as uvicorn would (its Date first; ``connection: close`` unless kept alive)."""
+            keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+            self.transport.write(
+                b"".join((
+                    _STATUS_304,
+                    _default_headers(self.server_state.default_headers),
+                    head,
+                    b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
+                ))
+            )
+            # A body sent with the request is read and dropped, as after any complete response.
+            self.cycle = _ANSWERED  # type: ignore[assignment]
+            self.server_state.total_requests += 1
+            if not keep_alive:
+                self.transport.close()
+                return
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
     return FeedHttpProtocol
+
+
+_held_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Uvicorn's default headers (its Date, renewed each second) as written, joined once per list."""
+    global _held_defaults
+    held, wire = _held_defaults
+    if held is not headers:
+        wire = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        _held_defaults = (headers, wire)
+    return wire
 
 
 _HTTP = _http_protocol()
 
 
 def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
-    """A uvicorn server for ``app`` without access log or signal handlers of its own."""
+    """A uvicorn server for ``app`` without access log or signal handlers of its own.
+
+    An ``app`` with a ``not_modified`` method (the feed server's,
+    :class:`apexcal.serve.app.FeedServerApp`) answers feed revalidations
+    from memory in the protocol itself (:func:`_http_protocol`).
+    """
+    not_modified = getattr(app, "not_modified", None)
     config = uvicorn.Config(
         app,
         host=host,
@@ -57,7 +136,7 @@ def make_server(app: ASGIApp, *, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         log_config=None,
         lifespan="off",
-        http=_HTTP,
+        http=_http_protocol(not_modified) if not_modified is not None else _HTTP,
         server_header=False,
         proxy_headers=False,
     )
