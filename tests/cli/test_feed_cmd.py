@@ -224,7 +224,7 @@ class TestList:
         done = env.run("list", "--config", str(env.config))
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
-        assert lines[0].split("\t") == ["id", "feed", "label", "created", "revoked"]
+        assert lines[0].split("\t") == ["id", "feed", "label", "created", "revoked", "filter"]
         rows = [line.split("\t") for line in lines[1:]]
         desk = [row for row in rows if row[1:3] == ["office", "desk"]]
         assert len(desk) == 1
@@ -271,7 +271,7 @@ class TestConfigDir:
             capture_output=True, text=True, timeout=60, check=False,
         )
         assert listed.returncode == 0, listed.stderr
-        assert listed.stdout.splitlines() == ["id\tfeed\tlabel\tcreated\trevoked"]
+        assert listed.stdout.splitlines() == ["id\tfeed\tlabel\tcreated\trevoked\tfilter"]
         ambiguous = subprocess.run(
             [APEXCAL, "feed", "list", "--config-dir", str(conf)],
             capture_output=True, text=True, timeout=60, check=False,

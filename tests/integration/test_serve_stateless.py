@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -67,6 +68,8 @@ class Cluster:
     paths: list[str]
     """Feed paths of two URLs from ``apexcal feed url`` (the same on every server)."""
     serving: list[subprocess.Popen[bytes]]
+    crm: EmulatorState | None = None
+    """The emulator's data (the CRM the worker pulls from)."""
 
     def stored(self) -> tuple[bytes, str] | None:
         engine = create_engine(self.db_url)
@@ -153,7 +156,8 @@ def cluster(scratch_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 assert issue.returncode == 0, err
                 paths.append(urlsplit(out.splitlines()[0]).path)
             built = Cluster(
-                config_dir=conf, db_url=scratch_db, servers=servers, paths=paths, serving=processes[1:]
+                config_dir=conf, db_url=scratch_db, servers=servers, paths=paths, serving=processes[1:],
+                crm=state,
             )
             _wait_for(lambda: built.stored() is not None, 90, "the worker to store the feed")
 
@@ -261,6 +265,93 @@ class TestStatelessServers:
         assert done.returncode == 2
         lines = done.stderr.strip().splitlines()
         assert lines == [f"error: cannot listen on {taken}"], done.stderr
+
+
+_ACTIVITY_ID = re.compile(rb"X-APEX-ACTIVITY-ID:([0-9]+)")
+
+
+class TestFilteredViews:
+    """Filtered URLs (`apexcal feed url … --filter`) on the stateless servers, built by the worker."""
+
+    def test_a_filtered_url_serves_its_view_on_every_server(self, cluster: Cluster) -> None:
+        """Issued, built by the next (triggered) build, served with its own ETag; follows a CRM change; 410 when revoked."""
+        crm = cluster.crm
+        assert crm is not None
+        acts = crm.activities(ORG_ID)
+        kinds = sorted({a["activity_type"] for a in acts if a.get("activity_type")})
+        users = sorted({a["assigned_to_user_id"] for a in acts if a.get("assigned_to_user_id")})
+        conf = str(cluster.config_dir)
+
+        def issue(*args: str) -> str:
+            done = _apexcal("feed", "url", "team", "--config-dir", conf, "--org", "acme", *args)
+            assert done.returncode == 0, done.stderr
+            assert ("next build" in done.stderr) == bool(args)
+            return urlsplit(done.stdout.splitlines()[0]).path
+
+        def ids(body: bytes) -> set[int]:
+            return {int(m) for m in _ACTIVITY_ID.findall(body)}
+
+        def expected(keep: Callable[[dict[str, object]], bool]) -> set[int]:
+            return {int(str(a["id"])) for a in crm.activities(ORG_ID) if keep(a)}
+
+        whole = issue()
+        by_type = issue("--filter", f"type={kinds[0]}")
+        by_user = issue("--filter", f"user={users[0]}", "--filter", f"type={','.join(kinds)}")
+        done = _apexcal("trigger", "--config-dir", conf, "--org", "acme")
+        assert done.returncode == 0, done.stderr
+
+        def served(path: str) -> list[httpx.Response]:
+            return [httpx.get(s + path, timeout=10) for s in cluster.servers]
+
+        _wait_for(
+            lambda: all(r.status_code == 200 for p in (by_type, by_user) for r in served(p)),
+            90, "the worker to build both views",
+        )
+        want_type = expected(lambda a: a["activity_type"] == kinds[0])
+        want_user = expected(
+            lambda a: a["assigned_to_user_id"] == users[0] and a["activity_type"] in kinds
+        )
+        tags = set()
+        for path, want in ((by_type, want_type), (by_user, want_user)):
+            answers = served(path)
+            assert answers[0].content == answers[1].content
+            assert answers[0].headers["etag"] == answers[1].headers["etag"]
+            assert ids(answers[0].content) == want
+            tags.add(answers[0].headers["etag"])
+            for server in cluster.servers:
+                again = httpx.get(
+                    server + path, headers={"If-None-Match": answers[0].headers["etag"]}, timeout=10
+                )
+                assert again.status_code == 304
+        everything = served(whole)[0]
+        assert ids(everything.content) == expected(lambda a: True)
+        tags.add(everything.headers["etag"])
+        assert len(tags) == 3
+
+        # A CRM change reaches the view at the next build.
+        moved = min(want_type)
+        crm.patch_activity(moved, {"activity_type": kinds[1]})
+        done = _apexcal("trigger", "--config-dir", conf, "--org", "acme")
+        assert done.returncode == 0, done.stderr
+        _wait_for(
+            lambda: all(moved not in ids(r.content) for r in served(by_type)),
+            90, "the worker to rebuild the view after the CRM change",
+        )
+        assert ids(served(by_type)[0].content) == expected(lambda a: a["activity_type"] == kinds[0])
+
+        listed = _apexcal("feed", "list", "team", "--config-dir", conf, "--org", "acme")
+        row = next(
+            line.split("\t") for line in listed.stdout.splitlines() if f"user={users[0]}" in line
+        )
+        done = _apexcal(
+            "feed", "revoke", "team", "--token-id", row[0], "--config-dir", conf, "--org", "acme"
+        )
+        assert done.returncode == 0, done.stderr
+        _wait_for(
+            lambda: all(r.status_code == 410 for r in served(by_user)),
+            TOKEN_CACHE_S + SLACK_S, "the revoked filtered URL to answer 410 on both servers",
+        )
+        assert all(r.status_code == 200 for r in served(by_type))
 
 
 class TestRefusals:

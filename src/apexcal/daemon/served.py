@@ -18,6 +18,7 @@ from apexcal.serve.app import FEED_MAP_TTL, Servable, ServedFeed
 from apexcal.serve.feedmap import served_feeds
 from apexcal.serve.files import FeedFileCache
 from apexcal.serve.health import HealthSnapshot, StoreHealth
+from apexcal.serve.library import served_entry, view_output
 from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
 from apexcal.state import Store
 
@@ -49,7 +50,10 @@ class DirectoryFeeds:
         found = self._store.token_grant(token_hash)
         if found is None:
             return None
-        return Grant(scope=found.organization, feed=found.feed, revoked=found.revoked)
+        return Grant(
+            scope=found.organization, feed=found.feed, revoked=found.revoked,
+            output=view_output(found.feed, found.filter),
+        )
 
     def grant(self, token_hash: str) -> Grant | None:
         """The store's record of the token, in whichever organization issued it."""
@@ -70,7 +74,7 @@ class DirectoryFeeds:
         feeds = served_feeds(config.feeds)
         with self._lock:
             self._held[scope] = (time.monotonic(), feeds)
-        entry = feeds.get(name)
+        entry = served_entry(feeds, name)
         if entry is None:
             return None
         return Servable(version=self._cache.load(entry.path), max_age=entry.max_age)
@@ -87,7 +91,7 @@ class DirectoryFeeds:
         held = self._held.get(scope)
         if held is None or time.monotonic() - held[0] >= FEED_MAP_TTL:
             return MISS
-        entry = held[1].get(name)
+        entry = served_entry(held[1], name)
         if entry is None:
             return MISS
         version = self._cache.current(entry.path)

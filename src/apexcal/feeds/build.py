@@ -45,9 +45,18 @@ from apexcal.apex.models import Activity, ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.config.mapping import mapping_options
 from apexcal.errors import FeedBuildError
-from apexcal.feeds.naming import user_feed_name, user_feed_path
+from apexcal.feeds.naming import split_user_feed_name, user_feed_name, user_feed_path
 from apexcal.feeds.output import FeedOutput, FileOutput
 from apexcal.feeds.spool import ComponentSpool, write_spooled
+from apexcal.feeds.views import (
+    VIEW_SEPARATOR,
+    FeedFilter,
+    FilterSyntaxError,
+    parse_canonical,
+    view_id,
+    view_name,
+    view_path,
+)
 from apexcal.feeds.window import feed_today, feed_window, in_window
 from apexcal.filters import matches
 from apexcal.geocode.policy import Geocoding
@@ -95,9 +104,52 @@ def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
 # --- building -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
+class _View:
+    """A filtered view of one output of a feed (the feed's own, or a per-user one)."""
+
+    output: str
+    user: int | None
+    canonical: str
+    filter: FeedFilter
+
+    @property
+    def name(self) -> str:
+        return view_name(self.output, self.canonical)
+
+    @property
+    def group(self) -> str:
+        return VIEW_SEPARATOR + self.name
+
+
+def _views_of(feed: FeedConfig, views: Mapping[str, set[str]]) -> list[_View]:
+    """The views of ``feed``'s outputs that active filtered tokens ask for, in name order."""
+    found = []
+    for output, filters in views.items():
+        user = None
+        if output != feed.name:
+            split = split_user_feed_name(output)
+            if not feed.per_user or split is None or split[0] != feed.name:
+                continue
+            user = split[1]
+        for canonical in filters:
+            try:
+                parsed = parse_canonical(canonical)
+            except FilterSyntaxError as exc:  # stored by another version: skip it, keep building
+                log.warning("feed.bad_view", feed=output, error=str(exc))
+                continue
+            found.append(_View(output=output, user=user, canonical=canonical, filter=parsed))
+    return sorted(found, key=lambda v: v.name)
+
+
+def _view_path(feed: FeedConfig, view: _View) -> Path:
+    base = feed.path if view.user is None else user_feed_path(feed.path, view.user)
+    return view_path(base, view_id(view.canonical))
+
+
 @dataclass(kw_only=True)
 class _FeedJob:
-    """One feed being built: its selection, its spool, and the users it writes files for."""
+    """One feed being built: its selection, its spool, the users it writes files for, its views."""
 
     feed: FeedConfig
     options: MappingOptions
@@ -105,6 +157,16 @@ class _FeedJob:
     last: date
     spool: ComponentSpool
     users: set[int] = field(default_factory=set)
+    views: list[_View] = field(default_factory=list)
+    _base_views: list[_View] = field(default_factory=list)
+    _user_views: dict[int, list[_View]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for view in self.views:
+            if view.user is None:
+                self._base_views.append(view)
+            else:
+                self._user_views.setdefault(view.user, []).append(view)
 
     def groups_of(self, activity: Activity) -> list[tuple[str, str | None]]:
         user = activity.assigned_to_user_id
@@ -114,9 +176,14 @@ class _FeedJob:
         if not in_window(activity, *window) or not matches(activity, self.feed.filter):
             return []
         groups: list[tuple[str, str | None]] = [(_BASE, None)]
+        # A view takes the components mapped for its output: nothing is mapped twice.
+        groups.extend((v.group, None) for v in self._base_views if v.filter.matches(activity))
         if self.feed.per_user and user is not None:
             name = activity.assigned_to_user.full_name if activity.assigned_to_user else None
             groups.append((str(user), name))
+            for v in self._user_views.get(user, ()):
+                if v.filter.matches(activity):
+                    groups.append((v.group, None))
         return groups
 
 
@@ -186,9 +253,11 @@ def _signature(
     seq: int,
     types: Mapping[str, ActivityType],
     window: tuple[date, date],
+    views: list[_View],
 ) -> str:
-    """A hash of everything a feed's files depend on: data (mirror sequence, types), window, settings."""
+    """A hash of everything a feed's files depend on: data (mirror sequence, types), window, settings, views."""
     doc = {
+        "views": [[v.output, v.canonical] for v in views],
         "version": __version__,
         "organization_id": config.source.organization_id,
         "seq": seq,
@@ -202,17 +271,18 @@ def _signature(
 
 
 def _unchanged(
-    store: Store, feed: FeedConfig, signature: str, output: FeedOutput
+    store: Store, feed: FeedConfig, signature: str, output: FeedOutput, views: list[_View]
 ) -> list[FeedResult] | None:
     """The outputs of the last build when it had this signature and they are untouched since, else None.
 
     The store's feed status is the record: every output of the feed (its
-    own, and each per-user one) must have been built from these inputs and
-    still be what that build left (for a file: its size and mtime).
+    own, each per-user one, each view) must have been built from these
+    inputs and still be what that build left (for a file: its size and mtime).
     """
     recorded = {status.feed: status for status in store.feed_files_status(feed.name)}
     results = []
-    for name, path in output.outputs(feed):
+    outputs = [*output.outputs(feed), *((v.name, _view_path(feed, v)) for v in views)]
+    for name, path in outputs:
         status = recorded.get(name)
         if status is None or status.signature != signature or status.etag is None:
             return None
@@ -283,6 +353,7 @@ def _build(
     org = config.source.organization_id
     seq = store.mirror_seq(org)
     types: dict[str, ActivityType] = store.types(org)
+    all_views = store.feed_views()
     results: list[FeedResult] = []
     jobs: list[_FeedJob] = []
     signatures: dict[str, str] = {}
@@ -290,8 +361,9 @@ def _build(
     try:
         for feed in feeds:
             first, last = feed_window(feed, today)
-            signature = _signature(config, feed, seq, types, (first, last))
-            kept = _unchanged(store, feed, signature, output)
+            views = _views_of(feed, all_views)
+            signature = _signature(config, feed, seq, types, (first, last), views)
+            kept = _unchanged(store, feed, signature, output, views)
             if kept is not None:
                 _record(store, feed, signature, kept, clock=clock, metrics=metrics, output=output)
                 results.extend(kept)
@@ -304,6 +376,7 @@ def _build(
                     first=first,
                     last=last,
                     spool=ComponentSpool(),
+                    views=views,
                 )
             )
         if jobs:
@@ -340,6 +413,9 @@ def _write_job(config: Config, job: _FeedJob, output: FeedOutput) -> list[FeedRe
     if feed.per_user:
         for user in job.users | output.users(feed):
             spool.touch(str(user))
+    views = {view.group: view for view in job.views}
+    for group in views:
+        spool.touch(group)  # an empty view is an empty calendar, not a missing one
     results: list[FeedResult] = []
     for group, components in spool.groups():
         if group == _BASE:
@@ -349,7 +425,14 @@ def _write_job(config: Config, job: _FeedJob, output: FeedOutput) -> list[FeedRe
             name = user_feed_name(feed.name, user)
             path = user_feed_path(feed.path, user)
             props = _props(config, feed, spool.labels.get(group) or f"user {user}")
-        else:  # pragma: no cover - groups are only ever the base and user ids
+        elif group in views:
+            view = views[group]
+            name, path = view.name, _view_path(feed, view)
+            label = None
+            if view.user is not None:
+                label = spool.labels.get(str(view.user)) or f"user {view.user}"
+            props = _props(config, feed, label)
+        else:  # pragma: no cover - groups are only ever the base, user ids and views
             raise AssertionError(f"unexpected feed group {group!r}")
         zoned = group in spool.zoned
         written = output.write(

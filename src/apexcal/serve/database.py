@@ -31,10 +31,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apexcal.feeds.naming import split_user_feed_name
+from apexcal.feeds.views import split_view_name
 from apexcal.serve.feedmap import FeedSettings
 from apexcal.serve.files import FeedVersion
 from apexcal.serve.health import HealthSnapshot
-from apexcal.serve.library import DEFAULT_MAX_AGE, Servable
+from apexcal.serve.library import DEFAULT_MAX_AGE, Servable, view_output
 from apexcal.serve.tokens import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TOKEN_TTL,
@@ -123,7 +124,10 @@ class DatabaseFeeds:
         found = self._store.token_grant(token_hash)
         if found is None:
             return None
-        return Grant(scope=found.organization, feed=found.feed, revoked=found.revoked)
+        return Grant(
+            scope=found.organization, feed=found.feed, revoked=found.revoked,
+            output=view_output(found.feed, found.filter),
+        )
 
     def grant(self, token_hash: str) -> Grant | None:
         """The token's grant, from the cache while younger than ``token_ttl``, else from the store."""
@@ -139,6 +143,10 @@ class DatabaseFeeds:
         feeds = self._feeds().get(scope)
         if feeds is None:
             return None
+        view = split_view_name(name)
+        if view is not None:  # a filtered view: served like its feed, built or not yet
+            found = self._entry(scope, view[0])
+            return None if found is None else (found[0], False)
         entry = feeds.get(name)
         if entry is not None:
             return entry, False

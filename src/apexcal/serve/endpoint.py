@@ -161,10 +161,11 @@ class FeedEndpoint:
             return _MISSING
         if revoked:
             return _REVOKED
+        served = grant.output or name  # a filtered token: its view of the feed
         found = (
-            self._library.servable_now(grant.scope, name)
+            self._library.servable_now(grant.scope, served)
             if now
-            else self._library.servable(grant.scope, name)
+            else self._library.servable(grant.scope, served)
         )
         if isinstance(found, _Miss):
             return None

@@ -10,15 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from apexcal.feeds.views import split_view_name, view_name, view_path
 from apexcal.serve.files import FeedFileCache, FeedVersion
 from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
 
 __all__ = [
     "DEFAULT_MAX_AGE", "FEED_MAP_TTL", "FeedLibrary", "FeedTokenLookup", "FeedsSource", "FileFeeds",
-    "Servable", "ServedFeed",
+    "Servable", "ServedFeed", "served_entry", "view_output",
 ]
 
 # How long the feed map FileFeeds read last answers requests on the event loop (seconds).
@@ -37,10 +39,11 @@ class ServedFeed:
 class FeedTokenLookup(Protocol):
     """Resolves a token hash to the feed it is bound to (the state store, in the daemon)."""
 
-    def feed_token_state(self, token_hash: str) -> tuple[str, bool] | None:
-        """The feed a token with this SHA-256 hex hash was issued for and whether it is revoked.
+    def feed_token_state(self, token_hash: str) -> tuple[str, bool, str | None] | None:
+        """The feed a token with this SHA-256 hex hash was issued for, whether it is revoked, its filter.
 
-        ``None`` for a hash never issued.
+        ``None`` for a hash never issued.  The filter is the canonical text of
+        the token's view (``None``: the whole feed).
         """
         ...
 
@@ -104,7 +107,10 @@ class FileFeeds:
 
     def _lookup(self, token_hash: str) -> Grant | None:
         state = self._tokens.feed_token_state(token_hash)
-        return None if state is None else Grant(scope="", feed=state[0], revoked=state[1])
+        if state is None:
+            return None
+        feed, revoked, filter_ = state
+        return Grant(scope="", feed=feed, revoked=revoked, output=view_output(feed, filter_))
 
     def grant(self, token_hash: str) -> Grant | None:
         """The store's record of the token (held for the token lifetime)."""
@@ -116,10 +122,7 @@ class FileFeeds:
 
     @staticmethod
     def _entry(feeds: Mapping[str, Path | ServedFeed], name: str) -> ServedFeed | None:
-        entry = feeds.get(name)
-        if entry is None or isinstance(entry, ServedFeed):
-            return entry
-        return ServedFeed(path=entry)
+        return served_entry(feeds, name)
 
     def servable(self, scope: str, name: str) -> Servable | None:
         """The configured file of ``name``, read once per version (blocking: ``feeds`` may list directories)."""
@@ -151,3 +154,30 @@ class FileFeeds:
         if isinstance(version, _Miss):
             return MISS
         return Servable(version=version, max_age=served.max_age)
+
+
+def view_output(feed: str, filter_: str | None) -> str | None:
+    """The internal name a grant of ``feed`` with this filter is served from (``None``: the feed itself)."""
+    return None if filter_ is None else view_name(feed, filter_)
+
+
+def served_entry(feeds: Mapping[str, Path | ServedFeed], name: str) -> ServedFeed | None:
+    """The file of ``name`` in a feed map: a feed's, or that of a filtered view of one (``<feed>~<id>``)."""
+    entry = feeds.get(name)
+    if entry is None:
+        split = split_view_name(name)
+        if split is None:
+            return None
+        base = feeds.get(split[0])
+        if base is None:
+            return None
+        return _view_entry(base if isinstance(base, ServedFeed) else ServedFeed(path=base), split[1])
+    if isinstance(entry, ServedFeed):
+        return entry
+    return ServedFeed(path=entry)
+
+
+@lru_cache(maxsize=4096)
+def _view_entry(base: ServedFeed, vid: str) -> ServedFeed:
+    """The file of view ``vid`` of the feed served as ``base`` (held: asked on every request)."""
+    return ServedFeed(path=view_path(base.path, vid), max_age=base.max_age)

@@ -30,12 +30,15 @@ class Grant:
     """What a token opens: the feed it was issued for, in which scope, and whether revoked.
 
     ``scope`` is the organization key with a config directory, ``''`` for the
-    daemon's single organization.
+    daemon's single organization.  ``output`` is the internal name of the
+    filtered view the token serves (:func:`apexcal.feeds.views.view_name`,
+    worked out once when the grant is read), ``None`` for the whole feed.
     """
 
     scope: str
     feed: str
     revoked: bool
+    output: str | None = None
 
 
 class _Miss:

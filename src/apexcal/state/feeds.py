@@ -27,6 +27,7 @@ def _token(row: Row[Any]) -> FeedToken:
         label=row.label,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        filter=row.filter,
     )
 
 
@@ -49,8 +50,16 @@ def _status(row: Row[Any]) -> FeedStatus:
 class FeedsPart(StorePart):
     """Feed tokens and feed build status."""
 
-    def add_feed_token(self, feed: str, token_hash: str, label: str | None, at: datetime) -> int:
-        """Store a new token's hash for ``feed``; return the token id."""
+    def add_feed_token(
+        self,
+        feed: str,
+        token_hash: str,
+        label: str | None,
+        at: datetime,
+        *,
+        filter_: str | None = None,
+    ) -> int:
+        """Store a new token's hash for ``feed`` (with the canonical text of its view); return the token id."""
         with self._db.write("add feed token") as conn:
             new_id = conn.execute(
                 _F.insert()
@@ -60,6 +69,7 @@ class FeedsPart(StorePart):
                     token_hash=token_hash,
                     label=label,
                     created_at=at,
+                    filter=filter_,
                 )
                 .returning(_F.c.id)
             ).scalar_one()
@@ -82,19 +92,38 @@ class FeedsPart(StorePart):
                 )
             ).scalar_one_or_none()
 
-    def feed_token_state(self, token_hash: str) -> tuple[str, bool] | None:
-        """The feed a token hash was issued for and whether it is revoked, or ``None`` if unknown.
+    def feed_token_state(self, token_hash: str) -> tuple[str, bool, str | None] | None:
+        """The feed a token hash was issued for, whether it is revoked and its filter; ``None`` if unknown.
 
         Revoked tokens are kept (with ``revoked_at``), so the feed server can
-        tell a revoked URL (410 Gone) from one that never existed (404).
+        tell a revoked URL (410 Gone) from one that never existed (404).  The
+        filter is the canonical text of the token's view (``None``: the whole feed).
         """
         with self._db.read("look up feed token") as conn:
             row = conn.execute(
-                select(_F.c.feed, _F.c.revoked_at).where(
+                select(_F.c.feed, _F.c.revoked_at, _F.c.filter).where(
                     _F.c.organization == self._org, _F.c.token_hash == token_hash
                 )
             ).first()
-        return None if row is None else (row.feed, row.revoked_at is not None)
+        return None if row is None else (row.feed, row.revoked_at is not None, row.filter)
+
+    def feed_views(self) -> dict[str, set[str]]:
+        """Feed name → the filters (canonical texts) of its active filtered tokens.
+
+        What a feed build writes beside each feed: one view per distinct filter.
+        """
+        with self._db.read("list feed views") as conn:
+            rows = conn.execute(
+                select(_F.c.feed, _F.c.filter).where(
+                    _F.c.organization == self._org,
+                    _F.c.revoked_at.is_(None),
+                    _F.c.filter.is_not(None),
+                )
+            )
+            views: dict[str, set[str]] = {}
+            for row in rows:
+                views.setdefault(row.feed, set()).add(row.filter)
+        return views
 
     def revoke_feed_tokens(
         self, feed: str, token_id: int | None = None, *, at: datetime | None = None
@@ -274,12 +303,15 @@ class FeedsPart(StorePart):
         """
         with self._db.read("look up feed token") as conn:
             row = conn.execute(
-                select(_F.c.organization, _F.c.feed, _F.c.revoked_at).where(
+                select(_F.c.organization, _F.c.feed, _F.c.revoked_at, _F.c.filter).where(
                     _F.c.token_hash == token_hash
                 )
             ).first()
         if row is None:
             return None
         return TokenGrant(
-            organization=row.organization, feed=row.feed, revoked=row.revoked_at is not None
+            organization=row.organization,
+            feed=row.feed,
+            revoked=row.revoked_at is not None,
+            filter=row.filter,
         )

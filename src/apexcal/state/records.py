@@ -125,6 +125,8 @@ class FeedToken:
     label: str | None
     created_at: datetime
     revoked_at: datetime | None = None
+    filter: str | None = None
+    """The canonical text of the view this token serves (``None``: the whole feed)."""
 
     @property
     def active(self) -> bool:
@@ -134,11 +136,12 @@ class FeedToken:
 
 @dataclass(frozen=True, kw_only=True)
 class TokenGrant:
-    """What a feed token opens, whatever the organization: its organization, feed, and whether revoked."""
+    """What a feed token opens, whatever the organization: its organization, feed, whether revoked, its filter."""
 
     organization: str
     feed: str
     revoked: bool
+    filter: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

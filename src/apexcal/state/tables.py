@@ -262,6 +262,8 @@ class FeedTokenRow(Base):
     label: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    # The canonical text of the token's view (apexcal.feeds.views), NULL for the whole feed.
+    filter: Mapped[str | None] = mapped_column(Text)
 
 
 class FeedStatusRow(Base):
