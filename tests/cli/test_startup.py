@@ -70,7 +70,24 @@ class TestHelpImports:
         heavy = {"sqlalchemy", "alembic", "icalendar", "httpx", "typer", "rich", "structlog"}
         assert {name.split(".")[0] for name in loaded} & heavy == set()
         assert "apexcal.apex.models" not in loaded
+        assert "importlib.metadata" not in loaded  # pydantic's plugin discovery skipped
         assert "apexcal.config" in loaded
+
+    def test_pydantic_asks_the_lean_loader_for_plugins(self) -> None:
+        """After lean_process, building a model asks the replaced plugin loader (so discovery is really skipped)."""
+        code = (
+            "import sys\n"
+            "from apexcal.cli.front import lean_process\n"
+            "lean_process()\n"
+            "calls = []\n"
+            "loader = sys.modules['pydantic.plugin._loader']\n"
+            "loader.get_plugins = lambda: calls.append(1) or ()\n"
+            "from apexcal.config import load_config\n"
+            f"load_config({str(EXAMPLE)!r})\n"
+            "print(len(calls) > 0, 'importlib.metadata' in sys.modules)\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout.split() == ["True", "False"]
 
 
 class TestRootHelp:

@@ -8,7 +8,9 @@ that imports nothing but the standard library:
   :data:`COMMANDS`, formatted exactly as typer formats it (click's plain help
   formatter; a test compares the two at several widths);
 * ``apexcal config check FILE [--secrets]`` runs the check directly (it needs
-  the config models, nothing of the command line);
+  the config models, nothing of the command line), in a process spared
+  pydantic's plugin discovery and the cyclic garbage collector
+  (:func:`lean_process`);
 * every other command line goes to the typer application with only the
   module of the command it names imported (:func:`command_modules`), so
   ``apexcal sync`` never imports the export command and its options.
@@ -218,7 +220,35 @@ def fast_path(argv: list[str]) -> int | None:
         return 2
     check = config_check_args(argv)
     if check is not None:
+        lean_process()
         from apexcal.cli.config_check import check_config
 
         return check_config(*check)
     return None
+
+
+def lean_process() -> None:
+    """Spare a short-lived process that validates one config two costs it does not need.
+
+    * pydantic's plugin discovery: building the first model imports
+      ``importlib.metadata`` and reads every installed distribution's entry
+      points to find plugins that would observe validation (about half the
+      interpreter's own start-up).  apexcal uses none: the check runs as with
+      ``PYDANTIC_DISABLE_PLUGINS=__all__``, which pydantic reads only after
+      that import.  A test keeps pydantic asking this loader for its plugins.
+    * the cyclic garbage collector, whose passes walk the objects the imports
+      create; the process exits after the check.
+
+    Call it before pydantic is imported (it leaves an imported pydantic as it is).
+    """
+    import gc
+
+    gc.disable()
+    if "pydantic" not in sys.modules:
+        loader = ModuleType("pydantic.plugin._loader", "pydantic's plugin loader, finding no plugins.")
+        loader.get_plugins = _no_plugins  # type: ignore[attr-defined]
+        sys.modules[loader.__name__] = loader
+
+
+def _no_plugins() -> tuple[()]:
+    return ()

@@ -8,7 +8,6 @@ because an operator fixing a config one error per run loses patience fast.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import tomllib
@@ -338,6 +337,8 @@ def _message(error: ErrorDetails) -> str:
 
 
 def _unknown_key(loc: Loc) -> str:
+    import difflib  # only for an unknown key: a config check of a good file never needs it
+
     key = str(loc[-1])
     known = _keys_at(loc[:-1])
     is_filter = any(part == "filter" for part in loc[:-1])

@@ -292,6 +292,12 @@ class LogConfig(_Table):
     )
 
 
+def _empty_list() -> list[Any]:
+    """A new empty list: ``default_factory=list`` would have pydantic read the builtin's
+    signature by parsing its text, a few milliseconds of every config check."""
+    return []
+
+
 class Config(_Table):
     """The whole config file.  ``path`` is the file it was read from (``None`` if built in memory)."""
 
@@ -299,8 +305,8 @@ class Config(_Table):
     state: StateConfig = Field(default_factory=StateConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     mapping: MappingConfig = Field(default_factory=MappingConfig)
-    targets: list[TargetConfig] = Field(default_factory=list)
-    feeds: list[FeedConfig] = Field(default_factory=list)
+    targets: list[TargetConfig] = Field(default_factory=_empty_list)
+    feeds: list[FeedConfig] = Field(default_factory=_empty_list)
     server: ServerConfig | None = Field(
         default=None, description="Leave the table out to serve nothing."
     )
