@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from apexcal.daemon.backoff import JobHealth, backoff_delay
 from apexcal.daemon.jobs import JobOutcome, JobSpec, job_specs, retry_policy
+from apexcal.daemon.main import run
 from apexcal.daemon.process import exit_now
-from apexcal.daemon.service import Daemon, run
+from apexcal.daemon.service import Daemon
 
 __all__ = [
     "Daemon",

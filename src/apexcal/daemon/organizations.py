@@ -97,6 +97,20 @@ def reload_directory(
                     kept=kept, skipped=skipped)
 
 
+def reread_file(path: Path, old: Mapping[str, Config]) -> Reloaded:
+    """Re-read config file ``path`` (secrets resolved) for the one organization of ``old``; a bad file keeps ``old``."""
+    from apexcal.config import load_config
+
+    try:
+        new = load_config(path, resolve_secrets=True)
+    except (ConfigError, SecretError) as exc:
+        problems = list(getattr(exc, "problems", ())) or [
+            Problem(file=str(path), path="", message=str(exc))
+        ]
+        return Reloaded(organizations=dict(old), problems=problems, kept=list(old), skipped=[])
+    return Reloaded(organizations={next(iter(old)): new}, problems=[], kept=[], skipped=[])
+
+
 def _others(path: Path, only: str) -> set[Path]:
     from apexcal.config.directory import SHARED_FILE
 

@@ -1,4 +1,4 @@
-"""The feed server of one ``apexcal run`` process running every organization of a config directory.
+"""The feed server of an ``apexcal run`` process: its application (:func:`feed_app`), and for every organization of a config directory.
 
 A token resolves to its organization and feed through the shared store
 (token hashes are unique across organizations), and that organization's
@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from apexcal.config import Config
+from apexcal.config import Config, ServerConfig
+from apexcal.metrics import Metrics
 from apexcal.serve.app import FEED_MAP_TTL, Servable, ServedFeed
 from apexcal.serve.feedmap import served_feeds
 from apexcal.serve.files import FeedFileCache
@@ -21,6 +23,11 @@ from apexcal.serve.health import HealthSnapshot, StoreHealth
 from apexcal.serve.library import served_entry, view_output
 from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
 from apexcal.state import Store
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from apexcal.serve.hooks import HookEndpoint
 
 Organizations = Callable[[], Mapping[str, Config]]
 """The organizations in force, by key (followed across reloads)."""
@@ -148,3 +155,55 @@ class DirectoryHealth:
 
 def _constant(names: list[str]) -> Callable[[], list[str]]:
     return lambda: names
+
+
+def feed_app(
+    server: ServerConfig,
+    hooks: HookEndpoint,
+    *,
+    root: Store,
+    store: Store,
+    config: Callable[[], Config],
+    organizations: Callable[[], Mapping[str, Config]],
+    metrics: Metrics,
+    qualify: bool,
+) -> ASGIApp:
+    """The daemon's feed server: one organization's feeds (``config``, ``store``), or with ``qualify`` every organization's.
+
+    ``config`` and ``organizations`` give what is in force at each request
+    (a reload replaces them); ``root`` is the store every organization is
+    keyed in.
+    """
+    from apexcal.clock import utcnow
+    from apexcal.serve import create_app, feeds_source
+
+    if qualify:
+        return create_app(
+            library=DirectoryFeeds(root, organizations,
+                                   token_ttl=server.token_cache.total_seconds()),
+            health=DirectoryHealth(root, organizations,
+                                   stale_after=server.stale_after, started_at=utcnow(),
+                                   clock=utcnow),
+            metrics_registry=metrics.registry,
+            metrics=metrics,
+            hooks=hooks,
+            token_cache=server.token_cache.total_seconds(),
+        )
+    health = StoreHealth(
+        store,
+        feeds=lambda: [f.name for f in config().feeds],
+        targets=lambda: [t.name for t in config().targets],
+        per_user_feeds=lambda: [f.name for f in config().feeds if f.per_user],
+        stale_after=server.stale_after,
+        started_at=utcnow(),
+        clock=utcnow,
+    )
+    return create_app(
+        feeds=feeds_source(lambda: config().feeds),
+        tokens=store,
+        health=health,
+        metrics_registry=metrics.registry,
+        metrics=metrics,
+        hooks=hooks,
+        token_cache=server.token_cache.total_seconds(),
+    )

@@ -1,10 +1,13 @@
 """The daemon: scheduled target cycles and feed builds, the feed server, signals, systemd notify.
 
-:class:`Daemon` puts the parts together: the state store, the feed server,
-the schedule (:mod:`apexcal.daemon.scheduler`) whose firings
+:class:`Daemon` puts the parts together: the state store, the feed server
+(:func:`apexcal.daemon.served.feed_app`), the schedule
+(:mod:`apexcal.daemon.scheduler`) whose firings
 :class:`~apexcal.daemon.jobs.JobRunner` runs, and the signal loop
-(:mod:`apexcal.daemon.signals`).  At start one pull fills the mirror, then
-every job runs once, spread over ``sync.jitter``.
+(:mod:`apexcal.daemon.signals`).  At start the API access is checked and one
+pull fills the mirror (:mod:`apexcal.daemon.startup`), then every job runs
+once, spread over ``sync.jitter``.  :func:`apexcal.daemon.main.run` is
+``apexcal run``: it reads the config and runs a :class:`Daemon`.
 
 * SIGTERM / SIGINT: ``STOPPING=1``, no new runs, in-flight cycles are asked to
   stop (the engine checks between objects and records what it wrote), then
@@ -39,14 +42,13 @@ from pathlib import Path
 
 import structlog
 
-from apexcal.clock import utcnow
-from apexcal.config import Config, load_config
+from apexcal.config import Config
 from apexcal.daemon.jobs import JobRunner, JobSpec, job_specs
-from apexcal.daemon.organizations import Reloaded
-from apexcal.daemon.process import InFlight, exit_now, muted
+from apexcal.daemon.organizations import Reloaded, reread_file
+from apexcal.daemon.process import InFlight, muted
 from apexcal.daemon.scheduler import MAX_THREADS, JobScheduler
 from apexcal.daemon.signals import Wakeup, wait_for_stop
-from apexcal.errors import ConfigError, Problem, SecretError
+from apexcal.daemon.startup import check_access, prime, warn_about
 from apexcal.log import configure_from
 from apexcal.metrics import Metrics
 from apexcal.notify import Notifier
@@ -56,8 +58,6 @@ log = structlog.get_logger("apexcal.daemon")
 
 # Time kept back from the shutdown bound for stopping the server and closing the store.
 _SHUTDOWN_RESERVE_S = 2.0
-# The API retry budget of the access check at start.
-_ACCESS_CHECK_S = 5.0
 
 
 class Daemon:
@@ -170,10 +170,10 @@ class Daemon:
         try:
             self._root = self._stack.enter_context(Store.open(config.state.url))
             for key, one in self._orgs.items():
-                self._check_access(key, one)
+                check_access(key, one, self.metrics, qualify=self._qualify)
             if config.server is not None:
                 self._start_server(config)
-            self._warn_about()
+            warn_about(self.config, self.specs())
             self._start_scheduler()
         except BaseException:
             self._stack.close()
@@ -190,82 +190,24 @@ class Daemon:
         )
         self.notifier.ready(status=self._jobs.status_line())
 
-    def _check_access(self, key: str, config: Config) -> None:
-        """One API request at start: a refused token is an operator error; an absent API is not.
-
-        401/403 propagate (the CLI prints one line, exit 2).  Anything else —
-        the API down, slow or failing — is logged and left to the jobs, which
-        back off and recover on their own.
-        """
-        from apexcal.daemon.jobs import api_client
-        from apexcal.errors import ApexcalError, Forbidden, NotAuthenticated
-
-        if not job_specs(config):
-            return
-        try:
-            with api_client(config, self.metrics, _ACCESS_CHECK_S) as client:
-                client.check_access()
-        except (NotAuthenticated, Forbidden) as exc:
-            if not self._qualify:
-                raise
-            # The operator's one line names the organization and its file.
-            raise type(exc)(
-                f"{exc.server_message} (organization {key}, {config.path})",
-                method=exc.method, url=exc.url, status=exc.status, name=exc.name,
-                class_name=exc.class_name,
-            ) from exc
-        except ApexcalError as exc:
-            where = {"organization": key} if self._qualify else {}
-            log.warning("daemon.api_unavailable_at_start", kind=type(exc).__name__,
-                        error=str(exc), **where)
-
     def _start_server(self, config: Config) -> None:
-        from apexcal.serve import StoreHealth, create_app, feeds_source, serve_in_thread
+        from apexcal.daemon.served import feed_app
+        from apexcal.serve import serve_in_thread
         from apexcal.serve.hooks import Debouncer, HookEndpoint
 
         server = config.server
         assert server is not None
-        store = self.store
+        assert self._root is not None
         debouncer = Debouncer(self.sync_now)
         self._stack.callback(debouncer.close)
         hooks = HookEndpoint(
-            secrets=store, debouncer=debouncer, organizations=lambda: self._orgs.keys(),
+            secrets=self.store, debouncer=debouncer, organizations=lambda: self._orgs.keys(),
             registry=self.metrics.registry,
         )
-        if self._qualify:
-            from apexcal.daemon.served import DirectoryFeeds, DirectoryHealth
-
-            assert self._root is not None
-            app = create_app(
-                library=DirectoryFeeds(self._root, lambda: self._orgs,
-                                       token_ttl=server.token_cache.total_seconds()),
-                health=DirectoryHealth(self._root, lambda: self._orgs,
-                                       stale_after=server.stale_after, started_at=utcnow(),
-                                       clock=utcnow),
-                metrics_registry=self.metrics.registry,
-                metrics=self.metrics,
-                hooks=hooks,
-                token_cache=server.token_cache.total_seconds(),
-            )
-        else:
-            health = StoreHealth(
-                store,
-                feeds=lambda: [f.name for f in self.config.feeds],
-                targets=lambda: [t.name for t in self.config.targets],
-                per_user_feeds=lambda: [f.name for f in self.config.feeds if f.per_user],
-                stale_after=server.stale_after,
-                started_at=utcnow(),
-                clock=utcnow,
-            )
-            app = create_app(
-                feeds=feeds_source(lambda: self.config.feeds),
-                tokens=store,
-                health=health,
-                metrics_registry=self.metrics.registry,
-                metrics=self.metrics,
-                hooks=hooks,
-                token_cache=server.token_cache.total_seconds(),
-            )
+        app = feed_app(
+            server, hooks, root=self._root, store=self.store, config=lambda: self.config,
+            organizations=lambda: self._orgs, metrics=self.metrics, qualify=self._qualify,
+        )
         # A port in use is an operator error reported as one line by the CLI;
         # uvicorn's own error line about it would be a second one.
         with muted("uvicorn.error"):
@@ -273,19 +215,6 @@ class Daemon:
                 serve_in_thread(app, host=server.host, port=server.port)
             )
         log.info("server.listening", url=self.server_url)
-
-    def _warn_about(self) -> None:
-        server = self.config.server
-        if server is None:
-            return
-        for spec in self.specs():
-            if spec.interval >= server.stale_after:
-                log.warning(
-                    "config.interval_exceeds_stale_after",
-                    job=spec.id,
-                    interval_seconds=spec.interval.total_seconds(),
-                    stale_after_seconds=server.stale_after.total_seconds(),
-                )
 
     def _start_scheduler(self) -> None:
         specs = self.specs()
@@ -306,37 +235,8 @@ class Daemon:
         self._stack.callback(scheduler.shutdown)
 
     def _prime(self, organizations: Mapping[str, Config]) -> None:
-        """Pull the CRM once before the first cycles, so they do not all pull everything at once."""
-        try:
-            for key, config in organizations.items():
-                if self._jobs.stopping.is_set():
-                    return
-                if job_specs(config):
-                    self._prime_one(key, config)
-                self._jobs.prime(key)
-        finally:
-            self._jobs.primed.set()
-
-    def _prime_one(self, key: str, config: Config) -> None:
-        from apexcal.daemon.jobs import api_client
-        from apexcal.errors import ApexcalError
-        from apexcal.sync.pull import pull
-
-        where = {"organization": key} if self._qualify else {}
-        try:
-            with self._inflight.track(), structlog.contextvars.bound_contextvars(
-                job="initial-pull", organization_id=config.source.organization_id, **where
-            ):
-                seconds = min(s.interval for s in job_specs(config)).total_seconds()
-                with api_client(config, self.metrics, seconds) as client:
-                    result = pull(config, self.store_of(key), client, now=utcnow())
-                log.info("daemon.initial_pull", changed=result.changed, listed=result.listed)
-        except ApexcalError as exc:
-            # The jobs pull for themselves, and back off if the API stays away.
-            log.warning("daemon.initial_pull_failed", kind=type(exc).__name__, error=str(exc),
-                        **where)
-        except Exception:
-            log.exception("daemon.initial_pull_crashed", **where)
+        prime(organizations, jobs=self._jobs, inflight=self._inflight, metrics=self.metrics,
+              store_of=self.store_of, qualify=self._qualify)
 
     def sync_now(self, org: str | None = None) -> None:
         """Run every target and feed (of organization ``org``) now; a running one runs again when it ends.
@@ -388,7 +288,8 @@ class Daemon:
             self.notifier.ready(status=self._jobs.status_line())
             return False
         log.info("config.reloading", file=str(self._config_path))
-        reread = self._reread or (lambda _old: self._reread_file())
+        path = self._config_path
+        reread = self._reread or (lambda old: reread_file(path, old))
         reloaded = reread(self._orgs)
         if reloaded.problems:
             log.error(
@@ -406,19 +307,6 @@ class Daemon:
         self.notifier.ready(status=("config reload failed in part; " if reloaded.problems else "")
                             + self._jobs.status_line())
         return not reloaded.problems
-
-    def _reread_file(self) -> Reloaded:
-        assert self._config_path is not None
-        try:
-            new = load_config(self._config_path, resolve_secrets=True)
-        except (ConfigError, SecretError) as exc:
-            problems = list(getattr(exc, "problems", ())) or [
-                Problem(file=str(self._config_path), path="", message=str(exc))
-            ]
-            return Reloaded(organizations=dict(self._orgs), problems=problems,
-                            kept=list(self._orgs), skipped=[])
-        return Reloaded(organizations={next(iter(self._orgs)): new}, problems=[], kept=[],
-                        skipped=[])
 
     def _apply(self, organizations: Mapping[str, Config]) -> None:
         """Make ``organizations`` the ones in force: their jobs replace the old ones."""
@@ -477,48 +365,3 @@ class Daemon:
         self.clean_exit = idle
         return 0
 
-
-def run(config_path: Path | None, *, log_level: str | None = None,
-        on_ready: Callable[[Daemon], None] | None = None,
-        config_dir: Path | None = None, org: str | None = None) -> int:
-    """``apexcal run``: read the config (secrets included), start the daemon, serve until a signal.
-
-    The config is ``config_path``; or, with ``config_dir``, organization
-    ``org`` of that directory (its state keyed by ``org``), or without
-    ``org`` every organization of the directory in this one process.  SIGHUP
-    re-reads the file or the directory.  Operator errors at start (bad
-    config, unreadable secret, unusable state store, a token the API
-    refuses, a port in use) are raised before anything is logged, for the
-    CLI to print as one line with exit code 2.
-    """
-    from apexcal.config.directory import load_config_dir, load_one
-    from apexcal.daemon.organizations import reload_directory
-    from apexcal.errors import is_operator_error
-    from apexcal.log import held_back
-
-    if config_dir is not None and org is None:
-        configs = load_config_dir(config_dir, resolve_secrets=True)
-        organizations = dict(configs.organizations)
-        first = next(iter(organizations.values()))
-        configure_from(first.log, log_level)
-        daemon = Daemon(
-            organizations=organizations, config_path=config_dir, log_level=log_level,
-            reread=lambda old: reload_directory(config_dir, old),
-        )
-    else:
-        config, key = load_one(config_path, config_dir, org, resolve_secrets=True)
-        configure_from(config.log, log_level)
-        reread = None
-        if config_dir is not None:
-            def reread(old: Mapping[str, Config]) -> Reloaded:
-                return reload_directory(config_dir, old, only=key)
-        daemon = Daemon(config, config_path=config_path or config.path, log_level=log_level,
-                        organization=key, reread=reread)
-    with held_back(drop_if=is_operator_error):
-        daemon.start()
-    if on_ready is not None:
-        on_ready(daemon)
-    code = daemon.serve()
-    if not daemon.clean_exit:
-        exit_now(code)
-    return code
