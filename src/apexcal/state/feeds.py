@@ -10,7 +10,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from apexcal.state._sql import upsert
-from apexcal.state.mirror import StorePart
+from apexcal.state.part import StorePart
 from apexcal.state.records import FeedBody, FeedStatus, FeedToken, TokenGrant
 from apexcal.state.tables import FeedBodyRow, FeedStatusRow, FeedTokenRow, table_of
 

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 
 from apexcal.apex.models import GeoPoint
 from apexcal.state._sql import upsert
-from apexcal.state.mirror import StorePart
+from apexcal.state.part import StorePart
 from apexcal.state.tables import GeocodeRow, table_of
 
 _G = table_of(GeocodeRow)

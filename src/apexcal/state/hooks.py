@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from apexcal.state.mirror import StorePart
+from apexcal.state.part import StorePart
 from apexcal.state.records import FeedToken
 from apexcal.state.tables import FeedTokenRow, table_of
 

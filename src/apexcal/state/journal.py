@@ -24,7 +24,7 @@ from typing import Any, cast
 from sqlalchemy import Row, func, select, update
 
 from apexcal.state._sql import chunks
-from apexcal.state.mirror import StorePart
+from apexcal.state.part import StorePart
 from apexcal.state.records import WritebackEntry, WritebackStatus
 from apexcal.state.tables import ObjectRow, WritebackRow, table_of
 

@@ -4,6 +4,7 @@
 that is safe to share between threads (feed server, scheduler jobs): each
 method runs its own short transaction on a pooled connection.  The parts it
 is made of live in their own modules: :mod:`~apexcal.state.mirror`,
+:mod:`~apexcal.state.activity_types`,
 :mod:`~apexcal.state.targets`, :mod:`~apexcal.state.journal`, :mod:`~apexcal.state.fieldjournal`,
 :mod:`~apexcal.state.geocache`, :mod:`~apexcal.state.feeds`,
 :mod:`~apexcal.state.hooks`.
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from apexcal.clock import Clock, utcnow
 from apexcal.state import migrate
+from apexcal.state.activity_types import ActivityTypesPart
 from apexcal.state.database import Database, make_engine, sqlite_path
 from apexcal.state.feeds import FeedsPart
 from apexcal.state.fieldjournal import FieldJournalPart
@@ -34,7 +36,7 @@ from apexcal.state.targets import TargetsPart
 log = structlog.get_logger(__name__)
 
 
-class Store(MirrorPart, TargetsPart, JournalPart, FieldJournalPart, GeocachePart, FeedsPart, HooksPart):
+class Store(MirrorPart, ActivityTypesPart, TargetsPart, JournalPart, FieldJournalPart, GeocachePart, FeedsPart, HooksPart):
     """The state store (see the module docstring); use :meth:`open`, close when done."""
 
     def __init__(

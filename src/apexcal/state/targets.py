@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from apexcal.errors import StoreFailure, TargetBusy
 from apexcal.state._sql import chunks, insert_ignore, upsert
 from apexcal.state.database import describe
-from apexcal.state.mirror import StorePart
+from apexcal.state.part import StorePart
 from apexcal.state.records import ObjectRecord, TargetState
 from apexcal.state.tables import ObjectRow, TargetStateRow, table_of
 
