@@ -61,115 +61,52 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
-from icalendar import Conference, Event, Todo, vCalAddress, vGeo, vUri
+from icalendar import Conference, Event, Todo, vGeo, vUri
 
 from apexcal import __version__
 from apexcal.apex.models import Activity, ActivityType, GeoPoint, type_key
 from apexcal.errors import Unmappable
-from apexcal.ical.alarms import DEFAULT_KEY, alarms_for, parse_trigger, triggers_for
+from apexcal.ical.alarms import alarms_for, triggers_for
 from apexcal.ical.colors import nearest_css3_name, normalize_hex
 from apexcal.ical.fields import (
     DONE_MARK,
-    SUMMARY_FIELDS,
     URL_FIELDS,
     ComponentKind,
-    DoneEvents,
-    Privacy,
-    TasksAs,
 )
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
-from apexcal.ical.ownership import MARK_PARAM
-from apexcal.ical.summary import parse_template, render_summary, render_template, summary_values
+from apexcal.ical.options import MappingOptions
+from apexcal.ical.people import add_people
+from apexcal.ical.summary import render_summary, render_template, summary_values
 from apexcal.ical.text import clean_line, clean_text, truncate_utf8
-from apexcal.ical.times import DEFAULT_DURATION, is_utc, span
-from apexcal.ical.timezones import vtimezone_bytes, zone_for
+from apexcal.ical.times import is_utc, span
+from apexcal.ical.timezones import vtimezone_bytes
 
 SEQUENCE_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
 SEQUENCE_MAX = 2**31 - 1
+__all__ = [
+    "PRODID",
+    "MappedObject",
+    "MappingOptions",
+    "calendar_bytes",
+    "component_kind",
+    "href_name",
+    "is_hidden",
+    "map_activity",
+    "object_for",
+    "parse_uid",
+    "sequence_for",
+    "uid_for",
+]
+
 PRODID = "-//apexcal//apexcal {}//EN".format(".".join(__version__.split(".")[:2]))
 
 _UID = re.compile(r"^apexcal-([1-9][0-9]*)-([1-9][0-9]*)@(.+)$")
 _UNSAFE_HREF = re.compile(r"[^A-Za-z0-9._-]")
-_EMAIL = re.compile(r"^[^@\s\"<>()\[\]\\,;:]+@[^@\s\"<>()\[\]\\,;:]+$")
-_EMAIL_MAX = 254
 
-
-
-class _FrozenMap(dict[str, ComponentKind]):
-    """A read-only, hashable mapping."""
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(frozenset(self.items()))
-
-    def _readonly(self, *args: object, **kwargs: object) -> None:
-        raise TypeError("MappingOptions.components is read-only")
-
-    __setitem__ = __delitem__ = _readonly
-    update = pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
-
-
-@dataclass(frozen=True, kw_only=True)
-class MappingOptions:
-    """How activities become calendar components for one target or feed.
-
-    ``summary_template`` may use ``{subject}``, ``{type}``, ``{deal}``,
-    ``{contact}``, ``{company}``, ``{assigned_to}`` (alias ``{assignee}``);
-    ``activity_url_template``
-    ``{id}`` and ``{organization_id}`` (``None``: no link).  Bad templates
-    raise :class:`TemplateError` (a ``ValueError``) at construction.
-    ``max_note_bytes`` bounds each free-text field (note, public description)
-    so an object stays far below server size limits.  ``components`` keys
-    may be type names or keys; they are normalised to type keys.  Options are
-    hashable.
-    """
-
-    timezone: str = "UTC"
-    uid_domain: str = "api.achieveapex.com"
-    privacy: Privacy = "full"
-    tasks_as: TasksAs = "todos"
-    components: Mapping[str, ComponentKind] = field(default_factory=lambda: {"task": "todo"})
-    summary_template: str = "{subject}"
-    activity_url_template: str | None = "https://app.achieveapex.com/activities/{id}"
-    default_duration: timedelta = DEFAULT_DURATION
-    max_note_bytes: int = 65536
-    done_events: DoneEvents = "keep"
-    alarms: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """apexcal's reminders: (type key or ``default``, triggers) pairs (:mod:`apexcal.ical.alarms`)."""
-    attendees: bool = False
-    """The assigned user as ORGANIZER and ATTENDEE, the contact as ATTENDEE (``full`` privacy only)."""
-
-    def __post_init__(self) -> None:
-        # Keys normalised to type keys ("Customer Training" → customer_training) and
-        # frozen, so options stay hashable and usable as cache keys.
-        object.__setattr__(
-            self, "components", _FrozenMap({type_key(k): v for k, v in self.components.items()})
-        )
-        parse_template(self.summary_template, SUMMARY_FIELDS)
-        if self.activity_url_template is not None:
-            parse_template(self.activity_url_template, URL_FIELDS)
-        zone_for(self.timezone)
-        if self.default_duration <= timedelta(0):
-            raise ValueError("default_duration must be positive")
-        if self.max_note_bytes < 64:
-            raise ValueError("max_note_bytes must be at least 64")
-        # Canonical and sorted, so equal tables make equal (and equally hashed) options.
-        object.__setattr__(
-            self,
-            "alarms",
-            tuple(
-                sorted(
-                    (
-                        key if key == DEFAULT_KEY else type_key(key),
-                        tuple(dict.fromkeys(parse_trigger(t).key for t in triggers)),
-                    )
-                    for key, triggers in self.alarms
-                )
-            ),
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -365,62 +302,12 @@ def map_activity(
     if activity_type and activity_type.icon_key and not busy:
         component.add("X-APEX-ICON", clean_line(activity_type.icon_key))
     if options.attendees and options.privacy == "full":
-        _add_people(component, activity)
+        add_people(component, activity)
     if options.alarms and not activity.done:  # a done activity needs no reminder
         key = type_key(activity.activity_type) if activity.activity_type else None
         for alarm in alarms_for(component, triggers_for(options.alarms, key), timezone=options.timezone):
             component.add_component(alarm)
     return component
-
-
-def mail_address(email: str | None) -> str | None:
-    """``email`` as a ``mailto:`` calendar address, or ``None`` when it is not a usable address.
-
-    Surrounding whitespace is dropped; anything with spaces, quotes, brackets,
-    separators, not exactly one ``@`` with text on both sides, or longer than
-    254 characters is not used (a wrong address is worse than none).
-    """
-    if email is None:
-        return None
-    text = email.strip()
-    if len(text) > _EMAIL_MAX or not _EMAIL.match(text) or not text.isprintable():
-        return None
-    return f"mailto:{text}"
-
-
-def _person(address: str, name: str | None, **params: str) -> vCalAddress:
-    value = vCalAddress(address)
-    cn = clean_line(name).replace('"', "'") if name else ""
-    if cn:
-        value.params["CN"] = cn
-    for key, param in params.items():
-        value.params[key.replace("_", "-")] = param
-    value.params["SCHEDULE-AGENT"] = "CLIENT"
-    value.params[MARK_PARAM] = "TRUE"
-    return value
-
-
-def _add_people(component: Event | Todo, activity: Activity) -> None:
-    """ORGANIZER and ATTENDEEs from the joined user and contact (see the module docstring)."""
-    user = activity.assigned_to_user
-    contact = activity.contact
-    user_address = mail_address(user.email) if user else None
-    contact_address = mail_address(contact.email) if contact else None
-    if user_address is not None and user is not None:
-        component.add("ORGANIZER", _person(user_address, user.full_name))
-        component.add(
-            "ATTENDEE",
-            _person(user_address, user.full_name, CUTYPE="INDIVIDUAL", ROLE="CHAIR", PARTSTAT="ACCEPTED"),
-        )
-    if (
-        contact_address is not None
-        and contact is not None
-        and (user_address is None or contact_address.lower() != user_address.lower())
-    ):
-        component.add(
-            "ATTENDEE",
-            _person(contact_address, contact.full_name, CUTYPE="INDIVIDUAL", ROLE="REQ-PARTICIPANT"),
-        )
 
 
 @cache

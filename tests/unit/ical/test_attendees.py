@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apexcal.ical.contentlines import Line, parse
-from apexcal.ical.mapping import MappingOptions, mail_address, object_for
+from apexcal.ical.mapping import MappingOptions, object_for
 from apexcal.ical.merge import merge
 from apexcal.ical.ownership import is_owned_line, main_component, owned_hash
+from apexcal.ical.people import mail_address
 from tests.unit.ical.factories import TYPES, activity
 from tests.unit.ical.test_ownership import REWRITES
 
