@@ -16,7 +16,7 @@ backend lists but cannot return.  Thread-safe.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -24,15 +24,12 @@ from typing import Self
 from apexcal.errors import CalendarNotFound, ObjectsUnread, PreconditionFailed, UidConflict
 from apexcal.sync.sink import (
     CalendarInfo,
+    ConcurrentWrites,
     FetchedObject,
-    Outcome,
     RemoteChanges,
-    Write,
     WriteResult,
     check_member_name,
-    run_writes,
     uid_of,
-    write_one,
 )
 
 _TOKEN_PREFIX = "memory-sync-"  # noqa: S105  (a sync token, not a secret)
@@ -45,7 +42,7 @@ class _Stored:
     uid: str
 
 
-class MemorySink:
+class MemorySink(ConcurrentWrites):
     """One in-memory calendar collection at ``path`` (see the module docstring).
 
     ``exists=False`` starts without a collection (``ensure_calendar(create=True)``
@@ -208,22 +205,6 @@ class MemorySink:
                 raise PreconditionFailed(href, etag=etag, status=412)
             self._drop(href)
             return WriteResult(href=href, etag=None, status=204)
-
-    def apply_many(
-        self,
-        writes: Sequence[Write],
-        *,
-        on_result: Callable[[int, Write, Outcome], None] | None = None,
-        stop: Callable[[], bool] | None = None,
-    ) -> list[Outcome]:
-        """Run many writes (:func:`~apexcal.sync.sink.run_writes`)."""
-        return run_writes(
-            lambda w: write_one(self, w),
-            writes,
-            concurrency=self.concurrency,
-            on_result=on_result,
-            stop=stop,
-        )
 
     # --- another client -------------------------------------------------------
 

@@ -36,6 +36,7 @@ from apexcal.sync.plan_model import Create, Delete, Update, Write
 
 __all__ = [
     "CalendarInfo",
+    "ConcurrentWrites",
     "FetchedObject",
     "Outcome",
     "RemoteChanges",
@@ -211,7 +212,7 @@ class _NotStarted(Exception):
     """A write of :func:`run_writes` that was not sent because a stop was asked."""
 
 
-def write_one(sink: Sink, write: Write) -> WriteResult:
+def write_one(sink: _Writes, write: Write) -> WriteResult:
     """Send one planned write to ``sink`` with its condition."""
     if isinstance(write, Create):
         return sink.create(write.href_name, write.data)
@@ -276,6 +277,42 @@ def run_writes(
             raise
     return [r for r in results if r is not None]
 
+
+
+class _Writes(Protocol):
+    """The conditional writes of a sink: what :func:`write_one` sends."""
+
+    def create(self, name: str, data: bytes) -> WriteResult: ...
+
+    def update(self, href: str, data: bytes, etag: str) -> WriteResult: ...
+
+    def delete(self, href: str, etag: str | None = None) -> WriteResult: ...
+
+
+class _Writer(_Writes, Protocol):
+    """What :class:`ConcurrentWrites` needs of the sink it is part of."""
+
+    concurrency: int
+
+
+class ConcurrentWrites:
+    """:meth:`Sink.apply_many` for a sink with ``concurrency``: its own writes through :func:`run_writes`."""
+
+    def apply_many(
+        self: _Writer,
+        writes: Sequence[Write],
+        *,
+        on_result: Callable[[int, Write, Outcome], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> list[Outcome]:
+        """Run many writes, ``concurrency`` at a time (:func:`run_writes`)."""
+        return run_writes(
+            lambda w: write_one(self, w),
+            writes,
+            concurrency=self.concurrency,
+            on_result=on_result,
+            stop=stop,
+        )
 
 def check_member_name(name: str) -> str:
     """``name`` when it can be a member of a collection (no ``/``, not ``.``/``..``)."""

@@ -52,7 +52,7 @@ name into one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -73,19 +73,17 @@ from apexcal.sync.caldav.session import DavSession
 from apexcal.sync.caldav.writes import ICS_TYPE, check_size, write_result
 from apexcal.sync.sink import (
     CalendarInfo,
+    ConcurrentWrites,
     FetchedObject,
-    Outcome,
     RemoteChanges,
-    Write,
     WriteResult,
     check_member_name,
-    run_writes,
-    write_one,
 )
 
 log = structlog.get_logger("apexcal.sync.caldav_sink")
 
-class CalDAVSink:
+
+class CalDAVSink(ConcurrentWrites):
     """A session with one CalDAV calendar collection.
 
     ``url`` is the collection URL (a trailing ``/`` is added when missing;
@@ -288,19 +286,3 @@ class CalDAVSink:
         if resp.status_code == 404:
             return WriteResult(href=href, etag=None, status=404)
         return write_result(self._dav, resp, "DELETE", href, b"", etag)
-
-    def apply_many(
-        self,
-        writes: Sequence[Write],
-        *,
-        on_result: Callable[[int, Write, Outcome], None] | None = None,
-        stop: Callable[[], bool] | None = None,
-    ) -> list[Outcome]:
-        """Run many writes, ``concurrency`` at a time (:func:`~apexcal.sync.sink.run_writes`)."""
-        return run_writes(
-            lambda w: write_one(self, w),
-            writes,
-            concurrency=self.concurrency,
-            on_result=on_result,
-            stop=stop,
-        )
