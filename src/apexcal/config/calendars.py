@@ -80,6 +80,14 @@ _ALARMS_HELP = (
 )
 
 
+# Help text of the options targets and feeds share (each declares its own default).
+_NAME_HELP = 'Unique among targets and feeds; letters, digits, ".", "_" and "-" only '
+_DONE_EVENTS_HELP = (
+    'Done activities shown as events: "keep" (as they are), "check" (a "✓ " '
+    'before the summary) or "hide" (left out; done tasks stay).'
+)
+
+
 def _default_components() -> dict[str, Component]:
     return {"task": "todo"}
 
@@ -133,8 +141,7 @@ class TargetConfig(_Table):
     """``[[targets]]``: one CalDAV calendar collection kept in sync."""
 
     name: Name = Field(
-        description='Unique among targets and feeds; letters, digits, ".", "_" and "-" only '
-        "(used in URLs, file names and `apexcal sync --target NAME`).",
+        description=_NAME_HELP + "(used in URLs, file names and `apexcal sync --target NAME`).",
         examples=["jane"],
     )
     url: HttpUrl = Field(
@@ -165,11 +172,7 @@ class TargetConfig(_Table):
         default="todos",
         description='Tasks as "todos" (VTODO, completion syncs back) or "events".',
     )
-    done_events: DoneEvents = Field(
-        default="keep",
-        description='Done activities shown as events: "keep" (as they are), "check" (a "✓ " '
-        'before the summary) or "hide" (left out; done tasks stay).',
-    )
+    done_events: DoneEvents = Field(default="keep", description=_DONE_EVENTS_HELP)
     writeback: Annotated[bool, Field(strict=True)] = Field(
         default=True, description="Send completions made in the calendar back to the CRM."
     )
@@ -238,8 +241,7 @@ class FeedConfig(_Table):
     """``[[feeds]]``: one .ics file written after each cycle and served by the feed server."""
 
     name: Name = Field(
-        description='Unique among targets and feeds; letters, digits, ".", "_" and "-" only '
-        "(the feed's URL is /feeds/<token>/<name>.ics).",
+        description=_NAME_HELP + "(the feed's URL is /feeds/<token>/<name>.ics).",
         examples=["team"],
     )
     path: FilePath = Field(
@@ -259,11 +261,7 @@ class FeedConfig(_Table):
         default="events",
         description='"events" (most subscribing clients ignore to-dos) or "todos".',
     )
-    done_events: DoneEvents = Field(
-        default="keep",
-        description='Done activities shown as events: "keep" (as they are), "check" (a "✓ " '
-        'before the summary) or "hide" (left out; done tasks stay).',
-    )
+    done_events: DoneEvents = Field(default="keep", description=_DONE_EVENTS_HELP)
     window: WindowConfig = Field(
         default_factory=WindowConfig,
         description="Activities overlapping [today − past_days, today + future_days].",
