@@ -14,7 +14,7 @@ once, each naming its file and key.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,32 @@ def load_config_dir(
     if resolve_secrets:
         organizations = _resolve_all(organizations, env)
     return ConfigDir(path=directory, shared=shared, organizations=organizations)
+
+
+def load_organizations(
+    path: str | Path, files: Iterable[Path], *, env: Mapping[str, str] | None = None
+) -> dict[str, Config]:
+    """The organizations of ``files`` (some files of directory ``path``), secrets resolved.
+
+    Each is read as :func:`load_config_dir` reads it: ``apexcal.toml`` merged
+    in, and the cross-file checks run among these organizations only — what
+    reloading the sound files of a partly broken directory needs.  Raises
+    :class:`ConfigError` or :class:`UnreadableSecrets` with every problem.
+    """
+    env = os.environ if env is None else env
+    shared_file = Path(path) / SHARED_FILE
+    shared = _load_shared(shared_file, env)[0] if shared_file.exists() else {}
+    problems: list[Problem] = []
+    organizations: dict[str, Config] = {}
+    for file in files:
+        try:
+            organizations[file.stem] = _load_organization(file, file.stem, shared, env)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    problems.extend(_cross_checks(organizations))
+    if problems:
+        raise ConfigError(problems)
+    return _resolve_all(organizations, env)
 
 
 def _load_shared(file: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], SharedConfig]:

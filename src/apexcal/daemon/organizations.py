@@ -45,7 +45,7 @@ def reload_directory(
 
     With ``only``, just that organization is wanted (``apexcal run --org``).
     """
-    from apexcal.config.directory import SHARED_FILE, load_config_dir
+    from apexcal.config.directory import SHARED_FILE, load_config_dir, load_organizations
 
     env = os.environ if env is None else env
     try:
@@ -79,7 +79,7 @@ def reload_directory(
     organizations: dict[str, Config] = {}
     if sound:
         try:
-            organizations = _load_files(path, sound, env=env)
+            organizations = load_organizations(path, sound, env=env)
         except (ConfigError, UnreadableSecrets) as exc:  # cross-file problems among the sound ones
             problems.extend(p for p in exc.problems if p not in problems)
             return Reloaded(organizations=dict(old), problems=problems, kept=sorted(old),
@@ -115,28 +115,3 @@ def _others(path: Path, only: str) -> set[Path]:
     from apexcal.config.directory import SHARED_FILE
 
     return {p for p in path.glob("*.toml") if p.name != SHARED_FILE and p.stem != only}
-
-
-def _load_files(path: Path, files: list[Path], *, env: Mapping[str, str]) -> dict[str, Config]:
-    """The organizations of ``files`` of directory ``path``, read as :func:`load_config_dir` reads them."""
-    from apexcal.config.directory import (
-        SHARED_FILE,
-        _cross_checks,
-        _load_organization,
-        _load_shared,
-        _resolve_all,
-    )
-
-    shared_file = path / SHARED_FILE
-    shared = _load_shared(shared_file, env)[0] if shared_file.exists() else {}
-    problems: list[Problem] = []
-    organizations: dict[str, Config] = {}
-    for file in files:
-        try:
-            organizations[file.stem] = _load_organization(file, file.stem, shared, env)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    problems.extend(_cross_checks(organizations))
-    if problems:
-        raise ConfigError(problems)
-    return _resolve_all(organizations, env)
