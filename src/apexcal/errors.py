@@ -55,11 +55,14 @@ not travel further.
         ├── MassDeleteRefused        a cycle would delete too much without --force
         └── CycleCancelled           a stop was requested; what was written is recorded
 
-Outside the tree are two signals that never reach an operator (plain
-``Exception`` subclasses, caught by the sync code that raises them):
+Outside the tree are signals that never reach an operator: two plain
+``Exception`` subclasses caught by the sync code that raises them,
 ``SyncUnsupported`` (``apexcal.sync.caldav.changes``: the collection has no
 sync-collection, so it is listed by PROPFIND) and ``_NotStarted``
-(``apexcal.sync.sink``: a write left unsent because a stop was asked).
+(``apexcal.sync.sink``: a write left unsent because a stop was asked); and two
+``ValueError`` subclasses of the pure reading of editable fields
+(``apexcal.ical.editable``), ``_Unrepresentable`` and ``NotWritable``: a
+calendar value that cannot become the activity's field (the text says why).
 
 Exit codes: each class says in ``exit_code`` what the CLI does when it ends a
 command.  ``UserError`` and the classes marked ``[exit 2]`` above (a refused
