@@ -35,8 +35,14 @@ by running again (DESIGN §1, §5):
 9. **record** the sync token and mirror position — only when nothing is left
    to retry — and the cycle's success or failure.
 
-A no-change cycle costs two API requests (change feed, types) and two CalDAV
-requests (PROPFIND of the collection, sync-collection REPORT).
+A no-change cycle costs two API requests (change feed, types) and one CalDAV
+request: the collection's PROPFIND, whose ``DAV:sync-token`` equals the
+stored one, so no sync-collection REPORT is sent
+(:mod:`apexcal.sync.caldav.changes`).
+
+The steps live by concept: :class:`Cycle` here (read, map, record),
+:mod:`apexcal.sync.cycle_writeback` (step 4), :mod:`apexcal.sync.cycle_apply`
+(steps 6–8) and :mod:`apexcal.sync.cycle_state` (what they share).
 """
 
 from __future__ import annotations
