@@ -62,7 +62,10 @@ sync-collection, so it is listed by PROPFIND) and ``_NotStarted``
 (``apexcal.sync.sink``: a write left unsent because a stop was asked); and two
 ``ValueError`` subclasses of the pure reading of editable fields
 (``apexcal.ical.editable``), ``_Unrepresentable`` and ``NotWritable``: a
-calendar value that cannot become the activity's field (the text says why).
+calendar value that cannot become the activity's field (the text says why);
+and the two ``ValueError`` subclasses of reading a feed URL's filter
+(``apexcal.feeds.views``), ``FilterSyntaxError`` and ``UnknownType``, which
+``apexcal feed url`` turns into its one line and a feed build skips.
 
 Exit codes: each class says in ``exit_code`` what the CLI does when it ends a
 command.  ``UserError`` and the classes marked ``[exit 2]`` above (a refused
