@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -188,6 +189,22 @@ class TestConnection:
         )
         assert [a[0] for a in answers] == [304, 200]
         assert answers[1][2] == BODY
+
+    def test_an_idle_connection_closes_after_the_keep_alive_timeout(self, servers: Servers) -> None:
+        """After the protocol's own 304s, a connection left idle is closed as uvicorn closes it (5 s)."""
+        parts = urlsplit(servers.fast)
+        match = f"If-None-Match: {servers.etag}\r\n"
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            for _ in range(3):  # kept alive between them
+                sock.sendall(get(servers.token, extra=match))
+                answer = b""
+                while not answer.endswith(b"\r\n\r\n"):
+                    answer += sock.recv(1 << 16)
+                assert answer.startswith(b"HTTP/1.1 304 ")
+            answered = time.monotonic()
+            assert sock.recv(1 << 16) == b""  # the server closed it
+            idle = time.monotonic() - answered
+        assert 4.5 <= idle < 25, idle
 
     def test_http_1_0_closes_after_the_304(self, servers: Servers) -> None:
         request = get(servers.token, version="1.0", extra=f"If-None-Match: {servers.etag}\r\n")

@@ -61,6 +61,21 @@ def _http_protocol(not_modified: NotModified | None = None) -> type[asyncio.Prot
     class FeedHttpProtocol(HttpToolsProtocol):
         """Uvicorn's httptools protocol, with a target that is not origin-form left whole in ``raw_path``."""
 
+        # After the protocol's own 304s, one idle timer per connection, re-armed
+        # when it finds the connection busy since, instead of a timer per answer.
+        _idle: asyncio.TimerHandle | None = None
+        _active_at = 0.0
+
+        def data_received(self, data: bytes) -> None:
+            self._active_at = self.loop.time()
+            super().data_received(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            super().connection_lost(exc)
+
         def on_headers_complete(self) -> None:
             target = self.url
             if (
@@ -97,10 +112,21 @@ def _http_protocol(not_modified: NotModified | None = None) -> type[asyncio.Prot
             if not keep_alive:
                 self.transport.close()
                 return
-            self._unset_keepalive_if_required()
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            if self._idle is None:
+                self._idle = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+
+        def _idle_check(self) -> None:
+            """Close the connection once idle for uvicorn's keep-alive timeout (as its own timer would)."""
+            self._idle = None
+            if self.transport.is_closing() or self.pipeline or not (
+                self.cycle is None or self.cycle.response_complete
+            ):
+                return  # closed, or an answer in progress: uvicorn arms its own timer after it
+            left = self._active_at + self.timeout_keep_alive - self.loop.time()
+            if left > 0:
+                self._idle = self.loop.call_later(left, self._idle_check)
+            else:
+                self.transport.close()
 
     return FeedHttpProtocol
 
