@@ -210,6 +210,24 @@ class TestFilteredUrl:
         assert setup.get(path).status_code == 410
         assert setup.get(kept).status_code == 200
 
+    def test_rotate_names_the_revoked_filters_and_may_issue_a_filtered_url(self, setup: Setup) -> None:
+        """`feed rotate --filter` revokes every URL (naming each one's filter) and prints a filtered one."""
+        first, _, user = _pick(setup.emulator)
+        old_view = setup.issue("--filter", f"user={user}", "--label", "old")
+        old_whole = setup.issue("--label", "whole")
+        done = run(
+            "feed", "rotate", "team", "--config", str(setup.config), "--filter", f"type={first}",
+        )
+        assert done.returncode == 0, done.stderr
+        revoked = [line.split("\t") for line in done.stderr.splitlines() if line.startswith("revoked\t")]
+        assert sorted((r[2], r[3]) for r in revoked) == [("old", f"user={user}"), ("whole", "-")]
+        assert f"filter: type={first}" in done.stderr
+        new = urlsplit(done.stdout.splitlines()[0]).path
+        assert [setup.get(p).status_code for p in (old_view, old_whole)] == [410, 410]
+        response = setup.get(new)
+        assert response.status_code == 200
+        assert ids_in(response.content) == setup.expected(lambda a: a["activity_type"] == first)
+
     def test_a_crm_change_reaches_the_filtered_feed(self, setup: Setup) -> None:
         """An activity retyped in the CRM leaves one view and enters the other after the next sync."""
         first, second, _ = _pick(setup.emulator)
