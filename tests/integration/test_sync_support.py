@@ -78,6 +78,8 @@ class Harness:
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=lambda: {"reconcile_interval": "1h"})
     mapping: dict[str, Any] = field(default_factory=lambda: {"geocoder": "none"})
+    source: dict[str, Any] = field(default_factory=dict)
+    """More ``[source]`` keys (e.g. ``timezone``)."""
     feeds: list[dict[str, Any]] = field(default_factory=list)
     state_url: str | None = None
     """The state store's URL (default: SQLite in ``tmp``)."""
@@ -107,6 +109,7 @@ class Harness:
                     "base_url": self.emulator.base_url,
                     "token": self.emulator.token,
                     "organization_id": self.emulator.org_id,
+                    **self.source,
                 },
                 "state": {"url": self.database_url},
                 "sync": self.sync,
@@ -126,6 +129,7 @@ class Harness:
             f'base_url = "{base_url or self.emulator.base_url}"',
             f'token_file = "{self._secret("token", self.emulator.token)}"',
             f"organization_id = {self.emulator.org_id}",
+            *(f"{k} = {_toml(v)}" for k, v in self.source.items()),
             "[state]",
             f"url = {_toml(self.database_url)}",
             "[sync]",

@@ -36,6 +36,7 @@ from apexcal.config.values import (
     credential_password,
 )
 from apexcal.ical.alarms import DEFAULT_KEY, parse_trigger
+from apexcal.ical.editable import WRITEBACK_FIELDS
 from apexcal.ical.fields import DoneEvents, Privacy, TasksAs
 
 Component = Literal["event", "todo"]
@@ -68,6 +69,18 @@ def _alarms_setting(value: object) -> bool | dict[str, list[str]]:
             raise ValueError(f"{key}: {exc}") from None
     return table
 
+
+def _writeback_fields(value: object) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of field names, e.g. {list(WRITEBACK_FIELDS)}")
+    unknown = [v for v in value if v not in WRITEBACK_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}; known: {list(WRITEBACK_FIELDS)}")
+    return [f for f in WRITEBACK_FIELDS if f in value]
+
+
+WritebackFields = Annotated[list[str], PlainValidator(_writeback_fields)]
+"""A target's ``writeback_fields``: which calendar-side edits go back to the CRM (in canonical order)."""
 
 AlarmTable = dict[Annotated[str, AfterValidator(_alarm_key)], Annotated[list[str], BeforeValidator(_triggers)]]
 """``[mapping.alarms]``: activity type key (or ``default``) → reminders."""
@@ -176,6 +189,16 @@ class TargetConfig(_Table):
     writeback: Annotated[bool, Field(strict=True)] = Field(
         default=True, description="Send completions made in the calendar back to the CRM."
     )
+    writeback_fields: WritebackFields = Field(
+        default_factory=lambda: ["done"],
+        description='What a change made in the calendar sends back to the CRM (with writeback = true): '
+        '"done" (completion), "start" and "end" (moving or resizing; times converted to '
+        '[source] timezone, all-day and timed both ways), "subject" (a rename), "location". '
+        "A field changed on both sides since the last cycle is settled by [sync] conflict_policy; "
+        "fields changed on different sides are both kept. "
+        'Anything beyond "done" needs privacy = "full" (other privacies do not show the true values).',
+        examples=[["done", "start", "end", "subject", "location"]],
+    )
     create: Annotated[bool, Field(strict=True)] = Field(
         default=False, description="Create the collection (MKCALENDAR) when it does not exist."
     )
@@ -206,6 +229,18 @@ class TargetConfig(_Table):
             raise ValueError(
                 f'attendees = true needs privacy = "full" (this target has privacy = "{self.privacy}", '
                 "which hides whom an activity is with)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _field_writeback_needs_full_privacy(self) -> TargetConfig:
+        edits = [f for f in self.writeback_fields if f != "done"]
+        if edits and self.privacy != "full":
+            shown = ", ".join(f'"{f}"' for f in edits)
+            raise ValueError(
+                f'writeback_fields {shown} needs privacy = "full" (target "{self.name}" has '
+                f'privacy = "{self.privacy}", whose calendar does not show the true values; '
+                'keep writeback_fields = ["done"] there)'
             )
         return self
 

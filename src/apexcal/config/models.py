@@ -157,7 +157,8 @@ class SyncConfig(_Table):
     )
     conflict_policy: Literal["crm-wins", "calendar-wins", "newest-wins"] = Field(
         default="crm-wins",
-        description="When both the CRM and the calendar changed `done` since the last cycle: "
+        description="When both the CRM and the calendar changed the same field since the last cycle "
+        "(`done`, or one of a target's writeback_fields), for that field: "
         '"crm-wins" | "calendar-wins" | "newest-wins".',
     )
     recreate_deleted: Annotated[bool, Field(strict=True)] = Field(

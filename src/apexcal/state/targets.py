@@ -122,8 +122,8 @@ class TargetsPart(StorePart):
         return found
 
     def put_record(self, rec: ObjectRecord) -> None:
-        """Insert or replace the record of one object, committed at once."""
-        values = {
+        """Insert or replace the record of one object, committed at once (``fields`` None: kept as stored)."""
+        values: dict[str, Any] = {
             "organization": self._org,
             "target": rec.target,
             "uid": rec.uid,
@@ -136,8 +136,11 @@ class TargetsPart(StorePart):
             "kind": rec.kind,
             "updated_at": rec.updated_at or self._clock(),
             "pending_done": rec.pending_done,
-            "fields": dict(rec.fields) if rec.fields is not None else None,
         }
+        if rec.fields is not None:
+            # None leaves the stored baselines alone: records read before a cycle set them
+            # are written back with None (set_record_fields is their one writer otherwise).
+            values["fields"] = dict(rec.fields)
         with self._db.write("write object record") as conn:
             upsert(conn, _O, values, keys=("organization", "target", "uid"))
 

@@ -21,7 +21,10 @@ by running again (DESIGN §1, §5):
    they are journaled, sent, marked sent, and re-read by id into the mirror
    (:mod:`apexcal.sync.writeback`).  The to-dos whose activity leaves the
    target are judged too, so a tick is written back before its copy is
-   deleted; a delete waits while its activity's writeback is unsent;
+   deleted; a delete waits while its activity's writeback is unsent.
+   With ``writeback_fields``, calendar edits of start/end, subject and
+   location are then decided per field, journaled, sent and re-read the same
+   way (:mod:`apexcal.sync.cycle_fields`, :mod:`apexcal.sync.fieldwriteback`);
 5. **map** each activity once, in its written-back state
    (:class:`~apexcal.sync.desired.DesiredObjects`);
 6. **plan** (pure, :func:`~apexcal.sync.plan.plan`); objects whose etag must be
@@ -89,6 +92,8 @@ class Cycle(WriteBackSteps, PlanApplySteps):
         remote = self.write_back(scope, detected.remote)
         self.check_stop()
         desired = self.wanted(scope)
+        if self.fields.active:
+            self.fields.learn(desired, scope.records)
         the_plan = self.wait_for_writebacks(self.plan(desired, scope, remote), scope)
         self.check_stop()
         result = self.apply(the_plan, desired, scope)
@@ -97,12 +102,14 @@ class Cycle(WriteBackSteps, PlanApplySteps):
     def preview(self) -> Plan:
         """The plan :meth:`run` would apply now: its reads, mapping, planning and merging, nothing else.
 
-        Completions are decided by the planner (its ``writebacks``), not
-        journaled or sent; nothing is applied or recorded.  Run it on a scratch
+        Completions are decided by the planner (its ``writebacks``), field
+        edits by the two-way edit step (:attr:`field_previews`), neither
+        journaled nor sent; nothing is applied or recorded.  Run it on a scratch
         store and a sink that refuses writes (:mod:`apexcal.sync.dry_run`):
         the pull and the held-UID bookkeeping still write to the store given.
         """
         _, detected, scope = self.read()
+        self.preview_fields(scope, detected.remote)
         the_plan = self.merged(self.plan(self.wanted(scope), scope, detected.remote))
         # The completions of to-dos leaving the target, which run() sends before
         # planning their delete (the planner gives only those of wanted ones).
@@ -110,7 +117,7 @@ class Cycle(WriteBackSteps, PlanApplySteps):
         if leaving:
             writebacks, _ = completions(
                 todos={}, recorded=scope.records.values(), remote=detected.remote,
-                policy=self.policy, writeback=self.target.writeback, owns=self.owns, leaving=leaving,
+                policy=self.policy, writeback=self.completion_writeback, owns=self.owns, leaving=leaving,
             )
             the_plan = dataclasses.replace(the_plan, writebacks=(*the_plan.writebacks, *writebacks))
         return the_plan

@@ -87,7 +87,7 @@ class PlanApplySteps(CycleState):
             recorded=records.values(),
             remote=remote,
             policy=self.policy,
-            writeback=self.target.writeback,
+            writeback=self.completion_writeback,
             recreate_deleted=sync.recreate_deleted,
             guard=DeleteGuard(
                 max_share=sync.max_delete_share, force=self.force, crm_moved_away=moved_away
@@ -143,6 +143,8 @@ class PlanApplySteps(CycleState):
             result.skipped += skipped
         unresolved_conflicts(result)
         record_etags(self.sink, self.store, result.written)
+        if self.fields.active and result.written:
+            self.fields.record_pushed((r.uid for r in result.written.values()), {d.uid: d for d in desired})
         return result
 
     def _resolve_conflicts(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> None:

@@ -22,6 +22,7 @@ from apexcal.sync import held
 from apexcal.sync.apply import ObjectError
 from apexcal.sync.desired import DesiredObjects
 from apexcal.sync.detect import ownership
+from apexcal.sync.fieldwriteback import FieldEdit, FieldEdits, FieldOutcome
 from apexcal.sync.plan import Conflict, ConflictPolicy
 from apexcal.sync.plan_merge import Copy
 from apexcal.sync.pull import PullResult
@@ -70,6 +71,13 @@ class CycleState:
         self.copies: dict[str, Copy] = {}
         """The server's copies of objects read this cycle, by href: what updates merge into."""
         self.held = held.Held()
+        self.fields = FieldEdits(config, target, store, client, now=now)
+        """Two-way edits of start/end, subject and location (``writeback_fields``)."""
+        self.field_outcome = FieldOutcome()
+        self.field_previews: list[FieldEdit] = []
+        """For a dry run: the field writebacks pending and decided (:meth:`Cycle.preview`)."""
+        self.completion_writeback = target.writeback and "done" in target.writeback_fields
+        """Completions go back to the CRM (``writeback`` on, ``done`` among ``writeback_fields``)."""
 
     def calendar_reconcile_due(self) -> bool:
         """Whether ``[sync] caldav_reconcile_interval`` has passed since the last calendar reconcile."""

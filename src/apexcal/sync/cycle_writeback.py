@@ -13,7 +13,7 @@ import structlog
 
 from apexcal.ical.mapping import parse_uid
 from apexcal.sync.completions import CrmCompletion, completions, superseded, unread_leaving
-from apexcal.sync.cycle_state import CycleState
+from apexcal.sync.cycle_fields import FieldEditSteps
 from apexcal.sync.detect import reread
 from apexcal.sync.plan import Plan, RemoteState
 from apexcal.sync.plan_merge import copies_of
@@ -23,8 +23,8 @@ from apexcal.sync.writeback import journal, send_and_refetch, settle
 log = structlog.get_logger("apexcal.sync.cycle")
 
 
-class WriteBackSteps(CycleState):
-    """Write back: send what earlier cycles left pending, then this cycle's completions."""
+class WriteBackSteps(FieldEditSteps):
+    """Write back: send what earlier cycles left pending, then this cycle's completions, then its field edits."""
 
     def write_back(self, scope: Scope, remote: RemoteState) -> RemoteState:
         """Send what earlier cycles left pending, then decide, journal and send this cycle's completions.
@@ -53,12 +53,13 @@ class WriteBackSteps(CycleState):
             self.copies.update(copies_of(remote.seen))
         writebacks, conflicts = completions(
             todos=todos, recorded=scope.records.values(), remote=remote,
-            policy=self.policy, writeback=self.target.writeback, owns=self.owns, leaving=leaving,
+            policy=self.policy, writeback=self.completion_writeback, owns=self.owns, leaving=leaving,
         )
         self._log_conflicts(conflicts)
         journal(self.store, name, ((w.activity_id, w.done) for w in writebacks), self.now)
         if writebacks and not self.retry:
             self._send(scope)
+        self.write_back_fields(scope, remote)
         return remote
 
     def _completion_sides(

@@ -18,8 +18,9 @@ by earlier cycles and still pending), and the error that stopped planning
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -34,6 +35,7 @@ from apexcal.ical.ownership import owned_changes
 from apexcal.state import Store
 from apexcal.sync.caldav import default_sink_factory
 from apexcal.sync.cycle import Cycle
+from apexcal.sync.fieldwriteback import FieldEdit
 from apexcal.sync.plan import Plan
 from apexcal.sync.plan_merge import Copy
 from apexcal.sync.sink import (
@@ -154,15 +156,27 @@ class TargetPreview:
         out += [f"  delete {d['href']} ({d['uid']})" for d in self.deletes]
         out += [f"  adopt activity {a['activity_id']} {a['href']}" for a in self.adopts]
         out += [
-            f"  write back activity {w['activity_id']}: done={str(w['done']).lower()}"
+            f"  write back activity {w['activity_id']}: {_written_back(w)}"
             + (" (pending from an earlier cycle)" if w["pending"] else "")
             for w in self.writebacks
         ]
         return out
 
 
+def _written_back(entry: Mapping[str, Any]) -> str:
+    """``done=true``, or the CRM fields of a two-way edit (``subject="…", start_date=2026-03-05``)."""
+    if "done" in entry:
+        return f"done={str(entry['done']).lower()}"
+    return ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in entry["fields"].items())
+
+
 def describe_plan(
-    target: str, plan: Plan, sink: Sink, copies: dict[str, Copy], pending: Iterable[tuple[int, bool]] = ()
+    target: str,
+    plan: Plan,
+    sink: Sink,
+    copies: dict[str, Copy],
+    pending: Iterable[tuple[int, bool]] = (),
+    field_edits: Iterable[FieldEdit] = (),
 ) -> TargetPreview:
     """A plan (and the completions still pending in the journal) as a :class:`TargetPreview`."""
 
@@ -185,6 +199,10 @@ def describe_plan(
         writebacks=[
             *({"activity_id": a, "done": d, "pending": True} for a, d in pending),
             *({"activity_id": w.activity_id, "done": w.done, "pending": False} for w in plan.writebacks),
+            *(
+                {"activity_id": e.activity_id, "fields": dict(e.patch), "pending": e.pending}
+                for e in sorted(field_edits, key=lambda e: (not e.pending, e.activity_id))
+            ),
         ],
     )
 
@@ -216,4 +234,4 @@ def preview_target(
         cycle = Cycle(config, target, store, client, sink, now=now or utcnow(), force=force)
         plan = cycle.preview()
         pending = [(e.activity_id, e.done) for e in store.pending_writebacks(target.name)]
-        return describe_plan(target.name, plan, sink, cycle.copies, pending)
+        return describe_plan(target.name, plan, sink, cycle.copies, pending, cycle.field_previews)

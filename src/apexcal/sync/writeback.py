@@ -78,7 +78,7 @@ def settle(
         return WritebackResult(sent=(), error=exc)
     if listed:
         store.upsert_activities(org, list(listed.values()), watermark=None)
-        _into_scope(store, target, scope, store.activities(org, listed))
+        into_scope(store, target, scope, store.activities(org, listed))
     outcome: dict[str, list[WritebackEntry]] = {"delivered": [], "overridden": [], "unsent": []}
     for e in doubtful:
         crm = listed.get(e.activity_id)
@@ -147,13 +147,15 @@ def send_and_refetch(
     """
     sent = send_pending(store, client, target, now)
     if sent.sent:
-        _into_scope(store, target, scope, refetch(config, store, client, sent.sent))
+        into_scope(store, target, scope, refetch(config, store, client, sent.sent))
     return sent
 
 
-def _into_scope(store: Store, target: str, scope: Scope, fresh: Iterable[Activity]) -> None:
+def into_scope(store: Store, target: str, scope: Scope, fresh: Iterable[Activity]) -> None:
     """Put re-read activities (and the records of those new to the scope) into ``scope``."""
     activities = list(fresh)
+    if not activities:
+        return
     scope.activities.update((a.id, a) for a in activities)
     new = {a.id for a in activities} - {r.activity_id for r in scope.records.values()}
     if new:
