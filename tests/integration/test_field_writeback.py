@@ -220,6 +220,36 @@ class TestLimits:
         assert not any("unknown TZID" in w for w in second.warnings)
         assert crm(world, act)["start_time"] == "10:00:00"
 
+    def test_unavailable_api_keeps_the_edit_until_it_is_taken(self, world: Harness) -> None:
+        """A 503 on the PATCH: the cycle reports it, the next one sends the journaled edit."""
+        act = meeting(world)
+        world.add_target("a", writeback_fields=EDITS)
+        world.cycle("a")
+        client_edit(world, act, {"LOCATION"}, ["LOCATION:Room 9"])
+        world.emulator.admin.fault("status", count=5, status=503, method="PATCH", path=f"/activities/{act}")
+        failed = world.cycle("a")
+        assert not failed.ok
+        assert crm(world, act)["location"] == "Room 1"
+        world.emulator.admin.clear_faults()
+        assert world.cycle("a").written_back == 1
+        assert crm(world, act)["location"] == "Room 9"
+        settled(world)
+
+    def test_refused_values_are_reported_not_retried_forever(self, world: Harness) -> None:
+        """A 400 on the PATCH: one warning naming the activity; nothing is sent again."""
+        act = meeting(world)
+        world.add_target("a", writeback_fields=EDITS)
+        world.cycle("a")
+        client_edit(world, act, {"LOCATION"}, ["LOCATION:Room 9"])
+        world.emulator.admin.fault("status", count=1, status=400, method="PATCH", path=f"/activities/{act}")
+        first = world.cycle("a")
+        assert any(f"activity {act}: the CRM refused" in w for w in first.warnings), first.warnings
+        world.emulator.admin.reset_counters()
+        again = world.cycle("a")
+        assert again.ok
+        assert patches(world) == []
+        assert crm(world, act)["location"] == "Room 1"
+
     def test_record_without_baseline_writes_nothing_back(self, world: Harness) -> None:
         """Turned on for a target synced before: an edit already made is not taken; the next edit is."""
         act = meeting(world)

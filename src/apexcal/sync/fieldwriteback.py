@@ -26,7 +26,7 @@ reported once per object and problem, and the CRM is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -36,7 +36,7 @@ import structlog
 from apexcal.apex.client import ApexClient
 from apexcal.apex.models import Activity
 from apexcal.config import Config, TargetConfig
-from apexcal.errors import ApiError
+from apexcal.errors import ApiError, ApiHTTPError
 from apexcal.ical.editable import (
     EDITABLE,
     Editable,
@@ -55,6 +55,9 @@ from apexcal.sync.pull import refetch
 from apexcal.sync.writeback_policy import ConflictPolicy
 
 log = structlog.get_logger(__name__)
+
+_REFUSED = frozenset({400, 404, 409, 422})
+"""API answers that say the values will never be taken (bad values, the activity gone)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,13 +171,21 @@ class FieldEdits:
             try:
                 self.client.patch_activity(entry.activity_id, entry.patch)
             except ApiError as exc:
+                if isinstance(exc, ApiHTTPError) and exc.status in _REFUSED:
+                    # The CRM will never take these values (or the activity is gone): not
+                    # retried forever; the calendar follows the CRM's next change.
+                    self.store.close_field_writebacks([entry.id], self.now, overridden=True)
+                    line = f"activity {entry.activity_id}: the CRM refused {sorted(entry.patch)}: {exc}"
+                    outcome.warnings.append(line)
+                    log.warning("sync.field_writeback_refused", activity_id=entry.activity_id, error=str(exc))
+                    continue
                 self.store.mark_field_writeback_failed([entry.id], str(exc), in_doubt=exc.maybe_applied)
                 log.warning(
                     "sync.field_writeback_failed", activity_id=entry.activity_id, error=str(exc),
                     in_doubt=exc.maybe_applied,
                 )
                 outcome.errors.append(f"activity {entry.activity_id}: {exc}")
-                continue
+                break  # the API is failing: the rest waits for the next cycle
             self.store.close_field_writebacks([entry.id], self.now)
             log.info("sync.field_writeback", activity_id=entry.activity_id, fields=sorted(entry.patch))
             outcome.sent.append(entry.activity_id)
@@ -189,7 +200,7 @@ class FieldEdits:
         records: Mapping[str, ObjectRecord],
         activities: Mapping[int, Activity],
         remote: RemoteState,
-        desired_of: Any,
+        desired_of: Callable[[Activity], Desired | None],
         outcome: FieldOutcome,
     ) -> list[FieldEdit]:
         """The edits to send for the objects read this cycle (agreements and warnings recorded at once).
@@ -207,7 +218,7 @@ class FieldEdits:
             activity = activities.get(rec.activity_id)
             if activity is None or activity.deleted_at is not None or activity.id in waiting:
                 continue
-            desired: Desired | None = desired_of(activity)
+            desired = desired_of(activity)
             if desired is None:
                 continue
             try:
