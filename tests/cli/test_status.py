@@ -63,7 +63,7 @@ def row(output: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def output(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The status output over a store holding: jane synced with records and pending writebacks, joe failing."""
+    """The status output over a store holding: jane synced with records and pending writebacks, joe failing with an edit to send."""
     tmp_path = tmp_path_factory.mktemp("status")
     db = tmp_path / "state.db"
     path = tmp_path / "apexcal.toml"
@@ -79,6 +79,7 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
         store.record_success("jane", now - timedelta(minutes=1), {"created": 3})
         store.journal_writebacks("jane", [(1, True), (2, True)], now)
         store.record_success("joe", now - timedelta(hours=3), {})
+        store.journal_field_writebacks("joe", [("u", 7, {"subject": "New"}, {"subject": "s1"})], now)
         store.record_failure("joe", now - timedelta(hours=2), "ApiTransportError", "cannot reach the API\nat all")
         store.set_feed_built("team", '"x"', now - timedelta(minutes=2), 1234)
         store.set_feed_built("team-46", '"y"', now - timedelta(minutes=2), 99)
@@ -108,6 +109,7 @@ class TestStatus:
         cells = [c.strip() for c in joe.split("│")]
         assert cells[7] == "due"
         assert cells[8] == "1"  # one failure since the last success
+        assert cells[6] == "1"  # a calendar edit waiting to go to the CRM counts as a pending writeback
 
     def test_failing_feed_shows_its_error(self, output: str) -> None:
         """A feed whose job failed after its last build shows the error, on its per-user rows too."""

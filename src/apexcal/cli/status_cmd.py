@@ -99,7 +99,10 @@ def status_rows(config: Config, store: Store, now: datetime) -> list[StatusRow]:
                 last_success=state.last_success_at,
                 last_error=error,
                 objects=str(store.count_records(target.name)),
-                pending=str(store.count_pending_writebacks(target.name)),
+                pending=str(
+                    store.count_pending_writebacks(target.name)
+                    + store.count_pending_field_writebacks(target.name)
+                ),
                 next_run=next_run(
                     _latest(state.last_success_at, state.last_error_at),
                     target.interval or config.sync.interval,
