@@ -20,7 +20,7 @@ from apexcal.serve.app import FEED_MAP_TTL, Servable, ServedFeed
 from apexcal.serve.feedmap import served_feeds
 from apexcal.serve.files import FeedFileCache
 from apexcal.serve.health import HealthSnapshot, StoreHealth
-from apexcal.serve.library import served_entry, view_output
+from apexcal.serve.library import HeldGrants, served_entry, store_grant
 from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
 from apexcal.state import Store
 
@@ -33,7 +33,7 @@ Organizations = Callable[[], Mapping[str, Config]]
 """The organizations in force, by key (followed across reloads)."""
 
 
-class DirectoryFeeds:
+class DirectoryFeeds(HeldGrants):
     """A :class:`~apexcal.serve.app.FeedLibrary` over every organization's feed files.
 
     A token opens the feed it was issued for in its own organization; a token
@@ -54,21 +54,7 @@ class DirectoryFeeds:
         )
 
     def _lookup(self, token_hash: str) -> Grant | None:
-        found = self._store.token_grant(token_hash)
-        if found is None:
-            return None
-        return Grant(
-            scope=found.organization, feed=found.feed, revoked=found.revoked,
-            output=view_output(found.feed, found.filter),
-        )
-
-    def grant(self, token_hash: str) -> Grant | None:
-        """The store's record of the token, in whichever organization issued it."""
-        return self._grants.grant(token_hash)
-
-    def grant_now(self, token_hash: str) -> Grant | _Miss:
-        """The held record of the token, if fresh."""
-        return self._grants.cached(token_hash)
+        return store_grant(self._store, token_hash)
 
     def servable(self, scope: str, name: str) -> Servable | None:
         """The file of feed ``name`` of organization ``scope``, read once per version.

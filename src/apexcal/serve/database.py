@@ -35,7 +35,7 @@ from apexcal.feeds.views import split_view_name
 from apexcal.serve.feedmap import FeedSettings
 from apexcal.serve.files import FeedVersion
 from apexcal.serve.health import HealthSnapshot
-from apexcal.serve.library import DEFAULT_MAX_AGE, Servable, view_output
+from apexcal.serve.library import DEFAULT_MAX_AGE, HeldGrants, Servable, store_grant
 from apexcal.serve.tokens import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TOKEN_TTL,
@@ -89,7 +89,7 @@ class _Body:
     size: int
 
 
-class DatabaseFeeds:
+class DatabaseFeeds(HeldGrants):
     """A :class:`~apexcal.serve.library.FeedLibrary` over the bodies and tokens in the state store."""
 
     def __init__(
@@ -121,21 +121,7 @@ class DatabaseFeeds:
     # --- tokens ---------------------------------------------------------------------
 
     def _lookup(self, token_hash: str) -> Grant | None:
-        found = self._store.token_grant(token_hash)
-        if found is None:
-            return None
-        return Grant(
-            scope=found.organization, feed=found.feed, revoked=found.revoked,
-            output=view_output(found.feed, found.filter),
-        )
-
-    def grant(self, token_hash: str) -> Grant | None:
-        """The token's grant, from the cache while younger than ``token_ttl``, else from the store."""
-        return self._grants.grant(token_hash)
-
-    def grant_now(self, token_hash: str) -> Grant | _Miss:
-        """The token's grant if held and fresh (no store access)."""
-        return self._grants.cached(token_hash)
+        return store_grant(self._store, token_hash)
 
     # --- feeds ----------------------------------------------------------------------
 

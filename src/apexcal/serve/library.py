@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from apexcal.feeds.views import split_view_name, view_name, view_path
 from apexcal.serve.files import FeedFileCache, FeedVersion
 from apexcal.serve.tokens import MISS, Grant, TokenCache, _Miss
+
+if TYPE_CHECKING:
+    from apexcal.state.records import TokenGrant
 
 __all__ = [
     "DEFAULT_MAX_AGE", "FEED_MAP_TTL", "FeedLibrary", "FeedTokenLookup", "FeedsSource", "FileFeeds",
@@ -81,7 +84,36 @@ class FeedLibrary(Protocol):
         ...
 
 
-class FileFeeds:
+class _TokenGrants(Protocol):
+    def token_grant(self, token_hash: str) -> TokenGrant | None: ...
+
+
+def store_grant(store: _TokenGrants, token_hash: str) -> Grant | None:
+    """The store's record of a token, in whichever organization issued it (token hashes are unique)."""
+    found = store.token_grant(token_hash)
+    if found is None:
+        return None
+    return Grant(
+        scope=found.organization, feed=found.feed, revoked=found.revoked,
+        output=view_output(found.feed, found.filter),
+    )
+
+
+class HeldGrants:
+    """:meth:`FeedLibrary.grant` and :meth:`FeedLibrary.grant_now` of a library holding its grants in ``_grants``."""
+
+    _grants: TokenCache
+
+    def grant(self, token_hash: str) -> Grant | None:
+        """The store's record of the token (held for the token lifetime)."""
+        return self._grants.grant(token_hash)
+
+    def grant_now(self, token_hash: str) -> Grant | _Miss:
+        """The held record of the token, if fresh (no store access)."""
+        return self._grants.cached(token_hash)
+
+
+class FileFeeds(HeldGrants):
     """A :class:`FeedLibrary` over feed files on disk and tokens in the state store (``apexcal run``).
 
     Token grants are held for ``token_ttl`` seconds (:class:`TokenCache`; 0
@@ -111,14 +143,6 @@ class FileFeeds:
             return None
         feed, revoked, filter_ = state
         return Grant(scope="", feed=feed, revoked=revoked, output=view_output(feed, filter_))
-
-    def grant(self, token_hash: str) -> Grant | None:
-        """The store's record of the token (held for the token lifetime)."""
-        return self._grants.grant(token_hash)
-
-    def grant_now(self, token_hash: str) -> Grant | _Miss:
-        """The held record of the token, if fresh."""
-        return self._grants.cached(token_hash)
 
     @staticmethod
     def _entry(feeds: Mapping[str, Path | ServedFeed], name: str) -> ServedFeed | None:
