@@ -7,7 +7,11 @@ For each server (started like the test fixtures, on loopback):
    ``httpx`` PUT loop of the very same bytes (``If-None-Match: *``, same
    concurrency) into another fresh calendar on the same server; each twice,
    in the order engine, raw, raw, engine, so load drifting on a shared machine
-   weighs on both alike.  Then, on that calendar and store, three no-change
+   weighs on both alike; ``--reps`` repeats that block and the median ratio is
+   printed (``--counts 300,1000`` runs several sizes).  Each engine cycle's
+   timeline is printed from its own requests: when the pull ended, when the
+   first and the last PUT were answered, and what came after the last PUT
+   (the etag read-back).  Then, on that calendar and store, three no-change
    cycles: the best one's wall time beside its own CPU time (the thread that
    runs the cycle; a cycle that writes nothing starts no other thread, and the
    emulator and the server run elsewhere).
@@ -23,7 +27,8 @@ For each server (started like the test fixtures, on loopback):
    storage, the state database, the vdirsyncer status and the ports stay there.
 3. **One-change cycle** on the same calendar: one activity changed in the CRM.
 
-Run: ``.venv/bin/python bench/sync.py [--servers radicale,xandikos] [--count 1000] [--big 10000]``
+Run: ``.venv/bin/python bench/sync.py [--servers radicale,xandikos] [--count 1000] [--big 10000]``;
+the initial sync alone: ``bench/sync.py --initial-only --counts 300,1000 --reps 3``.
 """
 
 from __future__ import annotations
@@ -33,13 +38,15 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter as Counter_
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
@@ -51,21 +58,23 @@ sys.path.insert(0, str(ROOT))
 from tests.fixtures.caldav_servers import (  # noqa: E402
     CalDAVServerHandle,
     radicale_handle,
+    start_on_free_port,
     xandikos_handle,
 )
 
 from apexcal import __version__, log  # noqa: E402  (after the path set-up)
 from apexcal.apex.client import ApexClient  # noqa: E402
-from apexcal.config import Config, config_from_dict  # noqa: E402
+from apexcal.config import Config, TargetConfig, config_from_dict  # noqa: E402
 from apexcal.emulator import DEMO_ORG_ID, EmulatorState, create_app, serve_in_thread  # noqa: E402
 from apexcal.emulator.state import DEMO_TOKEN  # noqa: E402
 from apexcal.errors import Unmappable  # noqa: E402
 from apexcal.ical.mapping import object_for  # noqa: E402
 from apexcal.state import Store  # noqa: E402
-from apexcal.sync.caldav import CalDAVSink  # noqa: E402
+from apexcal.sync.caldav import CalDAVSink, default_sink_factory  # noqa: E402
 from apexcal.sync.desired import mapping_options  # noqa: E402
 from apexcal.sync.pull import pull_changes  # noqa: E402
 from apexcal.sync.run import run_target_cycle  # noqa: E402
+from apexcal.sync.sink import Sink  # noqa: E402
 from apexcal.sync.summary import CycleSummary  # noqa: E402
 
 ANCHOR = date(2026, 11, 1)  # seeded data must be identical from run to run
@@ -98,13 +107,46 @@ def _config(api: str, url: str, handle: CalDAVServerHandle, state: Path, concurr
 
 
 class Counter:
-    """Counts requests by their ``on_request`` callbacks."""
+    """Counts requests by their ``on_request`` callbacks, and notes when each CalDAV request was answered."""
 
     def __init__(self) -> None:
         self.api: list[str] = []
+        self.api_done = 0.0
+        self.caldav: list[tuple[float, str]] = []
+        self.started = self.ended = 0.0
 
     def on_api(self, route: str, status: int) -> None:
         self.api.append(route)
+        self.api_done = time.perf_counter()
+
+    def sink_factory(self, target: TargetConfig, *, concurrency: int, timeout: float, on_request: Callable[[str, int], None] | None) -> Sink:
+        """The engine's own sink, with each request's answer time noted."""
+
+        def noted(method: str, status: int) -> None:
+            self.caldav.append((time.perf_counter(), method))
+            if on_request is not None:
+                on_request(method, status)
+
+        return default_sink_factory(target, concurrency=concurrency, timeout=timeout, on_request=noted)
+
+
+@dataclass
+class Timeline:
+    """When things happened in one engine cycle, in seconds from its start."""
+
+    seconds: float
+    pull: float
+    first_put: float
+    last_put: float
+    after: list[str]
+
+    def line(self) -> str:
+        after = ", ".join(f"{n} {m}" for m, n in sorted(Counter_(self.after).items())) or "nothing"
+        return (
+            f"pull done {self.pull:.2f} s, first PUT answered {self.first_put:.2f} s, last PUT answered "
+            f"{self.last_put:.2f} s, cycle ended {self.seconds:.2f} s (after the last PUT: {after}, "
+            f"{self.seconds - self.last_put:.2f} s)"
+        )
 
 
 def _cycle(config: Config, store: Store, api: str, counter: Counter) -> CycleSummary:
@@ -114,10 +156,26 @@ def _cycle(config: Config, store: Store, api: str, counter: Counter) -> CycleSum
 def _timed_cycle(config: Config, store: Store, api: str, counter: Counter) -> tuple[CycleSummary, float]:
     """One cycle and the CPU seconds of this thread during it (the emulator serves from other threads)."""
     counter.api.clear()
+    counter.caldav.clear()
     with ApexClient(api, DEMO_TOKEN, DEMO_ORG_ID, on_request=counter.on_api) as client:
         cpu = time.thread_time()
-        summary = run_target_cycle(config, config.targets[0], store, client=client)
+        counter.started = time.perf_counter()
+        summary = run_target_cycle(config, config.targets[0], store, client=client, sink_factory=counter.sink_factory)
+        counter.ended = time.perf_counter()
         return summary, time.thread_time() - cpu
+
+
+def _timeline(counter: Counter) -> Timeline:
+    start = counter.started
+    puts = [t for t, m in counter.caldav if m == "PUT"]
+    last = max(puts, default=start)
+    return Timeline(
+        seconds=counter.ended - start,
+        pull=counter.api_done - start,
+        first_put=min(puts, default=start) - start,
+        last_put=last - start,
+        after=[m for t, m in counter.caldav if t > last],
+    )
 
 
 def _best_no_change(config: Config, store: Store, api: str, counter: Counter, runs: int = 3) -> tuple[CycleSummary, float, int]:
@@ -174,11 +232,13 @@ def _raw_put_loop(url: str, objects: dict[str, bytes], handle: CalDAVServerHandl
 
 def _engine_initial(
     handle: CalDAVServerHandle, count: int, concurrency: int, *, no_change: bool = False
-) -> tuple[CycleSummary, float, float, dict[str, bytes]]:
-    """One initial sync into a fresh calendar with a fresh store: summary, mapping and read-back seconds, bytes.
+) -> tuple[CycleSummary, Timeline, float, dict[str, bytes]]:
+    """One initial sync into a fresh calendar with a fresh store: summary, timeline, mapping seconds, bytes.
 
-    With ``no_change``, three no-change cycles follow on the same calendar and
-    store, and the best one's wall and CPU time are printed.
+    The mapping is timed alone after the cycle (every activity mapped once
+    more, as the cycle maps it).  With ``no_change``, three no-change cycles
+    follow on the same calendar and store, and the best one's wall and CPU
+    time are printed.
     """
     state = EmulatorState()
     state.seed(DEMO_ORG_ID, count, seed=3, anchor=ANCHOR)
@@ -188,6 +248,7 @@ def _engine_initial(
         with Store.open(config.state.url) as store:
             counter = Counter()
             summary = _cycle(config, store, api, counter)
+            timeline = _timeline(counter)
             if no_change:
                 _cycle(config, store, api, counter)  # warm-up: the first etags recorded, caches filled
                 best, cpu, api_requests = _best_no_change(config, store, api, counter)
@@ -199,35 +260,46 @@ def _engine_initial(
             started = time.perf_counter()
             objects = _mapped(config, store)
             mapping = time.perf_counter() - started
-    with CalDAVSink(url, username=handle.username, password=handle.password) as sink:
-        started = time.perf_counter()
-        sink.multiget(sink.href_for(name) for name in objects)
-        readback = time.perf_counter() - started
-    return summary, mapping, readback, objects
+    return summary, timeline, mapping, objects
 
 
-def initial(handle: CalDAVServerHandle, count: int, concurrency: int) -> None:
-    """Part 1: the engine's initial sync beside the raw PUT loop, in A-B-B-A order against drifting load."""
-    first, mapping1, readback1, objects = _engine_initial(handle, count, concurrency, no_change=True)
-    raw1 = _raw_put_loop(handle.make_calendar("raw"), objects, handle, concurrency)
-    raw2 = _raw_put_loop(handle.make_calendar("raw"), objects, handle, concurrency)
-    second, mapping2, readback2, _ = _engine_initial(handle, count, concurrency)
-    engine_s = first.seconds + second.seconds
-    raw_s = raw1 + raw2
-    created = first.created + second.created
-    engine_rate = created / engine_s
-    raw_rate = 2 * len(objects) / raw_s
+def initial(handle: CalDAVServerHandle, count: int, concurrency: int, reps: int = 1, *, no_change: bool = True) -> float:
+    """Part 1: the engine's initial sync beside the raw PUT loop, in A-B-B-A order against drifting load.
+
+    Repeated ``reps`` times; returns the median ratio (engine objects/s ÷ raw objects/s).
+    """
+    ratios: list[float] = []
+    rates: list[tuple[float, float]] = []
+    for rep in range(reps):
+        first, line1, mapping1, objects = _engine_initial(handle, count, concurrency, no_change=no_change and rep == 0)
+        raw1 = _raw_put_loop(handle.make_calendar("raw"), objects, handle, concurrency)
+        raw2 = _raw_put_loop(handle.make_calendar("raw"), objects, handle, concurrency)
+        second, line2, mapping2, _ = _engine_initial(handle, count, concurrency)
+        engine_s = first.seconds + second.seconds
+        raw_s = raw1 + raw2
+        created = first.created + second.created
+        engine_rate = created / engine_s
+        raw_rate = 2 * len(objects) / raw_s
+        ratios.append(engine_rate / raw_rate)
+        rates.append((engine_rate, raw_rate))
+        print(
+            f"  [{rep + 1}/{reps}] initial sync of {count} (order engine-raw-raw-engine): engine {first.seconds:.2f} + "
+            f"{second.seconds:.2f} s = {engine_rate:.1f} objects/s (whole cycle); raw concurrent PUT loop "
+            f"{raw1:.2f} + {raw2:.2f} s = {raw_rate:.1f}/s; ratio {engine_rate / raw_rate:.3f}; "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
+        for n, line in ((1, line1), (2, line2)):
+            print(f"      engine {n}: {line.line()}")
+        print(f"      mapping the {len(objects)} objects alone: {mapping1:.2f} s, {mapping2:.2f} s")
+    median = statistics.median(ratios)
+    engine_med = statistics.median(e for e, _ in rates)
+    raw_med = statistics.median(r for _, r in rates)
     print(
-        f"  initial sync of {count} (twice, order engine-raw-raw-engine): engine {first.seconds:.1f} + "
-        f"{second.seconds:.1f} s = {engine_rate:.1f} objects/s (whole cycle: pull, mapping, PUTs, records, "
-        f"etag read-back); raw PUT loop {raw1:.1f} + {raw2:.1f} s = {raw_rate:.1f}/s; ratio {engine_rate / raw_rate:.2f}"
+        f"  RESULT {count} objects: raw concurrent PUT loop {raw_med:.1f} objects/s, apexcal initial sync "
+        f"{engine_med:.1f} objects/s, ratio {median:.3f} (median of {reps}: "
+        f"{', '.join(f'{r:.3f}' for r in ratios)}), load average {os.getloadavg()[0]:.1f}"
     )
-    fixed = mapping1 + mapping2 + readback1 + readback2
-    print(
-        f"    of the two cycles: mapping {mapping1 + mapping2:.1f} s, etag read-back {readback1 + readback2:.1f} s; "
-        f"without them the PUT phase runs at {created / (engine_s - fixed):.1f}/s "
-        f"= {created / (engine_s - fixed) / raw_rate:.2f} of the raw loop"
-    )
+    return median
 
 
 def _persistent_handle(kind: str, root: Path) -> CalDAVServerHandle:
@@ -470,6 +542,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="radicale,xandikos")
     parser.add_argument("--count", type=int, default=1000, help="activities of the initial sync")
+    parser.add_argument("--counts", default="", help="several sizes of the initial sync, e.g. 300,1000 (overrides --count)")
+    parser.add_argument("--reps", type=int, default=1, help="engine-raw-raw-engine blocks per size (median printed)")
+    parser.add_argument("--initial-only", action="store_true", help="only the initial sync (no kept big calendar)")
     parser.add_argument("--big", type=int, default=10_000, help="objects of the no-change calendar")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "apexcal-bench-sync")
@@ -486,17 +561,31 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     for kind in args.servers.split(","):
+        print(f"{kind}:")
+        if args.initial_only:  # a fresh server in a temporary directory, removed after
+            with tempfile.TemporaryDirectory() as tmp:
+                handle = start_on_free_port(MAKERS[kind], Path(tmp))
+                try:
+                    _initial_sizes(handle, args)
+                finally:
+                    handle.stop()
+            continue
         root = args.cache / kind
         root.parent.mkdir(parents=True, exist_ok=True)
         handle = _persistent_handle(kind, root)
-        print(f"{kind}:")
         handle.start()
         try:
             if not args.skip_initial:
-                initial(handle, args.count, args.concurrency)
+                _initial_sizes(handle, args)
             big(handle, root, args.big, args.concurrency, touch=args.touch)
         finally:
             handle.stop()
+
+
+def _initial_sizes(handle: CalDAVServerHandle, args: argparse.Namespace) -> None:
+    counts = [int(c) for c in args.counts.split(",")] if args.counts else [args.count]
+    for count in counts:
+        initial(handle, count, args.concurrency, args.reps, no_change=not args.initial_only)
 
 
 if __name__ == "__main__":
