@@ -16,6 +16,7 @@ import icalendar
 import pytest
 
 from apexcal.errors import CalendarNotFound, ObjectsUnread, PreconditionFailed, UidConflict
+from apexcal.sync.apply import answered_etag
 from apexcal.sync.caldav import CalDAVSink
 from apexcal.sync.memory_sink import MemorySink
 from apexcal.sync.plan import Create, Delete, Update, Write
@@ -103,6 +104,22 @@ class SinkContract:
         assert b"SUMMARY:Again" in fetched.data
         assert sink.delete(created.href, fetched.etag).status in (200, 204)
         assert sink.multiget([created.href]) == {}
+
+    def test_a_strong_etag_in_a_write_answer_is_the_one_listed_after(self, sink: Sink) -> None:
+        """The cycle records a create's or update's strong answer ETag: it must be what the server lists and reads.
+
+        A server that gives none (or a weak one) has its etags read back instead.
+        """
+        created = sink.create("s.ics", make_object("uid-s", "A summary long enough to be folded by a server that folds lines"))
+        if answered_etag(created) is not None:
+            assert sink.listing()[created.href] == created.etag
+            assert sink.multiget([created.href])[created.href].etag == created.etag
+        etag = sink.multiget([created.href])[created.href].etag
+        updated = sink.update(created.href, make_object("uid-s", "Again"), etag)
+        if answered_etag(updated) is not None:
+            assert updated.etag != etag
+            assert sink.listing()[created.href] == updated.etag
+            assert sink.multiget([created.href])[created.href].etag == updated.etag
 
     def test_create_over_an_existing_object_is_a_precondition_failure(self, sink: Sink) -> None:
         """If-None-Match: * on an existing href is refused with PreconditionFailed; the object stays."""

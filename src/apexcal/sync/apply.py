@@ -5,9 +5,24 @@ are committed first.  Then the writes run with bounded concurrency —
 deletes, updates, creates — each conditional (``If-Match`` /
 ``If-None-Match: *``), and each accepted write is recorded at once from the
 calling thread, so a crash loses at most the writes in flight, which the next
-cycle adopts (a create meets 412) or re-reads.  Finally the etags of what was
-written are read back with calendar-multiget (a server may rewrite what it
-stores, so the PUT's ETag is not the one to match later) and recorded.
+cycle adopts (a create meets 412) or re-reads.  Each record carries the etag
+the server gave in its answer to the PUT when that is a strong one
+(:func:`answered_etag`); the etags of the others are read back with
+calendar-multiget once the writes end (:func:`record_etags`).
+
+Why an answer's strong ETag is recorded: HTTP allows a validator in a
+successful PUT's answer only when it names the new representation, stored
+without transformation (RFC 9110 §9.3.4, formerly RFC 7231 §4.3.4; RFC 4791
+§5.3.4 repeats it for calendar objects), so it is what later listings report
+and what ``If-Match`` must name.  Radicale and Xandikos re-serialize what they
+store yet send one anyway: the etag of what they stored, equal to the one they
+list after (``tests/contract/test_sink_contract.py`` holds every server of the
+suite to this).  Either way the record stays safe: an etag that did not match
+what the server lists would only make the next cycle read that object (its
+content hash then shows it unchanged, and the listed etag is recorded), and an
+``If-Match`` on it would meet a 412 and a re-read, never overwrite anything
+blind.  Unlike a read after the write, it cannot take a change another client
+made in between for ours.  A weak etag (``W/``) or none is read back.
 
 Outcomes per object:
 
@@ -47,7 +62,7 @@ from apexcal.state import ObjectRecord, Store
 from apexcal.sync.detect import read_objects
 from apexcal.sync.plan import Create, Delete, Plan, RemoteSeen, Update, Write
 from apexcal.sync.plan_model import TOMBSTONE_KIND
-from apexcal.sync.sink import Outcome, Sink
+from apexcal.sync.sink import Outcome, Sink, WriteResult
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +96,7 @@ class ApplyResult:
     uid_taken: list[tuple[Create, UidConflict]] = field(default_factory=list)
     """Creates refused because another href holds their UID (on Cyrus, maybe in another calendar)."""
     written: dict[str, ObjectRecord] = field(default_factory=dict)
-    """Records of objects written, by href, whose etag is still to be read."""
+    """Records of objects written, by href (those whose etag is None are read back)."""
     broken: list[tuple[Update, str]] = field(default_factory=list)
     """Our objects found broken where creates met 412, to overwrite (``If-Match``), and what is wrong."""
     warnings: list[str] = field(default_factory=list)
@@ -92,13 +107,21 @@ def _kind_of(kind: str) -> str:
     return "VTODO" if kind == "VTODO" else "VEVENT"
 
 
-def _written(target: str, action: Create | Update, href: str) -> ObjectRecord:
+def answered_etag(outcome: WriteResult) -> str | None:
+    """The strong ETag of a write's answer, to record as the object's etag; None when weak or absent."""
+    etag = outcome.etag
+    if not etag or etag.startswith("W/"):
+        return None
+    return etag
+
+
+def _written(target: str, action: Create | Update, href: str, etag: str | None) -> ObjectRecord:
     return ObjectRecord(
         target=target,
         uid=action.uid,
         activity_id=action.activity_id,
         href=href,
-        etag=None,
+        etag=etag,
         pushed_hash=action.content_hash,
         pushed_done=action.done,
         done_seen=action.done if action.kind == "VTODO" else None,
@@ -205,7 +228,7 @@ def _record_outcome(
         result.deleted += 1
         log.debug("sync.deleted", uid=action.uid, href=outcome.href, status=outcome.status)
         return
-    rec = _written(target, action, outcome.href)
+    rec = _written(target, action, outcome.href, answered_etag(outcome))
     store.put_record(rec)
     result.written[outcome.href] = rec
     if isinstance(action, Create):
@@ -236,7 +259,8 @@ def _failed(
 
 
 def record_etags(sink: Sink, store: Store, written: Mapping[str, ObjectRecord]) -> int:
-    """Read back the etags of written objects (calendar-multiget, batched) and record them."""
+    """Read back the etags of written objects whose answer gave none (calendar-multiget, batched) and record them."""
+    written = {href: rec for href, rec in written.items() if rec.etag is None}
     if not written:
         return 0
     try:
