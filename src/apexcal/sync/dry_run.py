@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -103,13 +103,13 @@ class ReadOnlySink:
 
     def apply_many(
         self,
-        writes: Sequence[Write],
+        writes: Iterable[Write],
         *,
         on_result: Callable[[int, Write, Outcome], None] | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> list[Outcome]:
         """Refused: a dry run writes nothing."""
-        raise RuntimeError(f"dry run: refusing {len(writes)} writes")
+        raise RuntimeError("dry run: refusing writes")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
@@ -114,9 +114,9 @@ class FetchedObject:
 class WriteResult:
     """What the backend answered to a write it accepted.
 
-    ``etag`` is the ETag of the answer when the backend sent one; the store
-    keeps the etag of a later read (:meth:`Sink.multiget`) as the one to match,
-    because a server may rewrite the object it stores.  ``status`` is the HTTP
+    ``etag`` is the ETag of the answer when the backend sent one; the cycle
+    records a strong one as the etag to match, and reads the others back with
+    :meth:`Sink.multiget` (:mod:`apexcal.sync.apply` says why).  ``status`` is the HTTP
     status: for a delete, 404 means the object was already gone.
     """
 
@@ -186,7 +186,7 @@ class Sink(Protocol):
 
     def apply_many(
         self,
-        writes: Sequence[Write],
+        writes: Iterable[Write],
         *,
         on_result: Callable[[int, Write, Outcome], None] | None = None,
         stop: Callable[[], bool] | None = None,
@@ -208,6 +208,11 @@ class SinkFactory(Protocol):
     ) -> Sink: ...
 
 
+AHEAD = 2
+"""Writes :func:`run_writes` takes from its iterable ahead of those answered, per concurrent write:
+enough that a free connection never waits for the caller to produce the next one."""
+
+
 class _NotStarted(Exception):
     """A write of :func:`run_writes` that was not sent because a stop was asked."""
 
@@ -224,7 +229,7 @@ def write_one(sink: _Writes, write: Write) -> WriteResult:
 
 def run_writes(
     send: Callable[[Write], WriteResult],
-    writes: Sequence[Write],
+    writes: Iterable[Write],
     *,
     concurrency: int,
     on_result: Callable[[int, Write, Outcome], None] | None = None,
@@ -241,13 +246,18 @@ def run_writes(
     end.  ``stop`` is asked before each write starts: once it answers true, no
     further write is sent (those in flight finish), and those not sent have no
     outcome and no ``on_result`` call.
+
+    ``writes`` is iterated lazily, in the calling thread, at most
+    :data:`AHEAD` × ``concurrency`` writes ahead of those answered: a
+    generator that maps objects as they are asked for overlaps that work with
+    the writes in flight (the first write starts as soon as the first object
+    exists).  An exception raised by the iteration takes no more writes: those
+    sent are answered and reported, then it propagates.
     """
-    results: list[Outcome | None] = [None] * len(writes)
-    if not writes:
-        return []
-    with ThreadPoolExecutor(
-        max_workers=min(concurrency, len(writes)), thread_name_prefix="caldav-write"
-    ) as pool:
+    results: dict[int, Outcome] = {}
+    source = enumerate(writes)
+    window = AHEAD * concurrency
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="caldav-write") as pool:
         # Each write runs in a copy of the caller's context, so its log lines
         # carry the cycle's bound target, organization and cycle id.
         def run(write: Write) -> WriteResult:
@@ -255,27 +265,46 @@ def run_writes(
                 raise _NotStarted
             return send(write)
 
-        futures: dict[Future[WriteResult], int] = {
-            pool.submit(contextvars.copy_context().run, run, w): i for i, w in enumerate(writes)
-        }
-        try:
-            for fut in as_completed(futures):
-                i = futures[fut]
-                outcome: Outcome
+        running: dict[Future[WriteResult], tuple[int, Write]] = {}
+        failed: list[Exception] = []
+        stopped = False
+
+        def fill() -> None:
+            while not failed and not stopped and len(running) < window:
                 try:
-                    outcome = fut.result()
-                except _NotStarted:
-                    continue
-                except CalDAVError as exc:
-                    outcome = exc
-                results[i] = outcome
-                if on_result is not None:
-                    on_result(i, writes[i], outcome)
+                    item = next(source, None)
+                except Exception as exc:  # the writes sent are still answered and reported
+                    failed.append(exc)
+                    return
+                if item is None:
+                    return
+                running[pool.submit(contextvars.copy_context().run, run, item[1])] = item
+
+        try:
+            fill()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i, write = running.pop(fut)
+                    outcome: Outcome
+                    try:
+                        outcome = fut.result()
+                    except _NotStarted:
+                        stopped = True  # no more writes are taken
+                        continue
+                    except CalDAVError as exc:
+                        outcome = exc
+                    results[i] = outcome
+                    if on_result is not None:
+                        on_result(i, write, outcome)
+                fill()
         except BaseException:
-            for f in futures:
+            for f in running:
                 f.cancel()
             raise
-    return [r for r in results if r is not None]
+    if failed:
+        raise failed[0]
+    return [results[i] for i in sorted(results)]
 
 
 
@@ -300,7 +329,7 @@ class ConcurrentWrites:
 
     def apply_many(
         self: _Writer,
-        writes: Sequence[Write],
+        writes: Iterable[Write],
         *,
         on_result: Callable[[int, Write, Outcome], None] | None = None,
         stop: Callable[[], bool] | None = None,
