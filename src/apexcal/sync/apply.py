@@ -45,8 +45,9 @@ Outcomes per object:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 import structlog
 
@@ -184,11 +185,20 @@ def apply_writes(
     *,
     result: ApplyResult | None = None,
     should_stop: Callable[[], bool] | None = None,
+    more: Iterable[Write] = (),
 ) -> ApplyResult:
-    """Run the plan's writes (bounded concurrency), recording each accepted one at once."""
+    """Run the plan's writes (bounded concurrency), recording each accepted one at once.
+
+    ``more``: writes to run after the plan's, taken lazily as the writes
+    before them are answered (:mod:`apexcal.sync.apply_stream`).
+    """
     result = result or ApplyResult()
-    if not plan.writes:
-        return result
+    writes: Iterable[Write] = plan.writes
+    if isinstance(more, Sequence) and not more:
+        if not plan.writes:
+            return result
+    else:
+        writes = chain(plan.writes, more)
     # Write-ahead: after a crash between a PUT and its record, the object read
     # next cycle is recognised as our own write (ObjectRecord.pending_done).
     pending = [(u.uid, u.done) for u in plan.updates if u.kind == "VTODO" and u.uid in records]
@@ -200,7 +210,7 @@ def apply_writes(
         if should_stop is not None and should_stop():
             raise CycleCancelled("stop requested")
 
-    sink.apply_many(plan.writes, on_result=on_result, stop=should_stop)
+    sink.apply_many(writes, on_result=on_result, stop=should_stop)
     if should_stop is not None and should_stop():
         raise CycleCancelled("stop requested")
     return result

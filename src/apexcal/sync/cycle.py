@@ -32,9 +32,13 @@ by running again (DESIGN §1, §5):
 7. **merge** each update into the server's copy of its object (read this
    cycle, or read now), so only what apexcal owns is replaced —
    :mod:`apexcal.sync.plan_merge`;
-8. **apply** conditional writes, recording each as the sink accepts it, then
-   read back the etags; creates refused because the object exists are read,
-   planned again alone and adopted (:mod:`apexcal.sync.apply`);
+8. **apply** conditional writes, recording each as the sink accepts it (with
+   the etag of the server's answer; those answered without one are read back
+   after); creates refused because the object exists are read, planned again
+   alone and adopted (:mod:`apexcal.sync.apply`).  A first sync into a
+   calendar holding nothing of ours runs steps 5–8 as a pipeline: activities
+   are mapped and planned a chunk at a time while the first objects are being
+   written (:mod:`apexcal.sync.apply_stream`);
 9. **record** the sync token and mirror position — only when nothing is left
    to retry — and the cycle's success or failure.
 
@@ -59,6 +63,7 @@ from apexcal.clock import utcnow
 from apexcal.config.accounts import shared_account_warnings
 from apexcal.sync import held
 from apexcal.sync.apply import ApplyResult
+from apexcal.sync.apply_stream import plans_only_creates
 from apexcal.sync.caldav import default_sink_factory
 from apexcal.sync.completions import completions
 from apexcal.sync.cycle_apply import PlanApplySteps
@@ -91,12 +96,15 @@ class Cycle(WriteBackSteps, PlanApplySteps):
         pulled, detected, scope = self.read()
         remote = self.write_back(scope, detected.remote)
         self.check_stop()
-        desired = self.wanted(scope)
-        if self.fields.active:
-            self.fields.learn(desired, scope.records)
-        the_plan = self.wait_for_writebacks(self.plan(desired, scope, remote), scope)
-        self.check_stop()
-        result = self.apply(the_plan, desired, scope)
+        if not self.fields.active and plans_only_creates(scope.records, remote):
+            result = self.apply_first(scope, remote)  # mapped while the first objects are written
+        else:
+            desired = self.wanted(scope)
+            if self.fields.active:
+                self.fields.learn(desired, scope.records)
+            the_plan = self.wait_for_writebacks(self.plan(desired, scope, remote), scope)
+            self.check_stop()
+            result = self.apply(the_plan, desired, scope)
         return self.record(pulled, detected, scope, result, time.monotonic() - started)
 
     def preview(self) -> Plan:
@@ -146,7 +154,7 @@ class Cycle(WriteBackSteps, PlanApplySteps):
 
     def wanted(self, scope: Scope) -> list[Desired]:
         """The objects the scope's activities map to, but those another calendar of the account holds."""
-        return [d for d in self.desired.of(scope.activities.values()) if d.uid not in self.held.waiting]
+        return self.wanted_of(scope.activities.values())
 
     # --- open: the calendar, the mapping, whether everything is replanned ----------
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import structlog
 
+from apexcal.apex.models import Activity
 from apexcal.errors import ObjectsUnread
 from apexcal.state import ObjectRecord
 from apexcal.sync import held
@@ -29,6 +30,7 @@ from apexcal.sync.apply import (
     unadoptable,
     unresolved_conflicts,
 )
+from apexcal.sync.apply_stream import streamed_creates
 from apexcal.sync.cycle_state import CycleState
 from apexcal.sync.detect import reread
 from apexcal.sync.plan import DeleteGuard, Desired, Plan, RemoteState, plan, replan
@@ -118,6 +120,10 @@ class PlanApplySteps(CycleState):
 
     # --- apply -----------------------------------------------------------------------------
 
+    def wanted_of(self, activities: Iterable[Activity]) -> list[Desired]:
+        """The objects some activities map to, but those another calendar of the account holds."""
+        return [d for d in self.desired.of(activities) if d.uid not in self.held.waiting]
+
     def apply(self, the_plan: Plan, desired: list[Desired], scope: Scope) -> ApplyResult:
         """Record, merge and write, adopt what a create found already there, read back the etags."""
         name = self.target.name
@@ -127,6 +133,33 @@ class PlanApplySteps(CycleState):
             the_plan, self.sink, self.store, name, scope.records,
             result=result, should_stop=self.should_stop,
         )
+        return self.settle(result, desired, scope)
+
+    def apply_first(self, scope: Scope, remote: RemoteState) -> ApplyResult:
+        """A first sync into a calendar holding nothing of ours: map, plan and write as a pipeline.
+
+        Nothing recorded and nothing of ours in the calendar, so the plan can
+        only create (:func:`~apexcal.sync.apply_stream.plans_only_creates`):
+        the activities are mapped and planned a chunk at a time as the writes
+        ask for more (:func:`~apexcal.sync.apply_stream.streamed_creates`),
+        each write recorded as it is accepted; then the same steps as
+        :meth:`apply` follow the writes.
+        """
+        mapped: list[Desired] = []
+        creates = streamed_creates(
+            scope.activities.values(),
+            map_chunk=self.wanted_of,
+            plan_chunk=lambda desired: self._plan(desired, scope.records, remote, scope.total),
+            mapped=mapped,
+        )
+        result = apply_writes(
+            Plan(), self.sink, self.store, self.target.name, scope.records,
+            should_stop=self.should_stop, more=creates,
+        )
+        return self.settle(result, mapped, scope)
+
+    def settle(self, result: ApplyResult, desired: list[Desired], scope: Scope) -> ApplyResult:
+        """After the writes: re-read 412s, adopt what creates found there, settle held UIDs, read back etags."""
         if result.conflicted:
             self._resolve_conflicts(result, desired, scope)
         if result.exists:
