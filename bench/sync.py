@@ -205,6 +205,28 @@ def _mapped(config: Config, store: Store) -> dict[str, bytes]:
     return out
 
 
+CPU: dict[str, list[tuple[float, float]]] = {}
+"""Per way ("raw", "engine"): (client, server) CPU milliseconds per object of each run."""
+
+
+def _note_cpu(way: str, before: tuple[float, float], handle: CalDAVServerHandle, objects: int) -> None:
+    after = _cpu(handle)
+    if objects:
+        CPU.setdefault(way, []).append(
+            (1000 * (after[0] - before[0]) / objects, 1000 * (after[1] - before[1]) / objects)
+        )
+
+
+def _cpu(handle: CalDAVServerHandle) -> tuple[float, float]:
+    """CPU seconds used so far by this process (engine or raw loop, and the emulator) and by the server."""
+    server = 0.0
+    proc = handle._proc  # the bench reads the server process's own CPU
+    if proc is not None:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return time.process_time(), server
+
+
 def _raw_put_loop(url: str, objects: dict[str, bytes], handle: CalDAVServerHandle, concurrency: int) -> float:
     """PUT every object with If-None-Match: * from ``concurrency`` threads; return seconds."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -225,9 +247,12 @@ def _raw_put_loop(url: str, objects: dict[str, bytes], handle: CalDAVServerHandl
                 raise RuntimeError(f"raw PUT {name}: {r.status_code}")
 
         started = time.perf_counter()
+        cpu = _cpu(handle)
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(put, objects.items()))
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        _note_cpu("raw", cpu, handle, len(objects))
+        return seconds
 
 
 def _engine_initial(
@@ -247,7 +272,9 @@ def _engine_initial(
         config = _config(api, url, handle, Path(tmp) / "state.db", concurrency)
         with Store.open(config.state.url) as store:
             counter = Counter()
+            cpu = _cpu(handle)
             summary = _cycle(config, store, api, counter)
+            _note_cpu("engine", cpu, handle, summary.created)
             timeline = _timeline(counter)
             if no_change:
                 _cycle(config, store, api, counter)  # warm-up: the first etags recorded, caches filled
@@ -291,6 +318,13 @@ def initial(handle: CalDAVServerHandle, count: int, concurrency: int, reps: int 
         for n, line in ((1, line1), (2, line2)):
             print(f"      engine {n}: {line.line()}")
         print(f"      mapping the {len(objects)} objects alone: {mapping1:.2f} s, {mapping2:.2f} s")
+        ways = {way: runs[-2:] for way, runs in CPU.items()}
+        print(
+            "      CPU per object (this process, i.e. the client and the in-process emulator / the server): "
+            + "; ".join(
+                f"{way} " + ", ".join(f"{c:.1f} / {sv:.1f} ms" for c, sv in runs) for way, runs in ways.items()
+            )
+        )
     median = statistics.median(ratios)
     engine_med = statistics.median(e for e, _ in rates)
     raw_med = statistics.median(r for _, r in rates)
