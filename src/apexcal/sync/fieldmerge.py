@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apexcal.ical.editable import EDITABLE, TIMING
-from apexcal.sync.writeback_policy import ConflictPolicy
+from apexcal.sync.writeback_policy import ConflictPolicy, conflict_winner
 
 WARNED_KEY = "warned"
 """Key of a baseline mapping holding the hash of the last timing problem reported."""
@@ -104,23 +104,15 @@ def decide_fields(
         elif crm == remote:
             agreed.append(name)
         else:
-            winner = _winner(view, policy)
+            winner = conflict_winner(
+                policy, crm_updated_at=view.crm_updated_at, remote_modified=view.remote_modified
+            )
             conflicts.append(FieldConflict(field=name, winner=winner))
             if winner == "calendar":
                 writeback.append(name)
     return FieldDecision(
         writeback=tuple(writeback), conflicts=tuple(conflicts), agreed=tuple(agreed), blocked=tuple(blocked)
     )
-
-
-def _winner(view: FieldView, policy: ConflictPolicy) -> str:
-    if policy is ConflictPolicy.CALENDAR_WINS:
-        return "calendar"
-    if policy is ConflictPolicy.NEWEST_WINS:
-        crm_at, cal_at = view.crm_updated_at, view.remote_modified
-        if crm_at is not None and cal_at is not None and cal_at > crm_at:
-            return "calendar"
-    return "crm"
 
 
 def baseline_after(

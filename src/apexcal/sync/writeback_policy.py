@@ -102,7 +102,9 @@ def decide_completion(
     if not calendar_changed and remote == pushed:
         # Only the CRM moved: push it.
         return CompletionDecision(writeback=False, calendar_done=remote, conflict=False)
-    winner = _winner(view, policy)
+    winner = conflict_winner(
+        policy, crm_updated_at=view.crm_updated_at, remote_modified=view.remote_modified
+    )
     return CompletionDecision(
         writeback=winner == "calendar",
         calendar_done=remote,
@@ -111,11 +113,19 @@ def decide_completion(
     )
 
 
-def _winner(view: CompletionView, policy: ConflictPolicy) -> str:
+def conflict_winner(
+    policy: ConflictPolicy, *, crm_updated_at: datetime | None, remote_modified: datetime | None
+) -> str:
+    """``"calendar"`` or ``"crm"``: who wins a conflict under ``policy``.
+
+    ``newest-wins`` compares the remote object's modification time with the
+    activity's ``updated_at``; a tie or a missing time falls back to the CRM.
+    """
     if policy is ConflictPolicy.CALENDAR_WINS:
         return "calendar"
-    if policy is ConflictPolicy.NEWEST_WINS:
-        crm_at, cal_at = view.crm_updated_at, view.remote_modified
-        if crm_at is not None and cal_at is not None and cal_at > crm_at:
-            return "calendar"
+    calendar_newer = (
+        crm_updated_at is not None and remote_modified is not None and remote_modified > crm_updated_at
+    )
+    if policy is ConflictPolicy.NEWEST_WINS and calendar_newer:
+        return "calendar"
     return "crm"
