@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -41,24 +40,15 @@ from typing import TYPE_CHECKING
 import structlog
 
 from apexcal import __version__
-from apexcal.apex.models import Activity, ActivityType
+from apexcal.apex.models import ActivityType
 from apexcal.clock import Clock, utcnow
 from apexcal.config.mapping import mapping_options
 from apexcal.errors import FeedBuildError
-from apexcal.feeds.naming import split_user_feed_name, user_feed_name, user_feed_path
+from apexcal.feeds.naming import user_feed_name, user_feed_path
 from apexcal.feeds.output import FeedOutput, FileOutput
+from apexcal.feeds.selection import BASE_GROUP, USER_GROUP, FeedJob, FeedView, view_file, views_of
 from apexcal.feeds.spool import ComponentSpool, write_spooled
-from apexcal.feeds.views import (
-    VIEW_SEPARATOR,
-    FeedFilter,
-    FilterSyntaxError,
-    parse_canonical,
-    view_id,
-    view_name,
-    view_path,
-)
-from apexcal.feeds.window import feed_today, feed_window, in_window
-from apexcal.filters import matches
+from apexcal.feeds.window import feed_today, feed_window
 from apexcal.geocode.policy import Geocoding
 from apexcal.ical.feed import CalendarProps, etag_from_sha256
 from apexcal.ical.mapping import MappingOptions
@@ -70,11 +60,6 @@ if TYPE_CHECKING:
     from apexcal.state import Store
 
 log = structlog.get_logger(__name__)
-
-# The group of a feed's own file in the spool; per-user groups are user ids.
-_BASE = ""
-_USER_GROUP = re.compile(r"[0-9]+")
-
 
 @dataclass(frozen=True, kw_only=True)
 class FeedResult:
@@ -99,92 +84,6 @@ def feed_options(config: Config, feed: FeedConfig) -> MappingOptions:
     return mapping_options(
         config, privacy=feed.privacy, tasks_as=feed.tasks_as, done_events=feed.done_events, alarms=feed.alarms
     )
-
-
-# --- building -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class _View:
-    """A filtered view of one output of a feed (the feed's own, or a per-user one)."""
-
-    output: str
-    user: int | None
-    canonical: str
-    filter: FeedFilter
-
-    @property
-    def name(self) -> str:
-        return view_name(self.output, self.canonical)
-
-    @property
-    def group(self) -> str:
-        return VIEW_SEPARATOR + self.name
-
-
-def _views_of(feed: FeedConfig, views: Mapping[str, set[str]]) -> list[_View]:
-    """The views of ``feed``'s outputs that active filtered tokens ask for, in name order."""
-    found = []
-    for output, filters in views.items():
-        user = None
-        if output != feed.name:
-            split = split_user_feed_name(output)
-            if not feed.per_user or split is None or split[0] != feed.name:
-                continue
-            user = split[1]
-        for canonical in filters:
-            try:
-                parsed = parse_canonical(canonical)
-            except FilterSyntaxError as exc:  # stored by another version: skip it, keep building
-                log.warning("feed.bad_view", feed=output, error=str(exc))
-                continue
-            found.append(_View(output=output, user=user, canonical=canonical, filter=parsed))
-    return sorted(found, key=lambda v: v.name)
-
-
-def _view_path(feed: FeedConfig, view: _View) -> Path:
-    base = feed.path if view.user is None else user_feed_path(feed.path, view.user)
-    return view_path(base, view_id(view.canonical))
-
-
-@dataclass(kw_only=True)
-class _FeedJob:
-    """One feed being built: its selection, its spool, the users it writes files for, its views."""
-
-    feed: FeedConfig
-    options: MappingOptions
-    first: date
-    last: date
-    spool: ComponentSpool
-    users: set[int] = field(default_factory=set)
-    views: list[_View] = field(default_factory=list)
-    _base_views: list[_View] = field(default_factory=list)
-    _user_views: dict[int, list[_View]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for view in self.views:
-            if view.user is None:
-                self._base_views.append(view)
-            else:
-                self._user_views.setdefault(view.user, []).append(view)
-
-    def groups_of(self, activity: Activity) -> list[tuple[str, str | None]]:
-        user = activity.assigned_to_user_id
-        if self.feed.per_user and user is not None:
-            self.users.add(user)
-        window = (self.first, self.last, self.options.default_duration)
-        if not in_window(activity, *window) or not matches(activity, self.feed.filter):
-            return []
-        groups: list[tuple[str, str | None]] = [(_BASE, None)]
-        # A view takes the components mapped for its output: nothing is mapped twice.
-        groups.extend((v.group, None) for v in self._base_views if v.filter.matches(activity))
-        if self.feed.per_user and user is not None:
-            name = activity.assigned_to_user.full_name if activity.assigned_to_user else None
-            groups.append((str(user), name))
-            for v in self._user_views.get(user, ()):
-                if v.filter.matches(activity):
-                    groups.append((v.group, None))
-        return groups
 
 
 def _props(config: Config, feed: FeedConfig, user_label: str | None = None) -> CalendarProps:
@@ -253,7 +152,7 @@ def _signature(
     seq: int,
     types: Mapping[str, ActivityType],
     window: tuple[date, date],
-    views: list[_View],
+    views: list[FeedView],
 ) -> str:
     """A hash of everything a feed's files depend on: data (mirror sequence, types), window, settings, views."""
     doc = {
@@ -271,7 +170,7 @@ def _signature(
 
 
 def _unchanged(
-    store: Store, feed: FeedConfig, signature: str, output: FeedOutput, views: list[_View]
+    store: Store, feed: FeedConfig, signature: str, output: FeedOutput, views: list[FeedView]
 ) -> list[FeedResult] | None:
     """The outputs of the last build when it had this signature and they are untouched since, else None.
 
@@ -281,7 +180,7 @@ def _unchanged(
     """
     recorded = {status.feed: status for status in store.feed_files_status(feed.name)}
     results = []
-    outputs = [*output.outputs(feed), *((v.name, _view_path(feed, v)) for v in views)]
+    outputs = [*output.outputs(feed), *((v.name, view_file(feed, v)) for v in views)]
     for name, path in outputs:
         status = recorded.get(name)
         if status is None or status.signature != signature or status.etag is None:
@@ -355,13 +254,13 @@ def _build(
     types: dict[str, ActivityType] = store.types(org)
     all_views = store.feed_views()
     results: list[FeedResult] = []
-    jobs: list[_FeedJob] = []
+    jobs: list[FeedJob] = []
     signatures: dict[str, str] = {}
     failures: dict[str, str] = {}
     try:
         for feed in feeds:
             first, last = feed_window(feed, today)
-            views = _views_of(feed, all_views)
+            views = views_of(feed, all_views)
             signature = _signature(config, feed, seq, types, (first, last), views)
             kept = _unchanged(store, feed, signature, output, views)
             if kept is not None:
@@ -370,7 +269,7 @@ def _build(
                 continue
             signatures[feed.name] = signature
             jobs.append(
-                _FeedJob(
+                FeedJob(
                     feed=feed,
                     options=feed_options(config, feed),
                     first=first,
@@ -407,9 +306,9 @@ def _build(
     return results
 
 
-def _write_job(config: Config, job: _FeedJob, output: FeedOutput) -> list[FeedResult]:
+def _write_job(config: Config, job: FeedJob, output: FeedOutput) -> list[FeedResult]:
     feed, spool = job.feed, job.spool
-    spool.touch(_BASE)
+    spool.touch(BASE_GROUP)
     if feed.per_user:
         for user in job.users | output.users(feed):
             spool.touch(str(user))
@@ -418,16 +317,16 @@ def _write_job(config: Config, job: _FeedJob, output: FeedOutput) -> list[FeedRe
         spool.touch(group)  # an empty view is an empty calendar, not a missing one
     results: list[FeedResult] = []
     for group, components in spool.groups():
-        if group == _BASE:
+        if group == BASE_GROUP:
             name, path, props = feed.name, feed.path, _props(config, feed)
-        elif _USER_GROUP.fullmatch(group):
+        elif USER_GROUP.fullmatch(group):
             user = int(group)
             name = user_feed_name(feed.name, user)
             path = user_feed_path(feed.path, user)
             props = _props(config, feed, spool.labels.get(group) or f"user {user}")
         elif group in views:
             view = views[group]
-            name, path = view.name, _view_path(feed, view)
+            name, path = view.name, view_file(feed, view)
             label = None
             if view.user is not None:
                 label = spool.labels.get(str(view.user)) or f"user {view.user}"
