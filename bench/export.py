@@ -257,20 +257,33 @@ with Store.open(config.state.url) as store:
 """.replace("@ORG@", str(ORG))
 
 
-def seed_store(root: Path, count: int) -> str:
-    """A SQLite state store holding ``count`` seeded activities, all inside the feed's window."""
-    from datetime import date
+SEED = """
+import sys
+from datetime import date
 
-    from apexcal.apex.models import parse_activity, parse_activity_type
-    from apexcal.emulator import EmulatorState
-    from apexcal.state import Store
+from apexcal.apex.models import parse_activity, parse_activity_type
+from apexcal.emulator import EmulatorState
+from apexcal.state import Store
 
-    url = f"sqlite:///{root / f'state-{count}.db'}"
-    emulator = EmulatorState()
-    emulator.seed(ORG, count, anchor=date(2026, 6, 15))
-    with Store.open(url) as store:
-        store.upsert_activities(ORG, [parse_activity(r) for r in emulator.activities(ORG)], watermark=None)
-        store.upsert_types(ORG, [parse_activity_type(t) for t in emulator.activity_types(ORG)])
+url, org, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+emulator = EmulatorState()
+emulator.seed(org, count, anchor=date(2026, 6, 15))
+with Store.open(url) as store:
+    store.upsert_activities(org, [parse_activity(r) for r in emulator.activities(org)], watermark=None)
+    store.upsert_types(org, [parse_activity_type(t) for t in emulator.activity_types(org)])
+"""
+
+
+def seed_store(root: Path, count: int, bin_dir: Path | None = None) -> str:
+    """A SQLite state store holding ``count`` seeded activities, all inside the feed's window.
+
+    With ``bin_dir`` the store is made by that installation (its own schema and
+    migrations), so an older release builds its feed from a store it can open.
+    """
+    tag = "" if bin_dir is None else "-other"
+    url = f"sqlite:///{root / f'state-{count}{tag}.db'}"
+    python = sys.executable if bin_dir is None else str(bin_dir / "python")
+    subprocess.run([python, "-c", SEED, url, str(ORG), str(count)], check=True, capture_output=True)
     return url
 
 
@@ -340,7 +353,11 @@ def main() -> None:
                 emulator.terminate()
                 emulator.wait(timeout=30)
         for count in args.feed_events:
-            state_url = seed_store(root, count)
+            # Each installation builds from a store of its own schema, seeded alike.
+            state_urls = {
+                way: seed_store(root, count, None if i == 0 else bin_dir)
+                for i, (way, bin_dir) in enumerate(ways)
+            }
             timed: dict[str, float] = {}
             bodies = {}
             best = {}
@@ -348,7 +365,7 @@ def main() -> None:
                 for way, bin_dir in ways:
                     feed = root / "feeds" / f"{way.split(':')[0]}-{count}.ics"
                     feed.unlink(missing_ok=True)
-                    figures = measured([str(bin_dir / "python"), "-c", FEED_BUILD, state_url, str(feed)])
+                    figures = measured([str(bin_dir / "python"), "-c", FEED_BUILD, state_urls[way], str(feed)])
                     build_s = float(figures[3].strip().splitlines()[-1].split()[0])
                     if way not in timed or build_s < timed[way]:
                         timed[way] = build_s
