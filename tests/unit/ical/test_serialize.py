@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from icalendar import Alarm, Calendar, Component, Event, Todo, vCalAddress, vGeo, vText, vUri
 from icalendar.parser.string import _foldline
 
-from apexcal.apex.models import Activity
+from apexcal.apex.models import Activity, ContactRef, UserRef
 from apexcal.errors import Unmappable
 from apexcal.ical.mapping import MappingOptions, calendar_bytes, map_activity
 from apexcal.ical.serialize import component_bytes, fold
@@ -162,6 +162,33 @@ class TestComponentBytes:
         opts = replace(opts, alarms=alarms)
         try:
             component = map_activity(activity, TYPES, opts)
+        except Unmappable:
+            return
+        assert component_bytes(component) == component.to_ical()
+
+    @SETTINGS
+    @given(
+        activity=activities(),
+        opts=options,
+        user=st.tuples(st.one_of(st.none(), tricky_text), st.one_of(st.none(), st.emails())),
+        contact=st.tuples(st.one_of(st.none(), tricky_text), st.one_of(st.none(), st.emails())),
+    )
+    def test_mapped_activities_with_people_serialize_identically(
+        self,
+        activity: Activity,
+        opts: MappingOptions,
+        user: tuple[str | None, str | None],
+        contact: tuple[str | None, str | None],
+    ) -> None:
+        """ORGANIZER and ATTENDEE lines (names with any text, CN quoting) are icalendar's bytes too."""
+        activity = activity.model_copy(
+            update={
+                "assigned_to_user": UserRef(id=46, full_name=user[0], email=user[1]),
+                "contact": ContactRef(id=7, full_name=contact[0], email=contact[1]),
+            }
+        )
+        try:
+            component = map_activity(activity, TYPES, replace(opts, privacy="full", attendees=True))
         except Unmappable:
             return
         assert component_bytes(component) == component.to_ical()
