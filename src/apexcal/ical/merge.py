@@ -60,6 +60,7 @@ from apexcal.ical.ownership import (
     is_owned_line,
     main_component,
 )
+from apexcal.ical.serialize import component_bytes
 from apexcal.ical.times import UTC_NAMES
 from apexcal.ical.timezones import vtimezone_bytes
 
@@ -78,7 +79,7 @@ def _address(line: Line) -> str:
 
 def _wrap(component: Component) -> bytes:
     """A lone VEVENT/VTODO in a VCALENDAR with the VTIMEZONEs its TZIDs need."""
-    body: bytes = component.to_ical()
+    body = component_bytes(component)
     tzids = {
         value
         for block in parse(b"BEGIN:VCALENDAR\r\n" + body + b"END:VCALENDAR\r\n").walk()
@@ -95,7 +96,7 @@ def rendering(desired: Desired) -> Block:
     if isinstance(desired, Component):
         if desired.name in MAIN_COMPONENTS:
             return parse(_wrap(desired))
-        return parse(desired.to_ical())
+        return parse(component_bytes(desired))
     return parse(desired)
 
 
