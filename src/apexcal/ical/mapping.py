@@ -93,6 +93,7 @@ __all__ = [
     "MappedObject",
     "MappingOptions",
     "calendar_bytes",
+    "calendar_header",
     "component_kind",
     "href_name",
     "is_hidden",
@@ -312,7 +313,8 @@ def map_activity(
 
 
 @cache
-def _header() -> bytes:
+def calendar_header() -> bytes:
+    """The lines that open every calendar object apexcal writes, up to its first component."""
     return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:{PRODID}\r\nCALSCALE:GREGORIAN\r\n".encode("ascii")
 
 
@@ -326,7 +328,7 @@ def calendar_bytes(component: Event | Todo, timezone: str) -> bytes:
     tz = b""
     if not is_utc(timezone) and b";TZID=" in body:
         tz = vtimezone_bytes(timezone)
-    return _header() + tz + body + b"END:VCALENDAR\r\n"
+    return calendar_header() + tz + body + b"END:VCALENDAR\r\n"
 
 
 def object_for(

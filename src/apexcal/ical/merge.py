@@ -48,7 +48,7 @@ from __future__ import annotations
 from icalendar import Component
 
 from apexcal.ical.contentlines import Block, Line, parse, to_bytes
-from apexcal.ical.mapping import PRODID
+from apexcal.ical.mapping import calendar_header
 from apexcal.ical.ownership import (
     MAIN_COMPONENTS,
     MARKED,
@@ -87,8 +87,7 @@ def _wrap(component: Component) -> bytes:
         for value in line.param("TZID") or ()
     }
     zones = b"".join(vtimezone_bytes(tzid) for tzid in sorted(tzids - UTC_NAMES))
-    header = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:{PRODID}\r\nCALSCALE:GREGORIAN\r\n".encode()
-    return header + zones + body + b"END:VCALENDAR\r\n"
+    return calendar_header() + zones + body + b"END:VCALENDAR\r\n"
 
 
 def rendering(desired: Desired) -> Block:
