@@ -19,7 +19,7 @@ and each object's bytes by UID (calendar-multiget), printing the first
 difference it finds — the bulk path may only be taken by the product where
 the end state equals the per-object one.
 
-Run: ``.venv/bin/python bench/bulk.py [--counts 1000,5000] [--concurrency 4]``
+Run: ``.venv/bin/python bench/bulk.py [--counts 1000,5000] [--concurrency 4] [--timezone Europe/Berlin]``
 """
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ from apexcal.sync.sink import uid_of  # noqa: E402
 _ICS = "text/calendar; charset=utf-8"
 
 
-def _objects(handle: CalDAVServerHandle, count: int) -> dict[str, bytes]:
-    """The engine's bytes for ``count`` seeded activities (href name → data)."""
+def _objects(handle: CalDAVServerHandle, count: int, timezone: str) -> dict[str, bytes]:
+    """The engine's bytes for ``count`` seeded activities (href name → data), times in ``timezone``."""
     state = EmulatorState()
     state.seed(DEMO_ORG_ID, count, seed=3, anchor=ANCHOR)
     with serve_in_thread(create_app(state)) as api, tempfile.TemporaryDirectory() as tmp:
         config = _config(api, handle.make_calendar_url("unused"), handle, Path(tmp) / "s.db", 4)
+        config = config.model_copy(update={"source": config.source.model_copy(update={"timezone": timezone})})
         with Store.open(config.state.url) as store, ApexClient(api, DEMO_TOKEN, DEMO_ORG_ID) as client:
             pull_changes(config, store, client)
             return _mapped(config, store)
@@ -149,17 +150,20 @@ def compare(handle: CalDAVServerHandle, one: str, other: str) -> None:
           f" ({len(names_a ^ names_b)} differ; e.g. {sorted(names_b - names_a)[:1]})")
     differ = [u for u in a if a[u] != b.get(u)]
     print(f"  bytes by UID: {len(a) - len(differ)} of {len(a)} identical")
-    if differ:
-        la, lb = a[differ[0]].split(b"\r\n"), b.get(differ[0], b"").split(b"\r\n")
-        only_a = [ln for ln in la if ln not in lb][:4]
-        only_b = [ln for ln in lb if ln not in la][:4]
-        print(f"  first difference ({differ[0]}): per-object only {only_a}; bulk only {only_b}")
+    kinds: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], int] = {}
+    for uid in differ:
+        la, lb = a[uid].split(b"\r\n"), b.get(uid, b"").split(b"\r\n")
+        key = (tuple(ln for ln in la if ln not in lb), tuple(ln for ln in lb if ln not in la))
+        kinds[key] = kinds.get(key, 0) + 1
+    for (only_a, only_b), n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {n} objects differ by: per-object only {list(only_a)[:6]}; bulk only {list(only_b)[:6]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1000,5000")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--timezone", default="UTC", help="[source] timezone of the mapped activities")
     args = parser.parse_args()
     log.configure("warning")
     print(f"apexcal {__version__}, Python {platform.python_version()}, {os.cpu_count()} cores, "
@@ -169,10 +173,10 @@ def main() -> None:
         handle.start()
         try:
             for count in (int(c) for c in args.counts.split(",")):
-                objects = _objects(handle, count)
+                objects = _objects(handle, count, args.timezone)
                 size = len(whole_calendar(objects))
                 print(f"\nRadicale, {len(objects)} objects ({size / 1e6:.1f} MB as one VCALENDAR), "
-                      f"per-object concurrency {args.concurrency}")
+                      f"per-object concurrency {args.concurrency}, times in {args.timezone}")
                 p1, purl = per_object(handle, objects, args.concurrency)
                 b1, burl = bulk(handle, objects)
                 b2, _ = bulk(handle, objects)
