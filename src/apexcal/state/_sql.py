@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import BindParameter, Connection, Executable, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
 T = TypeVar("T")
@@ -29,10 +30,7 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
 
 def insert_ignore(conn: Connection, table: Table, values: Mapping[str, Any]) -> None:
     """INSERT a row unless its primary key already exists."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(table).values(dict(values)).on_conflict_do_nothing())
-    else:
-        conn.execute(sqlite.insert(table).values(dict(values)).on_conflict_do_nothing())
+    conn.execute(_insert_ignore(conn.dialect.name, table, tuple(values)), dict(values))
 
 
 def upsert(
@@ -44,18 +42,31 @@ def upsert(
     update: Sequence[str] | None = None,
 ) -> None:
     """INSERT a row or, on a conflict on ``keys``, UPDATE its ``update`` columns (default: all others)."""
-    columns = update if update is not None else [c for c in values if c not in keys]
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(dict(values))
-        conn.execute(
-            pg.on_conflict_do_update(
-                index_elements=list(keys), set_={c: pg.excluded[c] for c in columns}
-            )
-        )
-    else:
-        lite = sqlite.insert(table).values(dict(values))
-        conn.execute(
-            lite.on_conflict_do_update(
-                index_elements=list(keys), set_={c: lite.excluded[c] for c in columns}
-            )
-        )
+    columns = tuple(update) if update is not None else tuple(c for c in values if c not in keys)
+    conn.execute(_upsert(conn.dialect.name, table, tuple(values), tuple(keys), columns), dict(values))
+
+
+# The statements are built once per table and column set and executed with the
+# row as parameters: building an INSERT … ON CONFLICT for every row (its
+# ``excluded`` namespace proxies every column of the table) cost more CPU than
+# running it, and one object written is one row.
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: Table, names: tuple[str, ...]) -> Executable:
+    row: dict[str, BindParameter[Any]] = {n: bindparam(n) for n in names}
+    if dialect == "postgresql":
+        return postgresql.insert(table).values(row).on_conflict_do_nothing()
+    return sqlite.insert(table).values(row).on_conflict_do_nothing()
+
+
+@functools.cache
+def _upsert(
+    dialect: str, table: Table, names: tuple[str, ...], keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Executable:
+    row: dict[str, BindParameter[Any]] = {n: bindparam(n) for n in names}
+    if dialect == "postgresql":
+        pg = postgresql.insert(table).values(row)
+        return pg.on_conflict_do_update(index_elements=list(keys), set_={c: pg.excluded[c] for c in columns})
+    lite = sqlite.insert(table).values(row)
+    return lite.on_conflict_do_update(index_elements=list(keys), set_={c: lite.excluded[c] for c in columns})
