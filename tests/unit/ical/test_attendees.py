@@ -77,6 +77,18 @@ class TestRendering:
         assert b"BEGIN:VTODO" in data
         assert len(_people(data)) == 3
 
+    @pytest.mark.parametrize("name", ["\\", "x\\", "a\\b", "\\\\", 'Jo "Q" \\ Doe'])
+    def test_a_backslash_in_a_name_survives_icalendar(self, name: str) -> None:
+        """icalendar reads a CN's backslash as an escape (quoted or not): the CN carries a look-alike instead."""
+        for kind in ("meeting", "task"):
+            data = object_for(_with({**USER, "full_name": name}, None, activity_type=kind), TYPES, ON).data
+            cns = {line.param("CN")[0] for line in _people(data)}
+            assert cns == {name.replace('"', "'").replace("\\", "\uff3c")}
+            people = [ln for ln in data.replace(b"\r\n ", b"").split(b"\r\n") if b";CN=" in ln]
+            assert len(people) == 2
+            assert not any(b"\\" in line for line in people)
+            assert owned_hash(REWRITES["icalendar"](data)) == owned_hash(data)
+
     @pytest.mark.parametrize(
         ("email", "address"),
         [
