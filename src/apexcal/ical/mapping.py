@@ -48,8 +48,8 @@ Decisions worth knowing:
   ``public`` the contact's name is not shown, under ``busy`` nothing is), the
   assigned user is the ``ORGANIZER`` and an ``ATTENDEE`` (``ROLE=CHAIR``,
   ``PARTSTAT=ACCEPTED``), the contact an ``ATTENDEE``
-  (``ROLE=REQ-PARTICIPANT``), each with ``CN`` and ``mailto:`` from the
-  joined record's email.  Every such line carries ``SCHEDULE-AGENT=CLIENT``
+  (``ROLE=REQ-PARTICIPANT``), each with ``CN`` (:func:`~apexcal.ical.text.param_text`)
+  and ``mailto:`` from the joined record's email.  Every such line carries ``SCHEDULE-AGENT=CLIENT``
   (RFC 6638: the server sends no invitation or cancellation) and
   ``X-APEX-OWNED=TRUE`` (it is apexcal's; attendees the user adds are not,
   :mod:`apexcal.ical.ownership`).  Without a usable email there is no line
@@ -82,7 +82,7 @@ from apexcal.ical.options import MappingOptions
 from apexcal.ical.people import add_people
 from apexcal.ical.serialize import component_bytes
 from apexcal.ical.summary import render_summary, render_template, summary_values
-from apexcal.ical.text import clean_line, clean_text, truncate_utf8
+from apexcal.ical.text import clean_line, clean_text, param_text, truncate_utf8
 from apexcal.ical.times import is_utc, span
 from apexcal.ical.timezones import vtimezone_bytes
 
@@ -292,9 +292,9 @@ def map_activity(
                 vUri(f"geo:{place.geo[0]:.6f},{place.geo[1]:.6f}"),
                 parameters={
                     "VALUE": "URI",
-                    "X-ADDRESS": place.apple_address or place.location,
+                    "X-ADDRESS": param_text(place.apple_address or place.location),
                     "X-APPLE-RADIUS": f"{APPLE_RADIUS:.1f}",
-                    "X-TITLE": place.location,
+                    "X-TITLE": param_text(place.location),
                 },
             )
     component.add("X-APEX-ACTIVITY-ID", str(activity.id))

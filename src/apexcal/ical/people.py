@@ -14,7 +14,7 @@ from icalendar import Event, Todo, vCalAddress
 
 from apexcal.apex.models import Activity
 from apexcal.ical.ownership import MARK_PARAM
-from apexcal.ical.text import clean_line
+from apexcal.ical.text import clean_line, param_text
 
 _EMAIL = re.compile(r"^[^@\s\"<>()\[\]\\,;:]+@[^@\s\"<>()\[\]\\,;:]+$")
 _EMAIL_MAX = 254
@@ -35,18 +35,9 @@ def mail_address(email: str | None) -> str | None:
     return f"mailto:{text}"
 
 
-# A CN cannot hold a double quote (RFC 5545 §3.1: it is written as a single
-# one) and must not hold a backslash: that is an ordinary character in a
-# parameter value, but icalendar's parser (Xandikos reads with it) takes it as
-# an escape, quoted or not: CN=\;SCHEDULE-AGENT=CLIENT comes back as one CN
-# running into the next parameter, CN="a\\b" as a\b.  The name is shown
-# with a fullwidth reverse solidus instead.
-_BACKSLASH_LOOKALIKE = "\uff3c"
-
-
 def _person(address: str, name: str | None, **params: str) -> vCalAddress:
     value = vCalAddress(address)
-    cn = clean_line(name).replace('"', "'").replace("\\", _BACKSLASH_LOOKALIKE) if name else ""
+    cn = param_text(clean_line(name).replace('"', "'")) if name else ""  # no DQUOTE in a parameter value
     if cn:
         value.params["CN"] = cn
     for key, param in params.items():

@@ -31,6 +31,17 @@ def clean_line(value: str | None) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def param_text(value: str) -> str:
+    """Text for a parameter value (a name, a place): each backslash becomes a fullwidth reverse solidus (＼).
+
+    A backslash is an ordinary character in a parameter value (RFC 5545
+    §3.1), but icalendar's parser (Xandikos reads with it) takes it for an
+    escape, quoted or not: ``CN=\\;SCHEDULE-AGENT=CLIENT`` comes back as one
+    ``CN`` running into the next parameter, ``X-TITLE="a\\\\b"`` as ``a\\b``.
+    """
+    return value.replace("\\", "\uff3c")
+
+
 def clean_text(value: str | None) -> str:
     """Multi-line text: line breaks normalised to ``\\n``, other controls dropped, tabs kept as spaces."""
     if not value:

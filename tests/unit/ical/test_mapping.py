@@ -440,6 +440,21 @@ class TestLocation:
         assert apple.params["X-TITLE"] == "Austin office"
         assert apple.params["X-ADDRESS"] == "Austin, TX"
 
+    @pytest.mark.parametrize("text", ["a\\b", "a\\\\b", "x\\,y", "\\"])
+    def test_a_backslash_in_a_place_survives_icalendar(self, text: str) -> None:
+        """icalendar reads a parameter's backslash as an escape, so X-TITLE and X-ADDRESS carry a look-alike."""
+        from apexcal.apex.models import GeoPoint
+        from apexcal.ical.mapping import object_for
+        from apexcal.ical.ownership import owned_hash
+        from tests.unit.ical.test_ownership import REWRITES
+
+        mapped = object_for(activity(location=text), TYPES, MappingOptions(), geocode=GeoPoint(lat=1.0, lng=2.0, address=text))
+        component = map_activity(activity(location=text), TYPES, MappingOptions(), geocode=GeoPoint(lat=1.0, lng=2.0, address=text))
+        assert component.location == text  # the text value escapes it as TEXT does
+        apple = component["X-APPLE-STRUCTURED-LOCATION"]
+        assert apple.params["X-TITLE"] == apple.params["X-ADDRESS"] == text.replace("\\", "\uff3c")
+        assert owned_hash(REWRITES["icalendar"](mapped.data)) == owned_hash(mapped.data)
+
     def test_geocode_passed_in_never_replaces_the_text(self) -> None:
         """A guessed geocode whose address contains the text still leaves LOCATION as written."""
         from apexcal.apex.models import GeoPoint
