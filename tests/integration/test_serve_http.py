@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import http.client
@@ -9,6 +10,7 @@ import io
 import logging
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -799,6 +801,87 @@ class TestLargeBodies:
         assert headers["Content-Length"] == str(len(body))
         assert headers["ETag"] == sha_etag(body)
         assert (head[0], head[2], head[1]["Content-Length"]) == (200, b"", str(len(body)))
+
+
+    def test_a_client_gone_mid_body_is_written_nothing_more(self, tmp_path: Path) -> None:
+        """A connection lost while slices are written gets no further write: none reaches a closed transport.
+
+        The ``send`` here behaves as uvicorn's does: a socket write that fails
+        closes the transport, which schedules the protocol's
+        ``connection_lost`` on the event loop; a send after that returns at
+        once.  asyncio logs "socket.send() raised exception." for each write
+        to a closed transport, so the body loop must let the loop run between
+        slices instead of writing them all first.
+        """
+        line = b"X-FILLER:" + b"y" * 60 + b"\r\n"
+        body = b"BEGIN:VCALENDAR\r\n" + line * 60_000 + b"END:VCALENDAR\r\n"  # ~4 MiB, 8 slices
+        path = tmp_path / "big.ics"
+        path.write_bytes(body)
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            token = TokenTable(store).issue("big")
+            app = create_app(
+                feeds=lambda: {"big": path},
+                tokens=store,
+                health=SettableHealth(_healthy(datetime.now(UTC))),
+                metrics_registry=Metrics().registry,
+                token_cache=30,
+            )
+            target = feed_path(token, "big")
+            scope = {
+                "type": "http", "method": "GET", "path": target, "raw_path": target.encode(),
+                "query_string": b"", "headers": [(b"host", b"127.0.0.1")],
+            }
+            written: list[dict[str, object]] = []
+            lost = asyncio.Event()
+
+            async def send(message: dict[str, object]) -> None:
+                if lost.is_set():
+                    return
+                written.append(message)
+                if message["type"] == "http.response.body":  # the first slice's write fails
+                    asyncio.get_running_loop().call_soon(lost.set)
+
+            async def receive() -> dict[str, object]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+        assert written[0]["type"] == "http.response.start"
+        assert written[0]["status"] == 200
+        assert [m["type"] for m in written[1:]] == ["http.response.body"]
+        assert written[1]["more_body"] is True
+
+
+    def test_clients_resetting_mid_body_leave_no_write_warnings(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        """Clients that reset the connection mid-download: the server stops writing, asyncio logs nothing."""
+        line = b"X-FILLER:" + b"y" * 70 + b"\r\n"
+        body = b"BEGIN:VCALENDAR\r\n" + line * 160_000 + b"END:VCALENDAR\r\n"  # ~12 MiB, 24 slices
+        path = tmp_path / "big.ics"
+        path.write_bytes(body)
+        caplog.set_level(logging.WARNING, logger="asyncio")
+        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+            token = TokenTable(store).issue("big")
+            app = create_app(
+                feeds=lambda: {"big": path},
+                tokens=store,
+                health=SettableHealth(_healthy(datetime.now(UTC))),
+                metrics_registry=Metrics().registry,
+                token_cache=30,
+            )
+            with serve_in_thread(app) as base:
+                parts = urlsplit(base)
+                for _ in range(10):
+                    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+                        sock.sendall(f"GET {feed_path(token, 'big')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                        got = 0
+                        while got < 2_000_000:
+                            chunk = sock.recv(1 << 20)
+                            assert chunk
+                            got += len(chunk)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+                status, _, whole = raw_request(base, "GET", feed_path(token, "big"))
+            # The server has stopped: every aborted answer has ended.
+        assert (status, whole) == (200, body)
+        assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 class TestFeedMap:

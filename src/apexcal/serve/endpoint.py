@@ -9,6 +9,7 @@ polling, where on a 404 they keep showing the last copy forever.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -223,9 +224,15 @@ class FeedEndpoint:
             return found.label, status
         # A large body goes in slices (no copy): each is written as the socket
         # takes it, instead of the whole body copied into the transport's buffer.
+        # Between slices the event loop runs once: a write the client's reset
+        # made fail has the protocol's connection_lost scheduled, and after it
+        # the server drops further sends instead of writing to a closed
+        # transport (asyncio logs "socket.send() raised exception." each time).
         view = memoryview(body)
         for start in range(0, len(body), _CHUNK):
             end = start + _CHUNK
+            if start:
+                await asyncio.sleep(0)
             await send({"type": "http.response.body", "body": view[start:end], "more_body": end < len(body)})
         return found.label, status
 
