@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -778,25 +780,30 @@ class TestSourceProperty:
         assert b"SOURCE" not in body
 
 
+@contextlib.contextmanager
+def _big_feed_app(tmp_path: Path, body: bytes) -> Iterator[tuple[Any, str]]:
+    """The feed app serving ``body`` as feed ``big`` from a file, and a token for it."""
+    path = tmp_path / "big.ics"
+    path.write_bytes(body)
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        token = TokenTable(store).issue("big")
+        yield create_app(
+            feeds=lambda: {"big": path},
+            tokens=store,
+            health=SettableHealth(_healthy(datetime.now(UTC))),
+            metrics_registry=Metrics().registry,
+            token_cache=30,
+        ), token
+
+
 class TestLargeBodies:
     def test_a_body_larger_than_a_slice_arrives_whole(self, tmp_path: Path) -> None:
         """A feed sent in several slices arrives whole, with its length and ETag; HEAD sends none of it."""
         line = b"X-FILLER:" + b"y" * 60 + b"\r\n"
         body = b"BEGIN:VCALENDAR\r\n" + line * 30_000 + b"END:VCALENDAR\r\n"  # ~2 MiB
-        path = tmp_path / "big.ics"
-        path.write_bytes(body)
-        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-            token = TokenTable(store).issue("big")
-            app = create_app(
-                feeds=lambda: {"big": path},
-                tokens=store,
-                health=SettableHealth(_healthy(datetime.now(UTC))),
-                metrics_registry=Metrics().registry,
-                token_cache=30,
-            )
-            with serve_in_thread(app) as base:
-                status, headers, got = raw_request(base, "GET", feed_path(token, "big"))
-                head = raw_request(base, "HEAD", feed_path(token, "big"))
+        with _big_feed_app(tmp_path, body) as (app, token), serve_in_thread(app) as base:
+            status, headers, got = raw_request(base, "GET", feed_path(token, "big"))
+            head = raw_request(base, "HEAD", feed_path(token, "big"))
         assert (status, got) == (200, body)
         assert headers["Content-Length"] == str(len(body))
         assert headers["ETag"] == sha_etag(body)
@@ -815,17 +822,7 @@ class TestLargeBodies:
         """
         line = b"X-FILLER:" + b"y" * 60 + b"\r\n"
         body = b"BEGIN:VCALENDAR\r\n" + line * 60_000 + b"END:VCALENDAR\r\n"  # ~4 MiB, 8 slices
-        path = tmp_path / "big.ics"
-        path.write_bytes(body)
-        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-            token = TokenTable(store).issue("big")
-            app = create_app(
-                feeds=lambda: {"big": path},
-                tokens=store,
-                health=SettableHealth(_healthy(datetime.now(UTC))),
-                metrics_registry=Metrics().registry,
-                token_cache=30,
-            )
+        with _big_feed_app(tmp_path, body) as (app, token):
             target = feed_path(token, "big")
             scope = {
                 "type": "http", "method": "GET", "path": target, "raw_path": target.encode(),
@@ -855,31 +852,20 @@ class TestLargeBodies:
         """Clients that reset the connection mid-download: the server stops writing, asyncio logs nothing."""
         line = b"X-FILLER:" + b"y" * 70 + b"\r\n"
         body = b"BEGIN:VCALENDAR\r\n" + line * 160_000 + b"END:VCALENDAR\r\n"  # ~12 MiB, 24 slices
-        path = tmp_path / "big.ics"
-        path.write_bytes(body)
         caplog.set_level(logging.WARNING, logger="asyncio")
-        with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-            token = TokenTable(store).issue("big")
-            app = create_app(
-                feeds=lambda: {"big": path},
-                tokens=store,
-                health=SettableHealth(_healthy(datetime.now(UTC))),
-                metrics_registry=Metrics().registry,
-                token_cache=30,
-            )
-            with serve_in_thread(app) as base:
-                parts = urlsplit(base)
-                for _ in range(10):
-                    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-                        sock.sendall(f"GET {feed_path(token, 'big')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                        got = 0
-                        while got < 2_000_000:
-                            chunk = sock.recv(1 << 20)
-                            assert chunk
-                            got += len(chunk)
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
-                status, _, whole = raw_request(base, "GET", feed_path(token, "big"))
-            # The server has stopped: every aborted answer has ended.
+        with _big_feed_app(tmp_path, body) as (app, token), serve_in_thread(app) as base:
+            parts = urlsplit(base)
+            for _ in range(10):
+                with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+                    sock.sendall(f"GET {feed_path(token, 'big')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    got = 0
+                    while got < 2_000_000:
+                        chunk = sock.recv(1 << 20)
+                        assert chunk
+                        got += len(chunk)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+            status, _, whole = raw_request(base, "GET", feed_path(token, "big"))
+        # The server has stopped: every aborted answer has ended.
         assert (status, whole) == (200, body)
         assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
