@@ -130,7 +130,9 @@ class TestSyncTokens:
         )
         assert answer.status_code == 207
         listed = len(re.findall(r"[abc]\.ics</(?:\w+:)?href>", answer.text))
-        truncated = "507" in answer.text
+        # A DAV:status of 507 on the collection (the sync token, hex in Radicale's
+        # answer, may hold the digits "507" too).
+        truncated = re.search(r"<(?:\w+:)?status>\s*HTTP/1\.[01] 507\b", answer.text) is not None
         expected = {
             "radicale": (3, False),
             "xandikos": (1, False),  # cut short silently, with the collection's current token
