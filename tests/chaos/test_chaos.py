@@ -49,7 +49,7 @@ from tests.integration.test_sync_support import Harness, completed_like, harness
 
 __all__ = ["harness"]
 
-pytestmark = [pytest.mark.chaos, pytest.mark.caldav]
+pytestmark = [pytest.mark.chaos, pytest.mark.caldav, pytest.mark.slow]
 
 _SEED_ENV = os.environ.get("APEXCAL_CHAOS_SEED")
 SEEDS = [int(_SEED_ENV)] if _SEED_ENV else [20261203]
