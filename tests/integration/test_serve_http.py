@@ -809,7 +809,6 @@ class TestLargeBodies:
         assert headers["ETag"] == sha_etag(body)
         assert (head[0], head[2], head[1]["Content-Length"]) == (200, b"", str(len(body)))
 
-
     def test_a_client_gone_mid_body_is_written_nothing_more(self, tmp_path: Path) -> None:
         """A connection lost while slices are written gets no further write: none reaches a closed transport.
 
@@ -846,7 +845,6 @@ class TestLargeBodies:
         assert written[0]["status"] == 200
         assert [m["type"] for m in written[1:]] == ["http.response.body"]
         assert written[1]["more_body"] is True
-
 
     def test_clients_resetting_mid_body_leave_no_write_warnings(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         """Clients that reset the connection mid-download: the server stops writing, asyncio logs nothing."""
