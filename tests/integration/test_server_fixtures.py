@@ -7,36 +7,21 @@ that stops and starts its server must leave the other process's running.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.fixtures.caldav_servers import (
-    CalDAVServerHandle,
-    require_system_server,
-    service_dir,
-    start_on_free_port,
-)
-from tests.fixtures.cyrus import _DIR_PREFIX, cyrus_handle, cyrus_problem
+from tests.fixtures.caldav_servers import CalDAVServerHandle, require_system_server
+from tests.fixtures.cyrus import cyrus_problem, running_cyrus
 
 
 @pytest.fixture
 def two_cyrus() -> Iterator[tuple[CalDAVServerHandle, CalDAVServerHandle]]:
     """Two Cyrus servers started by this process, as two test processes' fixtures start theirs."""
     require_system_server("Cyrus IMAP", cyrus_problem())
-    bases = [service_dir(_DIR_PREFIX), service_dir(_DIR_PREFIX)]
-    handles: list[CalDAVServerHandle] = []
-    try:
-        for base in bases:
-            handles.append(start_on_free_port(cyrus_handle, base))
-        yield handles[0], handles[1]
-    finally:
-        for handle in handles:
-            handle.stop()
-        for base in bases:
-            shutil.rmtree(base, ignore_errors=True)
+    with running_cyrus() as first, running_cyrus() as second:
+        yield first, second
 
 
 def test_stopping_one_cyrus_leaves_another_serving(
